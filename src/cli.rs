@@ -1,0 +1,154 @@
+//! Command-line interface: clap derive only, no logic.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::consensus::StrategyKind;
+
+const EXAMPLES: &str = "\
+Examples:
+  llm-consensus ask --config examples/demo.toml \"What is the capital of France?\"
+  llm-consensus ask -m openai:gpt-4o-mini -m groq:llama-3.3-70b-versatile \"Is 1009 prime?\"
+  llm-consensus ask -m ollama:llama3.2@3 --answer number \"What is 17 * 23?\"
+  echo \"Which sorting algorithm is stable?\" | llm-consensus ask --json | jq .answer
+
+Exit codes: 0 final, 1 no consensus, 2 usage or configuration error, 3 too few answers
+(failed or degraded), 130 interrupted.";
+
+/// Ask several language models the same question, let them refine against each other,
+/// and report whether they agree.
+#[derive(Debug, Parser)]
+#[command(name = "llm-consensus", version, after_help = EXAMPLES, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Ask the panel a question and print the decision.
+    #[command(after_help = EXAMPLES)]
+    Ask(AskArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AskArgs {
+    /// The question. Read from standard input when it is `-` or absent and input is piped.
+    pub prompt: Option<String>,
+
+    /// A seat: PROVIDER:MODEL, optionally @N for N copies (repeatable). Only the first
+    /// colon splits, so `ollama:llama3:8b` keeps its tag. Replaces the config's participants.
+    #[arg(short = 'm', long = "model", value_name = "PROVIDER:MODEL[@N]")]
+    pub models: Vec<String>,
+
+    /// Panel and defaults file (TOML). Default: $LLM_CONSENSUS_CONFIG, then
+    /// $XDG_CONFIG_HOME/llm-consensus/providers.toml (or ~/.config/...).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// A system prompt for every seat (replaces the default `Final answer:` instruction).
+    #[arg(long, value_name = "TEXT")]
+    pub system: Option<String>,
+
+    #[command(flatten)]
+    pub consensus: ConsensusArgs,
+
+    #[command(flatten)]
+    pub calls: CallArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// How the panel decides. Unset flags fall back to the config's [consensus] table.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Consensus")]
+pub struct ConsensusArgs {
+    /// Decision procedure.
+    #[arg(long, value_enum, value_name = "NAME")]
+    pub strategy: Option<StrategyKind>,
+
+    /// Sampling rounds after the first answers [default: 3].
+    #[arg(long, value_name = "N")]
+    pub rounds: Option<usize>,
+
+    /// Peers shown to each participant per round [default: 3].
+    #[arg(short = 'k', long = "k", value_name = "N")]
+    pub k: Option<usize>,
+
+    /// Agreement threshold: j supports i when their keys' similarity is at least this [default: 0.6].
+    #[arg(long, value_name = "0..1")]
+    pub alpha: Option<f64>,
+
+    /// Confidence at which a participant is settled and not asked again [default: 0.5].
+    #[arg(long = "beta1", value_name = "0..1")]
+    pub beta_1: Option<f64>,
+
+    /// Support the winner needs for the decision to be final [default: 0.8].
+    #[arg(long = "beta2", value_name = "0..1")]
+    pub beta_2: Option<f64>,
+
+    /// Seed of every random draw; a random one is chosen and reported when absent.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+
+    /// Participants that must answer for a decision to count [default: a majority of the seats].
+    #[arg(long, value_name = "N")]
+    pub quorum: Option<usize>,
+
+    /// What part of an answer is compared: auto (the `Final answer:` line if any, else
+    /// everything), full, or line (only the `Final answer:` line) [default: auto].
+    #[arg(long, value_name = "MODE")]
+    pub answer: Option<String>,
+
+    /// How keys are compared [default: jaccard].
+    #[arg(long, value_name = "METRIC")]
+    pub similarity: Option<String>,
+}
+
+/// How calls are made.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Calls")]
+pub struct CallArgs {
+    /// Seconds one call may take [default: 120].
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+
+    /// Extra attempts after a retryable failure (429, 5xx, timeouts) [default: 2].
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+
+    /// Sampling temperature for seats that set none (omitted from requests when unset).
+    #[arg(long, value_name = "T")]
+    pub temperature: Option<f64>,
+
+    /// Output-token limit per call (omitted from requests when unset).
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<u32>,
+
+    /// Stream answers (server-sent events) from OpenAI-compatible providers.
+    #[arg(long)]
+    pub stream: bool,
+}
+
+/// What is printed.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Output")]
+pub struct OutputArgs {
+    /// Print one JSON object (schema in the README) instead of the report.
+    #[arg(long, conflicts_with = "quiet")]
+    pub json: bool,
+
+    /// Print only the synthesis.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Log each call (provider, model, status, latency, tokens) on standard error.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Also write the full JSON result to FILE (written even when the run fails).
+    #[arg(long, value_name = "FILE")]
+    pub transcript: Option<PathBuf>,
+}

@@ -1,0 +1,330 @@
+//! `--strategy hanzo`: the seed protocol of hanzo-consensus 0.1.0, reproduced exactly,
+//! defects included (PROTOCOL.md §2). Its value is parity: the same scripted answers and
+//! seed give the same winner, confidences, luminances, synthesis and prompts, byte for byte.
+
+use super::pyrandom::{PyRandom, REFERENCE_SUM, normalized_weights_with};
+use super::{
+    CallResult, CallSpec, Decision, Params, RoundTrace, Seat, SeatOutcome, Strategy, TraceEntry,
+    complete_results,
+};
+
+/// Characters that Python's `str.split()` treats as whitespace: Unicode White_Space plus
+/// the information separators U+001C..U+001F.
+fn is_py_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+/// `set(text.lower().split())`, as sorted, deduplicated 64-bit word hashes.
+pub fn py_word_set(text: &str) -> Vec<u64> {
+    let mut words: Vec<u64> = Vec::new();
+    let mut lowered = String::new();
+    for word in text.split(is_py_space).filter(|w| !w.is_empty()) {
+        let hash = if word.is_ascii() {
+            hash_bytes(word.bytes().map(|b| b.to_ascii_lowercase()))
+        } else {
+            // Lowercasing word by word equals lowercasing the whole text first: the
+            // final-sigma context never extends across whitespace.
+            lowered.clear();
+            lowered.push_str(&word.to_lowercase());
+            hash_bytes(lowered.bytes())
+        };
+        words.push(hash);
+    }
+    words.sort_unstable();
+    words.dedup();
+    words
+}
+
+fn hash_bytes(bytes: impl Iterator<Item = u8>) -> u64 {
+    // FNV-1a followed by a final avalanche; 64-bit collisions between distinct words are
+    // negligible at the sizes compared here.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
+}
+
+/// Jaccard of two sorted word-hash sets; 0 when either is empty (as the reference).
+pub fn set_jaccard(a: &[u64], b: &[u64]) -> f64 {
+    if a.is_empty() || b.is_empty() {
+        return 0.0;
+    }
+    let (mut i, mut j, mut common) = (0, 0, 0usize);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                common += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    common as f64 / (a.len() + b.len() - common) as f64
+}
+
+/// The first `limit` code points of `text`.
+fn cut_chars(text: &str, limit: usize) -> &str {
+    match text.char_indices().nth(limit) {
+        Some((at, _)) => &text[..at],
+        None => text,
+    }
+}
+
+struct SeatState {
+    latest: String,
+    words: Vec<u64>,
+    ok: bool,
+    confidence: f64,
+    luminance: f64,
+}
+
+pub struct Hanzo {
+    params: Params,
+    seats: Vec<Seat>,
+    prompt: String,
+    state: Vec<SeatState>,
+    rng: PyRandom,
+    /// Rounds issued so far (0 = the proposals).
+    issued: usize,
+    /// Sampling rounds completed.
+    executed: usize,
+    sample: Vec<usize>,
+    pending: Option<RoundTrace>,
+    trace: Vec<RoundTrace>,
+    done: bool,
+}
+
+impl Hanzo {
+    pub fn new(params: Params, seats: Vec<Seat>, prompt: &str) -> Hanzo {
+        let state = seats
+            .iter()
+            .map(|_| SeatState {
+                latest: String::new(),
+                words: Vec::new(),
+                ok: false,
+                confidence: 0.0,
+                luminance: 1.0,
+            })
+            .collect();
+        Hanzo {
+            rng: PyRandom::new(params.seed),
+            params,
+            seats,
+            prompt: prompt.to_string(),
+            state,
+            issued: 0,
+            executed: 0,
+            sample: Vec::new(),
+            pending: None,
+            trace: Vec::new(),
+            done: false,
+        }
+    }
+
+    fn system_for(&self, seat: usize) -> Option<String> {
+        self.seats[seat]
+            .system
+            .clone()
+            .or_else(|| self.params.system.clone())
+    }
+
+    /// The shared refinement prompt of the reference, byte for byte.
+    fn round_prompt(&self) -> String {
+        let mut out = format!("Query: {}\n\nPeers:", self.prompt);
+        for &p in &self.sample {
+            out.push_str(&format!(
+                "\n[{}] {}",
+                self.seats[p].name,
+                cut_chars(&self.state[p].latest, 1000)
+            ));
+        }
+        out.push_str("\n\nRefine your response:");
+        out
+    }
+
+    fn entry(&self, seat: usize, result: &CallResult, agreement: Option<f64>) -> TraceEntry {
+        TraceEntry {
+            participant: self.seats[seat].name.clone(),
+            called: true,
+            sampled: self
+                .sample
+                .iter()
+                .map(|&p| self.seats[p].name.clone())
+                .collect(),
+            answer: Some(result.text.clone()),
+            key: result.ok.then(|| result.text.clone()),
+            agreement,
+            confidence: self.state[seat].confidence,
+            support: None,
+            luminance: Some(self.state[seat].luminance),
+            latency_ms: Some(result.latency_ms),
+            usage: Some(result.usage.clone()),
+            error: result.error.clone(),
+        }
+    }
+}
+
+impl Strategy for Hanzo {
+    fn next_round(&mut self) -> Option<Vec<CallSpec>> {
+        if self.done {
+            return None;
+        }
+        let n = self.seats.len();
+        if self.issued == 0 {
+            self.issued = 1;
+            self.pending = Some(RoundTrace {
+                round: 0,
+                ..RoundTrace::default()
+            });
+            return Some(
+                (0..n)
+                    .map(|seat| CallSpec {
+                        seat,
+                        round: 0,
+                        system: self.system_for(seat),
+                        user: self.prompt.clone(),
+                    })
+                    .collect(),
+            );
+        }
+        if self.executed >= self.params.rounds {
+            self.done = true;
+            return None;
+        }
+        let round = self.executed + 1;
+        let lums: Vec<f64> = self.state.iter().map(|s| s.luminance).collect();
+        let weights = normalized_weights_with(&lums, REFERENCE_SUM);
+        self.sample = self.rng.choices(&weights, self.params.k.min(n));
+        let user = self.round_prompt();
+        self.pending = Some(RoundTrace {
+            round,
+            shared_sample: Some(
+                self.sample
+                    .iter()
+                    .map(|&p| self.seats[p].name.clone())
+                    .collect(),
+            ),
+            weights: Some(weights),
+            participants: Vec::new(),
+        });
+        self.issued += 1;
+        Some(
+            (0..n)
+                .map(|seat| CallSpec {
+                    seat,
+                    round,
+                    system: self.system_for(seat),
+                    user: user.clone(),
+                })
+                .collect(),
+        )
+    }
+
+    fn absorb(&mut self, results: Vec<CallResult>) {
+        let Some(mut trace) = self.pending.take() else {
+            return;
+        };
+        let all: Vec<usize> = (0..self.seats.len()).collect();
+        let results = complete_results(&all, results);
+        if trace.round == 0 {
+            for r in &results {
+                let s = &mut self.state[r.seat];
+                s.latest = r.text.clone();
+                s.words = py_word_set(&r.text);
+                s.ok = r.ok;
+                if r.ok && r.latency_ms > 0.0 {
+                    s.luminance = 1.0 / (1.0 + r.latency_ms / 1000.0);
+                }
+            }
+            trace.participants = results
+                .iter()
+                .map(|r| self.entry(r.seat, r, None))
+                .collect();
+        } else {
+            // Results are applied in participant order, each against the state as it is
+            // at that moment: earlier participants are already updated, later ones not.
+            for r in &results {
+                let words = py_word_set(&r.text);
+                let s = &mut self.state[r.seat];
+                s.latest = r.text.clone();
+                s.ok = r.ok;
+                s.words = words;
+                let mut agreement = None;
+                if r.ok {
+                    let a = if self.sample.is_empty() {
+                        0.0
+                    } else {
+                        let own = &self.state[r.seat].words;
+                        let total: f64 = self
+                            .sample
+                            .iter()
+                            .fold(0.0, |acc, &p| acc + set_jaccard(own, &self.state[p].words));
+                        total / self.sample.len() as f64
+                    };
+                    let s = &mut self.state[r.seat];
+                    s.confidence = s.confidence * 0.5 + a * 0.5;
+                    agreement = Some(a);
+                }
+                let entry = self.entry(r.seat, r, agreement);
+                trace.participants.push(entry);
+            }
+            self.executed += 1;
+            let best = self
+                .state
+                .iter()
+                .map(|s| s.confidence)
+                .fold(f64::NEG_INFINITY, f64::max);
+            if best >= self.params.beta_1 {
+                self.done = true;
+            }
+        }
+        self.trace.push(trace);
+    }
+
+    fn decide(&self) -> Decision {
+        let scores: Vec<f64> = self
+            .state
+            .iter()
+            .map(|s| s.confidence * s.luminance)
+            .collect();
+        let mut winner = 0;
+        for (i, &score) in scores.iter().enumerate() {
+            if score > scores[winner] {
+                winner = i;
+            }
+        }
+        let live = self.state.iter().filter(|s| s.ok).count();
+        let answered = !self.trace.is_empty() && live > 0;
+        let winner = (answered && !self.seats.is_empty()).then_some(winner);
+        let synthesis = winner.map(|w| self.state[w].latest.clone());
+        Decision {
+            winner,
+            finalized: winner.is_some_and(|w| scores[w] >= self.params.beta_2),
+            answer: synthesis.clone(),
+            synthesis,
+            rounds_executed: self.executed,
+            seats: self
+                .state
+                .iter()
+                .zip(&scores)
+                .map(|(s, &score)| SeatOutcome {
+                    confidence: s.confidence,
+                    support: None,
+                    luminance: s.luminance,
+                    score,
+                    live: s.ok,
+                    key: s.ok.then(|| s.latest.clone()),
+                })
+                .collect(),
+            rounds: self.trace.clone(),
+            live,
+            quorum: self.params.quorum,
+        }
+    }
+}

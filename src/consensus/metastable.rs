@@ -1,0 +1,477 @@
+//! `--strategy metastable` (the default): the seed protocol's shape with its defects fixed
+//! (PROTOCOL.md §3).
+//!
+//! - Round 0: every seat answers the question.
+//! - Sampling rounds: every unsettled seat sees its own previous answer and a sample of
+//!   `min(k, live-1)` other live seats' latest answers, drawn without replacement,
+//!   weighted by luminance, from a stream seeded by (seed, round, seat name), so the draw
+//!   does not depend on the order of the panel.
+//! - Agreement is scored on the round's snapshot, after every answer of the round is in.
+//!   Confidence starts at the first agreement and then moves halfway towards each new one.
+//! - Support of i: the weighted share of live seats j with sim(key_i, key_j) >= alpha.
+//!   The winner has the highest support (ties: confidence × luminance, then confidence,
+//!   then the key's text, then seat order); finalized when that support reaches beta_2 and
+//!   the quorum is live.
+//! - Phase I ends early when the decision is final, every live seat is settled
+//!   (confidence >= beta_1), or a round changed no answer.
+
+use super::prompt;
+use super::{
+    CallResult, CallSpec, Decision, Params, RoundTrace, Seat, SeatOutcome, Strategy, TraceEntry,
+    complete_results,
+};
+use crate::similarity::{Comparator, Key};
+
+/// Supports equal within this margin are ties.
+const TIE: f64 = 1e-12;
+
+/// SplitMix64: a tiny, well-mixed, seedable stream. The engine's draws are a documented
+/// function of (seed, round, seat name), so they must never change with a dependency.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn for_draw(seed: u64, round: usize, name: &str) -> SplitMix {
+        let mut h = seed ^ 0x9e37_79b9_7f4a_7c15;
+        for b in name.bytes().chain((round as u64).to_le_bytes()) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        let mut s = SplitMix(h);
+        s.next_u64();
+        s
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in (0, 1].
+    fn unit(&mut self) -> f64 {
+        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * n as f64) as usize
+    }
+}
+
+/// `m` of `candidates` without replacement, weighted (Efraimidis–Spirakis), then shuffled.
+fn weighted_sample(rng: &mut SplitMix, candidates: &[(usize, f64)], m: usize) -> Vec<usize> {
+    let mut keyed: Vec<(f64, usize)> = candidates
+        .iter()
+        .map(|&(seat, w)| (rng.unit().ln() / w.max(f64::MIN_POSITIVE), seat))
+        .collect();
+    keyed.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut picked: Vec<usize> = keyed.into_iter().take(m).map(|(_, s)| s).collect();
+    for i in (1..picked.len()).rev() {
+        let j = rng.below(i + 1);
+        picked.swap(i, j);
+    }
+    picked
+}
+
+#[derive(Default)]
+struct SeatState {
+    /// The latest successful answer (kept while absent, for its next prompt).
+    text: Option<String>,
+    key: Option<Key>,
+    /// The latest call succeeded.
+    live: bool,
+    /// 1 / (1 + ms/1000) of the latest successful call.
+    luminance: Option<f64>,
+    confidence: f64,
+    scored: bool,
+    settled: bool,
+    /// A call failed in a way that cannot succeed if repeated.
+    dead: bool,
+    support: Option<f64>,
+}
+
+struct Pending {
+    round: usize,
+    called: Vec<usize>,
+    samples: Vec<Vec<usize>>,
+}
+
+pub struct Metastable {
+    params: Params,
+    seats: Vec<Seat>,
+    prompt: String,
+    cmp: Comparator,
+    state: Vec<SeatState>,
+    pending: Option<Pending>,
+    /// Rounds absorbed so far (round 0 included).
+    absorbed: usize,
+    changed_last_round: bool,
+    trace: Vec<RoundTrace>,
+    done: bool,
+}
+
+impl Metastable {
+    pub fn new(params: Params, seats: Vec<Seat>, prompt: &str) -> Metastable {
+        let state = seats.iter().map(|_| SeatState::default()).collect();
+        Metastable {
+            cmp: Comparator::new(params.similarity, params.tolerance),
+            params,
+            seats,
+            prompt: prompt.to_string(),
+            state,
+            pending: None,
+            absorbed: 0,
+            changed_last_round: true,
+            trace: Vec::new(),
+            done: false,
+        }
+    }
+
+    fn system_for(&self, seat: usize) -> Option<String> {
+        prompt::system_prompt(
+            self.seats[seat].system.as_deref(),
+            self.params.system.as_deref(),
+            self.params.answer.asks_for_final_line(),
+        )
+    }
+
+    fn live_seats(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.seats.len()).filter(|&i| self.state[i].live)
+    }
+
+    /// The sample of live peers shown to (or scored against) `seat` in `round`.
+    fn draw(&self, seat: usize, round: usize) -> Vec<usize> {
+        let candidates: Vec<(usize, f64)> = self
+            .live_seats()
+            .filter(|&j| j != seat)
+            .map(|j| (j, self.state[j].luminance.unwrap_or(0.0)))
+            .collect();
+        let m = self.params.k.min(candidates.len());
+        if m == 0 {
+            return Vec::new();
+        }
+        let mut rng = SplitMix::for_draw(self.params.seed, round, &self.seats[seat].name);
+        weighted_sample(&mut rng, &candidates, m)
+    }
+
+    /// Mean similarity of `seat`'s key to its live sampled peers' keys; None when no
+    /// sampled peer is live (absence is never disagreement).
+    fn agreement(&self, seat: usize, sample: &[usize]) -> Option<f64> {
+        let peers: Vec<usize> = sample
+            .iter()
+            .copied()
+            .filter(|&j| self.state[j].live)
+            .collect();
+        if peers.is_empty() {
+            return None;
+        }
+        let Some(own) = &self.state[seat].key else {
+            return Some(0.0);
+        };
+        let total: f64 = peers
+            .iter()
+            .map(|&j| {
+                self.state[j]
+                    .key
+                    .as_ref()
+                    .map_or(0.0, |k| self.cmp.sim(own, k))
+            })
+            .sum();
+        Some(total / peers.len() as f64)
+    }
+
+    /// Weighted share of live seats supporting each live seat with a key.
+    fn compute_support(&mut self) {
+        let live: Vec<usize> = self.live_seats().collect();
+        let total: f64 = live.iter().map(|&i| self.seats[i].weight).sum();
+        let mut acc = vec![0.0; self.seats.len()];
+        for (a, &i) in live.iter().enumerate() {
+            let Some(ki) = &self.state[i].key else {
+                continue;
+            };
+            acc[i] += self.seats[i].weight;
+            for &j in &live[a + 1..] {
+                let Some(kj) = &self.state[j].key else {
+                    continue;
+                };
+                if self.cmp.at_least(ki, kj, self.params.alpha) {
+                    acc[i] += self.seats[j].weight;
+                    acc[j] += self.seats[i].weight;
+                }
+            }
+        }
+        for (i, s) in self.state.iter_mut().enumerate() {
+            s.support = if s.live && total > 0.0 {
+                Some(if s.key.is_some() { acc[i] / total } else { 0.0 })
+            } else {
+                None
+            };
+        }
+    }
+
+    fn max_luminance(&self) -> f64 {
+        self.live_seats()
+            .filter_map(|i| self.state[i].luminance)
+            .fold(0.0, f64::max)
+    }
+
+    fn normalized_luminance(&self, seat: usize, max: f64) -> f64 {
+        match (self.state[seat].live, self.state[seat].luminance) {
+            (true, Some(l)) if max > 0.0 => l / max,
+            _ => 0.0,
+        }
+    }
+
+    /// Phase II on the current state: (winner, its support).
+    fn winner(&self) -> Option<(usize, f64)> {
+        let max_lum = self.max_luminance();
+        let mut best: Option<(usize, f64)> = None;
+        for i in self.live_seats() {
+            let (Some(support), Some(key)) = (self.state[i].support, &self.state[i].key) else {
+                continue;
+            };
+            let better = match best {
+                None => true,
+                Some((b, bs)) => {
+                    if (support - bs).abs() > TIE {
+                        support > bs
+                    } else {
+                        let (si, sb) = (
+                            self.state[i].confidence * self.normalized_luminance(i, max_lum),
+                            self.state[b].confidence * self.normalized_luminance(b, max_lum),
+                        );
+                        let bk = self.state[b].key.as_ref().map_or("", |k| k.text());
+                        si.total_cmp(&sb)
+                            .then(
+                                self.state[i]
+                                    .confidence
+                                    .total_cmp(&self.state[b].confidence),
+                            )
+                            .then_with(|| bk.cmp(key.text()))
+                            .is_gt()
+                    }
+                }
+            };
+            if better {
+                best = Some((i, support));
+            }
+        }
+        best
+    }
+
+    fn is_final(&self) -> bool {
+        let live = self.live_seats().count();
+        live >= self.params.quorum
+            && self
+                .winner()
+                .is_some_and(|(_, s)| s >= self.params.beta_2 - TIE)
+    }
+}
+
+impl Strategy for Metastable {
+    fn next_round(&mut self) -> Option<Vec<CallSpec>> {
+        if self.done || self.pending.is_some() {
+            return None;
+        }
+        if self.absorbed == 0 {
+            let called: Vec<usize> = (0..self.seats.len()).collect();
+            let calls = called
+                .iter()
+                .map(|&seat| CallSpec {
+                    seat,
+                    round: 0,
+                    system: self.system_for(seat),
+                    user: self.prompt.clone(),
+                })
+                .collect();
+            self.pending = Some(Pending {
+                round: 0,
+                called,
+                samples: Vec::new(),
+            });
+            return Some(calls);
+        }
+        let round = self.absorbed;
+        let live: Vec<usize> = self.live_seats().collect();
+        let stop = round > self.params.rounds
+            || live.is_empty()
+            || self.is_final()
+            || live.iter().all(|&i| self.state[i].settled)
+            || !self.changed_last_round;
+        if stop {
+            self.done = true;
+            return None;
+        }
+        let asks = self.params.answer.asks_for_final_line();
+        let mut called = Vec::new();
+        let mut samples = Vec::new();
+        let mut calls = Vec::new();
+        for seat in 0..self.seats.len() {
+            let s = &self.state[seat];
+            if s.settled || s.dead {
+                continue;
+            }
+            let sample = self.draw(seat, round);
+            if sample.is_empty() {
+                continue;
+            }
+            let peers: Vec<&str> = sample
+                .iter()
+                .map(|&j| self.state[j].text.as_deref().unwrap_or(""))
+                .collect();
+            let user = prompt::refine(&self.prompt, s.text.as_deref(), &peers, asks);
+            calls.push(CallSpec {
+                seat,
+                round,
+                system: self.system_for(seat),
+                user,
+            });
+            called.push(seat);
+            samples.push(sample);
+        }
+        if calls.is_empty() {
+            self.done = true;
+            return None;
+        }
+        self.pending = Some(Pending {
+            round,
+            called,
+            samples,
+        });
+        Some(calls)
+    }
+
+    fn absorb(&mut self, results: Vec<CallResult>) {
+        let Some(Pending {
+            round,
+            called,
+            mut samples,
+        }) = self.pending.take()
+        else {
+            return;
+        };
+        let results = complete_results(&called, results);
+        let mut changed = false;
+        for r in &results {
+            let s = &mut self.state[r.seat];
+            let answered = r.ok && !r.text.trim().is_empty();
+            if answered {
+                let key = self.cmp.key(&r.text, &self.params.answer);
+                let before = s.key.as_ref().map(|k| k.text().to_string());
+                changed |= !s.live || before.as_deref() != key.as_ref().map(|k| k.text());
+                s.text = Some(r.text.clone());
+                s.key = key;
+                s.live = true;
+                s.luminance = Some(1.0 / (1.0 + r.latency_ms.max(0.0) / 1000.0));
+            } else {
+                s.live = false;
+                s.dead |= r.fatal;
+            }
+        }
+        if round == 0 {
+            samples = called.iter().map(|&seat| self.draw(seat, 0)).collect();
+        }
+        let mut agreements = vec![None; self.seats.len()];
+        for (idx, &seat) in called.iter().enumerate() {
+            if !self.state[seat].live {
+                continue;
+            }
+            if let Some(a) = self.agreement(seat, &samples[idx]) {
+                agreements[seat] = Some(a);
+                let s = &mut self.state[seat];
+                s.confidence = if s.scored {
+                    0.5 * s.confidence + 0.5 * a
+                } else {
+                    a
+                };
+                s.scored = true;
+                s.settled = s.confidence >= self.params.beta_1;
+            }
+        }
+        self.compute_support();
+        let max_lum = self.max_luminance();
+        let mut entries = Vec::with_capacity(self.seats.len());
+        for (seat, &agreement) in agreements.iter().enumerate() {
+            let idx = called.iter().position(|&c| c == seat);
+            let result = idx.map(|i| &results[i]);
+            let s = &self.state[seat];
+            entries.push(TraceEntry {
+                participant: self.seats[seat].name.clone(),
+                called: idx.is_some(),
+                sampled: idx
+                    .map(|i| {
+                        samples[i]
+                            .iter()
+                            .map(|&j| self.seats[j].name.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                answer: result.filter(|r| r.ok).map(|r| r.text.clone()),
+                key: if result.is_some_and(|r| r.ok) || (idx.is_none() && s.live) {
+                    s.key.as_ref().map(|k| k.text().to_string())
+                } else {
+                    None
+                },
+                agreement,
+                confidence: s.confidence,
+                support: s.support,
+                luminance: s.live.then(|| self.normalized_luminance(seat, max_lum)),
+                latency_ms: result.map(|r| r.latency_ms),
+                usage: result.map(|r| r.usage.clone()),
+                error: result.and_then(|r| {
+                    if r.ok && r.text.trim().is_empty() {
+                        Some("empty answer".to_string())
+                    } else {
+                        r.error.clone()
+                    }
+                }),
+            });
+        }
+        self.trace.push(RoundTrace {
+            round,
+            participants: entries,
+            ..RoundTrace::default()
+        });
+        self.changed_last_round = round == 0 || changed;
+        self.absorbed += 1;
+    }
+
+    fn decide(&self) -> Decision {
+        let winner = self.winner();
+        let max_lum = self.max_luminance();
+        let live = self.live_seats().count();
+        let seats = (0..self.seats.len())
+            .map(|i| {
+                let s = &self.state[i];
+                let luminance = self.normalized_luminance(i, max_lum);
+                SeatOutcome {
+                    confidence: s.confidence,
+                    support: s.support,
+                    luminance,
+                    score: if s.live {
+                        s.confidence * luminance
+                    } else {
+                        0.0
+                    },
+                    live: s.live,
+                    key: s
+                        .live
+                        .then(|| s.key.as_ref().map(|k| k.text().to_string()))
+                        .flatten(),
+                }
+            })
+            .collect();
+        Decision {
+            winner: winner.map(|(w, _)| w),
+            finalized: self.is_final(),
+            answer: winner
+                .and_then(|(w, _)| self.state[w].key.as_ref().map(|k| k.text().to_string())),
+            synthesis: winner.and_then(|(w, _)| self.state[w].text.clone()),
+            rounds_executed: self.absorbed.saturating_sub(1),
+            seats,
+            rounds: self.trace.clone(),
+            live,
+            quorum: self.params.quorum,
+        }
+    }
+}

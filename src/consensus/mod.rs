@@ -1,0 +1,274 @@
+//! The consensus strategies.
+//!
+//! A strategy is a synchronous state machine: it says which calls it wants made
+//! ([`Strategy::next_round`]), takes their results ([`Strategy::absorb`]) and finally
+//! returns a [`Decision`]. It never performs I/O, never reads a clock and draws all of its
+//! randomness from the seed, so a run can be replayed from its transcript and the engine
+//! can be benchmarked without a network.
+
+pub mod hanzo;
+pub mod metastable;
+pub mod prompt;
+pub mod pyrandom;
+
+use serde::Serialize;
+
+use crate::provider::Usage;
+use crate::similarity::{AnswerMode, Metric};
+
+/// Which decision procedure runs the panel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StrategyKind {
+    /// Sampling rounds with per-participant peer samples, support-based finality (default).
+    Metastable,
+    /// The seed protocol of hanzo-consensus 0.1.0, reproduced exactly.
+    Hanzo,
+}
+
+impl StrategyKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            StrategyKind::Metastable => "metastable",
+            StrategyKind::Hanzo => "hanzo",
+        }
+    }
+}
+
+impl std::str::FromStr for StrategyKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        <Self as clap::ValueEnum>::from_str(s, true)
+            .map_err(|_| format!("unknown strategy `{s}` (expected metastable or hanzo)"))
+    }
+}
+
+/// Everything a strategy needs to know about the run, resolved from flags and config.
+#[derive(Clone, Debug)]
+pub struct Params {
+    pub strategy: StrategyKind,
+    /// Sampling rounds after round 0.
+    pub rounds: usize,
+    /// Peers shown to a participant per sampling round.
+    pub k: usize,
+    /// Agreement threshold: j supports i when sim(key_i, key_j) >= alpha.
+    pub alpha: f64,
+    /// Preference threshold: a participant whose confidence reaches it is settled.
+    pub beta_1: f64,
+    /// Decision threshold: finalized when the winner's support reaches it.
+    pub beta_2: f64,
+    pub seed: u64,
+    /// Live participants needed for a decision to count.
+    pub quorum: usize,
+    pub answer: AnswerMode,
+    pub similarity: Metric,
+    /// Relative tolerance for numeric keys.
+    pub tolerance: f64,
+    /// The system prompt every seat gets unless it has its own.
+    pub system: Option<String>,
+}
+
+impl Params {
+    /// Defaults of PROTOCOL.md (rounds 3, k 3, alpha 0.6, beta_1 0.5, beta_2 0.8) for a panel of `seats`.
+    pub fn defaults(seats: usize) -> Params {
+        Params {
+            strategy: StrategyKind::Metastable,
+            rounds: 3,
+            k: 3,
+            alpha: 0.6,
+            beta_1: 0.5,
+            beta_2: 0.8,
+            seed: 0,
+            quorum: default_quorum(seats),
+            answer: AnswerMode::Auto,
+            similarity: Metric::Jaccard,
+            tolerance: 0.0,
+            system: None,
+        }
+    }
+}
+
+/// A majority of the seats.
+pub fn default_quorum(seats: usize) -> usize {
+    seats / 2 + 1
+}
+
+/// A seat at the table, as the engine sees it.
+#[derive(Clone, Debug)]
+pub struct Seat {
+    pub name: String,
+    pub weight: f64,
+    /// A per-seat system prompt that replaces [`Params::system`].
+    pub system: Option<String>,
+}
+
+impl Seat {
+    pub fn new(name: impl Into<String>) -> Seat {
+        Seat {
+            name: name.into(),
+            weight: 1.0,
+            system: None,
+        }
+    }
+}
+
+/// One call the engine wants made.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallSpec {
+    pub seat: usize,
+    pub round: usize,
+    pub system: Option<String>,
+    pub user: String,
+}
+
+/// What came back from one call.
+#[derive(Clone, Debug, Default)]
+pub struct CallResult {
+    pub seat: usize,
+    pub ok: bool,
+    /// The answer text; for a failed call, whatever the provider produced (usually empty).
+    pub text: String,
+    pub error: Option<String>,
+    /// The call cannot succeed if repeated (bad key, unknown model...): do not call again.
+    pub fatal: bool,
+    pub latency_ms: f64,
+    pub usage: Usage,
+}
+
+impl CallResult {
+    pub fn ok(seat: usize, text: impl Into<String>, latency_ms: f64) -> CallResult {
+        CallResult {
+            seat,
+            ok: true,
+            text: text.into(),
+            latency_ms,
+            ..CallResult::default()
+        }
+    }
+
+    pub fn failed(seat: usize, error: impl Into<String>, latency_ms: f64) -> CallResult {
+        CallResult {
+            seat,
+            ok: false,
+            error: Some(error.into()),
+            latency_ms,
+            ..CallResult::default()
+        }
+    }
+}
+
+/// Per-seat state at the end of the run.
+#[derive(Clone, Debug, Serialize)]
+pub struct SeatOutcome {
+    pub confidence: f64,
+    /// Weighted share of live participants that support this one (None when absent).
+    pub support: Option<f64>,
+    pub luminance: f64,
+    pub score: f64,
+    /// The latest call succeeded.
+    pub live: bool,
+    /// The key of the latest answer.
+    pub key: Option<String>,
+}
+
+/// One participant's line in one round of the trace (PROTOCOL P9).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TraceEntry {
+    pub participant: String,
+    /// Whether the participant was called this round (settled ones are not).
+    pub called: bool,
+    /// Peers shown to it (names, in the order shown).
+    pub sampled: Vec<String>,
+    pub answer: Option<String>,
+    pub key: Option<String>,
+    pub agreement: Option<f64>,
+    pub confidence: f64,
+    pub support: Option<f64>,
+    pub luminance: Option<f64>,
+    pub latency_ms: Option<f64>,
+    pub usage: Option<Usage>,
+    pub error: Option<String>,
+}
+
+/// One round of the trace.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RoundTrace {
+    pub round: usize,
+    /// The sample shared by everybody (hanzo only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared_sample: Option<Vec<String>>,
+    /// Normalized sampling weights (hanzo only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weights: Option<Vec<f64>>,
+    pub participants: Vec<TraceEntry>,
+}
+
+/// What a strategy decided.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    pub winner: Option<usize>,
+    pub finalized: bool,
+    /// The winner's key (the compared part of its answer).
+    pub answer: Option<String>,
+    /// The winner's final answer, verbatim.
+    pub synthesis: Option<String>,
+    /// Sampling rounds executed after round 0.
+    pub rounds_executed: usize,
+    pub seats: Vec<SeatOutcome>,
+    pub rounds: Vec<RoundTrace>,
+    /// Participants whose latest call succeeded.
+    pub live: usize,
+    pub quorum: usize,
+}
+
+/// A consensus procedure, driven by the runner.
+pub trait Strategy: Send {
+    /// The calls of the next round, or None when the run is over.
+    fn next_round(&mut self) -> Option<Vec<CallSpec>>;
+    /// The results of the round just issued, in any order. A call missing from
+    /// `results` counts as failed (it did not answer in time).
+    fn absorb(&mut self, results: Vec<CallResult>);
+    /// The decision on what is known now.
+    fn decide(&self) -> Decision;
+}
+
+/// Builds the strategy `params.strategy` over `seats` for `prompt`.
+pub fn build(params: &Params, seats: Vec<Seat>, prompt: &str) -> Box<dyn Strategy> {
+    match params.strategy {
+        StrategyKind::Metastable => {
+            Box::new(metastable::Metastable::new(params.clone(), seats, prompt))
+        }
+        StrategyKind::Hanzo => Box::new(hanzo::Hanzo::new(params.clone(), seats, prompt)),
+    }
+}
+
+/// Runs a strategy to completion with a synchronous answer source (scripted panels,
+/// benchmarks and tests).
+pub fn drive(
+    strategy: &mut dyn Strategy,
+    mut answer: impl FnMut(&CallSpec) -> CallResult,
+) -> Decision {
+    while let Some(calls) = strategy.next_round() {
+        let results = calls.iter().map(&mut answer).collect();
+        strategy.absorb(results);
+    }
+    strategy.decide()
+}
+
+/// Fills in failed results for the calls of `calls` that have none in `results`, and
+/// orders results by seat.
+pub(crate) fn complete_results(calls: &[usize], mut results: Vec<CallResult>) -> Vec<CallResult> {
+    for &seat in calls {
+        if !results.iter().any(|r| r.seat == seat) {
+            results.push(CallResult::failed(
+                seat,
+                "no answer before the round closed",
+                0.0,
+            ));
+        }
+    }
+    results.retain(|r| calls.contains(&r.seat));
+    results.sort_by_key(|r| r.seat);
+    results.dedup_by_key(|r| r.seat);
+    results
+}

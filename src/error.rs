@@ -1,0 +1,100 @@
+//! Errors that callers branch on.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// A usage or configuration problem: nothing was sent, exit code 2.
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl ConfigError {
+    pub fn new(message: impl Into<String>) -> ConfigError {
+        ConfigError(message.into())
+    }
+}
+
+/// How a failed provider call failed, which decides whether it is retried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Bad or missing credentials, or no permission (401, 403).
+    Auth,
+    /// The request itself is wrong (400, 404, 413, 422): repeating it cannot help.
+    Rejected,
+    /// Out of credits, spend limit or per-day quota: repeating it cannot help.
+    Quota,
+    /// Rate limited (429): retry after the delay the provider asks for.
+    RateLimited,
+    /// The provider failed or is overloaded (5xx, 529, 408, 409).
+    Unavailable,
+    /// No answer in time.
+    Timeout,
+    /// Could not connect, or the connection broke.
+    Network,
+    /// A response that is not what the protocol promises (HTML, bad JSON, truncated stream, no choices).
+    Malformed,
+    /// The provider refused or filtered the prompt or the answer.
+    Refused,
+    /// The call was abandoned because the run is stopping.
+    Cancelled,
+}
+
+impl ErrorKind {
+    /// Whether another attempt of the same call may succeed.
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::RateLimited
+                | ErrorKind::Unavailable
+                | ErrorKind::Timeout
+                | ErrorKind::Network
+                | ErrorKind::Malformed
+        )
+    }
+
+    /// Whether later calls of the same seat are pointless too.
+    pub fn fatal(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Auth | ErrorKind::Rejected | ErrorKind::Quota
+        )
+    }
+}
+
+/// A failed provider call.
+#[derive(Clone, Debug, Error)]
+#[error("{message}")]
+pub struct ProviderError {
+    pub kind: ErrorKind,
+    pub status: Option<u16>,
+    /// One line naming what happened, with the provider's own message when there is one.
+    pub message: String,
+    /// How long the provider asked us to wait before trying again.
+    pub retry_after: Option<Duration>,
+    /// Text the call produced despite failing (scripted panels record it).
+    pub output: String,
+}
+
+impl ProviderError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> ProviderError {
+        ProviderError {
+            kind,
+            status: None,
+            message: message.into(),
+            retry_after: None,
+            output: String::new(),
+        }
+    }
+
+    pub fn with_status(mut self, status: u16) -> ProviderError {
+        self.status = Some(status);
+        self
+    }
+
+    pub fn with_retry_after(mut self, delay: Option<Duration>) -> ProviderError {
+        self.retry_after = delay;
+        self
+    }
+}

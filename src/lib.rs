@@ -1,0 +1,20 @@
+//! llm-consensus: ask a panel of language models the same question, let them refine
+//! against each other's answers, and decide whether they agree.
+//!
+//! The crate is split so that each part has one job:
+//! - [`similarity`]: answer keys and similarity metrics (pure functions);
+//! - [`consensus`]: the strategies, as synchronous state machines that know no HTTP;
+//! - [`provider`]: the wire protocols (one closed enum) and transport policy;
+//! - [`config`]: the TOML schema, discovery and precedence, resolved into [`config::Settings`];
+//! - [`report`]: the result as data, and its text and JSON renderings;
+//! - [`run`]: the glue that drives a strategy with real provider calls.
+
+pub mod cli;
+pub mod config;
+pub mod consensus;
+pub mod error;
+pub mod progress;
+pub mod provider;
+pub mod report;
+pub mod run;
+pub mod similarity;

@@ -1,0 +1,429 @@
+//! All transport policy lives here: timeouts, retries, backoff, Retry-After, body limits,
+//! and the line framing of streamed bodies. Adapters describe requests and parse bodies.
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use reqwest::header::HeaderMap;
+
+use super::{Completion, Outcome};
+use crate::error::{ErrorKind, ProviderError};
+
+/// The most a response body may hold; larger bodies are failed calls, not memory.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// The longest server-requested wait that is honoured (the official SDKs cap it similarly).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// How calls are made.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub connect_timeout: Duration,
+    /// Longest silence between two reads of a response body.
+    pub idle_timeout: Duration,
+    /// Longest time for one attempt of one call.
+    pub call_timeout: Duration,
+    /// Extra attempts after a retryable failure.
+    pub retries: u32,
+    /// First backoff step; doubles per attempt, capped at `max_backoff`, with jitter.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            call_timeout: Duration::from_secs(120),
+            retries: 2,
+            base_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(8),
+        }
+    }
+}
+
+/// An HTTP client plus the policy it is used with.
+#[derive(Clone, Debug)]
+pub struct Transport {
+    pub client: reqwest::Client,
+    pub policy: Policy,
+}
+
+fn install_crypto() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+impl Transport {
+    pub fn new(policy: Policy) -> anyhow::Result<Transport> {
+        install_crypto();
+        let client = reqwest::Client::builder()
+            .connect_timeout(policy.connect_timeout)
+            .read_timeout(policy.idle_timeout)
+            .user_agent(concat!("llm-consensus/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Transport { client, policy })
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the retries are spent. Each
+    /// attempt gets the instant by which it must be done.
+    pub async fn with_retries<F, Fut>(&self, mut attempt: F) -> Outcome
+    where
+        F: FnMut(Instant) -> Fut,
+        Fut: Future<Output = Result<Completion, ProviderError>>,
+    {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let deadline = Instant::now() + self.policy.call_timeout;
+            let result =
+                match tokio::time::timeout(self.policy.call_timeout, attempt(deadline)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(ProviderError::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "no complete answer within {}",
+                            human_duration(self.policy.call_timeout)
+                        ),
+                    )),
+                };
+            match result {
+                Err(e) if e.kind.retryable() && attempts <= self.policy.retries => {
+                    let delay = match e.retry_after {
+                        Some(asked) if asked > MAX_RETRY_AFTER => {
+                            return Outcome {
+                                result: Err(e),
+                                attempts,
+                                reported_ms: None,
+                            };
+                        }
+                        Some(asked) => asked,
+                        None => backoff(&self.policy, attempts),
+                    };
+                    tokio::time::sleep(delay).await;
+                }
+                result => {
+                    return Outcome {
+                        result,
+                        attempts,
+                        reported_ms: None,
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Exponential backoff with jitter in [0.75, 1.0] of the step.
+pub fn backoff(policy: &Policy, attempt: u32) -> Duration {
+    let step = policy
+        .base_backoff
+        .saturating_mul(1 << (attempt - 1).min(16))
+        .min(policy.max_backoff);
+    let nanos =
+        Instant::now().elapsed().as_nanos() as u64 ^ u64::from(attempt).wrapping_mul(0x9e37_79b9);
+    let jitter = 0.75 + 0.25 * ((nanos % 1000) as f64 / 1000.0);
+    step.mul_f64(jitter)
+}
+
+/// The wait a response asks for: `retry-after-ms`, else `retry-after` in seconds or as an HTTP date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
+        && ms.is_finite()
+        && ms >= 0.0
+    {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
+    }
+    let value = get("retry-after")?;
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    http_date_from_now(value)
+}
+
+/// Seconds from now until an IMF-fixdate (`Wed, 21 Oct 2015 07:28:00 GMT`); zero when past.
+fn http_date_from_now(value: &str) -> Option<Duration> {
+    let parts: Vec<&str> = value.split_whitespace().collect();
+    if parts.len() != 6 || parts[5] != "GMT" {
+        return None;
+    }
+    let day: i64 = parts[1].parse().ok()?;
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == parts[2])? as i64
+        + 1;
+    let year: i64 = parts[3].parse().ok()?;
+    let hms: Vec<i64> = parts[4]
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    if hms.len() != 3 {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let at = days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs() as i64;
+    Some(Duration::from_secs((at - now).max(0) as u64))
+}
+
+/// Classifies a failed reqwest operation.
+pub fn transport_error(e: &reqwest::Error) -> ProviderError {
+    if e.is_timeout() {
+        ProviderError::new(ErrorKind::Timeout, "timed out waiting for the provider")
+    } else if e.is_connect() {
+        ProviderError::new(
+            ErrorKind::Network,
+            format!("could not connect: {}", root_cause(e)),
+        )
+    } else {
+        ProviderError::new(
+            ErrorKind::Network,
+            format!("connection failed: {}", root_cause(e)),
+        )
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+/// The error class of an HTTP status, before looking at the body.
+pub fn kind_for_status(status: u16) -> ErrorKind {
+    match status {
+        401 | 403 => ErrorKind::Auth,
+        402 => ErrorKind::Quota,
+        408 | 409 | 500..=599 => ErrorKind::Unavailable,
+        429 => ErrorKind::RateLimited,
+        _ => ErrorKind::Rejected,
+    }
+}
+
+/// A response body, read with the idle timeout and the size cap.
+pub async fn read_body(response: &mut reqwest::Response) -> Result<Vec<u8>, ProviderError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = next_chunk(response).await? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+    }
+    Ok(body)
+}
+
+pub fn too_large() -> ProviderError {
+    ProviderError::new(
+        ErrorKind::Malformed,
+        format!(
+            "response larger than {} MiB",
+            MAX_BODY_BYTES / (1024 * 1024)
+        ),
+    )
+}
+
+/// The next piece of a body; None at its end.
+pub async fn next_chunk(
+    response: &mut reqwest::Response,
+) -> Result<Option<bytes::Bytes>, ProviderError> {
+    response.chunk().await.map_err(|e| {
+        let mut err = transport_error(&e);
+        if !e.is_timeout() {
+            err.message = format!("the response broke off: {}", root_cause(&e));
+        }
+        err
+    })
+}
+
+/// Text of a body for an error message: one line, bounded.
+pub fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out: String = line.chars().take(200).collect();
+    if line.chars().count() > 200 {
+        out.push('…');
+    }
+    out
+}
+
+/// Server-sent events framing: feed bytes, get complete events.
+#[derive(Default)]
+pub struct SseParser {
+    buf: Vec<u8>,
+    event: Option<String>,
+    data: Option<String>,
+}
+
+/// One server-sent event.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SseEvent {
+    pub event: Option<String>,
+    pub data: String,
+}
+
+impl SseParser {
+    /// Adds bytes; returns the events they complete. Invalid UTF-8 in a line is an error.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<SseEvent>, ProviderError> {
+        self.buf.extend_from_slice(bytes);
+        let mut events = Vec::new();
+        while let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+            let mut line: Vec<u8> = self.buf.drain(..=pos).collect();
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            let line = String::from_utf8(line).map_err(|_| {
+                ProviderError::new(ErrorKind::Malformed, "the event stream is not valid UTF-8")
+            })?;
+            self.line(&line, &mut events);
+        }
+        if self.buf.len() > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        Ok(events)
+    }
+
+    /// Flushes an event left open when the stream ends without a blank line.
+    pub fn finish(&mut self) -> Option<SseEvent> {
+        if !self.buf.is_empty() {
+            let rest = String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned();
+            let mut events = Vec::new();
+            self.line(rest.trim_end_matches('\r'), &mut events);
+        }
+        self.data.take().map(|data| SseEvent {
+            event: self.event.take(),
+            data,
+        })
+    }
+
+    fn line(&mut self, line: &str, events: &mut Vec<SseEvent>) {
+        if line.is_empty() {
+            if let Some(data) = self.data.take() {
+                events.push(SseEvent {
+                    event: self.event.take(),
+                    data,
+                });
+            } else {
+                self.event = None;
+            }
+            return;
+        }
+        if line.starts_with(':') {
+            return;
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+            None => (line, ""),
+        };
+        match field {
+            "data" => match &mut self.data {
+                Some(data) => {
+                    data.push('\n');
+                    data.push_str(value);
+                }
+                None => self.data = Some(value.to_string()),
+            },
+            "event" => self.event = Some(value.to_string()),
+            _ => {}
+        }
+    }
+}
+
+pub fn human_duration(d: Duration) -> String {
+    if d.as_millis() < 1000 {
+        format!("{} ms", d.as_millis())
+    } else if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_framing_follows_the_spec() {
+        let mut p = SseParser::default();
+        let mut events = p
+            .feed(b": keep-alive\r\ndata: {\"a\":1}\r\n\r\nevent: error\ndata:x\ndata: y\n")
+            .unwrap();
+        assert_eq!(
+            events.remove(0),
+            SseEvent {
+                event: None,
+                data: "{\"a\":1}".into()
+            }
+        );
+        assert!(events.is_empty());
+        let events = p.feed(b"\n").unwrap();
+        assert_eq!(
+            events,
+            vec![SseEvent {
+                event: Some("error".into()),
+                data: "x\ny".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_multibyte_character_split_across_chunks_survives() {
+        let mut p = SseParser::default();
+        let bytes = "data: é\n\n".as_bytes();
+        let mut events = p.feed(&bytes[..7]).unwrap();
+        events.extend(p.feed(&bytes[7..]).unwrap());
+        assert_eq!(events[0].data, "é");
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", "2".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert("retry-after-ms", "150.5".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_micros(150_500)));
+        let mut h = HeaderMap::new();
+        h.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = Policy::default();
+        assert!(
+            backoff(&p, 1) <= Duration::from_millis(500)
+                && backoff(&p, 1) >= Duration::from_millis(375)
+        );
+        assert!(backoff(&p, 10) <= Duration::from_secs(8));
+    }
+}

@@ -1,0 +1,267 @@
+//! The result of a run as data, and its renderings. Renderers are pure functions of a
+//! [`Report`].
+
+pub mod json;
+pub mod text;
+
+use serde::Serialize;
+
+use crate::config::Settings;
+use crate::consensus::{Decision, RoundTrace};
+use crate::provider::Usage;
+
+/// Bumped whenever a field changes meaning or disappears.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// How the run ended; decides the exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Finished and finalized.
+    Final,
+    /// Finished, not finalized.
+    NoConsensus,
+    /// Fewer live participants than the quorum.
+    Degraded,
+    /// Nobody answered.
+    Failed,
+    /// Stopped by Ctrl-C.
+    Interrupted,
+}
+
+impl Status {
+    /// The exit code contract of the README (PROTOCOL.md §5).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Status::Final => 0,
+            Status::NoConsensus => 1,
+            Status::Degraded | Status::Failed => 3,
+            Status::Interrupted => 130,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Final => "FINAL",
+            Status::NoConsensus => "NOT FINAL",
+            Status::Degraded => "DEGRADED",
+            Status::Failed => "FAILED",
+            Status::Interrupted => "INTERRUPTED",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ParamsReport {
+    pub rounds: usize,
+    pub k: usize,
+    pub alpha: f64,
+    pub beta_1: f64,
+    pub beta_2: f64,
+    pub quorum: usize,
+    pub answer: String,
+    pub similarity: String,
+    pub tolerance: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ParticipantReport {
+    pub name: String,
+    pub provider: String,
+    pub model: String,
+    pub kind: String,
+    pub weight: f64,
+    pub confidence: f64,
+    pub support: Option<f64>,
+    pub luminance: f64,
+    pub score: f64,
+    pub live: bool,
+    /// The key of its latest answer.
+    pub key: Option<String>,
+    pub calls: usize,
+    /// Its successful answers, in call order.
+    pub answers: Vec<String>,
+    /// Its failed calls, as `round N: message`.
+    pub errors: Vec<String>,
+    /// Mean latency of its calls, in milliseconds.
+    pub latency_ms: Option<f64>,
+    pub usage: Usage,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct UsageReport {
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub total_tokens: Option<u64>,
+    pub calls: usize,
+}
+
+/// Everything a run produced.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub status: Status,
+    pub finalized: bool,
+    /// The winning participant's name.
+    pub winner: Option<String>,
+    /// The winner's key: the compared part of its answer.
+    pub answer: Option<String>,
+    pub synthesis: Option<String>,
+    /// Where the synthesis comes from: the winner's answer, verbatim.
+    pub synthesis_source: &'static str,
+    pub strategy: &'static str,
+    pub seed: u64,
+    pub rounds_executed: usize,
+    pub live: usize,
+    pub quorum: usize,
+    pub params: ParamsReport,
+    pub prompt: String,
+    pub participants: Vec<ParticipantReport>,
+    pub rounds: Vec<RoundTrace>,
+    pub usage: UsageReport,
+    pub elapsed_ms: f64,
+    /// Why the run failed or degraded, in one line.
+    pub error: Option<String>,
+}
+
+impl Report {
+    /// Assembles the report of a run from its settings and decision.
+    pub fn build(
+        settings: &Settings,
+        prompt: &str,
+        decision: &Decision,
+        elapsed_ms: f64,
+        interrupted: bool,
+    ) -> Report {
+        let participants: Vec<ParticipantReport> = settings
+            .seats
+            .iter()
+            .enumerate()
+            .map(|(i, seat)| {
+                let outcome = decision.seats.get(i);
+                let mut usage = Usage::default();
+                let (mut calls, mut answers, mut errors, mut latency) =
+                    (0, Vec::new(), Vec::new(), Vec::new());
+                for round in &decision.rounds {
+                    let Some(entry) = round
+                        .participants
+                        .iter()
+                        .find(|e| e.participant == seat.name)
+                    else {
+                        continue;
+                    };
+                    if !entry.called {
+                        continue;
+                    }
+                    calls += 1;
+                    if let Some(u) = &entry.usage {
+                        usage.add(u);
+                    }
+                    if let Some(ms) = entry.latency_ms {
+                        latency.push(ms);
+                    }
+                    match &entry.error {
+                        Some(e) => errors.push(format!("round {}: {e}", round.round)),
+                        None => answers.extend(entry.answer.clone()),
+                    }
+                }
+                ParticipantReport {
+                    name: seat.name.clone(),
+                    provider: seat.provider_name.clone(),
+                    model: seat.model.clone(),
+                    kind: seat.provider.kind().to_string(),
+                    weight: seat.weight,
+                    confidence: outcome.map_or(0.0, |o| o.confidence),
+                    support: outcome.and_then(|o| o.support),
+                    luminance: outcome.map_or(0.0, |o| o.luminance),
+                    score: outcome.map_or(0.0, |o| o.score),
+                    live: outcome.is_some_and(|o| o.live),
+                    key: outcome.and_then(|o| o.key.clone()),
+                    calls,
+                    answers,
+                    errors,
+                    latency_ms: (!latency.is_empty())
+                        .then(|| latency.iter().sum::<f64>() / latency.len() as f64),
+                    usage,
+                }
+            })
+            .collect();
+        let mut total = Usage::default();
+        for p in &participants {
+            total.add(&p.usage);
+        }
+        let calls = participants.iter().map(|p| p.calls).sum();
+        let (status, error) = if interrupted {
+            (
+                Status::Interrupted,
+                Some("interrupted before the run finished".to_string()),
+            )
+        } else if decision.live == 0 {
+            let causes: Vec<String> = participants
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}: {}",
+                        p.name,
+                        p.errors.last().map_or("no answer", |e| e.as_str())
+                    )
+                })
+                .collect();
+            (
+                Status::Failed,
+                Some(format!("no participant answered ({})", causes.join("; "))),
+            )
+        } else if decision.live < decision.quorum {
+            (
+                Status::Degraded,
+                Some(format!(
+                    "only {} of {} participants answered; the quorum is {}",
+                    decision.live,
+                    participants.len(),
+                    decision.quorum
+                )),
+            )
+        } else if decision.finalized {
+            (Status::Final, None)
+        } else {
+            (Status::NoConsensus, None)
+        };
+        let p = &settings.params;
+        Report {
+            schema_version: SCHEMA_VERSION,
+            status,
+            finalized: decision.finalized && matches!(status, Status::Final),
+            winner: decision.winner.map(|w| settings.seats[w].name.clone()),
+            answer: decision.answer.clone(),
+            synthesis: decision.synthesis.clone(),
+            synthesis_source: "winner_verbatim",
+            strategy: p.strategy.name(),
+            seed: p.seed,
+            rounds_executed: decision.rounds_executed,
+            live: decision.live,
+            quorum: decision.quorum,
+            params: ParamsReport {
+                rounds: p.rounds,
+                k: p.k,
+                alpha: p.alpha,
+                beta_1: p.beta_1,
+                beta_2: p.beta_2,
+                quorum: p.quorum,
+                answer: p.answer.to_string(),
+                similarity: p.similarity.to_string(),
+                tolerance: p.tolerance,
+            },
+            prompt: prompt.to_string(),
+            participants,
+            rounds: decision.rounds.clone(),
+            usage: UsageReport {
+                input_tokens: total.input_tokens,
+                output_tokens: total.output_tokens,
+                total_tokens: total.total(),
+                calls,
+            },
+            elapsed_ms,
+            error,
+        }
+    }
+}

@@ -1,0 +1,478 @@
+//! Answer keys and similarity metrics: pure functions, no I/O.
+//!
+//! A *key* is the part of an answer that is compared (PROTOCOL.md §1). It is normalized
+//! once into tokens (maximal runs of Unicode letters and digits, lowercased, so `Paris.`
+//! equals `paris`) and, when the key is a number, into that number (`4` equals `4.0`,
+//! `1,000` equals `1000`). Metrics then compare normalized keys and return a value in
+//! [0, 1] that is symmetric and 1 on identical keys.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use regex::Regex;
+
+/// Which part of an answer is compared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AnswerMode {
+    /// The `Final answer:` line when there is one, the whole text otherwise.
+    Auto,
+    /// The whole text.
+    Full,
+    /// Only the `Final answer:` line; an answer without one has no key.
+    Line,
+}
+
+impl AnswerMode {
+    /// Whether participants should be asked to end with a `Final answer:` line.
+    pub fn asks_for_final_line(&self) -> bool {
+        !matches!(self, AnswerMode::Full)
+    }
+}
+
+impl FromStr for AnswerMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<AnswerMode, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(AnswerMode::Auto),
+            "full" => Ok(AnswerMode::Full),
+            "line" => Ok(AnswerMode::Line),
+            other => Err(format!(
+                "unknown answer mode `{other}` (expected auto, full or line)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for AnswerMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AnswerMode::Auto => "auto",
+            AnswerMode::Full => "full",
+            AnswerMode::Line => "line",
+        })
+    }
+}
+
+/// How two keys are compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    /// |A ∩ B| / |A ∪ B| over token sets.
+    Jaccard,
+    /// 2|A ∩ B| / (|A| + |B|) over token sets.
+    Dice,
+    /// 1 − edit distance / longer length, over the token sequences.
+    Levenshtein,
+    /// Jaro–Winkler over the normalized token text.
+    JaroWinkler,
+    /// 1 when the normalized token sequences are equal, else 0.
+    Exact,
+}
+
+impl FromStr for Metric {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Metric, String> {
+        match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+            "jaccard" => Ok(Metric::Jaccard),
+            "dice" => Ok(Metric::Dice),
+            "levenshtein" => Ok(Metric::Levenshtein),
+            "jaro-winkler" | "jarowinkler" => Ok(Metric::JaroWinkler),
+            "exact" => Ok(Metric::Exact),
+            other => Err(format!(
+                "unknown similarity `{other}` (expected jaccard, dice, levenshtein, jaro-winkler or exact)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Metric::Jaccard => "jaccard",
+            Metric::Dice => "dice",
+            Metric::Levenshtein => "levenshtein",
+            Metric::JaroWinkler => "jaro-winkler",
+            Metric::Exact => "exact",
+        })
+    }
+}
+
+/// A normalized key.
+#[derive(Clone, Debug)]
+pub struct Key {
+    /// The extracted text, trimmed, as shown to people.
+    text: String,
+    /// Normalized tokens in order, joined by single spaces.
+    norm: String,
+    /// Hashes of the distinct tokens, sorted: the set the set metrics compare.
+    set: Vec<u64>,
+    /// The value, when the whole key is a number.
+    number: Option<f64>,
+}
+
+impl Key {
+    /// Normalizes a key's text.
+    pub fn new(text: &str) -> Key {
+        let text = text.trim();
+        let mut norm = String::with_capacity(text.len());
+        let mut set = Vec::new();
+        for token in tokens(text) {
+            if !norm.is_empty() {
+                norm.push(' ');
+            }
+            let start = norm.len();
+            push_lower(&mut norm, token);
+            set.push(hash(&norm.as_bytes()[start..]));
+        }
+        set.sort_unstable();
+        set.dedup();
+        Key {
+            text: text.to_string(),
+            norm,
+            set,
+            number: parse_number(text),
+        }
+    }
+
+    /// The key as extracted (trimmed).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The normalized tokens joined by spaces (`"Paris."` → `"paris"`).
+    pub fn normalized(&self) -> &str {
+        &self.norm
+    }
+
+    /// The number the key denotes, when it is one.
+    pub fn number(&self) -> Option<f64> {
+        self.number
+    }
+
+    fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+}
+
+/// Maximal runs of Unicode letters and digits.
+pub fn tokens(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|t| !t.is_empty())
+}
+
+fn push_lower(out: &mut String, token: &str) {
+    if token.is_ascii() {
+        out.extend(token.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+    } else {
+        out.extend(token.chars().flat_map(char::to_lowercase));
+    }
+}
+
+/// FNV-1a with a final avalanche: distinct tokens of one run do not collide in practice.
+fn hash(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
+}
+
+/// The number a key denotes: `42`, `-3.5`, `1,000`, `1e3`, `$12`, `50%`, `4.` all count;
+/// text around a number does not.
+pub fn parse_number(text: &str) -> Option<f64> {
+    let t = text.trim().trim_end_matches('.').trim();
+    let t = t.strip_prefix('$').unwrap_or(t);
+    let t = t.strip_suffix('%').unwrap_or(t).trim();
+    if t.is_empty() || !t.bytes().any(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let plain: String = if t.contains(',') {
+        // Only well-formed thousands groups: 1,000 or 12,345.5, never 1,5.
+        let (int, frac) = t.split_once('.').map_or((t, None), |(i, f)| (i, Some(f)));
+        let digits = int.trim_start_matches(['-', '+']);
+        let mut groups = digits.split(',');
+        let first = groups.next()?;
+        if first.is_empty() || first.len() > 3 || !groups.all(|g| g.len() == 3) {
+            return None;
+        }
+        let mut s = int.replace(',', "");
+        if let Some(f) = frac {
+            s.push('.');
+            s.push_str(f);
+        }
+        s
+    } else {
+        t.to_string()
+    };
+    if !plain
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
+    {
+        return None;
+    }
+    plain.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+fn final_line_regex() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| {
+        Regex::new(r"(?i)^[\s*_#>`-]*final\s+answer[\s*_`]*[:：][\s*_]*(.*?)[\s*_`]*$")
+            .expect("a valid regex")
+    })
+}
+
+/// The text of the last `Final answer:` line (markdown emphasis tolerated); when that line
+/// is empty, the next non-empty line.
+pub fn final_answer_line(text: &str) -> Option<&str> {
+    let lines: Vec<&str> = text.lines().collect();
+    let re = final_line_regex();
+    for (i, line) in lines.iter().enumerate().rev() {
+        if let Some(c) = re.captures(line) {
+            let value = c.get(1).map_or("", |m| m.as_str()).trim();
+            if !value.is_empty() {
+                return Some(value);
+            }
+            return lines[i + 1..]
+                .iter()
+                .map(|l| l.trim())
+                .find(|l| !l.is_empty());
+        }
+    }
+    None
+}
+
+/// The part of `answer` that `mode` compares; None when there is nothing to compare.
+pub fn extract<'a>(answer: &'a str, mode: &AnswerMode) -> Option<&'a str> {
+    let key = match mode {
+        AnswerMode::Full => Some(answer),
+        AnswerMode::Line => final_answer_line(answer),
+        AnswerMode::Auto => final_answer_line(answer).or(Some(answer)),
+    }?;
+    let key = key.trim();
+    (!key.is_empty()).then_some(key)
+}
+
+/// Extracts keys and compares them with one metric and numeric tolerance.
+#[derive(Clone, Debug)]
+pub struct Comparator {
+    metric: Metric,
+    /// Relative tolerance for numeric keys: |a − b| ≤ tolerance · max(|a|, |b|).
+    tolerance: f64,
+}
+
+impl Comparator {
+    pub fn new(metric: Metric, tolerance: f64) -> Comparator {
+        Comparator { metric, tolerance }
+    }
+
+    /// The normalized key of an answer; None when it has no extractable key.
+    pub fn key(&self, answer: &str, mode: &AnswerMode) -> Option<Key> {
+        let key = Key::new(extract(answer, mode)?);
+        (!key.is_empty()).then_some(key)
+    }
+
+    /// Similarity in [0, 1].
+    pub fn sim(&self, a: &Key, b: &Key) -> f64 {
+        if let (Some(x), Some(y)) = (a.number, b.number) {
+            return if numbers_equal(x, y, self.tolerance) {
+                1.0
+            } else {
+                0.0
+            };
+        }
+        match self.metric {
+            Metric::Jaccard => jaccard(&a.set, &b.set),
+            Metric::Dice => dice(&a.set, &b.set),
+            Metric::Levenshtein => levenshtein(&a.norm, &b.norm),
+            Metric::JaroWinkler => jaro_winkler(&a.norm, &b.norm),
+            Metric::Exact => f64::from(u8::from(a.norm == b.norm)),
+        }
+    }
+
+    /// Whether `sim(a, b) >= threshold`, skipping the work when sizes alone decide.
+    pub fn at_least(&self, a: &Key, b: &Key, threshold: f64) -> bool {
+        if self.metric == Metric::Jaccard && (a.number.is_none() || b.number.is_none()) {
+            let (small, large) = if a.set.len() <= b.set.len() {
+                (a.set.len(), b.set.len())
+            } else {
+                (b.set.len(), a.set.len())
+            };
+            // |A ∩ B| / |A ∪ B| ≤ |small| / |large|.
+            if (small as f64) < threshold * large as f64 - 1e-12 {
+                return false;
+            }
+        }
+        self.sim(a, b) >= threshold - 1e-12
+    }
+}
+
+fn numbers_equal(x: f64, y: f64, tolerance: f64) -> bool {
+    x == y || (x - y).abs() <= tolerance * x.abs().max(y.abs())
+}
+
+fn intersection(a: &[u64], b: &[u64]) -> usize {
+    let (mut i, mut j, mut common) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        let (x, y) = (a[i], b[j]);
+        common += usize::from(x == y);
+        i += usize::from(x <= y);
+        j += usize::from(y <= x);
+    }
+    common
+}
+
+/// Jaccard of two sorted sets; 1 when both are empty.
+pub fn jaccard(a: &[u64], b: &[u64]) -> f64 {
+    if a.is_empty() && b.is_empty() {
+        return 1.0;
+    }
+    let common = intersection(a, b);
+    common as f64 / (a.len() + b.len() - common) as f64
+}
+
+/// Dice of two sorted sets; 1 when both are empty.
+pub fn dice(a: &[u64], b: &[u64]) -> f64 {
+    if a.is_empty() && b.is_empty() {
+        return 1.0;
+    }
+    2.0 * intersection(a, b) as f64 / (a.len() + b.len()) as f64
+}
+
+/// 1 − (edit distance over tokens) / (longer token count); 1 when both are empty.
+pub fn levenshtein(a: &str, b: &str) -> f64 {
+    let ta: Vec<&str> = a.split(' ').filter(|t| !t.is_empty()).collect();
+    let tb: Vec<&str> = b.split(' ').filter(|t| !t.is_empty()).collect();
+    let longer = ta.len().max(tb.len());
+    if longer == 0 {
+        return 1.0;
+    }
+    1.0 - strsim::generic_levenshtein(&ta, &tb) as f64 / longer as f64
+}
+
+/// Jaro–Winkler over characters, symmetric by construction; 1 when both are empty.
+pub fn jaro_winkler(a: &str, b: &str) -> f64 {
+    if a.is_empty() && b.is_empty() {
+        return 1.0;
+    }
+    let (x, y) = if a <= b { (a, b) } else { (b, a) };
+    strsim::jaro_winkler(x, y).clamp(0.0, 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cmp(metric: Metric) -> Comparator {
+        Comparator::new(metric, 0.0)
+    }
+
+    fn key(text: &str) -> Key {
+        Key::new(text)
+    }
+
+    #[test]
+    fn punctuation_and_case_do_not_split_agreement() {
+        let c = cmp(Metric::Jaccard);
+        assert_eq!(c.sim(&key("Paris."), &key("paris")), 1.0);
+        assert_eq!(key("Hello, World!").normalized(), "hello world");
+        assert_eq!(key("ÉCOLE Ünïcode").normalized(), "école ünïcode");
+    }
+
+    #[test]
+    fn numbers_compare_numerically() {
+        let c = cmp(Metric::Jaccard);
+        assert_eq!(c.sim(&key("4"), &key("4.0")), 1.0);
+        assert_eq!(c.sim(&key("1,000"), &key("1000")), 1.0);
+        assert_eq!(c.sim(&key("1e3"), &key("1000.")), 1.0);
+        assert_eq!(c.sim(&key("4"), &key("5")), 0.0);
+        assert_eq!(parse_number("1,5"), None);
+        assert_eq!(parse_number("about 4"), None);
+        let loose = Comparator::new(Metric::Jaccard, 0.01);
+        assert_eq!(loose.sim(&key("100"), &key("100.5")), 1.0);
+        assert_eq!(loose.sim(&key("100"), &key("102")), 0.0);
+    }
+
+    #[test]
+    fn the_final_answer_line_is_found_in_its_usual_shapes() {
+        assert_eq!(
+            final_answer_line("Reasoning...\nFinal answer: Paris"),
+            Some("Paris")
+        );
+        assert_eq!(
+            final_answer_line("x\n**Final Answer:** Canberra\n"),
+            Some("Canberra")
+        );
+        assert_eq!(final_answer_line("x\nFinal answer:\n\n  42\n"), Some("42"));
+        assert_eq!(
+            final_answer_line("Final answer: A\nmore\nFINAL ANSWER: B"),
+            Some("B")
+        );
+        assert_eq!(final_answer_line("no such line"), None);
+    }
+
+    #[test]
+    fn modes_pick_the_compared_part() {
+        let text = "Long reasoning about cities.\nFinal answer: Paris";
+        assert_eq!(extract(text, &AnswerMode::Auto), Some("Paris"));
+        assert_eq!(extract(text, &AnswerMode::Line), Some("Paris"));
+        assert_eq!(extract(text, &AnswerMode::Full), Some(text));
+        assert_eq!(extract("just Paris", &AnswerMode::Auto), Some("just Paris"));
+        assert_eq!(extract("just Paris", &AnswerMode::Line), None);
+        assert!(
+            cmp(Metric::Jaccard)
+                .key("...!", &AnswerMode::Full)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn names_parse_and_print_back() {
+        for m in ["jaccard", "dice", "levenshtein", "jaro-winkler", "exact"] {
+            assert_eq!(m.parse::<Metric>().unwrap().to_string(), m);
+        }
+        for m in ["auto", "full", "line"] {
+            assert_eq!(m.parse::<AnswerMode>().unwrap().to_string(), m);
+        }
+        assert!("cosine".parse::<Metric>().unwrap_err().contains("jaccard"));
+    }
+
+    const METRICS: [Metric; 5] = [
+        Metric::Jaccard,
+        Metric::Dice,
+        Metric::Levenshtein,
+        Metric::JaroWinkler,
+        Metric::Exact,
+    ];
+
+    proptest! {
+        #[test]
+        fn metrics_are_symmetric_bounded_and_reflexive(a in "\\PC{0,40}", b in "\\PC{0,40}") {
+            let (ka, kb) = (key(&a), key(&b));
+            for m in METRICS {
+                let c = cmp(m);
+                let ab = c.sim(&ka, &kb);
+                let ba = c.sim(&kb, &ka);
+                prop_assert!((0.0..=1.0).contains(&ab), "{m}: {ab}");
+                prop_assert!((ab - ba).abs() < 1e-12, "{m}: {ab} vs {ba}");
+                prop_assert_eq!(c.sim(&ka, &ka.clone()), 1.0);
+                prop_assert_eq!(c.at_least(&ka, &kb, 0.6), ab >= 0.6 - 1e-12);
+            }
+        }
+
+        #[test]
+        fn case_and_punctuation_never_matter(words in proptest::collection::vec("[a-zA-Zéß0-9]{1,8}", 1..8)) {
+            let plain = words.join(" ");
+            let noisy = format!("**{}!**", words.join(", ").to_uppercase());
+            for m in METRICS {
+                let c = cmp(m);
+                // Uppercasing ß gives SS, which lowercases to ss: compare to the round trip.
+                let expected = key(&plain.to_uppercase());
+                prop_assert_eq!(c.sim(&expected, &key(&noisy)), 1.0);
+            }
+        }
+    }
+}
