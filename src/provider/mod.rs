@@ -100,6 +100,14 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Replaces every occurrence of the value in `text` (a provider or proxy may echo the
+    /// key back in an error body) with a placeholder.
+    pub fn scrub(&self, text: &mut String) {
+        if !self.0.is_empty() && text.contains(&self.0) {
+            *text = text.replace(&self.0, "<redacted>");
+        }
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -137,8 +145,36 @@ impl Provider {
         }
     }
 
+    /// The key this provider sends, when it has one.
+    pub fn secret(&self) -> Option<&Secret> {
+        match self {
+            Provider::OpenAi(e) => e.key.as_ref(),
+            Provider::Mock(_) => None,
+        }
+    }
+
     /// One call, with the transport's retries. `call_index` counts this seat's calls from 0.
+    /// Whatever comes back has the key scrubbed from it.
     pub async fn complete(
+        &self,
+        transport: &Transport,
+        request: &ChatRequest,
+        call_index: usize,
+    ) -> Outcome {
+        let mut outcome = self.call(transport, request, call_index).await;
+        if let Some(key) = self.secret() {
+            match &mut outcome.result {
+                Ok(c) => key.scrub(&mut c.text),
+                Err(e) => {
+                    key.scrub(&mut e.message);
+                    key.scrub(&mut e.output);
+                }
+            }
+        }
+        outcome
+    }
+
+    async fn call(
         &self,
         transport: &Transport,
         request: &ChatRequest,
