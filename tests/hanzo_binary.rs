@@ -78,7 +78,10 @@ fn the_binary_reproduces_every_recorded_hanzo_run() {
             .unwrap();
         let stdout = String::from_utf8(out.stdout).unwrap();
         let json: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-            panic!("{name}: not JSON ({e}): {stdout}\n{}", String::from_utf8_lossy(&out.stderr))
+            panic!(
+                "{name}: not JSON ({e}): {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
         });
         let f = &s["canonical"]["final"];
         assert_eq!(json["strategy"], "hanzo", "{name}");
@@ -86,21 +89,40 @@ fn the_binary_reproduces_every_recorded_hanzo_run() {
         assert_eq!(json["winner"], f["winner"], "{name}: winner");
         assert_eq!(json["finalized"], f["finalized"], "{name}: finalized");
         assert_eq!(json["synthesis"], f["synthesis"], "{name}: synthesis");
-        assert_eq!(json["rounds_executed"], f["rounds_executed"], "{name}: rounds");
+        assert_eq!(
+            json["rounds_executed"], f["rounds_executed"],
+            "{name}: rounds"
+        );
         let code = out.status.code().unwrap();
-        let expected = if f["finalized"].as_bool().unwrap() { 0 } else { 1 };
+        let expected = if f["finalized"].as_bool().unwrap() {
+            0
+        } else {
+            1
+        };
         assert_eq!(code, expected, "{name}: exit code");
         for p in json["participants"].as_array().unwrap() {
             let seat = p["name"].as_str().unwrap();
-            assert!(close(&p["confidence"], &f["confidence"][seat]), "{name} {seat}: confidence");
-            assert!(close(&p["luminance"], &f["luminance"][seat]), "{name} {seat}: luminance");
-            assert!(close(&p["score"], &f["scores"][seat]), "{name} {seat}: score");
+            assert!(
+                close(&p["confidence"], &f["confidence"][seat]),
+                "{name} {seat}: confidence"
+            );
+            assert!(
+                close(&p["luminance"], &f["luminance"][seat]),
+                "{name} {seat}: luminance"
+            );
+            assert!(
+                close(&p["score"], &f["scores"][seat]),
+                "{name} {seat}: score"
+            );
         }
         // Every recorded response, failed calls' output included, in call order.
         for (r, round) in json["rounds"].as_array().unwrap().iter().enumerate() {
             for e in round["participants"].as_array().unwrap() {
                 let seat = e["participant"].as_str().unwrap();
-                assert_eq!(e["answer"], f["responses"][seat][r], "{name} {seat}: response {r}");
+                assert_eq!(
+                    e["answer"], f["responses"][seat][r],
+                    "{name} {seat}: response {r}"
+                );
             }
         }
     }

@@ -58,19 +58,79 @@ impl SplitMix {
     }
 }
 
-/// `m` of `candidates` without replacement, weighted (Efraimidis–Spirakis), then shuffled.
-fn weighted_sample(rng: &mut SplitMix, candidates: &[(usize, f64)], m: usize) -> Vec<usize> {
-    let mut keyed: Vec<(f64, usize)> = candidates
-        .iter()
-        .map(|&(seat, w)| (rng.unit().ln() / w.max(f64::MIN_POSITIVE), seat))
-        .collect();
-    keyed.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let mut picked: Vec<usize> = keyed.into_iter().take(m).map(|(_, s)| s).collect();
-    for i in (1..picked.len()).rev() {
-        let j = rng.below(i + 1);
-        picked.swap(i, j);
+/// The live seats of a round with their luminance, for weighted draws of peers.
+struct Sampler {
+    seats: Vec<usize>,
+    /// Running sums of the weights: `prefix[i]` = weight of `seats[..=i]`.
+    prefix: Vec<f64>,
+}
+
+impl Sampler {
+    fn new(weighted: impl Iterator<Item = (usize, f64)>) -> Sampler {
+        let mut seats = Vec::new();
+        let mut prefix = Vec::new();
+        let mut total = 0.0;
+        for (seat, w) in weighted {
+            total += w.max(f64::MIN_POSITIVE);
+            seats.push(seat);
+            prefix.push(total);
+        }
+        Sampler { seats, prefix }
     }
-    picked
+
+    fn weight(&self, i: usize) -> f64 {
+        self.prefix[i] - if i == 0 { 0.0 } else { self.prefix[i - 1] }
+    }
+
+    /// `m` seats other than `asker`, without replacement, each pick proportional to its
+    /// weight among those not yet picked; returned in a shuffled order.
+    fn draw(&self, rng: &mut SplitMix, asker: usize, m: usize) -> Vec<usize> {
+        let others = self.seats.len() - usize::from(self.seats.contains(&asker));
+        let m = m.min(others);
+        let mut picked: Vec<usize> = Vec::with_capacity(m);
+        if m == others {
+            picked.extend(self.seats.iter().copied().filter(|&s| s != asker));
+        } else {
+            let total = *self.prefix.last().unwrap_or(&0.0);
+            while picked.len() < m {
+                // Rejection keeps each draw O(log n); a run of rejections (one seat holds
+                // nearly all the weight) falls back to an exact draw over the rest.
+                let mut chosen = None;
+                for _ in 0..32 {
+                    let x = rng.unit() * total;
+                    let i = self
+                        .prefix
+                        .partition_point(|&p| p < x)
+                        .min(self.seats.len() - 1);
+                    let seat = self.seats[i];
+                    if seat != asker && !picked.contains(&seat) {
+                        chosen = Some(seat);
+                        break;
+                    }
+                }
+                let seat = chosen.unwrap_or_else(|| {
+                    let rest: Vec<usize> = (0..self.seats.len())
+                        .filter(|&i| self.seats[i] != asker && !picked.contains(&self.seats[i]))
+                        .collect();
+                    let sum: f64 = rest.iter().map(|&i| self.weight(i)).sum();
+                    let mut x = rng.unit() * sum;
+                    for &i in &rest {
+                        x -= self.weight(i);
+                        if x <= 0.0 {
+                            return self.seats[i];
+                        }
+                    }
+                    self.seats[*rest.last().expect("fewer picks than candidates")]
+                });
+                picked.push(seat);
+            }
+        }
+        for i in (1..picked.len()).rev() {
+            let j = rng.below(i + 1);
+            picked.swap(i, j);
+        }
+        picked
+    }
 }
 
 #[derive(Default)]
@@ -139,19 +199,21 @@ impl Metastable {
         (0..self.seats.len()).filter(|&i| self.state[i].live)
     }
 
+    /// The live seats weighted by luminance, to draw samples from.
+    fn sampler(&self) -> Sampler {
+        Sampler::new(
+            self.live_seats()
+                .map(|j| (j, self.state[j].luminance.unwrap_or(0.0))),
+        )
+    }
+
     /// The sample of live peers shown to (or scored against) `seat` in `round`.
-    fn draw(&self, seat: usize, round: usize) -> Vec<usize> {
-        let candidates: Vec<(usize, f64)> = self
-            .live_seats()
-            .filter(|&j| j != seat)
-            .map(|j| (j, self.state[j].luminance.unwrap_or(0.0)))
-            .collect();
-        let m = self.params.k.min(candidates.len());
-        if m == 0 {
+    fn draw(&self, sampler: &Sampler, seat: usize, round: usize) -> Vec<usize> {
+        if self.params.k == 0 {
             return Vec::new();
         }
         let mut rng = SplitMix::for_draw(self.params.seed, round, &self.seats[seat].name);
-        weighted_sample(&mut rng, &candidates, m)
+        sampler.draw(&mut rng, seat, self.params.k)
     }
 
     /// Mean similarity of `seat`'s key to its live sampled peers' keys; None when no
@@ -303,6 +365,7 @@ impl Strategy for Metastable {
             return None;
         }
         let asks = self.params.answer.asks_for_final_line();
+        let sampler = self.sampler();
         let mut called = Vec::new();
         let mut samples = Vec::new();
         let mut calls = Vec::new();
@@ -311,7 +374,7 @@ impl Strategy for Metastable {
             if s.settled || s.dead {
                 continue;
             }
-            let sample = self.draw(seat, round);
+            let sample = self.draw(&sampler, seat, round);
             if sample.is_empty() {
                 continue;
             }
@@ -369,7 +432,11 @@ impl Strategy for Metastable {
             }
         }
         if round == 0 {
-            samples = called.iter().map(|&seat| self.draw(seat, 0)).collect();
+            let sampler = self.sampler();
+            samples = called
+                .iter()
+                .map(|&seat| self.draw(&sampler, seat, 0))
+                .collect();
         }
         let mut agreements = vec![None; self.seats.len()];
         for (idx, &seat) in called.iter().enumerate() {
@@ -391,8 +458,12 @@ impl Strategy for Metastable {
         self.compute_support();
         let max_lum = self.max_luminance();
         let mut entries = Vec::with_capacity(self.seats.len());
+        let mut position = vec![None; self.seats.len()];
+        for (i, &seat) in called.iter().enumerate() {
+            position[seat] = Some(i);
+        }
         for (seat, &agreement) in agreements.iter().enumerate() {
-            let idx = called.iter().position(|&c| c == seat);
+            let idx = position[seat];
             let result = idx.map(|i| &results[i]);
             let s = &self.state[seat];
             entries.push(TraceEntry {
