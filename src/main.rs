@@ -102,7 +102,8 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
         }
     }
     print_result(&report, &args)?;
-    if !settings.seed_given && !output.json && !output.quiet {
+    // A hint for people; scripts find the seed in the result.
+    if !settings.seed_given && !output.json && !output.quiet && std::io::stderr().is_terminal() {
         eprintln!(
             "(seed {}: pass --seed {} to replay the same draws)",
             report.seed, report.seed
