@@ -119,6 +119,16 @@ pub struct CallArgs {
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
 
+    /// Seconds the whole run may take: calls still out then are abandoned, no new round
+    /// starts, and the decision is made on the answers so far.
+    #[arg(long, value_name = "SECONDS")]
+    pub deadline: Option<f64>,
+
+    /// Seconds after which a round closes once the quorum has answered; participants
+    /// still out are absent for that round.
+    #[arg(long, value_name = "SECONDS")]
+    pub round_timeout: Option<f64>,
+
     /// Sampling temperature for seats that set none (omitted from requests when unset).
     #[arg(long, value_name = "T")]
     pub temperature: Option<f64>,
@@ -127,7 +137,7 @@ pub struct CallArgs {
     #[arg(long, value_name = "N")]
     pub max_tokens: Option<u32>,
 
-    /// Stream answers (server-sent events) from OpenAI-compatible providers.
+    /// Stream answers (server-sent events, or NDJSON from Ollama) from HTTP providers.
     #[arg(long)]
     pub stream: bool,
 }

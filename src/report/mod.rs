@@ -86,6 +86,8 @@ pub struct ParticipantReport {
     /// Mean latency of its calls, in milliseconds.
     pub latency_ms: Option<f64>,
     pub usage: Usage,
+    /// Attempts repeated after retryable failures (429, 5xx, timeouts), over all its calls.
+    pub retries: u32,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -94,6 +96,8 @@ pub struct UsageReport {
     pub output_tokens: Option<u64>,
     pub total_tokens: Option<u64>,
     pub calls: usize,
+    /// Attempts repeated after retryable failures, over all calls.
+    pub retries: u32,
 }
 
 /// Everything a run produced.
@@ -183,6 +187,7 @@ impl Report {
                     latency_ms: (!latency.is_empty())
                         .then(|| latency.iter().sum::<f64>() / latency.len() as f64),
                     usage,
+                    retries: 0,
                 }
             })
             .collect();
@@ -259,6 +264,7 @@ impl Report {
                 output_tokens: total.output_tokens,
                 total_tokens: total.total(),
                 calls,
+                retries: 0,
             },
             elapsed_ms,
             error,
