@@ -677,6 +677,7 @@ fn resolve_http(
     let env_url = match kind {
         "ollama" => env.get("OLLAMA_HOST").map(ollama::host_url),
         "azure" => env.get("AZURE_OPENAI_ENDPOINT").map(str::to_string),
+        "anthropic" => env.get("ANTHROPIC_BASE_URL").map(str::to_string),
         _ => None,
     };
     let base_url = configured_url
