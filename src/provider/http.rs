@@ -137,6 +137,13 @@ impl Transport {
             let budget = self.attempt_budget();
             let deadline = Instant::now() + budget;
             let result = match tokio::time::timeout(budget, attempt(deadline)).await {
+                Ok(Err(mut e)) if e.kind == ErrorKind::Timeout && e.message == IDLE_TIMEOUT => {
+                    e.message = format!(
+                        "no data from the provider for {} (raise --timeout)",
+                        human_duration(self.policy.idle_timeout)
+                    );
+                    Err(e)
+                }
                 Ok(result) => result,
                 Err(_) if budget < self.policy.call_timeout => Err(self.deadline_error()),
                 Err(_) => Err(ProviderError::new(
@@ -238,10 +245,14 @@ fn http_date_from_now(value: &str) -> Option<Duration> {
     Some(Duration::from_secs((at - now).max(0) as u64))
 }
 
+/// The message of a read that found no data within the idle timeout; [`Transport::with_retries`]
+/// replaces it with one that names the limit.
+const IDLE_TIMEOUT: &str = "timed out waiting for the provider";
+
 /// Classifies a failed reqwest operation.
 pub fn transport_error(e: &reqwest::Error) -> ProviderError {
     if e.is_timeout() {
-        ProviderError::new(ErrorKind::Timeout, "timed out waiting for the provider")
+        ProviderError::new(ErrorKind::Timeout, IDLE_TIMEOUT)
     } else if e.is_connect() {
         ProviderError::new(
             ErrorKind::Network,
