@@ -440,9 +440,7 @@ pub async fn send(
         err.retry_after = asked;
     }
     match should_retry {
-        Some(true) if !err.kind.retryable() && !err.kind.fatal() => {
-            err.kind = ErrorKind::Unavailable
-        }
+        Some(true) if !err.kind.retryable() => err.kind = ErrorKind::Unavailable,
         Some(false) if err.kind.retryable() => err.kind = ErrorKind::Rejected,
         _ => {}
     }
