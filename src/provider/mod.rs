@@ -140,6 +140,16 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// `text` with every occurrence of the key replaced by `<redacted>`. Keys too short to
+    /// be told apart from ordinary text are left alone.
+    pub fn redact(&self, text: &str) -> String {
+        if self.0.len() >= 8 && text.contains(&self.0) {
+            text.replace(&self.0, "<redacted>")
+        } else {
+            text.to_string()
+        }
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -228,8 +238,24 @@ impl Provider {
         };
         if let Err(e) = &mut outcome.result {
             e.message = format!("{name}: {}", e.message);
+            // A provider may quote the key it was sent (in an error page, a 401 message...).
+            if let Some(key) = self.key() {
+                e.message = key.redact(&e.message);
+                e.output = key.redact(&e.output);
+            }
         }
         outcome
+    }
+
+    /// The key sent with every call, when there is one.
+    pub fn key(&self) -> Option<&Secret> {
+        match self {
+            Provider::OpenAi(e) => e.key.as_ref(),
+            Provider::Anthropic(e) => e.key.as_ref(),
+            Provider::Gemini(e) => e.key.as_ref(),
+            Provider::Ollama(e) => e.key.as_ref(),
+            Provider::Command(_) | Provider::Mock(_) => None,
+        }
     }
 }
 
