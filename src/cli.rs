@@ -25,11 +25,39 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Ask the panel a question and print the decision.
     #[command(after_help = EXAMPLES)]
     Ask(AskArgs),
+    /// Show the resolved panel: each seat's provider, kind, endpoint and key variable;
+    /// with --check, make one small call per seat.
+    Providers(ProvidersArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProvidersArgs {
+    /// A seat: PROVIDER:MODEL, optionally @N (repeatable), as for `ask`.
+    #[arg(short = 'm', long = "model", value_name = "PROVIDER:MODEL[@N]")]
+    pub models: Vec<String>,
+
+    /// Panel and defaults file (TOML), found as for `ask`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Make one small call per seat, in parallel, and show its latency and tokens or the
+    /// exact error; exit 3 when any seat fails.
+    #[arg(long)]
+    pub check: bool,
+
+    #[command(flatten)]
+    pub calls: CallArgs,
 }
 
 #[derive(Debug, Args)]

@@ -636,3 +636,118 @@ fn command_timeout_kills_the_program() {
         .success();
     assert!(!alive, "the timed-out program {pid} is still running");
 }
+
+// ---------------------------------------------------------------------- providers command
+
+#[test]
+fn providers_shows_the_panel_and_where_each_key_comes_from() {
+    let sb = Sandbox::new();
+    let out = sb
+        .cmd()
+        .env("ANTHROPIC_API_KEY", KEY)
+        .env("OLLAMA_HOST", "127.0.0.1:9")
+        .args([
+            "providers",
+            "--json",
+            "-m",
+            "anthropic:claude-x",
+            "-m",
+            "gemini:g@2",
+        ])
+        .output()
+        .unwrap();
+    // The gemini key is missing: a configuration error naming both variables.
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("GOOGLE_API_KEY or GEMINI_API_KEY"));
+
+    let out = sb
+        .cmd()
+        .env("ANTHROPIC_API_KEY", KEY)
+        .env("OLLAMA_HOST", "127.0.0.1:9")
+        .args([
+            "providers",
+            "--json",
+            "-m",
+            "anthropic:claude-x",
+            "-m",
+            "ollama:llama3@2",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains(KEY));
+    let panel: Value = serde_json::from_str(&stdout).unwrap();
+    let seats = panel["seats"].as_array().unwrap();
+    assert_eq!(seats.len(), 3);
+    assert_eq!(seats[0]["kind"], "anthropic");
+    assert_eq!(seats[0]["base_url"], "https://api.anthropic.com");
+    assert_eq!(seats[0]["key_env"], "ANTHROPIC_API_KEY");
+    assert_eq!(seats[0]["key_set"], true);
+    assert_eq!(seats[2]["name"], "ollama:llama3#2");
+    assert_eq!(seats[2]["kind"], "ollama");
+    assert_eq!(seats[2]["base_url"], "http://127.0.0.1:9");
+    assert_eq!(seats[2]["key_set"], false);
+    assert!(seats[0].get("check").is_none());
+}
+
+#[test]
+fn providers_check_makes_one_call_per_seat_and_fails_on_any_error() {
+    let good = TestServer::always(anthropic_ok("OK", 4, 1));
+    let bad = TestServer::always(gemini_error(
+        403,
+        "PERMISSION_DENIED",
+        "API key not valid",
+        None,
+    ));
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "panel.toml",
+        &format!(
+            "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\napi_key_env = \"TEST_KEY\"\n\n\
+             [providers.g]\nkind = \"gemini\"\nbase_url = \"{}\"\napi_key_env = \"TEST_KEY\"\n\n\
+             [[participants]]\nprovider = \"a\"\nmodel = \"claude-x\"\n\n\
+             [[participants]]\nprovider = \"g\"\nmodel = \"gemini-x\"\n",
+            good.url(),
+            bad.url()
+        ),
+    );
+    let out = sb
+        .cmd()
+        .env("TEST_KEY", KEY)
+        .args(["providers", "--check", "--json", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let panel: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let a = &panel["seats"][0]["check"];
+    assert_eq!(a["ok"], true);
+    assert_eq!(a["usage"]["input_tokens"], 4);
+    let g = &panel["seats"][1]["check"];
+    assert_eq!(g["ok"], false);
+    assert!(
+        g["error"].as_str().unwrap().contains("API key not valid"),
+        "{g}"
+    );
+    assert_eq!((good.count(), bad.count()), (1, 1));
+    assert_eq!(
+        good.requests()[0].json()["messages"][0]["content"],
+        "Reply with the single word OK."
+    );
+
+    // The table names the failure too.
+    let out = sb
+        .cmd()
+        .env("TEST_KEY", KEY)
+        .args(["providers", "--check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("FAILED: g: HTTP 403 PERMISSION_DENIED"),
+        "{table}"
+    );
+    assert!(table.contains("ok in"), "{table}");
+}
