@@ -157,6 +157,11 @@ pub struct CallArgs {
     #[arg(long, value_name = "SECONDS")]
     pub round_timeout: Option<f64>,
 
+    /// Stop before a round whose worst case would bring the run's cost over this many USD
+    /// (exit 3); every seat needs a price (bundled or from the config).
+    #[arg(long, value_name = "USD")]
+    pub max_cost: Option<f64>,
+
     /// Sampling temperature for seats that set none (omitted from requests when unset).
     #[arg(long, value_name = "T")]
     pub temperature: Option<f64>,

@@ -14,6 +14,7 @@ use crate::provider::command::Program;
 use crate::provider::http::Policy;
 use crate::provider::mock::{Script, Step};
 use crate::provider::openai::{Endpoint, MaxTokensField};
+use crate::provider::pricing::{self, Price};
 use crate::provider::vendors::{self, Vendor};
 use crate::provider::{Provider, Secret};
 use crate::provider::{anthropic, gemini, ollama};
@@ -81,6 +82,8 @@ pub struct ConsensusSection {
     pub deadline: Option<f64>,
     /// Seconds after which a round closes once the quorum has answered.
     pub round_timeout: Option<f64>,
+    /// USD the run may cost at most (`--max-cost`).
+    pub max_cost: Option<f64>,
 }
 
 /// `[providers.NAME]`: a wire protocol, an endpoint and where its key comes from.
@@ -100,6 +103,8 @@ pub struct ProviderSection {
     pub max_concurrency: Option<usize>,
     /// kind = "command": the program and its arguments (`{prompt}`, `{system}`, `{model}`).
     pub command: Option<Vec<String>>,
+    /// USD per million tokens, for every seat of this provider.
+    pub price: Option<Price>,
 }
 
 /// `[[participants]]`: one or more seats.
@@ -117,6 +122,8 @@ pub struct ParticipantSection {
     pub script: Option<Vec<Step>>,
     #[serde(default)]
     pub sleep: bool,
+    /// USD per million tokens for these seats (over the provider's and the bundled table).
+    pub price: Option<Price>,
 }
 
 /// A resolved seat: who answers and how to reach it.
@@ -134,6 +141,8 @@ pub struct SeatSpec {
     pub key_env: Option<String>,
     /// Calls of this seat's provider allowed in flight at once (`max_concurrency`).
     pub max_concurrency: Option<usize>,
+    /// USD per million tokens; None when unknown.
+    pub price: Option<Price>,
 }
 
 impl SeatSpec {
@@ -155,6 +164,8 @@ pub struct Settings {
     pub seats: Vec<SeatSpec>,
     pub policy: Policy,
     pub config_path: Option<PathBuf>,
+    /// USD the run may cost at most; every seat then has a price.
+    pub max_cost: Option<f64>,
 }
 
 /// Finds the config file: the flag, then $LLM_CONSENSUS_CONFIG, then the XDG location.
@@ -319,12 +330,28 @@ pub fn resolve_with(
         args.calls.round_timeout.or(c.round_timeout),
     )?;
 
+    let max_cost = args.calls.max_cost.or(c.max_cost);
+    if let Some(usd) = max_cost {
+        if !(usd > 0.0 && usd.is_finite()) {
+            return Err(ConfigError::new(format!(
+                "--max-cost must be a positive number of USD, got {usd}"
+            )));
+        }
+        if let Some(seat) = seats.iter().find(|s| s.price.is_none()) {
+            return Err(ConfigError::new(format!(
+                "--max-cost needs a price for every seat, and {} has none: set price = {{ input = USD, output = USD }} (per million tokens) in [providers.{}] or in its [[participants]] entry",
+                seat.name, seat.provider_name
+            )));
+        }
+    }
+
     Ok(Settings {
         params,
         seed_given: seed.is_some(),
         seats,
         policy,
         config_path,
+        max_cost,
     })
 }
 
@@ -362,6 +389,7 @@ struct SeatRequest {
     max_tokens: Option<u32>,
     script: Option<Vec<Step>>,
     sleep: bool,
+    price: Option<Price>,
     /// Where the seat was asked for, for messages.
     origin: String,
 }
@@ -411,6 +439,7 @@ fn resolve_panel(args: &AskArgs, file: &FileConfig, env: &Env) -> Result<Vec<Sea
                     max_tokens: None,
                     script: None,
                     sleep: false,
+                    price: None,
                     origin: format!("-m {flag}"),
                 })
             })
@@ -430,6 +459,7 @@ fn resolve_panel(args: &AskArgs, file: &FileConfig, env: &Env) -> Result<Vec<Sea
                 max_tokens: p.max_tokens,
                 script: p.script.clone(),
                 sleep: p.sleep,
+                price: p.price,
                 origin: format!("[[participants]] #{}", i + 1),
             })
             .collect()
@@ -468,6 +498,21 @@ set an API key variable such as OPENAI_API_KEY or GROQ_API_KEY, or write a confi
             )));
         }
         let (provider, model, key_env) = resolve_provider(&req, args, file, env)?;
+        let price = req
+            .price
+            .or_else(|| file.providers.get(&req.provider).and_then(|s| s.price))
+            .or_else(|| pricing::lookup(&req.provider, &model));
+        if let Some(price) = price
+            && !(price.input >= 0.0
+                && price.output >= 0.0
+                && price.input.is_finite()
+                && price.output.is_finite())
+        {
+            return Err(ConfigError::new(format!(
+                "{}: price must be two numbers >= 0 (USD per million input and output tokens)",
+                req.origin
+            )));
+        }
         let base = req
             .name
             .clone()
@@ -492,6 +537,7 @@ set an API key variable such as OPENAI_API_KEY or GROQ_API_KEY, or write a confi
                     .providers
                     .get(&req.provider)
                     .and_then(|s| s.max_concurrency),
+                price,
             });
         }
     }
@@ -545,6 +591,7 @@ fn auto_panel(env: &Env) -> Vec<SeatRequest> {
                 max_tokens: None,
                 script: None,
                 sleep: false,
+                price: None,
                 origin: format!("the {var} variable"),
             })
         })

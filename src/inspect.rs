@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 
 use crate::cli::{AskArgs, ProvidersArgs};
 use crate::config::{self, Env, SeatSpec, Settings};
+use crate::provider::pricing::Price;
 use crate::provider::{ChatRequest, Transport, Usage};
 
 /// What the check call asks.
@@ -28,6 +29,8 @@ pub struct SeatInfo {
     pub key_env: Option<String>,
     pub key_set: bool,
     pub max_concurrency: Option<usize>,
+    /// USD per million tokens; null when unknown.
+    pub price: Option<Price>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub check: Option<CheckResult>,
 }
@@ -81,6 +84,7 @@ fn info(seat: &SeatSpec, env: &Env) -> SeatInfo {
             .as_deref()
             .is_some_and(|v| env.get(v).is_some()),
         max_concurrency: seat.max_concurrency,
+        price: seat.price,
         check: None,
     }
 }
@@ -150,6 +154,7 @@ pub fn render(panel: &Panel) -> String {
         "MODEL".to_string(),
         "ENDPOINT".to_string(),
         "KEY".to_string(),
+        "PRICE IN/OUT".to_string(),
     ]];
     let checked = panel.seats.iter().any(|s| s.check.is_some());
     if checked {
@@ -167,6 +172,10 @@ pub fn render(panel: &Panel) -> String {
             s.model.clone(),
             s.base_url.clone().unwrap_or_else(|| "-".to_string()),
             key,
+            match s.price {
+                Some(p) => format!("${}/${}", p.input, p.output),
+                None => "unpriced".to_string(),
+            },
         ];
         if let Some(c) = &s.check {
             row.push(if c.ok {

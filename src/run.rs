@@ -8,12 +8,13 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::config::Settings;
+use crate::config::{SeatSpec, Settings};
 use crate::consensus::{self, CallResult, CallSpec};
 use crate::progress::Progress;
 use crate::provider::http::human_duration;
+use crate::provider::pricing::ASSUMED_MAX_OUTPUT;
 use crate::provider::{ChatRequest, Transport};
-use crate::report::Report;
+use crate::report::{Report, Status};
 
 /// How the run talks to the person watching.
 #[derive(Clone, Copy, Debug, Default)]
@@ -52,6 +53,9 @@ pub async fn execute(
         }
     }
     let policy = &settings.policy;
+    // Spent so far, for --max-cost: actual costs, or the bound when a count is unknown.
+    let mut spent = 0.0;
+    let mut over_budget: Option<String> = None;
 
     loop {
         if transport.expired() {
@@ -63,6 +67,20 @@ pub async fn execute(
         let round_started = Instant::now();
         let called: Vec<usize> = calls.iter().map(|c| c.seat).collect();
         let round = calls.first().map_or(0, |c| c.round);
+        let bounds: Vec<f64> = calls
+            .iter()
+            .map(|c| worst_case(&settings.seats[c.seat], c))
+            .collect();
+        if let Some(limit) = settings.max_cost {
+            let worst: f64 = bounds.iter().sum();
+            if spent + worst > limit {
+                over_budget = Some(format!(
+                    "stopped before round {round}: its worst case (${worst:.4}) would bring the cost to ${:.4}, over --max-cost ${limit}",
+                    spent + worst
+                ));
+                break;
+            }
+        }
         // The round may close early once this many have answered.
         let needed = settings.params.quorum.min(called.len());
         let round_close = policy.round_timeout.map(|t| round_started + t);
@@ -164,6 +182,14 @@ pub async fn execute(
         }
         // A sampling round the run deadline cut before anyone answered adds nothing: the
         // decision stands on the rounds before it.
+        for r in results.iter().filter(|r| r.ok) {
+            let bound = called
+                .iter()
+                .position(|&s| s == r.seat)
+                .map_or(0.0, |i| bounds[i]);
+            let price = settings.seats[r.seat].price;
+            spent += price.and_then(|p| p.cost(&r.usage)).unwrap_or(bound);
+        }
         let dropped = round > 0 && transport.expired() && !results.iter().any(|r| r.ok);
         if !dropped {
             strategy.absorb(results);
@@ -180,7 +206,20 @@ pub async fn execute(
         participant.retries = n;
     }
     report.usage.retries = retries.iter().sum();
+    if let Some(reason) = over_budget {
+        report.status = Status::Failed;
+        report.finalized = false;
+        report.error = Some(reason);
+    }
     Ok(report)
+}
+
+/// The most a call can cost: every byte of its prompt a token, and the seat's output
+/// limit (or [`ASSUMED_MAX_OUTPUT`] when it sets none) all used. 0 when unpriced.
+fn worst_case(seat: &SeatSpec, call: &CallSpec) -> f64 {
+    let input = call.system.as_deref().map_or(0, str::len) + call.user.len();
+    let output = seat.max_tokens.map_or(ASSUMED_MAX_OUTPUT, u64::from);
+    seat.price.map_or(0.0, |p| p.bound(input as u64, output))
 }
 
 fn to_result(call: &CallSpec, outcome: crate::provider::Outcome, measured_ms: f64) -> CallResult {

@@ -10,6 +10,7 @@ pub mod http;
 pub mod mock;
 pub mod ollama;
 pub mod openai;
+pub mod pricing;
 pub mod vendors;
 
 use std::fmt;
