@@ -39,6 +39,8 @@ pub enum ErrorKind {
     Refused,
     /// The call was abandoned because the run is stopping.
     Cancelled,
+    /// A local program (the command provider) exited with a failure status.
+    Program,
 }
 
 impl ErrorKind {

@@ -1,0 +1,340 @@
+//! Fault injection: the binary against loopback providers that rate-limit, fail, hang,
+//! break off mid-stream or answer garbage. The run must complete with the survivors,
+//! count the retries, name each error, and stay within its deadlines.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const QUESTION: &str = "What is 2+2?";
+
+/// A seat: its name, provider kind and server.
+struct Seat {
+    name: &'static str,
+    kind: &'static str,
+    server: TestServer,
+    extra: &'static str,
+}
+
+fn seat(name: &'static str, kind: &'static str, server: TestServer) -> Seat {
+    Seat {
+        name,
+        kind,
+        server,
+        extra: "",
+    }
+}
+
+fn panel_config(sb: &Sandbox, seats: &[Seat]) -> String {
+    let mut text = String::new();
+    for s in seats {
+        text.push_str(&format!(
+            "[providers.{}]\nkind = \"{}\"\nbase_url = \"{}\"\n{}\n\n",
+            s.name,
+            s.kind,
+            s.server.url(),
+            s.extra
+        ));
+    }
+    for s in seats {
+        text.push_str(&format!(
+            "[[participants]]\nprovider = \"{}\"\nname = \"{}\"\nmodel = \"m\"\n\n",
+            s.name, s.name
+        ));
+    }
+    sb.write("panel.toml", &text).to_string_lossy().into_owned()
+}
+
+fn run(sb: &Sandbox, config: &str, flags: &[&str]) -> (i32, Value, Duration) {
+    let t0 = Instant::now();
+    let out = sb
+        .cmd()
+        .args(["ask", "--json", "--seed", "3", "--config", config])
+        .args(flags)
+        .arg(QUESTION)
+        .output()
+        .expect("run llm-consensus");
+    let elapsed = t0.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), report, elapsed)
+}
+
+fn participant<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no participant {name}"))
+}
+
+fn ok() -> Reply {
+    openai_ok("2 + 2 = 4.\nFinal answer: 4", 10, 5)
+}
+
+#[test]
+fn a_panel_of_broken_providers_completes_with_the_survivors() {
+    let seats = vec![
+        seat("ok1", "openai", TestServer::always(ok())),
+        seat("ok2", "openai", TestServer::always(ok())),
+        seat(
+            "limited",
+            "openai",
+            TestServer::sequence(vec![
+                with_header(
+                    openai_error(429, "Rate limit reached", "requests", Some("rate_limit_exceeded")),
+                    "retry-after",
+                    "0",
+                ),
+                ok(),
+            ]),
+        ),
+        seat(
+            "e500",
+            "openai",
+            TestServer::always(openai_error(500, "The server had an error", "server_error", None)),
+        ),
+        seat(
+            "e503",
+            "openai",
+            TestServer::always(text(503, "text/plain", "upstream connect error")),
+        ),
+        seat(
+            "e529",
+            "anthropic",
+            TestServer::always(anthropic_error(529, "overloaded_error", "Overloaded")),
+        ),
+        seat("hang", "openai", TestServer::always(Reply::Hang)),
+        seat(
+            "cut",
+            "openai",
+            TestServer::always(truncated(openai_sse(&["2 + 2", " = 4"], None), 2, End::Abort)),
+        ),
+        seat(
+            "html",
+            "openai",
+            TestServer::always(text(
+                200,
+                "text/html",
+                "<!DOCTYPE html><html><body>Gateway login</body></html>",
+            )),
+        ),
+        seat(
+            "badjson",
+            "openai",
+            TestServer::always(text(200, "application/json", "{\"choices\": [{\"message\":")),
+        ),
+        seat(
+            "badutf8",
+            "openai",
+            TestServer::always(Reply::Full {
+                status: 200,
+                headers: vec![("Content-Type".into(), "application/json".into())],
+                body: b"{\"choices\":[{\"message\":{\"content\":\"\xff\xfe\"},\"finish_reason\":\"stop\"}]}"
+                    .to_vec(),
+            }),
+        ),
+        seat(
+            "nochoices",
+            "openai",
+            TestServer::always(text(200, "application/json", "{\"id\":\"x\",\"choices\":[]}")),
+        ),
+    ];
+    let sb = Sandbox::new();
+    let cfg = panel_config(&sb, &seats);
+    let (code, report, elapsed) = run(
+        &sb,
+        &cfg,
+        &["--retries", "1", "--timeout", "1", "--quorum", "3"],
+    );
+
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["status"], "final");
+    assert_eq!(report["answer"], "4");
+    assert_eq!(report["live"], 3);
+    // Round 0 is unanimous among the survivors, so it is the only round; the hang costs
+    // two 1 s attempts and one backoff.
+    assert!(elapsed < Duration::from_secs(6), "took {elapsed:?}");
+
+    let expected: [(&str, usize, &str); 12] = [
+        ("ok1", 1, ""),
+        ("ok2", 1, ""),
+        ("limited", 2, ""),
+        ("e500", 2, "HTTP 500"),
+        ("e503", 2, "upstream connect error"),
+        ("e529", 2, "Overloaded"),
+        ("hang", 2, "raise --timeout"),
+        ("cut", 2, "the response broke off"),
+        ("html", 2, "text/html"),
+        ("badjson", 2, "invalid JSON"),
+        ("badutf8", 2, "invalid JSON"),
+        ("nochoices", 2, "no choices"),
+    ];
+    for ((name, calls, error), s) in expected.iter().zip(&seats) {
+        assert_eq!(s.name, *name);
+        assert_eq!(s.server.count(), *calls, "calls to {name}");
+        let p = participant(&report, name);
+        if error.is_empty() {
+            assert_eq!(p["live"], true, "{name}: {p:#}");
+        } else {
+            let errors = p["errors"].to_string();
+            assert!(errors.contains(error), "{name}: {errors}");
+            assert!(errors.contains(&format!("{name}: ")), "{name}: {errors}");
+        }
+        assert_eq!(p["retries"], (*calls - 1) as u64, "{name}");
+    }
+    assert_eq!(report["usage"]["retries"], 10);
+}
+
+#[test]
+fn the_run_deadline_bounds_hung_calls_and_waits() {
+    let seats = vec![
+        seat("ok1", "openai", TestServer::always(ok())),
+        seat("ok2", "openai", TestServer::always(ok())),
+        seat("hang", "openai", TestServer::always(Reply::Hang)),
+        // Asks for a 10 s wait that the deadline cannot afford: no retry.
+        seat(
+            "slow429",
+            "openai",
+            TestServer::always(with_header(
+                openai_error(
+                    429,
+                    "Rate limit reached",
+                    "requests",
+                    Some("rate_limit_exceeded"),
+                ),
+                "retry-after",
+                "10",
+            )),
+        ),
+    ];
+    let sb = Sandbox::new();
+    let cfg = panel_config(&sb, &seats);
+    let (code, report, elapsed) = run(
+        &sb,
+        &cfg,
+        &[
+            "--deadline",
+            "1.5",
+            "--timeout",
+            "60",
+            "--retries",
+            "3",
+            "--quorum",
+            "2",
+        ],
+    );
+    assert!(elapsed < Duration::from_secs(4), "took {elapsed:?}");
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["live"], 2);
+    assert_eq!(seats[2].server.count(), 1);
+    assert_eq!(seats[3].server.count(), 1, "no retry past the deadline");
+    let hang = participant(&report, "hang")["errors"].to_string();
+    assert!(hang.contains("run deadline"), "{hang}");
+    let limited = participant(&report, "slow429")["errors"].to_string();
+    assert!(limited.contains("Rate limit reached"), "{limited}");
+}
+
+#[test]
+fn a_round_closes_after_its_timeout_once_the_quorum_answered() {
+    let seats = vec![
+        seat("fast", "openai", TestServer::always(ok())),
+        // Later than the round timeout but needed for the quorum: waited for.
+        seat(
+            "needed",
+            "openai",
+            TestServer::always(Reply::Delayed(Duration::from_millis(600), Box::new(ok()))),
+        ),
+        seat(
+            "late",
+            "openai",
+            TestServer::always(Reply::Delayed(Duration::from_secs(20), Box::new(ok()))),
+        ),
+    ];
+    let sb = Sandbox::new();
+    let cfg = panel_config(&sb, &seats);
+    let (code, report, elapsed) = run(&sb, &cfg, &["--round-timeout", "0.2", "--quorum", "2"]);
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(participant(&report, "needed")["live"], true);
+    let late = &report["rounds"][0]["participants"][2];
+    assert_eq!(late["participant"], "late");
+    let error = late["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("absent") && error.contains("round timeout"),
+        "{late:#}"
+    );
+    assert!(late["latency_ms"].as_f64().unwrap() >= 600.0, "{late:#}");
+}
+
+/// A server that answers after `hold` and records the most requests it had at once.
+fn counting_server(hold: Duration, peak: Arc<AtomicUsize>) -> TestServer {
+    let now = Arc::new(AtomicUsize::new(0));
+    TestServer::start(move |_, _| {
+        let current = now.fetch_add(1, Ordering::SeqCst) + 1;
+        peak.fetch_max(current, Ordering::SeqCst);
+        std::thread::sleep(hold);
+        now.fetch_sub(1, Ordering::SeqCst);
+        ok()
+    })
+}
+
+#[test]
+fn max_concurrency_limits_calls_in_flight_per_provider() {
+    for (limit, expected_peak) in [(1, 1), (3, 3)] {
+        let peak = Arc::new(AtomicUsize::new(0));
+        let server = counting_server(Duration::from_millis(250), Arc::clone(&peak));
+        let sb = Sandbox::new();
+        let text = format!(
+            "[providers.p]\nkind = \"openai\"\nbase_url = \"{}\"\nmax_concurrency = {limit}\n\n\
+             [[participants]]\nprovider = \"p\"\nmodel = \"m\"\ncount = 3\n",
+            server.url()
+        );
+        let cfg = sb.write("panel.toml", &text);
+        let out = sb
+            .cmd()
+            .args(["ask", "--json", "--seed", "1", "--config"])
+            .arg(&cfg)
+            .arg(QUESTION)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        assert_eq!(server.count(), 3);
+        assert_eq!(peak.load(Ordering::SeqCst), expected_peak, "limit {limit}");
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        // Waiting for a slot is not counted as the model's latency.
+        for p in report["participants"].as_array().unwrap() {
+            assert!(p["latency_ms"].as_f64().unwrap() < 700.0, "{p:#}");
+        }
+    }
+}
+
+#[test]
+fn oversized_answers_are_failed_calls() {
+    let big = "x".repeat(1024 * 1024 + 10);
+    let seats = vec![
+        seat("ok1", "openai", TestServer::always(ok())),
+        seat(
+            "huge",
+            "openai",
+            TestServer::always(openai_sse(&[&big, "\nFinal answer: 4"], None)),
+        ),
+    ];
+    let sb = Sandbox::new();
+    let cfg = panel_config(&sb, &seats);
+    let (code, report, _) = run(&sb, &cfg, &["--retries", "0", "--quorum", "1"]);
+    assert_eq!(code, 0, "{report:#}");
+    let errors = participant(&report, "huge")["errors"].to_string();
+    assert!(errors.contains("longer than 1 MiB"), "{errors}");
+}
