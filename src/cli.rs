@@ -98,9 +98,14 @@ pub struct ConsensusArgs {
     pub quorum: Option<usize>,
 
     /// What part of an answer is compared: auto (the `Final answer:` line if any, else
-    /// everything), full, or line (only the `Final answer:` line) [default: auto].
+    /// everything), full, line (only the `Final answer:` line), number, choice (A–J),
+    /// regex:<RE> (its first capture group) or json:<POINTER> [default: auto].
     #[arg(long, value_name = "MODE")]
     pub answer: Option<String>,
+
+    /// Relative tolerance under which two numeric keys agree (0.01 = within 1%) [default: 0].
+    #[arg(long, value_name = "REL")]
+    pub tolerance: Option<f64>,
 
     /// How keys are compared [default: jaccard].
     #[arg(long, value_name = "METRIC")]

@@ -280,11 +280,12 @@ pub fn resolve_with(
             .parse::<Metric>()
             .map_err(|e| ConfigError::new(format!("--similarity: {e}")))?;
     }
-    params.tolerance = c.tolerance.unwrap_or(0.0);
+    params.tolerance = a.tolerance.or(c.tolerance).unwrap_or(0.0);
     if !(params.tolerance >= 0.0 && params.tolerance.is_finite()) {
-        return Err(ConfigError::new(
-            "[consensus] tolerance must be a number >= 0",
-        ));
+        return Err(ConfigError::new(format!(
+            "--tolerance must be a number >= 0, got {}",
+            params.tolerance
+        )));
     }
     params.system = args.system.clone().or_else(|| c.system.clone());
 
