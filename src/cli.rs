@@ -69,7 +69,7 @@ pub struct ConsensusArgs {
     #[arg(long, value_enum, value_name = "NAME")]
     pub strategy: Option<StrategyKind>,
 
-    /// Sampling rounds after the first answers [default: 3].
+    /// Sampling rounds after the first answers [default: 3; vote: 0].
     #[arg(long, value_name = "N")]
     pub rounds: Option<usize>,
 
@@ -106,6 +106,11 @@ pub struct ConsensusArgs {
     /// Relative tolerance under which two numeric keys agree (0.01 = within 1%) [default: 0].
     #[arg(long, value_name = "REL")]
     pub tolerance: Option<f64>,
+
+    /// vote: share of the live seat weight the top group needs to be final: majority
+    /// (more than half), supermajority (2/3), unanimous, or a number in (0, 1] [default: majority].
+    #[arg(long, value_name = "SHARE")]
+    pub quorum_share: Option<String>,
 
     /// How keys are compared [default: jaccard].
     #[arg(long, value_name = "METRIC")]

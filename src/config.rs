@@ -71,6 +71,7 @@ pub struct ConsensusSection {
     pub answer: Option<String>,
     pub similarity: Option<String>,
     pub tolerance: Option<f64>,
+    pub quorum_share: Option<String>,
     pub system: Option<String>,
     /// Seconds per call.
     pub timeout: Option<f64>,
@@ -236,7 +237,12 @@ pub fn resolve_with(
     };
     let mut params = Params::defaults(seats.len());
     params.strategy = strategy;
-    params.rounds = a.rounds.or(c.rounds).unwrap_or(params.rounds);
+    // A vote is one independent round unless refinement is asked for.
+    let default_rounds = match strategy {
+        StrategyKind::Vote => 0,
+        _ => params.rounds,
+    };
+    params.rounds = a.rounds.or(c.rounds).unwrap_or(default_rounds);
     params.k = a.k.or(c.k).unwrap_or(params.k);
     params.alpha = check_unit("--alpha", a.alpha.or(c.alpha).unwrap_or(params.alpha))?;
     params.beta_1 = a.beta_1.or(c.beta_1).unwrap_or(params.beta_1);
@@ -286,6 +292,11 @@ pub fn resolve_with(
             "--tolerance must be a number >= 0, got {}",
             params.tolerance
         )));
+    }
+    if let Some(share) = a.quorum_share.as_deref().or(c.quorum_share.as_deref()) {
+        params.quorum_share = share
+            .parse()
+            .map_err(|e| ConfigError::new(format!("--quorum-share: {e}")))?;
     }
     params.system = args.system.clone().or_else(|| c.system.clone());
 

@@ -27,10 +27,10 @@ const TIE: f64 = 1e-12;
 
 /// SplitMix64: a tiny, well-mixed, seedable stream. The engine's draws are a documented
 /// function of (seed, round, seat name), so they must never change with a dependency.
-struct SplitMix(u64);
+pub(crate) struct SplitMix(u64);
 
 impl SplitMix {
-    fn for_draw(seed: u64, round: usize, name: &str) -> SplitMix {
+    pub(crate) fn for_draw(seed: u64, round: usize, name: &str) -> SplitMix {
         let mut h = seed ^ 0x9e37_79b9_7f4a_7c15;
         for b in name.bytes().chain((round as u64).to_le_bytes()) {
             h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
@@ -40,7 +40,7 @@ impl SplitMix {
         s
     }
 
-    fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -49,17 +49,21 @@ impl SplitMix {
     }
 
     /// Uniform in (0, 1].
-    fn unit(&mut self) -> f64 {
+    pub(crate) fn unit(&mut self) -> f64 {
         ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * n as f64) as usize
     }
 }
 
 /// `m` of `candidates` without replacement, weighted (Efraimidis–Spirakis), then shuffled.
-fn weighted_sample(rng: &mut SplitMix, candidates: &[(usize, f64)], m: usize) -> Vec<usize> {
+pub(crate) fn weighted_sample(
+    rng: &mut SplitMix,
+    candidates: &[(usize, f64)],
+    m: usize,
+) -> Vec<usize> {
     let mut keyed: Vec<(f64, usize)> = candidates
         .iter()
         .map(|&(seat, w)| (rng.unit().ln() / w.max(f64::MIN_POSITIVE), seat))
@@ -472,6 +476,7 @@ impl Strategy for Metastable {
             rounds: self.trace.clone(),
             live,
             quorum: self.params.quorum,
+            details: Default::default(),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod hanzo;
 pub mod metastable;
 pub mod prompt;
 pub mod pyrandom;
+pub mod vote;
 
 use serde::Serialize;
 
@@ -24,6 +25,8 @@ pub enum StrategyKind {
     Metastable,
     /// The seed protocol of hanzo-consensus 0.1.0, reproduced exactly.
     Hanzo,
+    /// Independent answers grouped by key; plurality by seat weight, final at --quorum-share.
+    Vote,
 }
 
 impl StrategyKind {
@@ -31,6 +34,7 @@ impl StrategyKind {
         match self {
             StrategyKind::Metastable => "metastable",
             StrategyKind::Hanzo => "hanzo",
+            StrategyKind::Vote => "vote",
         }
     }
 }
@@ -38,8 +42,13 @@ impl StrategyKind {
 impl std::str::FromStr for StrategyKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        <Self as clap::ValueEnum>::from_str(s, true)
-            .map_err(|_| format!("unknown strategy `{s}` (expected metastable or hanzo)"))
+        <Self as clap::ValueEnum>::from_str(s, true).map_err(|_| {
+            let names: Vec<&str> = <Self as clap::ValueEnum>::value_variants()
+                .iter()
+                .map(|k| k.name())
+                .collect();
+            format!("unknown strategy `{s}` (expected {})", names.join(", "))
+        })
     }
 }
 
@@ -66,6 +75,8 @@ pub struct Params {
     pub tolerance: f64,
     /// The system prompt every seat gets unless it has its own.
     pub system: Option<String>,
+    /// `vote`: the share of the live seat weight the top group needs to be final.
+    pub quorum_share: vote::QuorumShare,
 }
 
 impl Params {
@@ -84,6 +95,7 @@ impl Params {
             similarity: Metric::Jaccard,
             tolerance: 0.0,
             system: None,
+            quorum_share: vote::QuorumShare::MAJORITY,
         }
     }
 }
@@ -219,6 +231,35 @@ pub struct Decision {
     /// Participants whose latest call succeeded.
     pub live: usize,
     pub quorum: usize,
+    /// What the strategy found beyond the common fields (groups, ties...).
+    pub details: Details,
+}
+
+/// Answers that agree (sim >= alpha with the group's first member).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Group {
+    /// The key of the group's representative.
+    pub key: String,
+    pub members: Vec<String>,
+    /// Sum of the members' seat weights.
+    pub weight: f64,
+    /// `weight` over the live seats' total weight.
+    pub share: f64,
+}
+
+/// Strategy-specific results; empty fields are left out of the JSON.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Details {
+    /// The share (or support) the winner needed for the decision to be final, when it is
+    /// not beta_2.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// The answer groups, largest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<Group>,
+    /// The keys tied for first place; when not empty there is no winner.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tie: Vec<String>,
 }
 
 /// A consensus procedure, driven by the runner.
@@ -239,6 +280,7 @@ pub fn build(params: &Params, seats: Vec<Seat>, prompt: &str) -> Box<dyn Strateg
             Box::new(metastable::Metastable::new(params.clone(), seats, prompt))
         }
         StrategyKind::Hanzo => Box::new(hanzo::Hanzo::new(params.clone(), seats, prompt)),
+        StrategyKind::Vote => Box::new(vote::Vote::new(params.clone(), seats, prompt)),
     }
 }
 

@@ -7,7 +7,7 @@ pub mod text;
 use serde::Serialize;
 
 use crate::config::Settings;
-use crate::consensus::{Decision, RoundTrace};
+use crate::consensus::{Decision, Details, RoundTrace};
 use crate::provider::Usage;
 
 /// Bumped whenever a field changes meaning or disappears.
@@ -122,6 +122,9 @@ pub struct Report {
     pub elapsed_ms: f64,
     /// Why the run failed or degraded, in one line.
     pub error: Option<String>,
+    /// Strategy-specific results (answer groups, ties...).
+    #[serde(flatten)]
+    pub details: Details,
 }
 
 impl Report {
@@ -262,6 +265,7 @@ impl Report {
             },
             elapsed_ms,
             error,
+            details: decision.details.clone(),
         }
     }
 }

@@ -1,0 +1,221 @@
+//! The decision rules of the strategies other than metastable and hanzo, shown on
+//! scripted panels built to separate them (PROTOCOL.md §4), driven through the engine.
+
+use llm_consensus::consensus::{self, CallResult, CallSpec, Decision, Params, Seat, StrategyKind};
+use llm_consensus::similarity::AnswerMode;
+
+/// A scripted seat: answers by call (the last repeats) and latency.
+#[derive(Clone, Debug)]
+struct Scripted {
+    name: String,
+    answers: Vec<String>,
+    ms: f64,
+    weight: f64,
+}
+
+fn seat(name: &str, answer: &str, ms: f64) -> Scripted {
+    Scripted {
+        name: name.into(),
+        answers: vec![answer.into()],
+        ms,
+        weight: 1.0,
+    }
+}
+
+fn seat_seq(name: &str, answers: &[&str], ms: f64) -> Scripted {
+    Scripted {
+        name: name.into(),
+        answers: answers.iter().map(|a| a.to_string()).collect(),
+        ms,
+        weight: 1.0,
+    }
+}
+
+struct Run {
+    decision: Decision,
+    specs: Vec<CallSpec>,
+}
+
+fn run(panel: &[Scripted], params: &Params) -> Run {
+    let seats = panel
+        .iter()
+        .map(|s| Seat {
+            weight: s.weight,
+            ..Seat::new(s.name.clone())
+        })
+        .collect();
+    let mut strategy = consensus::build(params, seats, "Which option is right?");
+    let mut calls = vec![0usize; panel.len()];
+    let mut specs = Vec::new();
+    let decision = consensus::drive(strategy.as_mut(), |call| {
+        specs.push(call.clone());
+        let s = &panel[call.seat];
+        let n = calls[call.seat];
+        calls[call.seat] += 1;
+        CallResult::ok(
+            call.seat,
+            s.answers[n.min(s.answers.len() - 1)].clone(),
+            s.ms,
+        )
+    });
+    Run { decision, specs }
+}
+
+fn params(strategy: StrategyKind, n: usize) -> Params {
+    let mut p = Params::defaults(n);
+    p.strategy = strategy;
+    p.seed = 11;
+    p.answer = AnswerMode::Choice;
+    if strategy == StrategyKind::Vote {
+        p.rounds = 0;
+    }
+    p
+}
+
+fn winner_name(panel: &[Scripted], d: &Decision) -> Option<String> {
+    d.winner.map(|w| panel[w].name.clone())
+}
+
+/// Three slow seats say B; two fast seats say A.
+fn slow_majority_fast_minority() -> Vec<Scripted> {
+    vec![
+        seat("fast-1", "Quick take.\nFinal answer: A", 40.0),
+        seat("slow-1", "Careful reasoning.\nThe answer is (B).", 90_000.0),
+        seat("fast-2", "Obvious.\nAnswer: A", 60.0),
+        seat("slow-2", "Worked it out: \\boxed{B}", 60_000.0),
+        seat("slow-3", "Long derivation.\nFinal answer: (B)", 120_000.0),
+    ]
+}
+
+#[test]
+fn vote_a_slow_majority_beats_a_fast_minority_and_is_final() {
+    let panel = slow_majority_fast_minority();
+    let r = run(&panel, &params(StrategyKind::Vote, panel.len()));
+    let d = &r.decision;
+    assert_eq!(d.answer.as_deref(), Some("B"));
+    assert!(d.finalized, "3 of 5 is a majority");
+    assert!(winner_name(&panel, d).unwrap().starts_with("slow"));
+    assert_eq!(r.specs.len(), 5, "one independent round: one call per seat");
+    let groups: Vec<(&str, usize)> = d
+        .details
+        .groups
+        .iter()
+        .map(|g| (g.key.as_str(), g.members.len()))
+        .collect();
+    assert_eq!(groups, [("B", 3), ("A", 2)]);
+    assert!((d.details.groups[0].share - 0.6).abs() < 1e-12);
+    assert!(d.details.tie.is_empty());
+}
+
+#[test]
+fn vote_finality_follows_the_quorum_share() {
+    let panel = slow_majority_fast_minority();
+    let mut p = params(StrategyKind::Vote, panel.len());
+    for (share, final_) in [
+        ("majority", true),
+        ("0.6", true),
+        ("supermajority", false),
+        ("unanimous", false),
+    ] {
+        p.quorum_share = share.parse().unwrap();
+        let d = run(&panel, &p).decision;
+        assert_eq!(d.finalized, final_, "--quorum-share {share}");
+        assert_eq!(
+            d.answer.as_deref(),
+            Some("B"),
+            "the winner does not depend on finality"
+        );
+    }
+    // Exactly half is not a majority.
+    let half = vec![
+        seat("a", "Final answer: A", 10.0),
+        seat("b", "Final answer: A", 10.0),
+        seat("c", "Final answer: C", 10.0),
+        seat("d", "I do not know.", 10.0),
+    ];
+    let d = run(&half, &params(StrategyKind::Vote, 4)).decision;
+    assert_eq!(d.answer.as_deref(), Some("A"));
+    assert!(!d.finalized, "2 of 4 is not more than half");
+}
+
+#[test]
+fn vote_a_two_way_tie_is_reported_and_never_broken() {
+    let panel = [
+        seat("a", "Final answer: A", 10.0),
+        seat("b", "Final answer: B", 20.0),
+        seat("c", "Final answer: A", 30.0),
+        seat("d", "Final answer: B", 40.0),
+    ];
+    for order in [[0, 1, 2, 3], [3, 2, 1, 0], [1, 0, 3, 2]] {
+        let shuffled: Vec<Scripted> = order.iter().map(|&i| panel[i].clone()).collect();
+        let d = run(&shuffled, &params(StrategyKind::Vote, 4)).decision;
+        assert_eq!(d.winner, None, "a tie has no winner");
+        assert_eq!(d.answer, None);
+        assert!(!d.finalized);
+        let mut tie = d.details.tie.clone();
+        tie.sort();
+        assert_eq!(tie, ["A", "B"]);
+    }
+}
+
+#[test]
+fn vote_seat_weight_decides_the_plurality() {
+    let mut panel = vec![
+        seat("light-1", "Final answer: A", 10.0),
+        seat("light-2", "Final answer: A", 10.0),
+        seat("heavy", "Final answer: C", 10.0),
+    ];
+    panel[2].weight = 3.0;
+    let d = run(&panel, &params(StrategyKind::Vote, 3)).decision;
+    assert_eq!(d.answer.as_deref(), Some("C"));
+    assert!((d.details.groups[0].share - 0.6).abs() < 1e-12);
+    assert!(d.finalized);
+}
+
+#[test]
+fn vote_an_answer_without_a_key_supports_nobody() {
+    let panel = vec![
+        seat("a", "Final answer: D", 10.0),
+        seat("b", "It depends on the context.", 10.0),
+        seat("c", "Final answer: D", 10.0),
+    ];
+    let mut p = params(StrategyKind::Vote, 3);
+    p.quorum_share = "unanimous".parse().unwrap();
+    let d = run(&panel, &p).decision;
+    assert_eq!(d.seats[1].key, None);
+    assert_eq!(d.seats[1].support, Some(0.0));
+    assert_eq!(d.answer.as_deref(), Some("D"));
+    assert!((d.seats[0].support.unwrap() - 2.0 / 3.0).abs() < 1e-12);
+    assert!(
+        !d.finalized,
+        "the keyless answer still counts as not agreeing"
+    );
+}
+
+#[test]
+fn vote_refinement_rounds_run_only_when_asked() {
+    let panel = vec![
+        seat("a", "Final answer: A", 10.0),
+        seat_seq(
+            "b",
+            &["Final answer: B", "Peers convinced me.\nFinal answer: A"],
+            10.0,
+        ),
+        seat("c", "Final answer: A", 10.0),
+        seat_seq("d", &["Final answer: B", "Final answer: A"], 10.0),
+    ];
+    let p = params(StrategyKind::Vote, 4);
+    let once = run(&panel, &p);
+    assert_eq!(once.specs.len(), 4);
+    assert_eq!(once.decision.answer, None, "2 against 2 is a tie");
+    let mut refined = p.clone();
+    refined.rounds = 2;
+    let r = run(&panel, &refined);
+    assert_eq!(r.decision.answer.as_deref(), Some("A"));
+    assert!(r.decision.finalized);
+    // Round 1 changed answers; round 2 repeats them and ends the refinement.
+    assert_eq!(r.decision.rounds_executed, 2);
+    let round1: Vec<&CallSpec> = r.specs.iter().filter(|s| s.round == 1).collect();
+    assert_eq!(round1.len(), 4);
+    assert!(round1.iter().all(|s| s.user.contains("Peer 1:")));
+}
