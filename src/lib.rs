@@ -7,7 +7,8 @@
 //! - [`provider`]: the wire protocols (one closed enum) and transport policy;
 //! - [`config`]: the TOML schema, discovery and precedence, resolved into [`config::Settings`];
 //! - [`report`]: the result as data, and its text and JSON renderings;
-//! - [`run`]: the glue that drives a strategy with real provider calls.
+//! - [`run`]: the glue that drives a strategy with real provider calls;
+//! - [`replay`]: measuring strategies on recorded answers of real models.
 
 pub mod cli;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod consensus;
 pub mod error;
 pub mod progress;
 pub mod provider;
+pub mod replay;
 pub mod report;
 pub mod run;
 pub mod similarity;

@@ -9,8 +9,9 @@
 //! - Agreement is scored on the round's snapshot, after every answer of the round is in.
 //!   Confidence starts at the first agreement and then moves halfway towards each new one.
 //! - Support of i: the weighted share of live seats j with sim(key_i, key_j) >= alpha.
-//!   The winner has the highest support (ties: confidence × luminance, then confidence,
-//!   then the key's text, then seat order); finalized when that support reaches beta_2 and
+//!   The winner has the highest support (ties between positions: the more central
+//!   position, see [`Metastable::centrality`]; then confidence × luminance, then
+//!   confidence, then the key's text, then seat order); finalized when that support reaches beta_2 and
 //!   the quorum is live.
 //! - Phase I ends early when the decision is final, every live seat is settled
 //!   (confidence >= beta_1), or a round changed no answer.
@@ -20,7 +21,7 @@ use super::{
     CallResult, CallSpec, Decision, Params, RoundTrace, Seat, SeatOutcome, Strategy, TraceEntry,
     complete_results,
 };
-use crate::similarity::{Comparator, Key};
+use crate::similarity::{Comparator, Key, Metric};
 
 /// Supports equal within this margin are ties.
 const TIE: f64 = 1e-12;
@@ -226,9 +227,53 @@ impl Metastable {
         }
     }
 
+    /// For each live seat with a key, how central its position is: the mean, over the
+    /// seats that support it, of their full answers' mean Jaccard similarity to every other
+    /// live answer. Members of one position share the value; it breaks ties in support
+    /// between positions (the answer whose reasoning the panel shares more, a
+    /// minimum-Bayes-risk choice) before speed is looked at.
+    fn centrality(&self) -> Vec<f64> {
+        let live: Vec<usize> = self.live_seats().collect();
+        let n = self.seats.len();
+        let mut out = vec![0.0; n];
+        if live.len() < 2 {
+            return out;
+        }
+        let full = Comparator::new(Metric::Jaccard, 0.0);
+        let texts: Vec<Key> = live
+            .iter()
+            .map(|&i| Key::new(self.state[i].text.as_deref().unwrap_or("")))
+            .collect();
+        let mut own = vec![0.0; n];
+        for (a, &i) in live.iter().enumerate() {
+            let total: f64 = (0..live.len())
+                .filter(|&b| b != a)
+                .map(|b| full.sim(&texts[a], &texts[b]))
+                .sum();
+            own[i] = total / (live.len() - 1) as f64;
+        }
+        for &i in &live {
+            let Some(ki) = &self.state[i].key else {
+                continue;
+            };
+            let supporters: Vec<usize> =
+                live.iter()
+                    .copied()
+                    .filter(|&j| {
+                        self.state[j].key.as_ref().is_some_and(|kj| {
+                            j == i || self.cmp.at_least(ki, kj, self.params.alpha)
+                        })
+                    })
+                    .collect();
+            out[i] = supporters.iter().map(|&j| own[j]).sum::<f64>() / supporters.len() as f64;
+        }
+        out
+    }
+
     /// Phase II on the current state: (winner, its support).
     fn winner(&self) -> Option<(usize, f64)> {
         let max_lum = self.max_luminance();
+        let central = self.centrality();
         let mut best: Option<(usize, f64)> = None;
         for i in self.live_seats() {
             let (Some(support), Some(key)) = (self.state[i].support, &self.state[i].key) else {
@@ -239,6 +284,8 @@ impl Metastable {
                 Some((b, bs)) => {
                     if (support - bs).abs() > TIE {
                         support > bs
+                    } else if (central[i] - central[b]).abs() > TIE {
+                        central[i] > central[b]
                     } else {
                         let (si, sb) = (
                             self.state[i].confidence * self.normalized_luminance(i, max_lum),
