@@ -112,6 +112,10 @@ pub struct ConsensusArgs {
     #[arg(long, value_name = "SHARE")]
     pub quorum_share: Option<String>,
 
+    /// rank: how ballots are aggregated: borda, or chb (Constrained Hybrid Borda) [default: borda].
+    #[arg(long, value_name = "RULE")]
+    pub rule: Option<String>,
+
     /// How keys are compared [default: jaccard].
     #[arg(long, value_name = "METRIC")]
     pub similarity: Option<String>,

@@ -72,6 +72,7 @@ pub struct ConsensusSection {
     pub similarity: Option<String>,
     pub tolerance: Option<f64>,
     pub quorum_share: Option<String>,
+    pub rule: Option<String>,
     pub system: Option<String>,
     /// Seconds per call.
     pub timeout: Option<f64>,
@@ -297,6 +298,11 @@ pub fn resolve_with(
         params.quorum_share = share
             .parse()
             .map_err(|e| ConfigError::new(format!("--quorum-share: {e}")))?;
+    }
+    if let Some(rule) = a.rule.as_deref().or(c.rule.as_deref()) {
+        params.rule = rule
+            .parse()
+            .map_err(|e| ConfigError::new(format!("--rule: {e}")))?;
     }
     params.system = args.system.clone().or_else(|| c.system.clone());
 

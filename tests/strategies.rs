@@ -219,3 +219,207 @@ fn vote_refinement_rounds_run_only_when_asked() {
     assert_eq!(round1.len(), 4);
     assert!(round1.iter().all(|s| s.user.contains("Peer 1:")));
 }
+
+// ---------------------------------------------------------------------------------------
+// rank
+// ---------------------------------------------------------------------------------------
+
+/// The letters of the answers shown in a ballot prompt, in the order shown.
+fn shown_letters(prompt: &str) -> Vec<char> {
+    let mut letters = Vec::new();
+    for i in 1.. {
+        let Some(start) = prompt.find(&format!("\nAnswer {i}:\n")) else {
+            break;
+        };
+        let rest = &prompt[start + 1..];
+        let end = rest[1..]
+            .find(&format!("\nAnswer {}:\n", i + 1))
+            .or_else(|| rest.find("\nRank these"))
+            .unwrap_or(rest.len());
+        let body = &rest[rest.find('\n').unwrap() + 1..end];
+        letters.push(llm_consensus::similarity::choice_key(body.trim_end_matches('`')).unwrap());
+    }
+    letters
+}
+
+/// A voter that answers `own` and then ranks what it is shown by `preference`
+/// (letters earlier in it rank higher), or writes `ballot` verbatim when given.
+struct Voter {
+    name: &'static str,
+    own: char,
+    preference: Vec<char>,
+    ballot: Option<&'static str>,
+    ms: f64,
+}
+
+fn voter(name: &'static str, own: char, preference: &str) -> Voter {
+    Voter {
+        name,
+        own,
+        preference: preference.chars().collect(),
+        ballot: None,
+        ms: 100.0,
+    }
+}
+
+fn run_rank(voters: &[Voter], params: &Params) -> Run {
+    let seats = voters.iter().map(|v| Seat::new(v.name)).collect();
+    let mut strategy = consensus::build(params, seats, "Which option is right?");
+    let mut specs = Vec::new();
+    let decision = consensus::drive(strategy.as_mut(), |call| {
+        specs.push(call.clone());
+        let v = &voters[call.seat];
+        if call.round == 0 {
+            return CallResult::ok(
+                call.seat,
+                format!("Reasoning of {}.\nFinal answer: {}", v.name, v.own),
+                v.ms,
+            );
+        }
+        if let Some(text) = v.ballot {
+            return CallResult::ok(call.seat, text, v.ms);
+        }
+        let shown = shown_letters(&call.user);
+        assert!(
+            !call.user.contains(&format!("Reasoning of {}.", v.name)),
+            "{} was shown its own answer",
+            v.name
+        );
+        let mut order: Vec<usize> = (0..shown.len()).collect();
+        order.sort_by_key(|&i| {
+            v.preference
+                .iter()
+                .position(|&c| c == shown[i])
+                .unwrap_or(99)
+        });
+        let ranking: Vec<String> = order.iter().map(|i| (i + 1).to_string()).collect();
+        CallResult::ok(
+            call.seat,
+            format!(
+                "I compared them carefully.\nRanking: {}",
+                ranking.join(" > ")
+            ),
+            v.ms,
+        )
+    });
+    Run { decision, specs }
+}
+
+fn names(d: &Decision, voters: &[Voter]) -> Option<&'static str> {
+    d.winner.map(|w| voters[w].name)
+}
+
+#[test]
+fn rank_never_shows_a_voter_its_own_answer_and_borda_picks_the_best_ranked() {
+    // Slow voters agree on B; two fast ones say A. Everyone prefers B over A after their own.
+    let mut voters = vec![
+        voter("fast-1", 'A', "ABCD"),
+        voter("slow-1", 'B', "BACD"),
+        voter("fast-2", 'A', "ABCD"),
+        voter("slow-2", 'B', "BACD"),
+        voter("slow-3", 'B', "BACD"),
+    ];
+    voters[0].ms = 20.0;
+    voters[2].ms = 30.0;
+    let r = run_rank(&voters, &params(StrategyKind::Rank, 5));
+    let d = &r.decision;
+    assert_eq!(d.answer.as_deref(), Some("B"));
+    assert!(names(d, &voters).unwrap().starts_with("slow"));
+    // Ballots show the 4 other answers, never the voter's own.
+    for spec in r.specs.iter().filter(|s| s.round == 1) {
+        assert_eq!(shown_letters(&spec.user).len(), 4);
+    }
+    assert_eq!(
+        r.specs.len(),
+        10,
+        "one answer and one ballot per participant"
+    );
+    assert_eq!(d.details.ballots.len(), 5);
+    assert!(d.details.ballots.iter().all(|b| b.ranking.is_some()));
+    assert!(!d.finalized, "no answer is first on 80% of the ballots");
+}
+
+#[test]
+fn rank_chb_prefers_first_places_when_the_borda_winner_has_few() {
+    let voters = vec![
+        voter("a", 'A', "BCDE"),
+        voter("b", 'B', "ACDE"),
+        voter("c", 'C', "ABDE"),
+        voter("d", 'D', "ABCE"),
+        voter("e", 'E', "BCDA"),
+    ];
+    let mut p = params(StrategyKind::Rank, 5);
+    let borda = run_rank(&voters, &p).decision;
+    assert_eq!(
+        borda.answer.as_deref(),
+        Some("B"),
+        "Borda: B 10 points, A 9"
+    );
+    assert_eq!(borda.details.scores[0].participant, "b");
+    assert_eq!(borda.details.scores[0].borda, 10.0);
+    p.rule = "chb".parse().unwrap();
+    let chb = run_rank(&voters, &p).decision;
+    assert_eq!(
+        chb.answer.as_deref(),
+        Some("A"),
+        "CHB: A has 3 first places of 5"
+    );
+}
+
+#[test]
+fn rank_drops_unreadable_ballots_and_reports_them() {
+    let mut voters = vec![
+        voter("a", 'C', "CAB"),
+        voter("b", 'C', "CAB"),
+        voter("c", 'A', "CAB"),
+        voter("d", 'B', "CAB"),
+    ];
+    voters[3].ballot = Some("They are all fine answers, I cannot choose.");
+    let d = run_rank(&voters, &params(StrategyKind::Rank, 4)).decision;
+    assert_eq!(d.answer.as_deref(), Some("C"));
+    assert_eq!(d.details.failure, None);
+    let dropped: Vec<(&str, &str)> = d
+        .details
+        .ballots
+        .iter()
+        .filter_map(|b| b.dropped.as_deref().map(|why| (b.voter.as_str(), why)))
+        .collect();
+    assert_eq!(dropped, [("d", "no `Ranking:` line")]);
+
+    // Three of four unreadable: fewer than half, the run fails with the reason.
+    voters[0].ballot = Some("Ranking: 1 > 1 > 2");
+    voters[1].ballot = Some("Ranking: 7");
+    let d = run_rank(&voters, &params(StrategyKind::Rank, 4)).decision;
+    assert_eq!(d.winner, None);
+    assert!(!d.finalized);
+    let failure = d.details.failure.expect("the run fails");
+    assert!(failure.contains("only 1 of 4 ballots"), "{failure}");
+}
+
+#[test]
+fn rank_is_final_when_the_winner_tops_enough_ballots() {
+    let voters = vec![
+        voter("a", 'D', "DAB"),
+        voter("b", 'D', "DAB"),
+        voter("c", 'D', "DAB"),
+        voter("d", 'D', "DAB"),
+    ];
+    let d = run_rank(&voters, &params(StrategyKind::Rank, 4)).decision;
+    assert_eq!(d.answer.as_deref(), Some("D"));
+    // First places are spread over four identical answers, but every ballot tops a D.
+    assert_eq!(d.details.scores.len(), 4);
+    let firsts: Vec<usize> = d.details.scores.iter().map(|s| s.first_places).collect();
+    assert_eq!(firsts.iter().sum::<usize>(), 4);
+    assert!(firsts[0] < 4, "{firsts:?}");
+    assert!(d.finalized);
+
+    // Two of four ballots top the winner's answer: 50% < beta_2.
+    let split = vec![
+        voter("a", 'D', "DAB"),
+        voter("b", 'D', "DAB"),
+        voter("c", 'A', "ADB"),
+        voter("d", 'A', "ADB"),
+    ];
+    let d = run_rank(&split, &params(StrategyKind::Rank, 4)).decision;
+    assert!(!d.finalized);
+}

@@ -10,6 +10,7 @@ pub mod hanzo;
 pub mod metastable;
 pub mod prompt;
 pub mod pyrandom;
+pub mod rank;
 pub mod vote;
 
 use serde::Serialize;
@@ -27,6 +28,8 @@ pub enum StrategyKind {
     Hanzo,
     /// Independent answers grouped by key; plurality by seat weight, final at --quorum-share.
     Vote,
+    /// Each participant ranks the others' anonymous answers; Borda or --rule chb picks one.
+    Rank,
 }
 
 impl StrategyKind {
@@ -35,6 +38,7 @@ impl StrategyKind {
             StrategyKind::Metastable => "metastable",
             StrategyKind::Hanzo => "hanzo",
             StrategyKind::Vote => "vote",
+            StrategyKind::Rank => "rank",
         }
     }
 }
@@ -77,6 +81,8 @@ pub struct Params {
     pub system: Option<String>,
     /// `vote`: the share of the live seat weight the top group needs to be final.
     pub quorum_share: vote::QuorumShare,
+    /// `rank`: how ballots are aggregated.
+    pub rule: rank::RankRule,
 }
 
 impl Params {
@@ -96,6 +102,7 @@ impl Params {
             tolerance: 0.0,
             system: None,
             quorum_share: vote::QuorumShare::MAJORITY,
+            rule: rank::RankRule::Borda,
         }
     }
 }
@@ -260,6 +267,78 @@ pub struct Details {
     /// The keys tied for first place; when not empty there is no winner.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tie: Vec<String>,
+    /// rank: every ballot, readable or not.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ballots: Vec<BallotReport>,
+    /// rank: the aggregated scores, best first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scores: Vec<ScoreReport>,
+    /// bft: the proposal's SHA-256 digest (hex).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// bft: every attestation, both phases.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<Attestation>,
+    /// bft: participants suspected of being faulty, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub suspects: Vec<Suspect>,
+    /// leader: one entry per term.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub terms: Vec<Term>,
+    /// Why the strategy could not decide (the run then fails).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+}
+
+/// One participant's ranking of the others' answers.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BallotReport {
+    pub voter: String,
+    /// Best first; None when the ballot could not be read.
+    pub ranking: Option<Vec<String>>,
+    /// Why the ballot was dropped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<String>,
+}
+
+/// A candidate's aggregated ranking score.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ScoreReport {
+    pub participant: String,
+    pub borda: f64,
+    /// Ballots that rank it first.
+    pub first_places: usize,
+}
+
+/// One participant's verdict on the proposal in one phase.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Attestation {
+    pub participant: String,
+    /// `prepare` or `commit`.
+    pub phase: &'static str,
+    /// `AGREE`, `DISAGREE`, or None when unreadable or absent.
+    pub verdict: Option<&'static str>,
+    pub reason: Option<String>,
+    /// SHA-256 of the proposal this attestation refers to.
+    pub digest: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Suspect {
+    pub participant: String,
+    pub reasons: Vec<String>,
+}
+
+/// One leader term.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Term {
+    pub term: usize,
+    pub leader: String,
+    /// The proposal's key.
+    pub proposal: Option<String>,
+    pub accepted_by: Vec<String>,
+    pub rejected_by: Vec<String>,
+    pub committed: bool,
 }
 
 /// A consensus procedure, driven by the runner.
@@ -281,6 +360,7 @@ pub fn build(params: &Params, seats: Vec<Seat>, prompt: &str) -> Box<dyn Strateg
         }
         StrategyKind::Hanzo => Box::new(hanzo::Hanzo::new(params.clone(), seats, prompt)),
         StrategyKind::Vote => Box::new(vote::Vote::new(params.clone(), seats, prompt)),
+        StrategyKind::Rank => Box::new(rank::Rank::new(params.clone(), seats, prompt)),
     }
 }
 

@@ -475,6 +475,7 @@ impl Strategy for Vote {
                 threshold: Some(self.params.quorum_share.share),
                 groups,
                 tie,
+                ..Details::default()
             },
         }
     }

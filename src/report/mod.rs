@@ -199,6 +199,8 @@ impl Report {
                 Status::Interrupted,
                 Some("interrupted before the run finished".to_string()),
             )
+        } else if let Some(failure) = &decision.details.failure {
+            (Status::Failed, Some(failure.clone()))
         } else if decision.live == 0 {
             let causes: Vec<String> = participants
                 .iter()
