@@ -116,6 +116,11 @@ pub struct ConsensusArgs {
     #[arg(long, value_name = "RULE")]
     pub rule: Option<String>,
 
+    /// bft: faulty participants to tolerate; needs at least 3f+1 seats [default: the most
+    /// the panel allows, (n-1)/3].
+    #[arg(long, value_name = "F")]
+    pub faults: Option<usize>,
+
     /// How keys are compared [default: jaccard].
     #[arg(long, value_name = "METRIC")]
     pub similarity: Option<String>,

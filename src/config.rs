@@ -73,6 +73,7 @@ pub struct ConsensusSection {
     pub tolerance: Option<f64>,
     pub quorum_share: Option<String>,
     pub rule: Option<String>,
+    pub faults: Option<usize>,
     pub system: Option<String>,
     /// Seconds per call.
     pub timeout: Option<f64>,
@@ -303,6 +304,13 @@ pub fn resolve_with(
         params.rule = rule
             .parse()
             .map_err(|e| ConfigError::new(format!("--rule: {e}")))?;
+    }
+    params.faults = a.faults.or(c.faults);
+    if strategy == StrategyKind::Bft {
+        let f = params
+            .faults
+            .unwrap_or_else(|| crate::consensus::bft::default_faults(seats.len()));
+        crate::consensus::bft::check_faults(seats.len(), f).map_err(ConfigError::new)?;
     }
     params.system = args.system.clone().or_else(|| c.system.clone());
 

@@ -142,3 +142,25 @@ fn a_bad_quorum_share_is_a_usage_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--quorum-share"));
     assert_eq!(server.count(), 0, "nothing was sent");
 }
+
+#[test]
+fn bft_refuses_a_panel_too_small_for_its_faults_before_sending_anything() {
+    let (server, sandbox, config) = panel(&[
+        ("m1", "Final answer: B"),
+        ("m2", "Final answer: B"),
+        ("m3", "Final answer: B"),
+    ]);
+    let out = sandbox
+        .cmd()
+        .args(["ask", "--config", config.to_str().unwrap()])
+        .args(["--strategy", "bft", "--faults", "1", "Q?"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--faults 1 needs at least 4 participants (n >= 3f+1), the panel has 3"),
+        "{stderr}"
+    );
+    assert_eq!(server.count(), 0);
+}

@@ -423,3 +423,185 @@ fn rank_is_final_when_the_winner_tops_enough_ballots() {
     let d = run_rank(&split, &params(StrategyKind::Rank, 4)).decision;
     assert!(!d.finalized);
 }
+
+// ---------------------------------------------------------------------------------------
+// bft
+// ---------------------------------------------------------------------------------------
+
+/// How a scripted participant attests.
+#[derive(Clone, Copy)]
+enum Attests {
+    /// AGREE exactly when the proposal's letter is its own.
+    Honest,
+    /// These verdicts in prepare and commit, whatever the proposal.
+    Fixed(&'static str, &'static str),
+    /// AGREE, quoting a digest that is not the proposal's.
+    WrongDigest,
+}
+
+struct Member {
+    name: &'static str,
+    own: char,
+    ms: f64,
+    attests: Attests,
+}
+
+fn member(name: &'static str, own: char, ms: f64, attests: Attests) -> Member {
+    Member {
+        name,
+        own,
+        ms,
+        attests,
+    }
+}
+
+/// The proposal quoted in an attestation prompt, and the digest announced with it.
+fn proposal_in(prompt: &str) -> (String, String) {
+    let at = prompt.find("(SHA-256 ").unwrap() + "(SHA-256 ".len();
+    let digest = prompt[at..at + 64].to_string();
+    let body_start = prompt[at..].find("```text\n").unwrap() + at + "```text\n".len();
+    let body_end = prompt[body_start..].find("\n```").unwrap() + body_start;
+    (prompt[body_start..body_end].to_string(), digest)
+}
+
+fn run_bft(panel: &[Member], params: &Params) -> Run {
+    let seats = panel.iter().map(|m| Seat::new(m.name)).collect();
+    let mut strategy = consensus::build(params, seats, "Which option is right?");
+    let mut specs = Vec::new();
+    let decision = consensus::drive(strategy.as_mut(), |call| {
+        specs.push(call.clone());
+        let m = &panel[call.seat];
+        if call.round == 0 {
+            return CallResult::ok(
+                call.seat,
+                format!("Reasoning of {}.\nFinal answer: {}", m.name, m.own),
+                m.ms,
+            );
+        }
+        let (proposal, digest) = proposal_in(&call.user);
+        let letter = llm_consensus::similarity::choice_key(&proposal).unwrap();
+        let verdict = match m.attests {
+            Attests::Honest if letter == m.own => "AGREE",
+            Attests::Honest => "DISAGREE",
+            Attests::Fixed(p, c) => [p, c][call.round - 1],
+            Attests::WrongDigest => {
+                return CallResult::ok(
+                    call.seat,
+                    format!("Attestation: AGREE {}\nReason: fine.", "0".repeat(64)),
+                    m.ms,
+                );
+            }
+        };
+        CallResult::ok(
+            call.seat,
+            format!(
+                "Checked it.\nAttestation: {verdict} {digest}\nReason: my answer is {}.",
+                m.own
+            ),
+            m.ms,
+        )
+    });
+    Run { decision, specs }
+}
+
+fn suspects(d: &Decision) -> Vec<(String, Vec<String>)> {
+    d.details
+        .suspects
+        .iter()
+        .map(|s| (s.participant.clone(), s.reasons.clone()))
+        .collect()
+}
+
+#[test]
+fn bft_decides_the_slow_majority_with_two_quorums_of_attestations() {
+    let panel = [
+        member("fast", 'A', 30.0, Attests::Honest),
+        member("slow-1", 'B', 60_000.0, Attests::Honest),
+        member("slow-2", 'B', 90_000.0, Attests::Honest),
+        member("slow-3", 'B', 120_000.0, Attests::Honest),
+    ];
+    let r = run_bft(&panel, &params(StrategyKind::Bft, 4));
+    let d = &r.decision;
+    assert_eq!(d.answer.as_deref(), Some("B"));
+    assert!(
+        d.finalized,
+        "3 = 2f+1 AGREE in prepare and in commit (f = 1)"
+    );
+    assert_eq!(
+        r.specs.len(),
+        12,
+        "answer, prepare and commit for each of 4"
+    );
+    // Every attestation names the SHA-256 of the proposal shown.
+    let winner_text = d.synthesis.clone().unwrap();
+    let digest = llm_consensus::consensus::bft::sha256_hex(&winner_text);
+    assert_eq!(d.details.digest.as_deref(), Some(digest.as_str()));
+    assert_eq!(d.details.attestations.len(), 8);
+    assert!(d.details.attestations.iter().all(|a| a.digest == digest));
+    for spec in r.specs.iter().filter(|s| s.round > 0) {
+        assert_eq!(
+            proposal_in(&spec.user),
+            (winner_text.clone(), digest.clone())
+        );
+    }
+    assert_eq!(
+        suspects(d),
+        [(
+            "fast".to_string(),
+            vec!["its answer (A) is outside the decided group".to_string()]
+        )]
+    );
+}
+
+#[test]
+fn bft_names_a_participant_that_contradicts_its_own_attestation() {
+    let panel = [
+        member("b1", 'B', 100.0, Attests::Honest),
+        member("flip", 'A', 100.0, Attests::Fixed("AGREE", "DISAGREE")),
+        member("b2", 'B', 100.0, Attests::Honest),
+        member("b3", 'B', 100.0, Attests::Honest),
+    ];
+    let d = run_bft(&panel, &params(StrategyKind::Bft, 4)).decision;
+    assert!(d.finalized);
+    let found = suspects(&d);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].0, "flip");
+    let reasons = found[0].1.join("; ");
+    assert!(
+        reasons.contains("attested AGREE in prepare to a proposal its own answer contradicts"),
+        "{reasons}"
+    );
+    assert!(
+        reasons.contains("changed its attestation from AGREE (prepare) to DISAGREE (commit)"),
+        "{reasons}"
+    );
+}
+
+#[test]
+fn bft_without_2f_plus_1_matching_prepares_never_commits() {
+    // A two-way split: whichever side proposes, only 2 of 4 agree.
+    let split = [
+        member("a1", 'A', 100.0, Attests::Honest),
+        member("b1", 'B', 100.0, Attests::Honest),
+        member("a2", 'A', 100.0, Attests::Honest),
+        member("b2", 'B', 100.0, Attests::Honest),
+    ];
+    let r = run_bft(&split, &params(StrategyKind::Bft, 4));
+    assert!(!r.decision.finalized);
+    assert!(
+        r.specs.iter().all(|s| s.round < 2),
+        "no commit phase after a failed prepare"
+    );
+
+    // Agreeing on a different digest is not a matching attestation.
+    let forged = [
+        member("b1", 'B', 100.0, Attests::Honest),
+        member("b2", 'B', 100.0, Attests::Honest),
+        member("x1", 'B', 100.0, Attests::WrongDigest),
+        member("x2", 'B', 100.0, Attests::WrongDigest),
+    ];
+    let d = run_bft(&forged, &params(StrategyKind::Bft, 4)).decision;
+    assert!(!d.finalized);
+    let names: Vec<String> = suspects(&d).into_iter().map(|s| s.0).collect();
+    assert_eq!(names, ["x1", "x2"]);
+}

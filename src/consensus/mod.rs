@@ -6,6 +6,7 @@
 //! randomness from the seed, so a run can be replayed from its transcript and the engine
 //! can be benchmarked without a network.
 
+pub mod bft;
 pub mod hanzo;
 pub mod metastable;
 pub mod prompt;
@@ -30,6 +31,8 @@ pub enum StrategyKind {
     Vote,
     /// Each participant ranks the others' anonymous answers; Borda or --rule chb picks one.
     Rank,
+    /// PBFT-style: prepare and commit attestations on the proposal, final with 2f+1 of each.
+    Bft,
 }
 
 impl StrategyKind {
@@ -39,6 +42,7 @@ impl StrategyKind {
             StrategyKind::Hanzo => "hanzo",
             StrategyKind::Vote => "vote",
             StrategyKind::Rank => "rank",
+            StrategyKind::Bft => "bft",
         }
     }
 }
@@ -83,6 +87,8 @@ pub struct Params {
     pub quorum_share: vote::QuorumShare,
     /// `rank`: how ballots are aggregated.
     pub rule: rank::RankRule,
+    /// `bft`: faulty participants tolerated (None: the most the panel allows).
+    pub faults: Option<usize>,
 }
 
 impl Params {
@@ -103,6 +109,7 @@ impl Params {
             system: None,
             quorum_share: vote::QuorumShare::MAJORITY,
             rule: rank::RankRule::Borda,
+            faults: None,
         }
     }
 }
@@ -361,6 +368,7 @@ pub fn build(params: &Params, seats: Vec<Seat>, prompt: &str) -> Box<dyn Strateg
         StrategyKind::Hanzo => Box::new(hanzo::Hanzo::new(params.clone(), seats, prompt)),
         StrategyKind::Vote => Box::new(vote::Vote::new(params.clone(), seats, prompt)),
         StrategyKind::Rank => Box::new(rank::Rank::new(params.clone(), seats, prompt)),
+        StrategyKind::Bft => Box::new(bft::Bft::new(params.clone(), seats, prompt)),
     }
 }
 
