@@ -605,3 +605,136 @@ fn bft_without_2f_plus_1_matching_prepares_never_commits() {
     let names: Vec<String> = suspects(&d).into_iter().map(|s| s.0).collect();
     assert_eq!(names, ["x1", "x2"]);
 }
+
+// ---------------------------------------------------------------------------------------
+// leader
+// ---------------------------------------------------------------------------------------
+
+struct Citizen {
+    name: &'static str,
+    own: char,
+    ms: f64,
+    /// As leader of a later term, propose the letter most critiques argue for.
+    persuadable: bool,
+}
+
+fn citizen(name: &'static str, own: char, ms: f64, persuadable: bool) -> Citizen {
+    Citizen {
+        name,
+        own,
+        ms,
+        persuadable,
+    }
+}
+
+fn run_leader(panel: &[Citizen], params: &Params) -> Run {
+    let seats = panel.iter().map(|c| Seat::new(c.name)).collect();
+    let mut strategy = consensus::build(params, seats, "Which option is right?");
+    let mut specs = Vec::new();
+    let decision = consensus::drive(strategy.as_mut(), |call| {
+        specs.push(call.clone());
+        let c = &panel[call.seat];
+        let answer = |letter: char| format!("Reasoning of {}.\nFinal answer: {letter}", c.name);
+        if call.round == 0 {
+            return CallResult::ok(call.seat, answer(c.own), c.ms);
+        }
+        if call.user.contains("You lead term") {
+            let argued: Vec<char> = call
+                .user
+                .match_indices("The answer is ")
+                .filter_map(|(i, _)| call.user[i + 14..].chars().next())
+                .collect();
+            let mut letter = c.own;
+            if c.persuadable
+                && let Some(&most) = argued
+                    .iter()
+                    .max_by_key(|&&l| argued.iter().filter(|&&x| x == l).count())
+            {
+                letter = most;
+            }
+            return CallResult::ok(call.seat, answer(letter), c.ms);
+        }
+        let start = call.user.rfind("```text\n").unwrap() + 8;
+        let end = call.user[start..].find("\n```").unwrap() + start;
+        let proposed = llm_consensus::similarity::choice_key(&call.user[start..end]).unwrap();
+        let text = if proposed == c.own {
+            "Vote: ACCEPT\nCritique: none".to_string()
+        } else {
+            format!("Vote: REJECT\nCritique: The answer is {}.", c.own)
+        };
+        CallResult::ok(call.seat, text, c.ms)
+    });
+    Run { decision, specs }
+}
+
+fn fast_wrong_leaders(persuadable: bool) -> Vec<Citizen> {
+    vec![
+        citizen("slow-1", 'B', 60_000.0, false),
+        citizen("fast-1", 'A', 20.0, false),
+        citizen("slow-2", 'B', 90_000.0, false),
+        citizen("fast-2", 'A', 30.0, persuadable),
+        citizen("slow-3", 'B', 120_000.0, false),
+    ]
+}
+
+#[test]
+fn leader_terms_pass_from_fast_wrong_leaders_to_the_slow_majority() {
+    let panel = fast_wrong_leaders(false);
+    let r = run_leader(&panel, &params(StrategyKind::Leader, 5));
+    let d = &r.decision;
+    assert_eq!(d.answer.as_deref(), Some("B"));
+    assert!(d.finalized, "3 of 5 accept in term 3");
+    let terms: Vec<(&str, Option<&str>, bool)> = d
+        .details
+        .terms
+        .iter()
+        .map(|t| (t.leader.as_str(), t.proposal.as_deref(), t.committed))
+        .collect();
+    assert_eq!(
+        terms,
+        [
+            ("fast-1", Some("A"), false),
+            ("fast-2", Some("A"), false),
+            ("slow-1", Some("B"), true)
+        ]
+    );
+    assert_eq!(
+        d.details.terms[0].rejected_by,
+        ["slow-1", "slow-2", "slow-3"]
+    );
+    // The second leader was shown the first term's critiques.
+    let second = r
+        .specs
+        .iter()
+        .find(|s| s.user.contains("You lead term 2"))
+        .unwrap();
+    assert_eq!(second.user.matches("The answer is B.").count(), 3);
+}
+
+#[test]
+fn leader_commits_as_soon_as_a_leader_heeds_the_critiques() {
+    let panel = fast_wrong_leaders(true);
+    let r = run_leader(&panel, &params(StrategyKind::Leader, 5));
+    let d = &r.decision;
+    assert_eq!(d.answer.as_deref(), Some("B"));
+    assert!(d.finalized);
+    assert_eq!(d.details.terms.len(), 2);
+    assert_eq!(d.winner.map(|w| panel[w].name), Some("fast-2"));
+    // round 0 (5) + term 1 votes (4) + term 2 proposal (1) + votes (4).
+    assert_eq!(r.specs.len(), 14);
+}
+
+#[test]
+fn leader_without_a_majority_in_any_term_is_not_final() {
+    let panel = fast_wrong_leaders(false);
+    let mut p = params(StrategyKind::Leader, 5);
+    p.rounds = 1;
+    let d = run_leader(&panel, &p).decision;
+    assert!(!d.finalized);
+    assert_eq!(
+        d.answer.as_deref(),
+        Some("A"),
+        "the latest proposal is reported"
+    );
+    assert_eq!(d.details.terms.len(), 1);
+}

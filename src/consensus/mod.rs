@@ -8,6 +8,7 @@
 
 pub mod bft;
 pub mod hanzo;
+pub mod leader;
 pub mod metastable;
 pub mod prompt;
 pub mod pyrandom;
@@ -33,6 +34,8 @@ pub enum StrategyKind {
     Rank,
     /// PBFT-style: prepare and commit attestations on the proposal, final with 2f+1 of each.
     Bft,
+    /// Raft-style terms: the leader proposes, a majority of accepts commits, else a new leader.
+    Leader,
 }
 
 impl StrategyKind {
@@ -43,6 +46,7 @@ impl StrategyKind {
             StrategyKind::Vote => "vote",
             StrategyKind::Rank => "rank",
             StrategyKind::Bft => "bft",
+            StrategyKind::Leader => "leader",
         }
     }
 }
@@ -369,6 +373,7 @@ pub fn build(params: &Params, seats: Vec<Seat>, prompt: &str) -> Box<dyn Strateg
         StrategyKind::Vote => Box::new(vote::Vote::new(params.clone(), seats, prompt)),
         StrategyKind::Rank => Box::new(rank::Rank::new(params.clone(), seats, prompt)),
         StrategyKind::Bft => Box::new(bft::Bft::new(params.clone(), seats, prompt)),
+        StrategyKind::Leader => Box::new(leader::Leader::new(params.clone(), seats, prompt)),
     }
 }
 
