@@ -97,7 +97,7 @@ pub struct ConsensusArgs {
     #[arg(long, value_enum, value_name = "NAME")]
     pub strategy: Option<StrategyKind>,
 
-    /// Sampling rounds after the first answers [default: 3].
+    /// Sampling rounds after the first answers [default: 3; vote: 0].
     #[arg(long, value_name = "N")]
     pub rounds: Option<usize>,
 
@@ -126,9 +126,28 @@ pub struct ConsensusArgs {
     pub quorum: Option<usize>,
 
     /// What part of an answer is compared: auto (the `Final answer:` line if any, else
-    /// everything), full, or line (only the `Final answer:` line) [default: auto].
+    /// everything), full, line (only the `Final answer:` line), number, choice (A–J),
+    /// regex:<RE> (its first capture group) or json:<POINTER> [default: auto].
     #[arg(long, value_name = "MODE")]
     pub answer: Option<String>,
+
+    /// Relative tolerance under which two numeric keys agree (0.01 = within 1%) [default: 0].
+    #[arg(long, value_name = "REL")]
+    pub tolerance: Option<f64>,
+
+    /// vote: share of the live seat weight the top group needs to be final: majority
+    /// (more than half), supermajority (2/3), unanimous, or a number in (0, 1] [default: majority].
+    #[arg(long, value_name = "SHARE")]
+    pub quorum_share: Option<String>,
+
+    /// rank: how ballots are aggregated: borda, or chb (Constrained Hybrid Borda) [default: borda].
+    #[arg(long, value_name = "RULE")]
+    pub rule: Option<String>,
+
+    /// bft: faulty participants to tolerate; needs at least 3f+1 seats [default: the most
+    /// the panel allows, (n-1)/3].
+    #[arg(long, value_name = "F")]
+    pub faults: Option<usize>,
 
     /// How keys are compared [default: jaccard].
     #[arg(long, value_name = "METRIC")]

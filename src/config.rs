@@ -74,6 +74,9 @@ pub struct ConsensusSection {
     pub answer: Option<String>,
     pub similarity: Option<String>,
     pub tolerance: Option<f64>,
+    pub quorum_share: Option<String>,
+    pub rule: Option<String>,
+    pub faults: Option<usize>,
     pub system: Option<String>,
     /// Seconds per call.
     pub timeout: Option<f64>,
@@ -261,7 +264,12 @@ pub fn resolve_with(
     };
     let mut params = Params::defaults(seats.len());
     params.strategy = strategy;
-    params.rounds = a.rounds.or(c.rounds).unwrap_or(params.rounds);
+    // A vote is one independent round unless refinement is asked for.
+    let default_rounds = match strategy {
+        StrategyKind::Vote => 0,
+        _ => params.rounds,
+    };
+    params.rounds = a.rounds.or(c.rounds).unwrap_or(default_rounds);
     params.k = a.k.or(c.k).unwrap_or(params.k);
     params.alpha = check_unit("--alpha", a.alpha.or(c.alpha).unwrap_or(params.alpha))?;
     params.beta_1 = a.beta_1.or(c.beta_1).unwrap_or(params.beta_1);
@@ -305,11 +313,29 @@ pub fn resolve_with(
             .parse::<Metric>()
             .map_err(|e| ConfigError::new(format!("--similarity: {e}")))?;
     }
-    params.tolerance = c.tolerance.unwrap_or(0.0);
+    params.tolerance = a.tolerance.or(c.tolerance).unwrap_or(0.0);
     if !(params.tolerance >= 0.0 && params.tolerance.is_finite()) {
-        return Err(ConfigError::new(
-            "[consensus] tolerance must be a number >= 0",
-        ));
+        return Err(ConfigError::new(format!(
+            "--tolerance must be a number >= 0, got {}",
+            params.tolerance
+        )));
+    }
+    if let Some(share) = a.quorum_share.as_deref().or(c.quorum_share.as_deref()) {
+        params.quorum_share = share
+            .parse()
+            .map_err(|e| ConfigError::new(format!("--quorum-share: {e}")))?;
+    }
+    if let Some(rule) = a.rule.as_deref().or(c.rule.as_deref()) {
+        params.rule = rule
+            .parse()
+            .map_err(|e| ConfigError::new(format!("--rule: {e}")))?;
+    }
+    params.faults = a.faults.or(c.faults);
+    if strategy == StrategyKind::Bft {
+        let f = params
+            .faults
+            .unwrap_or_else(|| crate::consensus::bft::default_faults(seats.len()));
+        crate::consensus::bft::check_faults(seats.len(), f).map_err(ConfigError::new)?;
     }
     params.system = args.system.clone().or_else(|| c.system.clone());
 

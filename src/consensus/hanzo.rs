@@ -308,6 +308,7 @@ impl Strategy for Hanzo {
             rounds: self.trace.clone(),
             live,
             quorum: self.params.quorum,
+            details: Default::default(),
         }
     }
 }

@@ -9,8 +9,9 @@
 //! - Agreement is scored on the round's snapshot, after every answer of the round is in.
 //!   Confidence starts at the first agreement and then moves halfway towards each new one.
 //! - Support of i: the weighted share of live seats j with sim(key_i, key_j) >= alpha.
-//!   The winner has the highest support (ties: confidence × luminance, then confidence,
-//!   then the key's text, then seat order); finalized when that support reaches beta_2 and
+//!   The winner has the highest support (ties between positions: the more central
+//!   position, see [`Metastable::centrality`]; then confidence × luminance, then
+//!   confidence, then the key's text, then seat order); finalized when that support reaches beta_2 and
 //!   the quorum is live.
 //! - Phase I ends early when the decision is final, every live seat is settled
 //!   (confidence >= beta_1), or a round changed no answer.
@@ -20,17 +21,17 @@ use super::{
     CallResult, CallSpec, Decision, Params, RoundTrace, Seat, SeatOutcome, Strategy, TraceEntry,
     complete_results,
 };
-use crate::similarity::{Comparator, Key};
+use crate::similarity::{Comparator, Key, Metric};
 
 /// Supports equal within this margin are ties.
 const TIE: f64 = 1e-12;
 
 /// SplitMix64: a tiny, well-mixed, seedable stream. The engine's draws are a documented
 /// function of (seed, round, seat name), so they must never change with a dependency.
-struct SplitMix(u64);
+pub(crate) struct SplitMix(u64);
 
 impl SplitMix {
-    fn for_draw(seed: u64, round: usize, name: &str) -> SplitMix {
+    pub(crate) fn for_draw(seed: u64, round: usize, name: &str) -> SplitMix {
         let mut h = seed ^ 0x9e37_79b9_7f4a_7c15;
         for b in name.bytes().chain((round as u64).to_le_bytes()) {
             h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
@@ -40,7 +41,7 @@ impl SplitMix {
         s
     }
 
-    fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -49,11 +50,11 @@ impl SplitMix {
     }
 
     /// Uniform in (0, 1].
-    fn unit(&mut self) -> f64 {
+    pub(crate) fn unit(&mut self) -> f64 {
         ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * n as f64) as usize
     }
 }
@@ -131,6 +132,16 @@ impl Sampler {
         }
         picked
     }
+}
+
+/// `m` of `candidates` without replacement, each pick proportional to its weight among
+/// those not yet picked, in a shuffled order.
+pub(crate) fn weighted_sample(
+    rng: &mut SplitMix,
+    candidates: &[(usize, f64)],
+    m: usize,
+) -> Vec<usize> {
+    Sampler::new(candidates.iter().copied()).draw(rng, usize::MAX, m)
 }
 
 #[derive(Default)]
@@ -284,9 +295,53 @@ impl Metastable {
         }
     }
 
+    /// For each live seat with a key, how central its position is: the mean, over the
+    /// seats that support it, of their full answers' mean Jaccard similarity to every other
+    /// live answer. Members of one position share the value; it breaks ties in support
+    /// between positions (the answer whose reasoning the panel shares more, a
+    /// minimum-Bayes-risk choice) before speed is looked at.
+    fn centrality(&self) -> Vec<f64> {
+        let live: Vec<usize> = self.live_seats().collect();
+        let n = self.seats.len();
+        let mut out = vec![0.0; n];
+        if live.len() < 2 {
+            return out;
+        }
+        let full = Comparator::new(Metric::Jaccard, 0.0);
+        let texts: Vec<Key> = live
+            .iter()
+            .map(|&i| full.key_of(self.state[i].text.as_deref().unwrap_or("")))
+            .collect();
+        let mut own = vec![0.0; n];
+        for (a, &i) in live.iter().enumerate() {
+            let total: f64 = (0..live.len())
+                .filter(|&b| b != a)
+                .map(|b| full.sim(&texts[a], &texts[b]))
+                .sum();
+            own[i] = total / (live.len() - 1) as f64;
+        }
+        for &i in &live {
+            let Some(ki) = &self.state[i].key else {
+                continue;
+            };
+            let supporters: Vec<usize> =
+                live.iter()
+                    .copied()
+                    .filter(|&j| {
+                        self.state[j].key.as_ref().is_some_and(|kj| {
+                            j == i || self.cmp.at_least(ki, kj, self.params.alpha)
+                        })
+                    })
+                    .collect();
+            out[i] = supporters.iter().map(|&j| own[j]).sum::<f64>() / supporters.len() as f64;
+        }
+        out
+    }
+
     /// Phase II on the current state: (winner, its support).
     fn winner(&self) -> Option<(usize, f64)> {
         let max_lum = self.max_luminance();
+        let central = self.centrality();
         let mut best: Option<(usize, f64)> = None;
         for i in self.live_seats() {
             let (Some(support), Some(key)) = (self.state[i].support, &self.state[i].key) else {
@@ -297,6 +352,8 @@ impl Metastable {
                 Some((b, bs)) => {
                     if (support - bs).abs() > TIE {
                         support > bs
+                    } else if (central[i] - central[b]).abs() > TIE {
+                        central[i] > central[b]
                     } else {
                         let (si, sb) = (
                             self.state[i].confidence * self.normalized_luminance(i, max_lum),
@@ -543,6 +600,7 @@ impl Strategy for Metastable {
             rounds: self.trace.clone(),
             live,
             quorum: self.params.quorum,
+            details: Default::default(),
         }
     }
 }

@@ -6,10 +6,14 @@
 //! randomness from the seed, so a run can be replayed from its transcript and the engine
 //! can be benchmarked without a network.
 
+pub mod bft;
 pub mod hanzo;
+pub mod leader;
 pub mod metastable;
 pub mod prompt;
 pub mod pyrandom;
+pub mod rank;
+pub mod vote;
 
 use serde::Serialize;
 
@@ -24,6 +28,14 @@ pub enum StrategyKind {
     Metastable,
     /// The seed protocol of hanzo-consensus 0.1.0, reproduced exactly.
     Hanzo,
+    /// Independent answers grouped by key; plurality by seat weight, final at --quorum-share.
+    Vote,
+    /// Each participant ranks the others' anonymous answers; Borda or --rule chb picks one.
+    Rank,
+    /// PBFT-style: prepare and commit attestations on the proposal, final with 2f+1 of each.
+    Bft,
+    /// Raft-style terms: the leader proposes, a majority of accepts commits, else a new leader.
+    Leader,
 }
 
 impl StrategyKind {
@@ -31,6 +43,10 @@ impl StrategyKind {
         match self {
             StrategyKind::Metastable => "metastable",
             StrategyKind::Hanzo => "hanzo",
+            StrategyKind::Vote => "vote",
+            StrategyKind::Rank => "rank",
+            StrategyKind::Bft => "bft",
+            StrategyKind::Leader => "leader",
         }
     }
 }
@@ -38,8 +54,13 @@ impl StrategyKind {
 impl std::str::FromStr for StrategyKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        <Self as clap::ValueEnum>::from_str(s, true)
-            .map_err(|_| format!("unknown strategy `{s}` (expected metastable or hanzo)"))
+        <Self as clap::ValueEnum>::from_str(s, true).map_err(|_| {
+            let names: Vec<&str> = <Self as clap::ValueEnum>::value_variants()
+                .iter()
+                .map(|k| k.name())
+                .collect();
+            format!("unknown strategy `{s}` (expected {})", names.join(", "))
+        })
     }
 }
 
@@ -66,6 +87,12 @@ pub struct Params {
     pub tolerance: f64,
     /// The system prompt every seat gets unless it has its own.
     pub system: Option<String>,
+    /// `vote`: the share of the live seat weight the top group needs to be final.
+    pub quorum_share: vote::QuorumShare,
+    /// `rank`: how ballots are aggregated.
+    pub rule: rank::RankRule,
+    /// `bft`: faulty participants tolerated (None: the most the panel allows).
+    pub faults: Option<usize>,
 }
 
 impl Params {
@@ -84,6 +111,9 @@ impl Params {
             similarity: Metric::Jaccard,
             tolerance: 0.0,
             system: None,
+            quorum_share: vote::QuorumShare::MAJORITY,
+            rule: rank::RankRule::Borda,
+            faults: None,
         }
     }
 }
@@ -219,6 +249,107 @@ pub struct Decision {
     /// Participants whose latest call succeeded.
     pub live: usize,
     pub quorum: usize,
+    /// What the strategy found beyond the common fields (groups, ties...).
+    pub details: Details,
+}
+
+/// Answers that agree (sim >= alpha with the group's first member).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Group {
+    /// The key of the group's representative.
+    pub key: String,
+    pub members: Vec<String>,
+    /// Sum of the members' seat weights.
+    pub weight: f64,
+    /// `weight` over the live seats' total weight.
+    pub share: f64,
+}
+
+/// Strategy-specific results; empty fields are left out of the JSON.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Details {
+    /// The share (or support) the winner needed for the decision to be final, when it is
+    /// not beta_2.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// The answer groups, largest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<Group>,
+    /// The keys tied for first place; when not empty there is no winner.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tie: Vec<String>,
+    /// rank: every ballot, readable or not.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ballots: Vec<BallotReport>,
+    /// rank: the aggregated scores, best first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scores: Vec<ScoreReport>,
+    /// bft: the proposal's SHA-256 digest (hex).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// bft: every attestation, both phases.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<Attestation>,
+    /// bft: participants suspected of being faulty, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub suspects: Vec<Suspect>,
+    /// leader: one entry per term.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub terms: Vec<Term>,
+    /// Why the strategy could not decide (the run then fails).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+}
+
+/// One participant's ranking of the others' answers.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BallotReport {
+    pub voter: String,
+    /// Best first; None when the ballot could not be read.
+    pub ranking: Option<Vec<String>>,
+    /// Why the ballot was dropped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<String>,
+}
+
+/// A candidate's aggregated ranking score.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ScoreReport {
+    pub participant: String,
+    pub borda: f64,
+    /// Ballots that rank it first.
+    pub first_places: usize,
+}
+
+/// One participant's verdict on the proposal in one phase.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Attestation {
+    pub participant: String,
+    /// `prepare` or `commit`.
+    pub phase: &'static str,
+    /// `AGREE`, `DISAGREE`, or None when unreadable or absent.
+    pub verdict: Option<&'static str>,
+    pub reason: Option<String>,
+    /// SHA-256 of the proposal this attestation refers to.
+    pub digest: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Suspect {
+    pub participant: String,
+    pub reasons: Vec<String>,
+}
+
+/// One leader term.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Term {
+    pub term: usize,
+    pub leader: String,
+    /// The proposal's key.
+    pub proposal: Option<String>,
+    pub accepted_by: Vec<String>,
+    pub rejected_by: Vec<String>,
+    pub committed: bool,
 }
 
 /// A consensus procedure, driven by the runner.
@@ -239,6 +370,10 @@ pub fn build(params: &Params, seats: Vec<Seat>, prompt: &str) -> Box<dyn Strateg
             Box::new(metastable::Metastable::new(params.clone(), seats, prompt))
         }
         StrategyKind::Hanzo => Box::new(hanzo::Hanzo::new(params.clone(), seats, prompt)),
+        StrategyKind::Vote => Box::new(vote::Vote::new(params.clone(), seats, prompt)),
+        StrategyKind::Rank => Box::new(rank::Rank::new(params.clone(), seats, prompt)),
+        StrategyKind::Bft => Box::new(bft::Bft::new(params.clone(), seats, prompt)),
+        StrategyKind::Leader => Box::new(leader::Leader::new(params.clone(), seats, prompt)),
     }
 }
 

@@ -63,7 +63,8 @@ pub fn fence_for(text: &str) -> String {
     "`".repeat((longest + 1).max(3))
 }
 
-fn fenced(text: &str) -> String {
+/// `text`, cut and put in a fence it cannot close, as quoted data.
+pub fn fenced(text: &str) -> String {
     let text = cut(text, PEER_ANSWER_LIMIT);
     let fence = fence_for(&text);
     format!("{fence}text\n{text}\n{fence}")

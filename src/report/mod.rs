@@ -7,7 +7,7 @@ pub mod text;
 use serde::Serialize;
 
 use crate::config::Settings;
-use crate::consensus::{Decision, RoundTrace};
+use crate::consensus::{Decision, Details, RoundTrace};
 use crate::provider::Usage;
 use crate::provider::pricing::Price;
 
@@ -133,6 +133,9 @@ pub struct Report {
     pub elapsed_ms: f64,
     /// Why the run failed or degraded, in one line.
     pub error: Option<String>,
+    /// Strategy-specific results (answer groups, ties...).
+    #[serde(flatten)]
+    pub details: Details,
 }
 
 impl Report {
@@ -223,6 +226,8 @@ impl Report {
                 Status::Interrupted,
                 Some("interrupted before the run finished".to_string()),
             )
+        } else if let Some(failure) = &decision.details.failure {
+            (Status::Failed, Some(failure.clone()))
         } else if decision.live == 0 {
             let causes: Vec<String> = participants
                 .iter()
@@ -291,6 +296,7 @@ impl Report {
             },
             elapsed_ms,
             error,
+            details: decision.details.clone(),
         }
     }
 }

@@ -77,7 +77,9 @@ pub fn render(report: &Report, style: Style) -> String {
                 out,
                 "  support {} (needs {}), {} of {} answered",
                 pct(winner_support),
-                pct(Some(report.params.beta_2)),
+                pct(Some(
+                    report.details.threshold.unwrap_or(report.params.beta_2)
+                )),
                 report.live,
                 report.participants.len()
             );
@@ -95,6 +97,21 @@ pub fn render(report: &Report, style: Style) -> String {
     out.push('\n');
     if let Some(error) = &report.error {
         let _ = writeln!(out, "{}", style.red(&format!("  {error}")));
+    }
+    if !report.details.tie.is_empty() {
+        let sides: Vec<String> = report
+            .details
+            .groups
+            .iter()
+            .filter(|g| report.details.tie.contains(&g.key))
+            .map(|g| format!("{} ({})", one_line(&g.key, 60), g.members.join(", ")))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{} {} — no winner",
+            style.bold("Tie:"),
+            sides.join(" vs ")
+        );
     }
     if let Some(winner) = &report.winner {
         let _ = writeln!(out, "{} {winner}", style.bold("Winner:"));

@@ -1,0 +1,109 @@
+//! Measuring strategies on recorded answers of real models.
+//!
+//! Each seat answers every call with its model's recorded text: the models cannot refine,
+//! so a replay measures how well a strategy *selects* among fixed answers. Latencies are
+//! not recorded; each (question, model) gets a pseudo-random latency between 0.3 s and
+//! 60 s, so a strategy that favours fast answers is exposed to speed that says nothing
+//! about correctness.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::consensus::{self, CallResult, Params, Seat};
+use crate::similarity::choice_key;
+
+/// One line of `mmlu_pro_replay.jsonl`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Question {
+    pub id: String,
+    #[serde(default)]
+    pub category: String,
+    pub question: String,
+    pub gold: String,
+    pub answers: BTreeMap<String, String>,
+}
+
+/// Parses a JSONL file of recorded questions.
+pub fn parse(text: &str) -> Result<Vec<Question>, String> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("line {}: {e}", i + 1)))
+        .collect()
+}
+
+/// The credit of a pick: 1 when right; for a tie, 1/k when the gold letter is among the
+/// k tied letters (the expected score of breaking it at random); 0 otherwise.
+pub fn credit(picked: &[char], gold: char) -> f64 {
+    if picked.contains(&gold) {
+        1.0 / picked.len() as f64
+    } else {
+        0.0
+    }
+}
+
+/// The letters with the most answers among `models` (several on a tie).
+pub fn plurality(q: &Question, models: &[&str]) -> Vec<char> {
+    let mut counts: BTreeMap<char, usize> = BTreeMap::new();
+    for m in models {
+        if let Some(letter) = q.answers.get(*m).and_then(|a| choice_key(a)) {
+            *counts.entry(letter).or_default() += 1;
+        }
+    }
+    let top = counts.values().copied().max().unwrap_or(0);
+    counts
+        .into_iter()
+        .filter(|&(_, c)| c == top && top > 0)
+        .map(|(l, _)| l)
+        .collect()
+}
+
+fn latency_ms(question: &str, model: &str) -> f64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in question.bytes().chain([0]).chain(model.bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 29;
+    let unit = (h % 1_000_000) as f64 / 1_000_000.0;
+    // Log-uniform between 300 ms and 60 s.
+    300.0 * (200.0f64).powf(unit)
+}
+
+/// What a strategy picked on one question: the letters it stands behind (one, several on
+/// a reported tie, none without an answer) and the calls it made.
+pub struct Picked {
+    pub letters: Vec<char>,
+    pub calls: usize,
+}
+
+/// Runs the strategy of `params` on one recorded question with a panel of `models`.
+pub fn run(params: &Params, q: &Question, models: &[&str]) -> Picked {
+    let seats = models.iter().map(|m| Seat::new(*m)).collect();
+    let mut strategy = consensus::build(params, seats, &q.question);
+    let mut calls = 0;
+    let decision = consensus::drive(strategy.as_mut(), |call| {
+        calls += 1;
+        let model = models[call.seat];
+        match q.answers.get(model) {
+            Some(text) => CallResult::ok(call.seat, text.clone(), latency_ms(&q.id, model)),
+            None => CallResult::failed(call.seat, "no recorded answer", 0.0),
+        }
+    });
+    let letters = if !decision.details.tie.is_empty() {
+        decision
+            .details
+            .tie
+            .iter()
+            .filter_map(|k| choice_key(k))
+            .collect()
+    } else {
+        decision
+            .synthesis
+            .as_deref()
+            .and_then(choice_key)
+            .into_iter()
+            .collect()
+    };
+    Picked { letters, calls }
+}

@@ -1,0 +1,166 @@
+//! The strategies seen from the command line: the real binary against an
+//! OpenAI-compatible server on 127.0.0.1, asserting stdout JSON and exit codes.
+
+mod common;
+
+use common::{Sandbox, TestServer, openai_ok};
+use serde_json::Value;
+
+/// A server that answers each model with its own text, and a config naming the models.
+fn panel(answers: &[(&'static str, &'static str)]) -> (TestServer, Sandbox, std::path::PathBuf) {
+    let table: Vec<(String, String)> = answers
+        .iter()
+        .map(|(m, a)| (m.to_string(), a.to_string()))
+        .collect();
+    let server = TestServer::start(move |req, _| {
+        let body = req.json();
+        let model = body["model"].as_str().unwrap_or_default().to_string();
+        let text = table
+            .iter()
+            .find(|(m, _)| *m == model)
+            .map_or("unknown model", |(_, a)| a.as_str());
+        openai_ok(text, 20, 5)
+    });
+    let mut config = format!(
+        "[providers.local]\nkind = \"openai\"\nbase_url = \"{}/v1\"\n",
+        server.url()
+    );
+    for (model, _) in answers {
+        config.push_str(&format!(
+            "\n[[participants]]\nprovider = \"local\"\nmodel = \"{model}\"\n"
+        ));
+    }
+    let sandbox = Sandbox::new();
+    let path = sandbox.write("panel.toml", &config);
+    (server, sandbox, path)
+}
+
+fn run_json(sandbox: &Sandbox, args: &[&str]) -> (Value, i32) {
+    let out = sandbox.cmd().args(args).output().expect("run the binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (json, out.status.code().unwrap_or(-1))
+}
+
+#[test]
+fn vote_over_http_reports_groups_and_exits_by_finality() {
+    let (server, sandbox, config) = panel(&[
+        ("m1", "Reasoning.\nThe answer is (C)."),
+        ("m2", "Final answer: C"),
+        ("m3", "I think \\boxed{A}"),
+    ]);
+    let config = config.to_str().unwrap();
+    let base = [
+        "ask",
+        "--config",
+        config,
+        "--strategy",
+        "vote",
+        "--answer",
+        "choice",
+        "--seed",
+        "1",
+        "--json",
+    ];
+    let (json, code) = run_json(&sandbox, &[&base[..], &["Pick one."]].concat());
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["status"], "final");
+    assert_eq!(json["strategy"], "vote");
+    assert_eq!(json["answer"], "C");
+    assert_eq!(json["groups"][0]["key"], "C");
+    assert_eq!(json["groups"][0]["members"].as_array().unwrap().len(), 2);
+    assert_eq!(json["groups"][1]["key"], "A");
+    assert_eq!(server.count(), 3, "a vote makes one call per seat");
+    // Every request asked for a final-answer line.
+    for req in server.requests() {
+        let body = req.json();
+        assert!(
+            body["messages"][0]["content"]
+                .as_str()
+                .unwrap()
+                .contains("Final answer:")
+        );
+    }
+
+    let (json, code) = run_json(
+        &sandbox,
+        &[&base[..], &["--quorum-share", "unanimous", "Pick one."]].concat(),
+    );
+    assert_eq!(code, 1, "not final exits 1");
+    assert_eq!(json["status"], "no_consensus");
+    assert_eq!(json["answer"], "C");
+}
+
+#[test]
+fn vote_tie_over_http_has_no_winner_and_says_so() {
+    let (_server, sandbox, config) = panel(&[
+        ("m1", "Final answer: B"),
+        ("m2", "Final answer: D"),
+        ("m3", "Final answer: B"),
+        ("m4", "Final answer: D"),
+    ]);
+    let config = config.to_str().unwrap();
+    let args = [
+        "ask",
+        "--config",
+        config,
+        "--strategy",
+        "vote",
+        "--answer",
+        "choice",
+        "--seed",
+        "1",
+    ];
+    let (json, code) = run_json(&sandbox, &[&args[..], &["--json", "Pick one."]].concat());
+    assert_eq!(code, 1);
+    assert_eq!(json["status"], "no_consensus");
+    assert_eq!(json["winner"], Value::Null);
+    assert_eq!(json["tie"], serde_json::json!(["B", "D"]));
+    let out = sandbox.cmd().args(args).arg("Pick one.").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Tie: B (local:m1, local:m3) vs D (local:m2, local:m4) — no winner"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_bad_quorum_share_is_a_usage_error() {
+    let (server, sandbox, config) = panel(&[("m1", "Final answer: B")]);
+    let out = sandbox
+        .cmd()
+        .args(["ask", "--config", config.to_str().unwrap()])
+        .args(["--strategy", "vote", "--quorum-share", "most", "Q?"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--quorum-share"));
+    assert_eq!(server.count(), 0, "nothing was sent");
+}
+
+#[test]
+fn bft_refuses_a_panel_too_small_for_its_faults_before_sending_anything() {
+    let (server, sandbox, config) = panel(&[
+        ("m1", "Final answer: B"),
+        ("m2", "Final answer: B"),
+        ("m3", "Final answer: B"),
+    ]);
+    let out = sandbox
+        .cmd()
+        .args(["ask", "--config", config.to_str().unwrap()])
+        .args(["--strategy", "bft", "--faults", "1", "Q?"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--faults 1 needs at least 4 participants (n >= 3f+1), the panel has 3"),
+        "{stderr}"
+    );
+    assert_eq!(server.count(), 0);
+}
