@@ -220,6 +220,12 @@ impl Key {
         out
     }
 
+    /// Jaccard of the two keys' token sets, whatever the comparator's metric (both keys
+    /// from one comparator).
+    pub fn token_jaccard(&self, other: &Key) -> f64 {
+        self.set.jaccard(&other.set)
+    }
+
     /// The number the key denotes, when it is one.
     pub fn number(&self) -> Option<f64> {
         self.number

@@ -21,7 +21,7 @@ use super::{
     CallResult, CallSpec, Decision, Params, RoundTrace, Seat, SeatOutcome, Strategy, TraceEntry,
     complete_results,
 };
-use crate::similarity::{Comparator, Key, Metric};
+use crate::similarity::{Comparator, Key};
 
 /// Supports equal within this margin are ties.
 const TIE: f64 = 1e-12;
@@ -149,6 +149,8 @@ struct SeatState {
     /// The latest successful answer (kept while absent, for its next prompt).
     text: Option<String>,
     key: Option<Key>,
+    /// The whole latest answer as a key, made when centrality needs it.
+    full: Option<Key>,
     /// The latest call succeeded.
     live: bool,
     /// 1 / (1 + ms/1000) of the latest successful call.
@@ -173,6 +175,8 @@ pub struct Metastable {
     prompt: String,
     cmp: Comparator,
     state: Vec<SeatState>,
+    /// Centrality of each seat's position after the latest round (see `centrality`).
+    central: Vec<f64>,
     pending: Option<Pending>,
     /// Rounds absorbed so far (round 0 included).
     absorbed: usize,
@@ -186,6 +190,7 @@ impl Metastable {
         let state = seats.iter().map(|_| SeatState::default()).collect();
         Metastable {
             cmp: Comparator::new(params.similarity, params.tolerance),
+            central: vec![0.0; seats.len()],
             params,
             seats,
             prompt: prompt.to_string(),
@@ -253,16 +258,19 @@ impl Metastable {
         Some(total / peers.len() as f64)
     }
 
-    /// Weighted share of live seats supporting each live seat with a key.
-    fn compute_support(&mut self) {
+    /// Weighted share of live seats supporting each live seat with a key; returns each
+    /// seat's supporters (itself included).
+    fn compute_support(&mut self) -> Vec<Vec<usize>> {
         let live: Vec<usize> = self.live_seats().collect();
         let total: f64 = live.iter().map(|&i| self.seats[i].weight).sum();
         let mut acc = vec![0.0; self.seats.len()];
+        let mut supporters = vec![Vec::new(); self.seats.len()];
         for (a, &i) in live.iter().enumerate() {
             let Some(ki) = &self.state[i].key else {
                 continue;
             };
             acc[i] += self.seats[i].weight;
+            supporters[i].push(i);
             for &j in &live[a + 1..] {
                 let Some(kj) = &self.state[j].key else {
                     continue;
@@ -270,6 +278,8 @@ impl Metastable {
                 if self.cmp.at_least(ki, kj, self.params.alpha) {
                     acc[i] += self.seats[j].weight;
                     acc[j] += self.seats[i].weight;
+                    supporters[i].push(j);
+                    supporters[j].push(i);
                 }
             }
         }
@@ -280,6 +290,7 @@ impl Metastable {
                 None
             };
         }
+        supporters
     }
 
     fn max_luminance(&self) -> f64 {
@@ -300,40 +311,62 @@ impl Metastable {
     /// live answer. Members of one position share the value; it breaks ties in support
     /// between positions (the answer whose reasoning the panel shares more, a
     /// minimum-Bayes-risk choice) before speed is looked at.
-    fn centrality(&self) -> Vec<f64> {
+    ///
+    /// Computed only when positions that do not support each other tie for the highest
+    /// support; otherwise every value is 0 and the tie-break is not needed.
+    fn centrality(&mut self, supporters: &[Vec<usize>]) -> Vec<f64> {
         let live: Vec<usize> = self.live_seats().collect();
         let n = self.seats.len();
         let mut out = vec![0.0; n];
         if live.len() < 2 {
             return out;
         }
-        let full = Comparator::new(Metric::Jaccard, 0.0);
-        let texts: Vec<Key> = live
+        let top = live
             .iter()
-            .map(|&i| full.key_of(self.state[i].text.as_deref().unwrap_or("")))
+            .filter_map(|&i| self.state[i].support)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let leaders: Vec<usize> = live
+            .iter()
+            .copied()
+            .filter(|&i| self.state[i].key.is_some())
+            .filter(|&i| {
+                self.state[i]
+                    .support
+                    .is_some_and(|s| (s - top).abs() <= TIE)
+            })
             .collect();
+        let contested = leaders
+            .iter()
+            .any(|&i| !supporters[leaders[0]].contains(&i));
+        if !contested {
+            return out;
+        }
+        for &i in &live {
+            let s = &mut self.state[i];
+            if s.full.is_none() {
+                let text = s.text.as_deref().unwrap_or("");
+                s.full = match &s.key {
+                    Some(key) if key.text() == text.trim() => Some(key.clone()),
+                    _ => Some(self.cmp.key_of(text)),
+                };
+            }
+        }
         let mut own = vec![0.0; n];
-        for (a, &i) in live.iter().enumerate() {
-            let total: f64 = (0..live.len())
-                .filter(|&b| b != a)
-                .map(|b| full.sim(&texts[a], &texts[b]))
+        for &i in &live {
+            let Some(ki) = &self.state[i].full else {
+                continue;
+            };
+            let total: f64 = live
+                .iter()
+                .filter(|&&j| j != i)
+                .filter_map(|&j| self.state[j].full.as_ref())
+                .map(|kj| ki.token_jaccard(kj))
                 .sum();
             own[i] = total / (live.len() - 1) as f64;
         }
-        for &i in &live {
-            let Some(ki) = &self.state[i].key else {
-                continue;
-            };
-            let supporters: Vec<usize> =
-                live.iter()
-                    .copied()
-                    .filter(|&j| {
-                        self.state[j].key.as_ref().is_some_and(|kj| {
-                            j == i || self.cmp.at_least(ki, kj, self.params.alpha)
-                        })
-                    })
-                    .collect();
-            out[i] = supporters.iter().map(|&j| own[j]).sum::<f64>() / supporters.len() as f64;
+        for &i in &leaders {
+            let group = &supporters[i];
+            out[i] = group.iter().map(|&j| own[j]).sum::<f64>() / group.len() as f64;
         }
         out
     }
@@ -341,7 +374,7 @@ impl Metastable {
     /// Phase II on the current state: (winner, its support).
     fn winner(&self) -> Option<(usize, f64)> {
         let max_lum = self.max_luminance();
-        let central = self.centrality();
+        let central = &self.central;
         let mut best: Option<(usize, f64)> = None;
         for i in self.live_seats() {
             let (Some(support), Some(key)) = (self.state[i].support, &self.state[i].key) else {
@@ -479,6 +512,7 @@ impl Strategy for Metastable {
                 let key = self.cmp.key(&r.text, &self.params.answer);
                 let before = s.key.as_ref().map(|k| k.text().to_string());
                 changed |= !s.live || before.as_deref() != key.as_ref().map(|k| k.text());
+                s.full = None;
                 s.text = Some(r.text.clone());
                 s.key = key;
                 s.live = true;
@@ -512,7 +546,8 @@ impl Strategy for Metastable {
                 s.settled = s.confidence >= self.params.beta_1;
             }
         }
-        self.compute_support();
+        let supporters = self.compute_support();
+        self.central = self.centrality(&supporters);
         let max_lum = self.max_luminance();
         let mut entries = Vec::with_capacity(self.seats.len());
         let mut position = vec![None; self.seats.len()];
