@@ -243,7 +243,10 @@ fn the_run_deadline_bounds_hung_calls_and_waits() {
     let hang = participant(&report, "hang")["errors"].to_string();
     assert!(hang.contains("run deadline"), "{hang}");
     let limited = participant(&report, "slow429")["errors"].to_string();
-    assert!(limited.contains("Rate limit reached"), "{limited}");
+    assert!(
+        limited.contains("Rate limit reached") && limited.contains("would pass the run deadline"),
+        "{limited}"
+    );
 }
 
 #[test]
@@ -337,4 +340,70 @@ fn oversized_answers_are_failed_calls() {
     assert_eq!(code, 0, "{report:#}");
     let errors = participant(&report, "huge")["errors"].to_string();
     assert!(errors.contains("longer than 1 MiB"), "{errors}");
+}
+
+#[test]
+fn a_wait_longer_than_the_cap_is_not_retried() {
+    let seats = vec![
+        seat("ok1", "openai", TestServer::always(ok())),
+        seat(
+            "patient",
+            "openai",
+            TestServer::always(with_header(
+                openai_error(
+                    429,
+                    "Rate limit reached",
+                    "requests",
+                    Some("rate_limit_exceeded"),
+                ),
+                "retry-after",
+                "600",
+            )),
+        ),
+    ];
+    let sb = Sandbox::new();
+    let cfg = panel_config(&sb, &seats);
+    let (code, report, elapsed) = run(&sb, &cfg, &["--retries", "3", "--quorum", "1"]);
+    assert_eq!(code, 0, "{report:#}");
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    assert_eq!(seats[1].server.count(), 1);
+    let errors = participant(&report, "patient")["errors"].to_string();
+    assert!(errors.contains("asked to wait 600 s"), "{errors}");
+}
+
+/// Answers that never converge (a new number on every call) after a fixed latency.
+fn diverging_server(seat: usize, latency: Duration) -> TestServer {
+    TestServer::start(move |_, i| {
+        let text = format!("Final answer: {}", 1000 * (seat + 1) + i);
+        Reply::Delayed(latency, Box::new(openai_ok(&text, 10, 5)))
+    })
+}
+
+#[test]
+fn the_calls_of_a_round_run_concurrently() {
+    // Ten seats that never agree: round 0 and all three sampling rounds run, 40 calls of
+    // 200 ms each. One after the other they would take 8 s; concurrently about 0.8 s.
+    let servers: Vec<TestServer> = (0..10)
+        .map(|seat| diverging_server(seat, Duration::from_millis(200)))
+        .collect();
+    let sb = Sandbox::new();
+    let mut text = String::new();
+    for (i, s) in servers.iter().enumerate() {
+        text.push_str(&format!(
+            "[providers.s{i}]\nkind = \"openai\"\nbase_url = \"{}\"\n\n",
+            s.url()
+        ));
+    }
+    for i in 0..servers.len() {
+        text.push_str(&format!(
+            "[[participants]]\nprovider = \"s{i}\"\nmodel = \"m\"\n\n"
+        ));
+    }
+    let cfg = sb.write("panel.toml", &text);
+    let (code, report, elapsed) = run(&sb, &cfg.to_string_lossy(), &[]);
+    assert_eq!(code, 1, "no consensus: {report:#}");
+    assert_eq!(report["rounds_executed"], 3);
+    assert_eq!(report["usage"]["calls"], 40);
+    assert!(servers.iter().all(|s| s.count() == 4));
+    assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
 }

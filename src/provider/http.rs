@@ -155,13 +155,24 @@ impl Transport {
                 )),
             };
             match result {
-                Err(e) if e.kind.retryable() && attempts <= self.policy.retries => {
+                Err(mut e) if e.kind.retryable() && attempts <= self.policy.retries => {
                     let delay = match e.retry_after {
-                        Some(asked) if asked > MAX_RETRY_AFTER => return done(Err(e), attempts),
+                        Some(asked) if asked > MAX_RETRY_AFTER => {
+                            e.message.push_str(&format!(
+                                " (not retried: the provider asked to wait {}, more than {})",
+                                human_duration(asked),
+                                human_duration(MAX_RETRY_AFTER)
+                            ));
+                            return done(Err(e), attempts);
+                        }
                         Some(asked) => asked,
                         None => backoff(&self.policy, attempts),
                     };
                     if self.time_left().is_some_and(|left| left <= delay) {
+                        e.message.push_str(&format!(
+                            " (not retried: waiting {} would pass the run deadline)",
+                            human_duration(delay)
+                        ));
                         return done(Err(e), attempts);
                     }
                     tokio::time::sleep(delay).await;
