@@ -407,3 +407,51 @@ fn the_calls_of_a_round_run_concurrently() {
     assert!(servers.iter().all(|s| s.count() == 4));
     assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
 }
+
+#[test]
+fn ctrl_c_stops_the_calls_and_prints_the_partial_result() {
+    let seats = vec![
+        seat("ok1", "openai", TestServer::always(ok())),
+        seat("ok2", "openai", TestServer::always(ok())),
+        seat("hang", "openai", TestServer::always(Reply::Hang)),
+    ];
+    let sb = Sandbox::new();
+    let cfg = panel_config(&sb, &seats);
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("llm-consensus"));
+    cmd.env_clear()
+        .env("HOME", sb.path())
+        .env("NO_COLOR", "1")
+        .current_dir(sb.path())
+        .args(["ask", "--json", "--seed", "1", "--config", &cfg, QUESTION])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let t0 = Instant::now();
+    let child = cmd.spawn().unwrap();
+    // Interrupt once the fast seats have answered and only the hung call is out.
+    while seats[2].server.count() == 0 || t0.elapsed() < Duration::from_millis(500) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the run never called"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(130));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "interrupted");
+    assert_eq!(
+        participant(&report, "ok1")["answers"][0],
+        "2 + 2 = 4.\nFinal answer: 4"
+    );
+    assert_eq!(participant(&report, "hang")["live"], false);
+}
