@@ -105,9 +105,13 @@ pub async fn panel(settings: &Settings, env: &Env, check: bool) -> anyhow::Resul
                 temperature: seat.temperature,
                 max_tokens: seat.max_tokens,
             };
+            let key_env = seat.key_env.clone();
             set.spawn(async move {
                 let t0 = Instant::now();
-                let outcome = provider.complete(&transport, &request, 0).await;
+                let mut outcome = provider.complete(&transport, &request, 0).await;
+                if let Err(e) = &mut outcome.result {
+                    e.hint_key(key_env.as_deref(), provider.key().is_some());
+                }
                 let latency_ms = outcome
                     .reported_ms
                     .unwrap_or_else(|| t0.elapsed().as_secs_f64() * 1000.0);

@@ -102,6 +102,7 @@ pub async fn execute(
             let name = seat.name.clone();
             let verbose = options.verbose;
             let limit = limits.get(seat.provider_name.as_str()).cloned();
+            let key_env = seat.key_env.clone();
             set.spawn(async move {
                 // Waiting for a free slot is not the model's latency.
                 let _permit = match limit {
@@ -110,7 +111,10 @@ pub async fn execute(
                 };
                 progress.started(call.seat, call.round);
                 let t0 = Instant::now();
-                let outcome = provider.complete(&transport, &request, index).await;
+                let mut outcome = provider.complete(&transport, &request, index).await;
+                if let Err(e) = &mut outcome.result {
+                    e.hint_key(key_env.as_deref(), provider.key().is_some());
+                }
                 let outcome_attempts = outcome.attempts;
                 let measured = t0.elapsed().as_secs_f64() * 1000.0;
                 let result = to_result(&call, outcome, measured);

@@ -157,7 +157,7 @@ fn anthropic_spend_limit_and_auth_errors_are_not_retried() {
         (spend, "spend limit"),
         (
             anthropic_error(401, "authentication_error", "invalid x-api-key"),
-            "invalid x-api-key",
+            "invalid x-api-key (check the key in TEST_KEY)",
         ),
     ] {
         let server = TestServer::always(reply);
