@@ -145,6 +145,7 @@ fn a_panel_of_broken_providers_completes_with_the_survivors() {
                     .to_vec(),
             }),
         ),
+        seat("closed", "openai", TestServer::always(Reply::Close)),
         seat(
             "nochoices",
             "openai",
@@ -167,7 +168,7 @@ fn a_panel_of_broken_providers_completes_with_the_survivors() {
     // two 1 s attempts and one backoff.
     assert!(elapsed < Duration::from_secs(6), "took {elapsed:?}");
 
-    let expected: [(&str, usize, &str); 12] = [
+    let expected: [(&str, usize, &str); 13] = [
         ("ok1", 1, ""),
         ("ok2", 1, ""),
         ("limited", 2, ""),
@@ -179,6 +180,7 @@ fn a_panel_of_broken_providers_completes_with_the_survivors() {
         ("html", 2, "text/html"),
         ("badjson", 2, "invalid JSON"),
         ("badutf8", 2, "invalid JSON"),
+        ("closed", 2, "connection failed"),
         ("nochoices", 2, "no choices"),
     ];
     for ((name, calls, error), s) in expected.iter().zip(&seats) {
@@ -194,7 +196,7 @@ fn a_panel_of_broken_providers_completes_with_the_survivors() {
         }
         assert_eq!(p["retries"], (*calls - 1) as u64, "{name}");
     }
-    assert_eq!(report["usage"]["retries"], 10);
+    assert_eq!(report["usage"]["retries"], 11);
 }
 
 #[test]

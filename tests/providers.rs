@@ -398,7 +398,7 @@ fn ollama_builtin_is_native_and_follows_ollama_host() {
 #[test]
 fn ollama_ndjson_stream_with_options() {
     let server = TestServer::always(rechunked(
-        ollama_ndjson(&["Final ", "answer: ", "4"], 30, 3),
+        ollama_ndjson(&["Final ", "answer: ", "4 ✓"], 30, 3),
         9,
     ));
     let sb = Sandbox::new();
@@ -408,7 +408,7 @@ fn ollama_ndjson_stream_with_options() {
         &["--stream", "--temperature", "0", "--max-tokens", "64"],
     );
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(report["answer"], "4");
+    assert_eq!(report["answer"], "4 ✓");
     assert_eq!(report["usage"]["input_tokens"], 30);
     assert_eq!(report["usage"]["output_tokens"], 3);
     let body = server.requests()[0].json();
