@@ -63,7 +63,7 @@ impl Panel {
 
 /// The settings `ask` would resolve with these panel flags.
 pub fn resolve(args: ProvidersArgs, env: &Env) -> anyhow::Result<Settings> {
-    let blank = AskArgs::augment_args(clap::Command::new("ask")).get_matches_from(["ask"]);
+    let blank = AskArgs::augment_args(clap::Command::new("ask")).try_get_matches_from(["ask"])?;
     let mut ask = AskArgs::from_arg_matches(&blank)?;
     ask.models = args.models;
     ask.config = args.config;
