@@ -585,6 +585,19 @@ pub fn check_answer_size(text: &str) -> Result<(), ProviderError> {
     Ok(())
 }
 
+/// Percent-encodes what cannot stand in a URL path segment or query value.
+pub fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 pub fn human_duration(d: Duration) -> String {
     if d.as_millis() < 1000 {
         format!("{} ms", d.as_millis())
