@@ -184,8 +184,6 @@ pub async fn execute(
                 }
             }
         }
-        // A sampling round the run deadline cut before anyone answered adds nothing: the
-        // decision stands on the rounds before it.
         for r in results.iter().filter(|r| r.ok) {
             let bound = called
                 .iter()
@@ -194,6 +192,8 @@ pub async fn execute(
             let price = settings.seats[r.seat].price;
             spent += price.and_then(|p| p.cost(&r.usage)).unwrap_or(bound);
         }
+        // A sampling round the run deadline cut before anyone answered adds nothing: the
+        // decision stands on the rounds before it.
         let dropped = round > 0 && transport.expired() && !results.iter().any(|r| r.ok);
         if !dropped {
             strategy.absorb(results);
