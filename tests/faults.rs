@@ -457,3 +457,25 @@ fn ctrl_c_stops_the_calls_and_prints_the_partial_result() {
     );
     assert_eq!(participant(&report, "hang")["live"], false);
 }
+
+#[test]
+fn a_sampling_round_cut_by_the_deadline_before_any_answer_is_dropped() {
+    let five = openai_ok("Final answer: 5", 10, 5);
+    let seats = vec![
+        seat("a", "openai", TestServer::always(ok())),
+        seat("b", "openai", TestServer::always(ok())),
+        // Dissents in round 0, then hangs when asked to refine.
+        seat("c", "openai", TestServer::sequence(vec![five, Reply::Hang])),
+    ];
+    let sb = Sandbox::new();
+    let cfg = panel_config(&sb, &seats);
+    let (code, report, elapsed) = run(&sb, &cfg, &["--deadline", "1", "--quorum", "2"]);
+    assert!(elapsed < Duration::from_secs(4), "took {elapsed:?}");
+    assert_eq!(seats[2].server.count(), 2, "c was asked to refine");
+    // The decision rests on round 0, where c still dissents: the hung refinement does
+    // not silence it into a consensus.
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report["status"], "no_consensus");
+    assert_eq!(report["rounds_executed"], 0);
+    assert_eq!(participant(&report, "c")["live"], true);
+}
