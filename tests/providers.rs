@@ -336,6 +336,28 @@ fn gemini_per_day_quota_and_blocked_prompt_are_not_retried() {
 }
 
 #[test]
+fn gemini_thoughts_that_use_up_the_token_limit_are_not_retried() {
+    let spent = json(
+        200,
+        &json!({"candidates": [{"content": {"role": "model", "parts": [
+                    {"text": "Thinking about it", "thought": true}]},
+                "finishReason": "MAX_TOKENS", "index": 0}],
+                "usageMetadata": {"promptTokenCount": 5, "thoughtsTokenCount": 16, "totalTokenCount": 21}}),
+    );
+    let server = TestServer::always(spent);
+    let sb = Sandbox::new();
+    let cfg = config(&sb, &server.url(), GEMINI, "gemini-test");
+    let (code, report, _) = ask(&sb, &cfg, &["--retries", "2", "--max-tokens", "16"]);
+    assert_eq!(code, 3);
+    assert_eq!(server.count(), 1);
+    assert!(
+        errors(&report).contains("raise max_tokens"),
+        "{}",
+        errors(&report)
+    );
+}
+
+#[test]
 fn gemini_prefers_google_api_key_when_both_are_set() {
     let server = TestServer::always(gemini_ok("Final answer: 4", 1, 1));
     let sb = Sandbox::new();
