@@ -146,6 +146,19 @@ fn a_panel_of_broken_providers_completes_with_the_survivors() {
             }),
         ),
         seat("closed", "openai", TestServer::always(Reply::Close)),
+        // DeepSeek under load: keep-alive comments forever, so the idle timer never fires.
+        seat(
+            "keepalive",
+            "openai",
+            TestServer::always(Reply::Stream {
+                status: 200,
+                headers: vec![("Content-Type".into(), "text/event-stream".into())],
+                chunks: (0..100)
+                    .map(|_| (Duration::from_millis(100), b": keep-alive\n\n".to_vec()))
+                    .collect(),
+                end: End::Hang,
+            }),
+        ),
         seat(
             "nochoices",
             "openai",
@@ -168,7 +181,7 @@ fn a_panel_of_broken_providers_completes_with_the_survivors() {
     // two 1 s attempts and one backoff.
     assert!(elapsed < Duration::from_secs(6), "took {elapsed:?}");
 
-    let expected: [(&str, usize, &str); 13] = [
+    let expected: [(&str, usize, &str); 14] = [
         ("ok1", 1, ""),
         ("ok2", 1, ""),
         ("limited", 2, ""),
@@ -181,6 +194,7 @@ fn a_panel_of_broken_providers_completes_with_the_survivors() {
         ("badjson", 2, "invalid JSON"),
         ("badutf8", 2, "invalid JSON"),
         ("closed", 2, "connection failed"),
+        ("keepalive", 2, "no complete answer within 1 s"),
         ("nochoices", 2, "no choices"),
     ];
     for ((name, calls, error), s) in expected.iter().zip(&seats) {
@@ -196,7 +210,7 @@ fn a_panel_of_broken_providers_completes_with_the_survivors() {
         }
         assert_eq!(p["retries"], (*calls - 1) as u64, "{name}");
     }
-    assert_eq!(report["usage"]["retries"], 11);
+    assert_eq!(report["usage"]["retries"], 12);
 }
 
 #[test]
