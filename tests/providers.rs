@@ -214,6 +214,34 @@ fn builtin_names_say_which_variable_is_missing() {
     }
 }
 
+#[test]
+fn openai_builtin_sends_organization_and_project_from_the_environment() {
+    let server = TestServer::always(openai_ok("Final answer: 4", 3, 1));
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "panel.toml",
+        &format!("[providers.openai]\nbase_url = \"{}\"\n", server.url()),
+    );
+    let mut cmd = sb.cmd();
+    cmd.env("OPENAI_API_KEY", KEY)
+        .env("OPENAI_ORG_ID", "org-test")
+        .env("OPENAI_PROJECT_ID", "proj_test")
+        .args(["ask", "--json", "--config"])
+        .arg(&cfg)
+        .args(["-m", "openai:gpt-4o-mini", "--max-tokens", "20", QUESTION]);
+    let (code, _, stderr) = finish(cmd);
+    assert_eq!(code, 0, "{stderr}");
+    let req = &server.requests()[0];
+    assert_eq!(req.path, "/chat/completions");
+    assert_eq!(
+        req.header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+    assert_eq!(req.header("openai-organization"), Some("org-test"));
+    assert_eq!(req.header("openai-project"), Some("proj_test"));
+    assert_eq!(req.json()["max_completion_tokens"], 20);
+}
+
 // -------------------------------------------------------------------------------- Gemini
 
 const GEMINI: &str = "kind = \"gemini\"\nbase_url = \"{url}/v1beta\"\napi_key_env = \"TEST_KEY\"";
