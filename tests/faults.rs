@@ -342,6 +342,7 @@ fn max_concurrency_limits_calls_in_flight_per_provider() {
 #[test]
 fn oversized_answers_are_failed_calls() {
     let big = "x".repeat(1024 * 1024 + 10);
+    let endless = " ".repeat(9 * 1024 * 1024);
     let seats = vec![
         seat("ok1", "openai", TestServer::always(ok())),
         seat(
@@ -349,13 +350,29 @@ fn oversized_answers_are_failed_calls() {
             "openai",
             TestServer::always(openai_sse(&[&big, "\nFinal answer: 4"], None)),
         ),
+        seat(
+            "hugejson",
+            "openai",
+            TestServer::always(openai_ok(&big, 1, 1)),
+        ),
+        seat(
+            "hugebody",
+            "openai",
+            TestServer::always(text(200, "application/json", &endless)),
+        ),
     ];
     let sb = Sandbox::new();
     let cfg = panel_config(&sb, &seats);
     let (code, report, _) = run(&sb, &cfg, &["--retries", "0", "--quorum", "1"]);
     assert_eq!(code, 0, "{report:#}");
-    let errors = participant(&report, "huge")["errors"].to_string();
-    assert!(errors.contains("longer than 1 MiB"), "{errors}");
+    for (name, error) in [
+        ("huge", "longer than 1 MiB"),
+        ("hugejson", "longer than 1 MiB"),
+        ("hugebody", "larger than 8 MiB"),
+    ] {
+        let errors = participant(&report, name)["errors"].to_string();
+        assert!(errors.contains(error), "{name}: {errors}");
+    }
 }
 
 #[test]
