@@ -660,6 +660,71 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
     }
 
+    fn transport(retries: u32, run_deadline: Option<Duration>) -> Transport {
+        Transport::new(Policy {
+            retries,
+            run_deadline,
+            ..Policy::default()
+        })
+        .unwrap()
+    }
+
+    fn rate_limited(wait: Duration) -> ProviderError {
+        ProviderError::new(ErrorKind::RateLimited, "slow down").with_retry_after(Some(wait))
+    }
+
+    fn answer() -> Completion {
+        Completion {
+            text: "4".into(),
+            finish: None,
+            usage: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_wait_as_asked_until_an_answer() {
+        let t = transport(2, None);
+        let mut calls = 0;
+        let outcome = t
+            .with_retries(|_| {
+                calls += 1;
+                let n = calls;
+                async move {
+                    if n < 3 {
+                        Err(rate_limited(Duration::from_millis(10)))
+                    } else {
+                        Ok(answer())
+                    }
+                }
+            })
+            .await;
+        assert!(outcome.result.is_ok());
+        assert_eq!(outcome.attempts, 3);
+    }
+
+    #[tokio::test]
+    async fn no_wait_or_attempt_outlives_the_run_deadline() {
+        let t = transport(5, Some(Duration::from_millis(200)));
+        let started = Instant::now();
+        let outcome = t
+            .with_retries(|_| async { Err(rate_limited(Duration::from_secs(5))) })
+            .await;
+        assert_eq!(outcome.attempts, 1);
+        let e = outcome.result.unwrap_err();
+        assert!(e.message.contains("would pass the run deadline"), "{e}");
+
+        let outcome = t
+            .with_retries(|_| async {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                Ok(answer())
+            })
+            .await;
+        let e = outcome.result.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Timeout);
+        assert!(e.message.contains("run deadline"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
     #[test]
     fn backoff_grows_and_is_capped() {
         let p = Policy::default();
