@@ -801,3 +801,48 @@ fn providers_check_makes_one_call_per_seat_and_fails_on_any_error() {
     );
     assert!(table.contains("ok in"), "{table}");
 }
+
+// ------------------------------------------------------------------------- every kind
+
+#[test]
+fn a_stream_that_ends_early_is_a_failed_call_in_every_format() {
+    let cases = [
+        (
+            ANTHROPIC,
+            truncated(
+                anthropic_sse(&["Final ", "answer: 4"], 3, 2),
+                4,
+                End::Finish,
+            ),
+        ),
+        (
+            GEMINI,
+            truncated(gemini_sse(&["Final ", "answer: 4"], 3, 2), 1, End::Finish),
+        ),
+        (
+            "kind = \"ollama\"\nbase_url = \"{url}\"",
+            truncated(
+                ollama_ndjson(&["Final ", "answer: 4"], 3, 2),
+                2,
+                End::Finish,
+            ),
+        ),
+        (
+            "kind = \"openai\"\nbase_url = \"{url}\"",
+            truncated(openai_sse(&["Final ", "answer: 4"], None), 3, End::Finish),
+        ),
+    ];
+    for (table, reply) in cases {
+        let server = TestServer::always(reply);
+        let sb = Sandbox::new();
+        let cfg = config(&sb, &server.url(), table, "m");
+        let (code, report, _) = ask(&sb, &cfg, &["--stream", "--retries", "1"]);
+        assert_eq!(code, 3, "{table}: {report:#}");
+        assert_eq!(server.count(), 2, "{table}: retried once");
+        let e = errors(&report);
+        assert!(
+            e.contains("ended before the answer was complete"),
+            "{table}: {e}"
+        );
+    }
+}
