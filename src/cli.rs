@@ -158,7 +158,8 @@ pub struct ConsensusArgs {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Calls")]
 pub struct CallArgs {
-    /// Seconds one call may take [default: 120].
+    /// Seconds one attempt of a call may take, and the longest silence while reading an
+    /// answer [default: 120].
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
 

@@ -805,9 +805,22 @@ fn resolve_http(
     }
 
     let stream = args.calls.stream || section.and_then(|s| s.stream).unwrap_or(false);
-    let headers: Vec<(String, String)> = section
+    let mut headers: Vec<(String, String)> = section
         .map(|s| s.headers.clone().into_iter().collect())
         .unwrap_or_default();
+    // OpenAI's SDK sends the organization and project when these are set.
+    if defaults.is_some_and(|v| v.name == "openai") {
+        for (var, header) in [
+            ("OPENAI_ORG_ID", "OpenAI-Organization"),
+            ("OPENAI_PROJECT_ID", "OpenAI-Project"),
+        ] {
+            if let Some(value) = env.get(var)
+                && !headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(header))
+            {
+                headers.push((header.to_string(), value.to_string()));
+            }
+        }
+    }
     let provider = match kind {
         "anthropic" => Provider::Anthropic(anthropic::Endpoint {
             name: name.clone(),
@@ -839,7 +852,9 @@ fn resolve_http(
             } else {
                 Endpoint::new(name.clone(), base_url.clone())
             };
-            let official = base_url.contains("api.openai.com");
+            // OpenAI itself (also behind a proxy) and Azure take the current field.
+            let official = base_url.contains("api.openai.com")
+                || defaults.is_some_and(|v| v.max_completion_tokens);
             endpoint.max_tokens_field = section.and_then(|s| s.max_tokens_field).unwrap_or(
                 if official || kind == "azure" {
                     MaxTokensField::MaxCompletionTokens

@@ -99,4 +99,18 @@ impl ProviderError {
         self.retry_after = delay;
         self
     }
+
+    /// Names the variable to fix when the provider rejected the credentials.
+    pub fn hint_key(&mut self, key_env: Option<&str>, key_set: bool) {
+        if self.kind != ErrorKind::Auth {
+            return;
+        }
+        match key_env {
+            Some(var) if key_set => self.message.push_str(&format!(" (check the key in {var})")),
+            Some(var) => self
+                .message
+                .push_str(&format!(" (no key was sent: set {var})")),
+            None => {}
+        }
+    }
 }

@@ -63,7 +63,7 @@ impl Panel {
 
 /// The settings `ask` would resolve with these panel flags.
 pub fn resolve(args: ProvidersArgs, env: &Env) -> anyhow::Result<Settings> {
-    let blank = AskArgs::augment_args(clap::Command::new("ask")).get_matches_from(["ask"]);
+    let blank = AskArgs::augment_args(clap::Command::new("ask")).try_get_matches_from(["ask"])?;
     let mut ask = AskArgs::from_arg_matches(&blank)?;
     ask.models = args.models;
     ask.config = args.config;
@@ -105,9 +105,13 @@ pub async fn panel(settings: &Settings, env: &Env, check: bool) -> anyhow::Resul
                 temperature: seat.temperature,
                 max_tokens: seat.max_tokens,
             };
+            let key_env = seat.key_env.clone();
             set.spawn(async move {
                 let t0 = Instant::now();
-                let outcome = provider.complete(&transport, &request, 0).await;
+                let mut outcome = provider.complete(&transport, &request, 0).await;
+                if let Err(e) = &mut outcome.result {
+                    e.hint_key(key_env.as_deref(), provider.key().is_some());
+                }
                 let latency_ms = outcome
                     .reported_ms
                     .unwrap_or_else(|| t0.elapsed().as_secs_f64() * 1000.0);

@@ -102,6 +102,7 @@ pub async fn execute(
             let name = seat.name.clone();
             let verbose = options.verbose;
             let limit = limits.get(seat.provider_name.as_str()).cloned();
+            let key_env = seat.key_env.clone();
             set.spawn(async move {
                 // Waiting for a free slot is not the model's latency.
                 let _permit = match limit {
@@ -110,7 +111,10 @@ pub async fn execute(
                 };
                 progress.started(call.seat, call.round);
                 let t0 = Instant::now();
-                let outcome = provider.complete(&transport, &request, index).await;
+                let mut outcome = provider.complete(&transport, &request, index).await;
+                if let Err(e) = &mut outcome.result {
+                    e.hint_key(key_env.as_deref(), provider.key().is_some());
+                }
                 let outcome_attempts = outcome.attempts;
                 let measured = t0.elapsed().as_secs_f64() * 1000.0;
                 let result = to_result(&call, outcome, measured);
@@ -180,8 +184,6 @@ pub async fn execute(
                 }
             }
         }
-        // A sampling round the run deadline cut before anyone answered adds nothing: the
-        // decision stands on the rounds before it.
         for r in results.iter().filter(|r| r.ok) {
             let bound = called
                 .iter()
@@ -190,6 +192,8 @@ pub async fn execute(
             let price = settings.seats[r.seat].price;
             spent += price.and_then(|p| p.cost(&r.usage)).unwrap_or(bound);
         }
+        // A sampling round the run deadline cut before anyone answered adds nothing: the
+        // decision stands on the rounds before it.
         let dropped = round > 0 && transport.expired() && !results.iter().any(|r| r.ok);
         if !dropped {
             strategy.absorb(results);

@@ -145,6 +145,20 @@ fn a_panel_of_broken_providers_completes_with_the_survivors() {
                     .to_vec(),
             }),
         ),
+        seat("closed", "openai", TestServer::always(Reply::Close)),
+        // DeepSeek under load: keep-alive comments forever, so the idle timer never fires.
+        seat(
+            "keepalive",
+            "openai",
+            TestServer::always(Reply::Stream {
+                status: 200,
+                headers: vec![("Content-Type".into(), "text/event-stream".into())],
+                chunks: (0..100)
+                    .map(|_| (Duration::from_millis(100), b": keep-alive\n\n".to_vec()))
+                    .collect(),
+                end: End::Hang,
+            }),
+        ),
         seat(
             "nochoices",
             "openai",
@@ -167,7 +181,7 @@ fn a_panel_of_broken_providers_completes_with_the_survivors() {
     // two 1 s attempts and one backoff.
     assert!(elapsed < Duration::from_secs(6), "took {elapsed:?}");
 
-    let expected: [(&str, usize, &str); 12] = [
+    let expected: [(&str, usize, &str); 14] = [
         ("ok1", 1, ""),
         ("ok2", 1, ""),
         ("limited", 2, ""),
@@ -179,6 +193,8 @@ fn a_panel_of_broken_providers_completes_with_the_survivors() {
         ("html", 2, "text/html"),
         ("badjson", 2, "invalid JSON"),
         ("badutf8", 2, "invalid JSON"),
+        ("closed", 2, "connection failed"),
+        ("keepalive", 2, "no complete answer within 1 s"),
         ("nochoices", 2, "no choices"),
     ];
     for ((name, calls, error), s) in expected.iter().zip(&seats) {
@@ -194,7 +210,7 @@ fn a_panel_of_broken_providers_completes_with_the_survivors() {
         }
         assert_eq!(p["retries"], (*calls - 1) as u64, "{name}");
     }
-    assert_eq!(report["usage"]["retries"], 10);
+    assert_eq!(report["usage"]["retries"], 12);
 }
 
 #[test]
@@ -243,7 +259,10 @@ fn the_run_deadline_bounds_hung_calls_and_waits() {
     let hang = participant(&report, "hang")["errors"].to_string();
     assert!(hang.contains("run deadline"), "{hang}");
     let limited = participant(&report, "slow429")["errors"].to_string();
-    assert!(limited.contains("Rate limit reached"), "{limited}");
+    assert!(
+        limited.contains("Rate limit reached") && limited.contains("would pass the run deadline"),
+        "{limited}"
+    );
 }
 
 #[test]
@@ -323,6 +342,7 @@ fn max_concurrency_limits_calls_in_flight_per_provider() {
 #[test]
 fn oversized_answers_are_failed_calls() {
     let big = "x".repeat(1024 * 1024 + 10);
+    let endless = " ".repeat(9 * 1024 * 1024);
     let seats = vec![
         seat("ok1", "openai", TestServer::always(ok())),
         seat(
@@ -330,11 +350,163 @@ fn oversized_answers_are_failed_calls() {
             "openai",
             TestServer::always(openai_sse(&[&big, "\nFinal answer: 4"], None)),
         ),
+        seat(
+            "hugejson",
+            "openai",
+            TestServer::always(openai_ok(&big, 1, 1)),
+        ),
+        seat(
+            "hugebody",
+            "openai",
+            TestServer::always(text(200, "application/json", &endless)),
+        ),
     ];
     let sb = Sandbox::new();
     let cfg = panel_config(&sb, &seats);
     let (code, report, _) = run(&sb, &cfg, &["--retries", "0", "--quorum", "1"]);
     assert_eq!(code, 0, "{report:#}");
-    let errors = participant(&report, "huge")["errors"].to_string();
-    assert!(errors.contains("longer than 1 MiB"), "{errors}");
+    for (name, error) in [
+        ("huge", "longer than 1 MiB"),
+        ("hugejson", "longer than 1 MiB"),
+        ("hugebody", "larger than 8 MiB"),
+    ] {
+        let errors = participant(&report, name)["errors"].to_string();
+        assert!(errors.contains(error), "{name}: {errors}");
+    }
+}
+
+#[test]
+fn a_wait_longer_than_the_cap_is_not_retried() {
+    let seats = vec![
+        seat("ok1", "openai", TestServer::always(ok())),
+        seat(
+            "patient",
+            "openai",
+            TestServer::always(with_header(
+                openai_error(
+                    429,
+                    "Rate limit reached",
+                    "requests",
+                    Some("rate_limit_exceeded"),
+                ),
+                "retry-after",
+                "600",
+            )),
+        ),
+    ];
+    let sb = Sandbox::new();
+    let cfg = panel_config(&sb, &seats);
+    let (code, report, elapsed) = run(&sb, &cfg, &["--retries", "3", "--quorum", "1"]);
+    assert_eq!(code, 0, "{report:#}");
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    assert_eq!(seats[1].server.count(), 1);
+    let errors = participant(&report, "patient")["errors"].to_string();
+    assert!(errors.contains("asked to wait 600 s"), "{errors}");
+}
+
+/// Answers that never converge (a new number on every call) after a fixed latency.
+fn diverging_server(seat: usize, latency: Duration) -> TestServer {
+    TestServer::start(move |_, i| {
+        let text = format!("Final answer: {}", 1000 * (seat + 1) + i);
+        Reply::Delayed(latency, Box::new(openai_ok(&text, 10, 5)))
+    })
+}
+
+#[test]
+fn the_calls_of_a_round_run_concurrently() {
+    // Ten seats that never agree: round 0 and all three sampling rounds run, 40 calls of
+    // 200 ms each. One after the other they would take 8 s; concurrently about 0.8 s.
+    let servers: Vec<TestServer> = (0..10)
+        .map(|seat| diverging_server(seat, Duration::from_millis(200)))
+        .collect();
+    let sb = Sandbox::new();
+    let mut text = String::new();
+    for (i, s) in servers.iter().enumerate() {
+        text.push_str(&format!(
+            "[providers.s{i}]\nkind = \"openai\"\nbase_url = \"{}\"\n\n",
+            s.url()
+        ));
+    }
+    for i in 0..servers.len() {
+        text.push_str(&format!(
+            "[[participants]]\nprovider = \"s{i}\"\nmodel = \"m\"\n\n"
+        ));
+    }
+    let cfg = sb.write("panel.toml", &text);
+    let (code, report, elapsed) = run(&sb, &cfg.to_string_lossy(), &[]);
+    assert_eq!(code, 1, "no consensus: {report:#}");
+    assert_eq!(report["rounds_executed"], 3);
+    assert_eq!(report["usage"]["calls"], 40);
+    assert!(servers.iter().all(|s| s.count() == 4));
+    assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
+}
+
+#[test]
+fn ctrl_c_stops_the_calls_and_prints_the_partial_result() {
+    let seats = vec![
+        seat("ok1", "openai", TestServer::always(ok())),
+        seat("ok2", "openai", TestServer::always(ok())),
+        seat("hang", "openai", TestServer::always(Reply::Hang)),
+    ];
+    let sb = Sandbox::new();
+    let cfg = panel_config(&sb, &seats);
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("llm-consensus"));
+    cmd.env_clear()
+        .env("HOME", sb.path())
+        .env("NO_COLOR", "1")
+        .current_dir(sb.path())
+        .args(["ask", "--json", "--seed", "1", "--config", &cfg, QUESTION])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let t0 = Instant::now();
+    let child = cmd.spawn().unwrap();
+    // Interrupt once the fast seats have answered and only the hung call is out.
+    while seats[2].server.count() == 0 || t0.elapsed() < Duration::from_millis(500) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the run never called"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(130));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "interrupted");
+    assert_eq!(
+        participant(&report, "ok1")["answers"][0],
+        "2 + 2 = 4.\nFinal answer: 4"
+    );
+    assert_eq!(participant(&report, "hang")["live"], false);
+}
+
+#[test]
+fn a_sampling_round_cut_by_the_deadline_before_any_answer_is_dropped() {
+    let five = openai_ok("Final answer: 5", 10, 5);
+    let seats = vec![
+        seat("a", "openai", TestServer::always(ok())),
+        seat("b", "openai", TestServer::always(ok())),
+        // Dissents in round 0, then hangs when asked to refine.
+        seat("c", "openai", TestServer::sequence(vec![five, Reply::Hang])),
+    ];
+    let sb = Sandbox::new();
+    let cfg = panel_config(&sb, &seats);
+    let (code, report, elapsed) = run(&sb, &cfg, &["--deadline", "1", "--quorum", "2"]);
+    assert!(elapsed < Duration::from_secs(4), "took {elapsed:?}");
+    assert_eq!(seats[2].server.count(), 2, "c was asked to refine");
+    // The decision rests on round 0, where c still dissents: the hung refinement does
+    // not silence it into a consensus.
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report["status"], "no_consensus");
+    assert_eq!(report["rounds_executed"], 0);
+    assert_eq!(participant(&report, "c")["live"], true);
 }

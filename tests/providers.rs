@@ -157,7 +157,7 @@ fn anthropic_spend_limit_and_auth_errors_are_not_retried() {
         (spend, "spend limit"),
         (
             anthropic_error(401, "authentication_error", "invalid x-api-key"),
-            "invalid x-api-key",
+            "invalid x-api-key (check the key in TEST_KEY)",
         ),
     ] {
         let server = TestServer::always(reply);
@@ -212,6 +212,34 @@ fn builtin_names_say_which_variable_is_missing() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(var), "{seat}: {stderr}");
     }
+}
+
+#[test]
+fn openai_builtin_sends_organization_and_project_from_the_environment() {
+    let server = TestServer::always(openai_ok("Final answer: 4", 3, 1));
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "panel.toml",
+        &format!("[providers.openai]\nbase_url = \"{}\"\n", server.url()),
+    );
+    let mut cmd = sb.cmd();
+    cmd.env("OPENAI_API_KEY", KEY)
+        .env("OPENAI_ORG_ID", "org-test")
+        .env("OPENAI_PROJECT_ID", "proj_test")
+        .args(["ask", "--json", "--config"])
+        .arg(&cfg)
+        .args(["-m", "openai:gpt-4o-mini", "--max-tokens", "20", QUESTION]);
+    let (code, _, stderr) = finish(cmd);
+    assert_eq!(code, 0, "{stderr}");
+    let req = &server.requests()[0];
+    assert_eq!(req.path, "/chat/completions");
+    assert_eq!(
+        req.header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+    assert_eq!(req.header("openai-organization"), Some("org-test"));
+    assert_eq!(req.header("openai-project"), Some("proj_test"));
+    assert_eq!(req.json()["max_completion_tokens"], 20);
 }
 
 // -------------------------------------------------------------------------------- Gemini
@@ -336,6 +364,28 @@ fn gemini_per_day_quota_and_blocked_prompt_are_not_retried() {
 }
 
 #[test]
+fn gemini_thoughts_that_use_up_the_token_limit_are_not_retried() {
+    let spent = json(
+        200,
+        &json!({"candidates": [{"content": {"role": "model", "parts": [
+                    {"text": "Thinking about it", "thought": true}]},
+                "finishReason": "MAX_TOKENS", "index": 0}],
+                "usageMetadata": {"promptTokenCount": 5, "thoughtsTokenCount": 16, "totalTokenCount": 21}}),
+    );
+    let server = TestServer::always(spent);
+    let sb = Sandbox::new();
+    let cfg = config(&sb, &server.url(), GEMINI, "gemini-test");
+    let (code, report, _) = ask(&sb, &cfg, &["--retries", "2", "--max-tokens", "16"]);
+    assert_eq!(code, 3);
+    assert_eq!(server.count(), 1);
+    assert!(
+        errors(&report).contains("raise max_tokens"),
+        "{}",
+        errors(&report)
+    );
+}
+
+#[test]
 fn gemini_prefers_google_api_key_when_both_are_set() {
     let server = TestServer::always(gemini_ok("Final answer: 4", 1, 1));
     let sb = Sandbox::new();
@@ -398,7 +448,7 @@ fn ollama_builtin_is_native_and_follows_ollama_host() {
 #[test]
 fn ollama_ndjson_stream_with_options() {
     let server = TestServer::always(rechunked(
-        ollama_ndjson(&["Final ", "answer: ", "4"], 30, 3),
+        ollama_ndjson(&["Final ", "answer: ", "4 ✓"], 30, 3),
         9,
     ));
     let sb = Sandbox::new();
@@ -408,7 +458,7 @@ fn ollama_ndjson_stream_with_options() {
         &["--stream", "--temperature", "0", "--max-tokens", "64"],
     );
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(report["answer"], "4");
+    assert_eq!(report["answer"], "4 ✓");
     assert_eq!(report["usage"]["input_tokens"], 30);
     assert_eq!(report["usage"]["output_tokens"], 3);
     let body = server.requests()[0].json();
@@ -750,4 +800,49 @@ fn providers_check_makes_one_call_per_seat_and_fails_on_any_error() {
         "{table}"
     );
     assert!(table.contains("ok in"), "{table}");
+}
+
+// ------------------------------------------------------------------------- every kind
+
+#[test]
+fn a_stream_that_ends_early_is_a_failed_call_in_every_format() {
+    let cases = [
+        (
+            ANTHROPIC,
+            truncated(
+                anthropic_sse(&["Final ", "answer: 4"], 3, 2),
+                4,
+                End::Finish,
+            ),
+        ),
+        (
+            GEMINI,
+            truncated(gemini_sse(&["Final ", "answer: 4"], 3, 2), 1, End::Finish),
+        ),
+        (
+            "kind = \"ollama\"\nbase_url = \"{url}\"",
+            truncated(
+                ollama_ndjson(&["Final ", "answer: 4"], 3, 2),
+                2,
+                End::Finish,
+            ),
+        ),
+        (
+            "kind = \"openai\"\nbase_url = \"{url}\"",
+            truncated(openai_sse(&["Final ", "answer: 4"], None), 3, End::Finish),
+        ),
+    ];
+    for (table, reply) in cases {
+        let server = TestServer::always(reply);
+        let sb = Sandbox::new();
+        let cfg = config(&sb, &server.url(), table, "m");
+        let (code, report, _) = ask(&sb, &cfg, &["--stream", "--retries", "1"]);
+        assert_eq!(code, 3, "{table}: {report:#}");
+        assert_eq!(server.count(), 2, "{table}: retried once");
+        let e = errors(&report);
+        assert!(
+            e.contains("ended before the answer was complete"),
+            "{table}: {e}"
+        );
+    }
 }

@@ -177,7 +177,8 @@ fn kind_for_type(kind: &str) -> Option<ErrorKind> {
     })
 }
 
-/// Classifies an error response; `status` 0 means an error event inside a 200 stream.
+/// Classifies an error response; `status` 0 means an error inside a 200 response (an
+/// `error` event of a stream, or an error object as the body).
 pub fn classify(status: u16, body: &[u8]) -> ProviderError {
     let error = serde_json::from_slice::<WireErrorBody>(body)
         .ok()
@@ -205,7 +206,7 @@ pub fn classify(status: u16, body: &[u8]) -> ProviderError {
         .collect::<Vec<_>>()
         .join("/");
     let head = if status == 0 {
-        "error in the stream".to_string()
+        "error in the response".to_string()
     } else {
         format!("HTTP {status}")
     };

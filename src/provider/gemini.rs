@@ -8,7 +8,6 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::http::{self, Transport};
-use super::openai::path_segment;
 use super::{ChatRequest, Completion, Finish, Secret, Usage, answer};
 use crate::error::{ErrorKind, ProviderError};
 
@@ -28,7 +27,7 @@ impl Endpoint {
     pub fn url(&self, model: &str) -> String {
         let base = self.base_url.trim_end_matches('/');
         let model = model.strip_prefix("models/").unwrap_or(model);
-        let model = path_segment(model);
+        let model = http::path_segment(model);
         if self.stream {
             format!("{base}/models/{model}:streamGenerateContent?alt=sse")
         } else {

@@ -155,13 +155,24 @@ impl Transport {
                 )),
             };
             match result {
-                Err(e) if e.kind.retryable() && attempts <= self.policy.retries => {
+                Err(mut e) if e.kind.retryable() && attempts <= self.policy.retries => {
                     let delay = match e.retry_after {
-                        Some(asked) if asked > MAX_RETRY_AFTER => return done(Err(e), attempts),
+                        Some(asked) if asked > MAX_RETRY_AFTER => {
+                            e.message.push_str(&format!(
+                                " (not retried: the provider asked to wait {}, more than {})",
+                                human_duration(asked),
+                                human_duration(MAX_RETRY_AFTER)
+                            ));
+                            return done(Err(e), attempts);
+                        }
                         Some(asked) => asked,
                         None => backoff(&self.policy, attempts),
                     };
                     if self.time_left().is_some_and(|left| left <= delay) {
+                        e.message.push_str(&format!(
+                            " (not retried: waiting {} would pass the run deadline)",
+                            human_duration(delay)
+                        ));
                         return done(Err(e), attempts);
                     }
                     tokio::time::sleep(delay).await;
@@ -574,6 +585,19 @@ pub fn check_answer_size(text: &str) -> Result<(), ProviderError> {
     Ok(())
 }
 
+/// Percent-encodes what cannot stand in a URL path segment or query value.
+pub fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 pub fn human_duration(d: Duration) -> String {
     if d.as_millis() < 1000 {
         format!("{} ms", d.as_millis())
@@ -634,6 +658,71 @@ mod tests {
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
         );
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
+    }
+
+    fn transport(retries: u32, run_deadline: Option<Duration>) -> Transport {
+        Transport::new(Policy {
+            retries,
+            run_deadline,
+            ..Policy::default()
+        })
+        .unwrap()
+    }
+
+    fn rate_limited(wait: Duration) -> ProviderError {
+        ProviderError::new(ErrorKind::RateLimited, "slow down").with_retry_after(Some(wait))
+    }
+
+    fn answer() -> Completion {
+        Completion {
+            text: "4".into(),
+            finish: None,
+            usage: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_wait_as_asked_until_an_answer() {
+        let t = transport(2, None);
+        let mut calls = 0;
+        let outcome = t
+            .with_retries(|_| {
+                calls += 1;
+                let n = calls;
+                async move {
+                    if n < 3 {
+                        Err(rate_limited(Duration::from_millis(10)))
+                    } else {
+                        Ok(answer())
+                    }
+                }
+            })
+            .await;
+        assert!(outcome.result.is_ok());
+        assert_eq!(outcome.attempts, 3);
+    }
+
+    #[tokio::test]
+    async fn no_wait_or_attempt_outlives_the_run_deadline() {
+        let t = transport(5, Some(Duration::from_millis(200)));
+        let started = Instant::now();
+        let outcome = t
+            .with_retries(|_| async { Err(rate_limited(Duration::from_secs(5))) })
+            .await;
+        assert_eq!(outcome.attempts, 1);
+        let e = outcome.result.unwrap_err();
+        assert!(e.message.contains("would pass the run deadline"), "{e}");
+
+        let outcome = t
+            .with_retries(|_| async {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                Ok(answer())
+            })
+            .await;
+        let e = outcome.result.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Timeout);
+        assert!(e.message.contains("run deadline"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 
     #[test]

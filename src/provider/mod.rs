@@ -95,10 +95,11 @@ pub(crate) fn answer(
             Some(Finish::Other(reason)) => format!(" (stop reason {reason})"),
             _ => String::new(),
         };
-        let kind = if finish == Some(Finish::ContentFilter) {
-            ErrorKind::Refused
-        } else {
-            ErrorKind::Malformed
+        let kind = match finish {
+            Some(Finish::ContentFilter) => ErrorKind::Refused,
+            // The same limit would cut the next attempt too (thinking models spend it all).
+            Some(Finish::Length) => ErrorKind::Rejected,
+            _ => ErrorKind::Malformed,
         };
         return Err(ProviderError::new(kind, format!("empty answer{why}")));
     }

@@ -1,5 +1,6 @@
 //! OpenAI chat completions, spoken by OpenAI and every OpenAI-compatible server
-//! (PROVIDERS.md §1–2): `POST {base}/chat/completions`, JSON or SSE answers.
+//! (PROVIDERS.md §1–2): `POST {base}/chat/completions`, JSON or SSE answers. Azure
+//! OpenAI (§3) is the same protocol with another auth header and URL scheme.
 
 use std::time::Instant;
 
@@ -103,8 +104,8 @@ impl Endpoint {
             Route::ChatCompletions => format!("{base}/chat/completions"),
             Route::AzureDeployment { api_version } => format!(
                 "{base}/openai/deployments/{}/chat/completions?api-version={}",
-                path_segment(model),
-                path_segment(api_version)
+                http::path_segment(model),
+                http::path_segment(api_version)
             ),
         }
     }
@@ -166,19 +167,6 @@ impl Endpoint {
             parse_completion(&body, &content_type)
         }
     }
-}
-
-/// Percent-encodes what cannot stand in a URL path segment or query value.
-pub(crate) fn path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[derive(Deserialize, Default)]

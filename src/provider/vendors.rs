@@ -14,7 +14,7 @@ pub struct Vendor {
     pub key_required: bool,
     /// The model seated when the panel is built from the keys that are set.
     pub default_model: &'static str,
-    /// `max_completion_tokens` (OpenAI itself) instead of `max_tokens`.
+    /// `max_completion_tokens` (OpenAI itself, whatever its base URL) instead of `max_tokens`.
     pub max_completion_tokens: bool,
 }
 
