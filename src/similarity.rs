@@ -164,15 +164,11 @@ impl Key {
     fn new(text: &str, vocabulary: &mut Vocabulary, sequence: bool) -> Key {
         let text = text.trim();
         let mut seq = String::new();
-        let mut set = TokenSet::default();
+        let mut set = TokenSet::with_capacity(vocabulary.len());
         if text.is_ascii() {
             // The common case, a byte at a time: ASCII letters and digits are exactly the
             // ASCII characters that are Unicode letters or digits.
-            for token in text
-                .as_bytes()
-                .split(|b| !b.is_ascii_alphanumeric())
-                .filter(|t| !t.is_empty())
-            {
+            for token in ascii_runs(text.as_bytes(), &ASCII_ALNUM) {
                 set.insert(vocabulary.id(hash_lower_ascii(token)));
                 if sequence {
                     if !seq.is_empty() {
@@ -309,6 +305,14 @@ pub struct TokenSet {
 }
 
 impl TokenSet {
+    /// An empty set with room for ids below `ids` without growing.
+    pub fn with_capacity(ids: usize) -> TokenSet {
+        TokenSet {
+            bits: Vec::with_capacity(ids / 64 + 1),
+            len: 0,
+        }
+    }
+
     pub fn insert(&mut self, id: u32) {
         let word = id as usize / 64;
         if word >= self.bits.len() {
@@ -374,6 +378,39 @@ fn popcount_and_portable(a: &[u64], b: &[u64]) -> usize {
         .zip(b)
         .map(|(x, y)| (x & y).count_ones() as usize)
         .sum()
+}
+
+/// Byte classes for [`ascii_runs`]: `true` for the bytes that belong to a token.
+pub type ByteClass = [bool; 256];
+
+/// ASCII letters and digits.
+pub static ASCII_ALNUM: ByteClass = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 128 {
+        t[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    t
+};
+
+/// The maximal runs of bytes of class `member`, scanned with a lookup table.
+#[inline]
+pub fn ascii_runs<'a>(
+    bytes: &'a [u8],
+    member: &'a ByteClass,
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < bytes.len() && !member[usize::from(bytes[i])] {
+            i += 1;
+        }
+        let start = i;
+        while i < bytes.len() && member[usize::from(bytes[i])] {
+            i += 1;
+        }
+        (start < i).then(|| &bytes[start..i])
+    })
 }
 
 /// Maximal runs of Unicode letters and digits.

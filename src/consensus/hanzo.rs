@@ -2,7 +2,7 @@
 //! defects included (PROTOCOL.md §2). Its value is parity: the same scripted answers and
 //! seed give the same winner, confidences, luminances, synthesis and prompts, byte for byte.
 
-use crate::similarity::{TokenSet, Vocabulary, hash, hash_lower_ascii};
+use crate::similarity::{ByteClass, TokenSet, Vocabulary, ascii_runs, hash, hash_lower_ascii};
 
 use super::pyrandom::{PyRandom, REFERENCE_SUM, normalized_weights_with};
 use super::{
@@ -16,17 +16,24 @@ fn is_py_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
+/// The ASCII bytes that are not whitespace to Python's `str.split()`, which splits on
+/// \t \n \v \f \r, space and the separators \x1c..\x1f.
+static PY_ASCII_WORD: ByteClass = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 128 {
+        t[b] = !matches!(b as u8, b'\t'..=b'\r' | b' ' | 0x1c..=0x1f);
+        b += 1;
+    }
+    t
+};
+
 /// `set(text.lower().split())`, its words interned in `vocabulary`.
 pub fn py_word_set(text: &str, vocabulary: &mut Vocabulary) -> TokenSet {
-    let mut set = TokenSet::default();
+    let mut set = TokenSet::with_capacity(vocabulary.len());
     let mut lowered = String::new();
     if text.is_ascii() {
-        // ASCII whitespace as Python sees it: \t \n \v \f \r, space and \x1c..\x1f.
-        for word in text
-            .as_bytes()
-            .split(|&b| matches!(b, b'\t'..=b'\r' | b' ' | 0x1c..=0x1f))
-            .filter(|w| !w.is_empty())
-        {
+        for word in ascii_runs(text.as_bytes(), &PY_ASCII_WORD) {
             set.insert(vocabulary.id(hash_lower_ascii(word)));
         }
         return set;
