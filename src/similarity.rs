@@ -254,6 +254,7 @@ impl Default for Vocabulary {
 
 impl Vocabulary {
     /// The id of a token hash, assigning the next one to a new hash.
+    #[inline]
     pub fn id(&mut self, token_hash: u64) -> u32 {
         if (self.len as usize + 1) * 2 > self.slots.len() {
             self.grow();
@@ -313,6 +314,7 @@ impl TokenSet {
         }
     }
 
+    #[inline]
     pub fn insert(&mut self, id: u32) {
         let word = id as usize / 64;
         if word >= self.bits.len() {
@@ -435,6 +437,7 @@ pub fn hash(bytes: &[u8]) -> u64 {
 
 /// `hash` of the ASCII-lowercased bytes, without copying them: eight bytes are lowercased
 /// at once (`A`–`Z` gain the 0x20 bit).
+#[inline]
 pub fn hash_lower_ascii(bytes: &[u8]) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     hash_words(bytes, |w| {
