@@ -69,7 +69,8 @@ pub struct ConsensusArgs {
     #[arg(long, value_enum, value_name = "NAME")]
     pub strategy: Option<StrategyKind>,
 
-    /// Sampling rounds after the first answers [default: 3; vote: 0].
+    /// Sampling rounds after the first answers (vote: refinement rounds; leader: terms)
+    /// [default: 3; vote: 0].
     #[arg(long, value_name = "N")]
     pub rounds: Option<usize>,
 

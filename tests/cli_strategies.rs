@@ -164,3 +164,108 @@ fn bft_refuses_a_panel_too_small_for_its_faults_before_sending_anything() {
     );
     assert_eq!(server.count(), 0);
 }
+
+#[test]
+fn rank_fails_with_exit_3_when_most_ballots_cannot_be_read() {
+    // Every request gets the model's answer, so no ballot contains a ranking.
+    let (server, sandbox, config) = panel(&[
+        ("m1", "Final answer: B"),
+        ("m2", "Final answer: C"),
+        ("m3", "Final answer: B"),
+    ]);
+    let (json, code) = run_json(
+        &sandbox,
+        &[
+            "ask",
+            "--config",
+            config.to_str().unwrap(),
+            "--strategy",
+            "rank",
+            "--answer",
+            "choice",
+            "--seed",
+            "3",
+            "--json",
+            "Pick one.",
+        ],
+    );
+    assert_eq!(code, 3, "{json}");
+    assert_eq!(json["status"], "failed");
+    assert_eq!(json["finalized"], false);
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("only 0 of 3 ballots could be read"),
+        "{json}"
+    );
+    let dropped: Vec<&str> = json["ballots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["dropped"].as_str().unwrap())
+        .collect();
+    assert_eq!(dropped, ["no `Ranking:` line"; 3]);
+    assert_eq!(
+        server.count(),
+        6,
+        "one answer and one ballot per participant"
+    );
+}
+
+#[test]
+fn bft_over_http_decides_and_lists_the_dissenter() {
+    let server = TestServer::start(|req, _| {
+        let body = req.json();
+        let model = body["model"].as_str().unwrap_or_default().to_string();
+        let user = body["messages"].as_array().unwrap().last().unwrap()["content"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let own = if model == "m4" { "A" } else { "B" };
+        if user.contains("Attestation:") {
+            let verdict = if own == "B" { "AGREE" } else { "DISAGREE" };
+            openai_ok(
+                &format!("Attestation: {verdict}\nReason: I said {own}."),
+                50,
+                5,
+            )
+        } else {
+            openai_ok(&format!("Working.\nFinal answer: {own}"), 20, 5)
+        }
+    });
+    let mut config = format!(
+        "[providers.local]\nkind = \"openai\"\nbase_url = \"{}/v1\"\n",
+        server.url()
+    );
+    for m in ["m1", "m2", "m3", "m4"] {
+        config.push_str(&format!(
+            "\n[[participants]]\nprovider = \"local\"\nmodel = \"{m}\"\n"
+        ));
+    }
+    let sandbox = Sandbox::new();
+    let path = sandbox.write("panel.toml", &config);
+    let (json, code) = run_json(
+        &sandbox,
+        &[
+            "ask",
+            "--config",
+            path.to_str().unwrap(),
+            "--strategy",
+            "bft",
+            "--answer",
+            "choice",
+            "--seed",
+            "3",
+            "--json",
+            "Pick one.",
+        ],
+    );
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["status"], "final");
+    assert_eq!(json["answer"], "B");
+    assert_eq!(json["digest"].as_str().unwrap().len(), 64);
+    assert_eq!(json["attestations"].as_array().unwrap().len(), 8);
+    assert_eq!(json["suspects"][0]["participant"], "local:m4");
+    assert_eq!(server.count(), 12);
+}

@@ -113,6 +113,57 @@ pub fn render(report: &Report, style: Style) -> String {
             sides.join(" vs ")
         );
     }
+    let details = &report.details;
+    for b in &details.ballots {
+        if let Some(why) = &b.dropped {
+            let _ = writeln!(
+                out,
+                "{} {}: {why}",
+                style.yellow("Ballot dropped:"),
+                b.voter
+            );
+        }
+    }
+    for t in &details.terms {
+        let _ = writeln!(
+            out,
+            "{} {} led, proposed {}; accepted by {}, rejected by {}{}",
+            style.bold(&format!("Term {}:", t.term)),
+            t.leader,
+            t.proposal
+                .as_deref()
+                .map_or("nothing".into(), |p| one_line(p, 40)),
+            t.accepted_by.len(),
+            t.rejected_by.len(),
+            if t.committed { " — committed" } else { "" }
+        );
+    }
+    if let Some(digest) = &details.digest {
+        let count = |phase: &str| {
+            details
+                .attestations
+                .iter()
+                .filter(|a| a.phase == phase && a.verdict == Some("AGREE"))
+                .count()
+        };
+        let _ = writeln!(
+            out,
+            "{} sha256 {}…; AGREE in prepare {}, in commit {}",
+            style.bold("Proposal:"),
+            &digest[..digest.len().min(12)],
+            count("prepare"),
+            count("commit")
+        );
+    }
+    for s in &details.suspects {
+        let _ = writeln!(
+            out,
+            "{} {}: {}",
+            style.yellow("Suspected faulty:"),
+            s.participant,
+            s.reasons.join("; ")
+        );
+    }
     if let Some(winner) = &report.winner {
         let _ = writeln!(out, "{} {winner}", style.bold("Winner:"));
     }
