@@ -132,7 +132,7 @@ pub fn render(report: &Report, style: Style) -> String {
             t.leader,
             t.proposal
                 .as_deref()
-                .map_or("nothing".into(), |p| one_line(p, 40)),
+                .map_or("an answer without a key".into(), |p| one_line(p, 40)),
             t.accepted_by.len(),
             t.rejected_by.len(),
             if t.committed { " — committed" } else { "" }
