@@ -122,6 +122,12 @@ pub struct ConsensusArgs {
     #[arg(long, value_name = "F")]
     pub faults: Option<usize>,
 
+    /// A separate model that writes the synthesis from the final answers and the agreement
+    /// found, listing dissent (any strategy). The winner's answer is used verbatim when
+    /// this call fails.
+    #[arg(long, value_name = "PROVIDER:MODEL")]
+    pub synthesize: Option<String>,
+
     /// How keys are compared [default: jaccard].
     #[arg(long, value_name = "METRIC")]
     pub similarity: Option<String>,

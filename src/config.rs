@@ -74,6 +74,7 @@ pub struct ConsensusSection {
     pub quorum_share: Option<String>,
     pub rule: Option<String>,
     pub faults: Option<usize>,
+    pub synthesize: Option<String>,
     pub system: Option<String>,
     /// Seconds per call.
     pub timeout: Option<f64>,
@@ -144,6 +145,8 @@ pub struct Settings {
     pub seats: Vec<SeatSpec>,
     pub policy: Policy,
     pub config_path: Option<PathBuf>,
+    /// `--synthesize`: the model that writes the synthesis.
+    pub synthesizer: Option<SeatSpec>,
 }
 
 /// Finds the config file: the flag, then $LLM_CONSENSUS_CONFIG, then the XDG location.
@@ -326,12 +329,18 @@ pub fn resolve_with(
     }
     policy.retries = args.calls.retries.or(c.retries).unwrap_or(policy.retries);
 
+    let synthesizer = match a.synthesize.as_deref().or(c.synthesize.as_deref()) {
+        Some(flag) => Some(resolve_synthesizer(flag, args, file, env)?),
+        None => None,
+    };
+
     Ok(Settings {
         params,
         seed_given: seed.is_some(),
         seats,
         policy,
         config_path,
+        synthesizer,
     })
 }
 
@@ -358,6 +367,47 @@ struct SeatRequest {
     sleep: bool,
     /// Where the seat was asked for, for messages.
     origin: String,
+}
+
+/// The `--synthesize PROVIDER:MODEL` seat.
+fn resolve_synthesizer(
+    flag: &str,
+    args: &AskArgs,
+    file: &FileConfig,
+    env: &Env,
+) -> Result<SeatSpec> {
+    let (provider, model, count) =
+        parse_model_flag(flag).map_err(|e| ConfigError::new(format!("--synthesize: {e}")))?;
+    if count != 1 {
+        return Err(ConfigError::new(format!(
+            "--synthesize {flag}: one synthesizer, without @N"
+        )));
+    }
+    let req = SeatRequest {
+        provider: provider.clone(),
+        model,
+        name: None,
+        count: 1,
+        temperature: None,
+        weight: 1.0,
+        system: None,
+        max_tokens: None,
+        script: None,
+        sleep: false,
+        origin: format!("--synthesize {flag}"),
+    };
+    let (provider_value, model, key_env) = resolve_provider(&req, args, file, env)?;
+    Ok(SeatSpec {
+        name: format!("{provider}:{model}"),
+        provider_name: provider,
+        model,
+        provider: provider_value,
+        temperature: args.calls.temperature,
+        max_tokens: args.calls.max_tokens,
+        weight: 1.0,
+        system: None,
+        key_env,
+    })
 }
 
 /// Parses `PROVIDER:MODEL[@N]`, splitting on the first colon only.

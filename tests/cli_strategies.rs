@@ -269,3 +269,154 @@ fn bft_over_http_decides_and_lists_the_dissenter() {
     assert_eq!(json["suspects"][0]["participant"], "local:m4");
     assert_eq!(server.count(), 12);
 }
+
+/// A panel of m1..m3 plus a `judge` model on the same server; `judge` replies `judge_reply`.
+fn panel_with_judge(judge_reply: common::Reply) -> (TestServer, Sandbox, std::path::PathBuf) {
+    let server = TestServer::start(move |req, _| {
+        let body = req.json();
+        match body["model"].as_str().unwrap_or_default() {
+            "judge" => judge_reply.clone(),
+            "m3" => openai_ok("Hmm.\nFinal answer: A", 20, 5),
+            _ => openai_ok("Worked it out.\nFinal answer: C", 20, 5),
+        }
+    });
+    let mut config = format!(
+        "[providers.local]\nkind = \"openai\"\nbase_url = \"{}/v1\"\n",
+        server.url()
+    );
+    for m in ["m1", "m2", "m3"] {
+        config.push_str(&format!(
+            "\n[[participants]]\nprovider = \"local\"\nmodel = \"{m}\"\n"
+        ));
+    }
+    let sandbox = Sandbox::new();
+    let path = sandbox.write("panel.toml", &config);
+    (server, sandbox, path)
+}
+
+#[test]
+fn synthesize_asks_a_separate_model_with_every_final_answer() {
+    let (server, sandbox, config) = panel_with_judge(openai_ok(
+        "C, because both derivations agree.\nDissent: one participant chose A.",
+        90,
+        12,
+    ));
+    let (json, code) = run_json(
+        &sandbox,
+        &[
+            "ask",
+            "--config",
+            config.to_str().unwrap(),
+            "--strategy",
+            "vote",
+            "--answer",
+            "choice",
+            "--synthesize",
+            "local:judge",
+            "--json",
+            "Pick one.",
+        ],
+    );
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["synthesis_source"], "synthesizer");
+    assert_eq!(json["synthesizer"], "local:judge");
+    assert!(
+        json["synthesis"]
+            .as_str()
+            .unwrap()
+            .contains("Dissent: one participant chose A.")
+    );
+    assert_eq!(json["usage"]["calls"], 4);
+    assert!(json.get("warnings").is_none());
+    let judge: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.json()["model"] == "judge")
+        .collect();
+    assert_eq!(judge.len(), 1);
+    let asked = judge[0].json()["messages"].to_string();
+    assert!(
+        asked.contains("Participant 3 (compared answer: A)"),
+        "{asked}"
+    );
+    assert!(asked.contains("Agreement found: final"), "{asked}");
+    assert!(asked.contains("Dissent:"), "{asked}");
+}
+
+#[test]
+fn a_failed_synthesizer_falls_back_to_the_winner_and_says_so() {
+    let (_server, sandbox, config) = panel_with_judge(common::openai_error(
+        400,
+        "model judge does not exist",
+        "invalid_request_error",
+        Some("model_not_found"),
+    ));
+    let args = [
+        "ask",
+        "--config",
+        config.to_str().unwrap(),
+        "--strategy",
+        "vote",
+        "--answer",
+        "choice",
+        "--synthesize",
+        "local:judge",
+        "--retries",
+        "0",
+    ];
+    let (json, code) = run_json(&sandbox, &[&args[..], &["--json", "Pick one."]].concat());
+    assert_eq!(code, 0, "the decision stands: {json}");
+    assert_eq!(json["synthesis_source"], "winner_verbatim");
+    assert_eq!(json["synthesis"], "Worked it out.\nFinal answer: C");
+    assert!(
+        json["synthesis_error"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist"),
+        "{json}"
+    );
+    let out = sandbox.cmd().args(args).arg("Pick one.").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Synthesis (the winner's answer, verbatim: local:judge failed"),
+        "{stdout}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("warning: the synthesizer local:judge failed")
+    );
+}
+
+#[test]
+fn a_synthesizer_that_sits_on_the_panel_is_warned_about() {
+    let (_server, sandbox, config) = panel_with_judge(openai_ok("unused", 1, 1));
+    let out = sandbox
+        .cmd()
+        .args([
+            "ask",
+            "--config",
+            config.to_str().unwrap(),
+            "--answer",
+            "choice",
+        ])
+        .args([
+            "--strategy",
+            "vote",
+            "--synthesize",
+            "local:m1",
+            "--json",
+            "Pick one.",
+        ])
+        .output()
+        .unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["synthesis_source"], "synthesizer");
+    assert!(
+        json["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("also sits on the panel"),
+        "{json}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("also sits on the panel"));
+}

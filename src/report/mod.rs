@@ -107,8 +107,17 @@ pub struct Report {
     /// The winner's key: the compared part of its answer.
     pub answer: Option<String>,
     pub synthesis: Option<String>,
-    /// Where the synthesis comes from: the winner's answer, verbatim.
+    /// Where the synthesis comes from: `winner_verbatim`, or `synthesizer` (--synthesize).
     pub synthesis_source: &'static str,
+    /// The --synthesize model, when one was asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synthesizer: Option<String>,
+    /// Why the --synthesize call failed (the winner's answer was used verbatim).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synthesis_error: Option<String>,
+    /// Things the user should know that did not stop the run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     pub strategy: &'static str,
     pub seed: u64,
     pub rounds_executed: usize,
@@ -240,6 +249,9 @@ impl Report {
             answer: decision.answer.clone(),
             synthesis: decision.synthesis.clone(),
             synthesis_source: "winner_verbatim",
+            synthesizer: None,
+            synthesis_error: None,
+            warnings: Vec::new(),
             strategy: p.strategy.name(),
             seed: p.seed,
             rounds_executed: decision.rounds_executed,

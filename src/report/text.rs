@@ -171,11 +171,15 @@ pub fn render(report: &Report, style: Style) -> String {
         let _ = writeln!(out, "{} {}", style.bold("Answer:"), one_line(answer, 200));
     }
     if let Some(synthesis) = &report.synthesis {
-        let _ = writeln!(
-            out,
-            "\n{}",
-            style.bold("Synthesis (the winner's answer, verbatim):")
-        );
+        let title = match (report.synthesis_source, &report.synthesizer) {
+            ("synthesizer", Some(model)) => format!("Synthesis (written by {model}):"),
+            (_, Some(model)) => format!(
+                "Synthesis (the winner's answer, verbatim: {model} failed: {}):",
+                report.synthesis_error.as_deref().unwrap_or("no answer")
+            ),
+            _ => "Synthesis (the winner's answer, verbatim):".to_string(),
+        };
+        let _ = writeln!(out, "\n{}", style.bold(&title));
         for line in synthesis.trim_end().lines() {
             let _ = writeln!(out, "  {line}");
         }
