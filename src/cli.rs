@@ -128,6 +128,12 @@ pub struct ConsensusArgs {
     #[arg(long, value_name = "PROVIDER:MODEL")]
     pub synthesize: Option<String>,
 
+    /// metastable and vote: participants also state a confidence (`Confidence: N%`),
+    /// recalibrated into low / medium / high buckets (weights 0.5 / 0.75 / 1) that
+    /// multiply their seat weight.
+    #[arg(long)]
+    pub confidence: bool,
+
     /// How keys are compared [default: jaccard].
     #[arg(long, value_name = "METRIC")]
     pub similarity: Option<String>,

@@ -75,6 +75,7 @@ pub struct ConsensusSection {
     pub rule: Option<String>,
     pub faults: Option<usize>,
     pub synthesize: Option<String>,
+    pub confidence: Option<bool>,
     pub system: Option<String>,
     /// Seconds per call.
     pub timeout: Option<f64>,
@@ -307,6 +308,13 @@ pub fn resolve_with(
         params.rule = rule
             .parse()
             .map_err(|e| ConfigError::new(format!("--rule: {e}")))?;
+    }
+    params.confidence = a.confidence || c.confidence.unwrap_or(false);
+    if params.confidence && !matches!(strategy, StrategyKind::Metastable | StrategyKind::Vote) {
+        return Err(ConfigError::new(format!(
+            "--confidence works with --strategy metastable or vote, not {}",
+            strategy.name()
+        )));
     }
     params.faults = a.faults.or(c.faults);
     if strategy == StrategyKind::Bft {

@@ -420,3 +420,54 @@ fn a_synthesizer_that_sits_on_the_panel_is_warned_about() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("also sits on the panel"));
 }
+
+#[test]
+fn confidence_is_reported_raw_and_recalibrated_and_refused_where_unused() {
+    let (_server, sandbox, config) = panel(&[
+        ("m1", "Final answer: B\nConfidence: 97%"),
+        ("m2", "Final answer: B\nConfidence: 45%"),
+        ("m3", "Final answer: B"),
+    ]);
+    let config = config.to_str().unwrap();
+    let (json, code) = run_json(
+        &sandbox,
+        &[
+            "ask",
+            "--config",
+            config,
+            "--strategy",
+            "vote",
+            "--answer",
+            "choice",
+            "--confidence",
+            "--json",
+            "Pick one.",
+        ],
+    );
+    assert_eq!(code, 0, "{json}");
+    let reported = json["self_confidence"].as_array().unwrap();
+    assert_eq!(reported[0]["raw"], 0.97);
+    assert_eq!(reported[0]["bucket"], "high");
+    assert_eq!(reported[1]["bucket"], "low");
+    assert_eq!(reported[2]["raw"], Value::Null);
+    assert_eq!(reported[2]["bucket"], "medium");
+
+    let out = sandbox
+        .cmd()
+        .args([
+            "ask",
+            "--config",
+            config,
+            "--strategy",
+            "rank",
+            "--confidence",
+            "Q?",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--confidence works with --strategy metastable or vote")
+    );
+}

@@ -738,3 +738,80 @@ fn leader_without_a_majority_in_any_term_is_not_final() {
     );
     assert_eq!(d.details.terms.len(), 1);
 }
+
+// ---------------------------------------------------------------------------------------
+// --confidence
+// ---------------------------------------------------------------------------------------
+
+/// Three unsure seats say A, two sure ones say B.
+fn unsure_majority_sure_minority() -> Vec<Scripted> {
+    vec![
+        seat("u1", "Final answer: A\nConfidence: 30%", 100.0),
+        seat("s1", "Final answer: B\nConfidence: 95%", 100.0),
+        seat("u2", "Final answer: A\nConfidence: 0.4", 100.0),
+        seat("s2", "Final answer: B\nConfidence: 99%", 100.0),
+        seat("u3", "Final answer: A\nConfidence: 20%", 100.0),
+    ]
+}
+
+#[test]
+fn confidence_buckets_weigh_the_vote_only_when_asked() {
+    let panel = unsure_majority_sure_minority();
+    let mut p = params(StrategyKind::Vote, 5);
+    let plain = run(&panel, &p);
+    assert_eq!(plain.decision.answer.as_deref(), Some("A"));
+    assert!(plain.decision.details.self_confidence.is_empty());
+    assert!(
+        !plain.specs[0]
+            .system
+            .as_deref()
+            .unwrap_or("")
+            .contains("Confidence:")
+    );
+
+    p.confidence = true;
+    let r = run(&panel, &p);
+    // A: 3 × 0.5 = 1.5; B: 2 × 1.0 = 2.0.
+    assert_eq!(r.decision.answer.as_deref(), Some("B"));
+    assert!((r.decision.details.groups[0].share - 2.0 / 3.5).abs() < 1e-12);
+    assert!(
+        r.specs[0]
+            .system
+            .as_deref()
+            .unwrap()
+            .contains("Confidence: N%")
+    );
+    let reported: Vec<(Option<f64>, &str, f64)> = r
+        .decision
+        .details
+        .self_confidence
+        .iter()
+        .map(|c| (c.raw, c.bucket, c.weight))
+        .collect();
+    assert_eq!(reported[0], (Some(0.3), "low", 0.5));
+    assert_eq!(reported[1], (Some(0.95), "high", 1.0));
+    assert_eq!(reported[2], (Some(0.4), "low", 0.5));
+}
+
+#[test]
+fn confidence_weighs_metastable_support_and_never_becomes_the_key() {
+    let panel = unsure_majority_sure_minority();
+    let mut p = params(StrategyKind::Metastable, 5);
+    p.confidence = true;
+    p.rounds = 0;
+    let d = run(&panel, &p).decision;
+    assert_eq!(d.answer.as_deref(), Some("B"));
+    assert!((d.seats[1].support.unwrap() - 2.0 / 3.5).abs() < 1e-12);
+
+    // A number key is not taken from the confidence line.
+    let numbers = vec![
+        seat("a", "It is 42.\nConfidence: 80%", 100.0),
+        seat("b", "I get 42\nConfidence: 60%", 100.0),
+    ];
+    let mut p = params(StrategyKind::Metastable, 2);
+    p.answer = AnswerMode::Number;
+    p.confidence = true;
+    let d = run(&numbers, &p).decision;
+    assert_eq!(d.answer.as_deref(), Some("42"));
+    assert!(d.finalized);
+}
