@@ -94,6 +94,7 @@ fn vote_over_http_reports_groups_and_exits_by_finality() {
     assert_eq!(code, 1, "not final exits 1");
     assert_eq!(json["status"], "no_consensus");
     assert_eq!(json["answer"], "C");
+    assert_eq!(json["params"]["quorum_share"], "unanimous");
 }
 
 #[test]
@@ -267,6 +268,7 @@ fn bft_over_http_decides_and_lists_the_dissenter() {
     assert_eq!(json["digest"].as_str().unwrap().len(), 64);
     assert_eq!(json["attestations"].as_array().unwrap().len(), 8);
     assert_eq!(json["suspects"][0]["participant"], "local:m4");
+    assert_eq!(json["params"]["faults"], 1);
     assert_eq!(server.count(), 12);
 }
 

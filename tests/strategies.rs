@@ -815,3 +815,30 @@ fn confidence_weighs_metastable_support_and_never_becomes_the_key() {
     assert_eq!(d.answer.as_deref(), Some("42"));
     assert!(d.finalized);
 }
+
+// ---------------------------------------------------------------------------------------
+// metastable: ties between positions
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn metastable_breaks_a_support_tie_by_shared_reasoning_not_speed() {
+    let shared = "The derivative of x squared is two x, so at three the slope is six.";
+    let panel = [
+        seat("fast-b1", "Guessing quickly.\nFinal answer: B", 20.0),
+        seat("slow-a1", &format!("{shared}\nFinal answer: A"), 90_000.0),
+        seat(
+            "fast-b2",
+            "Some hunch about tangents maybe.\nFinal answer: B",
+            30.0,
+        ),
+        seat("slow-a2", &format!("{shared}\nFinal answer: A"), 120_000.0),
+    ];
+    let mut p = params(StrategyKind::Metastable, 4);
+    p.rounds = 0;
+    for order in [[0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2]] {
+        let shuffled: Vec<Scripted> = order.iter().map(|&i| panel[i].clone()).collect();
+        let d = run(&shuffled, &p).decision;
+        assert_eq!(d.answer.as_deref(), Some("A"), "order {order:?}");
+        assert!(!d.finalized, "a 2-2 split is never final");
+    }
+}

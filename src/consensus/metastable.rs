@@ -85,6 +85,8 @@ struct SeatState {
     reported: Option<f64>,
     /// The latest successful answer (kept while absent, for its next prompt).
     text: Option<String>,
+    /// The whole latest answer as a key, for centrality.
+    full: Option<Key>,
     key: Option<Key>,
     /// The latest call succeeded.
     live: bool,
@@ -279,18 +281,17 @@ impl Metastable {
             return out;
         }
         let full = Comparator::new(Metric::Jaccard, 0.0);
-        let texts: Vec<Key> = live
-            .iter()
-            .map(|&i| Key::new(self.state[i].text.as_deref().unwrap_or("")))
-            .collect();
-        let mut own = vec![0.0; n];
+        let empty = Key::new("");
+        let text = |i: usize| self.state[i].full.as_ref().unwrap_or(&empty);
+        let mut sums = vec![0.0; n];
         for (a, &i) in live.iter().enumerate() {
-            let total: f64 = (0..live.len())
-                .filter(|&b| b != a)
-                .map(|b| full.sim(&texts[a], &texts[b]))
-                .sum();
-            own[i] = total / (live.len() - 1) as f64;
+            for &j in &live[a + 1..] {
+                let sim = full.sim(text(i), text(j));
+                sums[i] += sim;
+                sums[j] += sim;
+            }
         }
+        let own: Vec<f64> = sums.iter().map(|s| s / (live.len() - 1) as f64).collect();
         for &i in &live {
             let Some(ki) = &self.state[i].key else {
                 continue;
@@ -312,7 +313,8 @@ impl Metastable {
     /// Phase II on the current state: (winner, its support).
     fn winner(&self) -> Option<(usize, f64)> {
         let max_lum = self.max_luminance();
-        let central = self.centrality();
+        // Only computed when two positions tie in support.
+        let central = std::cell::OnceCell::new();
         let mut best: Option<(usize, f64)> = None;
         for i in self.live_seats() {
             let (Some(support), Some(key)) = (self.state[i].support, &self.state[i].key) else {
@@ -323,8 +325,15 @@ impl Metastable {
                 Some((b, bs)) => {
                     if (support - bs).abs() > TIE {
                         support > bs
-                    } else if (central[i] - central[b]).abs() > TIE {
-                        central[i] > central[b]
+                    } else if let Some(more_central) = self.state[b]
+                        .key
+                        .as_ref()
+                        .filter(|bk| !self.cmp.at_least(key, bk, self.params.alpha))
+                        .map(|_| central.get_or_init(|| self.centrality()))
+                        .filter(|c| (c[i] - c[b]).abs() > TIE)
+                        .map(|c| c[i] > c[b])
+                    {
+                        more_central
                     } else {
                         let (si, sb) = (
                             self.state[i].confidence * self.normalized_luminance(i, max_lum),
@@ -455,6 +464,7 @@ impl Strategy for Metastable {
                 };
                 let before = s.key.as_ref().map(|k| k.text().to_string());
                 changed |= !s.live || before.as_deref() != key.as_ref().map(|k| k.text());
+                s.full = Some(Key::new(&r.text));
                 s.text = Some(r.text.clone());
                 s.key = key;
                 s.live = true;

@@ -62,6 +62,14 @@ pub struct ParamsReport {
     pub answer: String,
     pub similarity: String,
     pub tolerance: f64,
+    /// vote: the share the top group needs.
+    pub quorum_share: String,
+    /// rank: how ballots are aggregated.
+    pub rule: String,
+    /// bft: the faulty participants tolerated.
+    pub faults: Option<usize>,
+    /// metastable, vote: answers weighed by stated confidence.
+    pub confidence: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -267,6 +275,14 @@ impl Report {
                 answer: p.answer.to_string(),
                 similarity: p.similarity.to_string(),
                 tolerance: p.tolerance,
+                quorum_share: p.quorum_share.to_string(),
+                rule: p.rule.to_string(),
+                faults: (p.strategy == crate::consensus::StrategyKind::Bft).then(|| {
+                    p.faults.unwrap_or_else(|| {
+                        crate::consensus::bft::default_faults(settings.seats.len())
+                    })
+                }),
+                confidence: p.confidence,
             },
             prompt: prompt.to_string(),
             participants,
