@@ -25,11 +25,39 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Ask the panel a question and print the decision.
     #[command(after_help = EXAMPLES)]
     Ask(AskArgs),
+    /// Show the resolved panel: each seat's provider, kind, endpoint and key variable;
+    /// with --check, make one small call per seat.
+    Providers(ProvidersArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProvidersArgs {
+    /// A seat: PROVIDER:MODEL, optionally @N (repeatable), as for `ask`.
+    #[arg(short = 'm', long = "model", value_name = "PROVIDER:MODEL[@N]")]
+    pub models: Vec<String>,
+
+    /// Panel and defaults file (TOML), found as for `ask`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Make one small call per seat, in parallel, and show its latency and tokens or the
+    /// exact error; exit 3 when any seat fails.
+    #[arg(long)]
+    pub check: bool,
+
+    #[command(flatten)]
+    pub calls: CallArgs,
 }
 
 #[derive(Debug, Args)]
@@ -143,13 +171,29 @@ pub struct ConsensusArgs {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Calls")]
 pub struct CallArgs {
-    /// Seconds one call may take [default: 120].
+    /// Seconds one attempt of a call may take, and the longest silence while reading an
+    /// answer [default: 120].
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
 
     /// Extra attempts after a retryable failure (429, 5xx, timeouts) [default: 2].
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
+
+    /// Seconds the whole run may take: calls still out then are abandoned, no new round
+    /// starts, and the decision is made on the answers so far.
+    #[arg(long, value_name = "SECONDS")]
+    pub deadline: Option<f64>,
+
+    /// Seconds after which a round closes once the quorum has answered; participants
+    /// still out are absent for that round.
+    #[arg(long, value_name = "SECONDS")]
+    pub round_timeout: Option<f64>,
+
+    /// Stop before a round whose worst case would bring the run's cost over this many USD
+    /// (exit 3); every seat needs a price (bundled or from the config).
+    #[arg(long, value_name = "USD")]
+    pub max_cost: Option<f64>,
 
     /// Sampling temperature for seats that set none (omitted from requests when unset).
     #[arg(long, value_name = "T")]
@@ -159,7 +203,7 @@ pub struct CallArgs {
     #[arg(long, value_name = "N")]
     pub max_tokens: Option<u32>,
 
-    /// Stream answers (server-sent events) from OpenAI-compatible providers.
+    /// Stream answers (server-sent events, or NDJSON from Ollama) from HTTP providers.
     #[arg(long)]
     pub stream: bool,
 }

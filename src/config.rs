@@ -10,11 +10,14 @@ use serde::Deserialize;
 use crate::cli::AskArgs;
 use crate::consensus::{Params, Seat, StrategyKind, default_quorum};
 use crate::error::ConfigError;
+use crate::provider::command::Program;
 use crate::provider::http::Policy;
 use crate::provider::mock::{Script, Step};
 use crate::provider::openai::{Endpoint, MaxTokensField};
+use crate::provider::pricing::{self, Price};
 use crate::provider::vendors::{self, Vendor};
 use crate::provider::{Provider, Secret};
+use crate::provider::{anthropic, gemini, ollama};
 use crate::similarity::{AnswerMode, Metric};
 
 type Result<T> = std::result::Result<T, ConfigError>;
@@ -80,6 +83,12 @@ pub struct ConsensusSection {
     /// Seconds per call.
     pub timeout: Option<f64>,
     pub retries: Option<u32>,
+    /// Seconds the whole run may take.
+    pub deadline: Option<f64>,
+    /// Seconds after which a round closes once the quorum has answered.
+    pub round_timeout: Option<f64>,
+    /// USD the run may cost at most (`--max-cost`).
+    pub max_cost: Option<f64>,
 }
 
 /// `[providers.NAME]`: a wire protocol, an endpoint and where its key comes from.
@@ -93,6 +102,14 @@ pub struct ProviderSection {
     pub max_tokens_field: Option<MaxTokensField>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Azure OpenAI: the dated API version (without it, the `/openai/v1` API is used).
+    pub api_version: Option<String>,
+    /// Calls to this provider in flight at once, across all of its seats.
+    pub max_concurrency: Option<usize>,
+    /// kind = "command": the program and its arguments (`{prompt}`, `{system}`, `{model}`).
+    pub command: Option<Vec<String>>,
+    /// USD per million tokens, for every seat of this provider.
+    pub price: Option<Price>,
 }
 
 /// `[[participants]]`: one or more seats.
@@ -110,6 +127,8 @@ pub struct ParticipantSection {
     pub script: Option<Vec<Step>>,
     #[serde(default)]
     pub sleep: bool,
+    /// USD per million tokens for these seats (over the provider's and the bundled table).
+    pub price: Option<Price>,
 }
 
 /// A resolved seat: who answers and how to reach it.
@@ -125,6 +144,10 @@ pub struct SeatSpec {
     pub system: Option<String>,
     /// The variable the key is read from, when there is one.
     pub key_env: Option<String>,
+    /// Calls of this seat's provider allowed in flight at once (`max_concurrency`).
+    pub max_concurrency: Option<usize>,
+    /// USD per million tokens; None when unknown.
+    pub price: Option<Price>,
 }
 
 impl SeatSpec {
@@ -146,6 +169,8 @@ pub struct Settings {
     pub seats: Vec<SeatSpec>,
     pub policy: Policy,
     pub config_path: Option<PathBuf>,
+    /// USD the run may cost at most; every seat then has a price.
+    pub max_cost: Option<f64>,
     /// `--synthesize`: the model that writes the synthesis.
     pub synthesizer: Option<SeatSpec>,
 }
@@ -336,6 +361,26 @@ pub fn resolve_with(
         policy.idle_timeout = policy.idle_timeout.min(policy.call_timeout);
     }
     policy.retries = args.calls.retries.or(c.retries).unwrap_or(policy.retries);
+    policy.run_deadline = seconds("--deadline", args.calls.deadline.or(c.deadline))?;
+    policy.round_timeout = seconds(
+        "--round-timeout",
+        args.calls.round_timeout.or(c.round_timeout),
+    )?;
+
+    let max_cost = args.calls.max_cost.or(c.max_cost);
+    if let Some(usd) = max_cost {
+        if !(usd > 0.0 && usd.is_finite()) {
+            return Err(ConfigError::new(format!(
+                "--max-cost must be a positive number of USD, got {usd}"
+            )));
+        }
+        if let Some(seat) = seats.iter().find(|s| s.price.is_none()) {
+            return Err(ConfigError::new(format!(
+                "--max-cost needs a price for every seat, and {} has none: set price = {{ input = USD, output = USD }} (per million tokens) in [providers.{}] or in its [[participants]] entry",
+                seat.name, seat.provider_name
+            )));
+        }
+    }
 
     let synthesizer = match a.synthesize.as_deref().or(c.synthesize.as_deref()) {
         Some(flag) => Some(resolve_synthesizer(flag, args, file, env)?),
@@ -348,8 +393,22 @@ pub fn resolve_with(
         seats,
         policy,
         config_path,
+        max_cost,
         synthesizer,
     })
+}
+
+/// A positive number of seconds from a flag or its config key.
+fn seconds(flag: &str, value: Option<f64>) -> Result<Option<Duration>> {
+    match value {
+        None => Ok(None),
+        Some(secs) if secs > 0.0 && secs.is_finite() && secs < 1e9 => {
+            Ok(Some(Duration::from_secs_f64(secs)))
+        }
+        Some(secs) => Err(ConfigError::new(format!(
+            "{flag} must be a positive number of seconds, got {secs}"
+        ))),
+    }
 }
 
 fn random_seed() -> u64 {
@@ -373,6 +432,7 @@ struct SeatRequest {
     max_tokens: Option<u32>,
     script: Option<Vec<Step>>,
     sleep: bool,
+    price: Option<Price>,
     /// Where the seat was asked for, for messages.
     origin: String,
 }
@@ -403,6 +463,7 @@ fn resolve_synthesizer(
         script: None,
         sleep: false,
         origin: format!("--synthesize {flag}"),
+        price: None,
     };
     let (provider_value, model, key_env) = resolve_provider(&req, args, file, env)?;
     Ok(SeatSpec {
@@ -415,6 +476,8 @@ fn resolve_synthesizer(
         weight: 1.0,
         system: None,
         key_env,
+        max_concurrency: None,
+        price: file.providers.get(&req.provider).and_then(|s| s.price),
     })
 }
 
@@ -463,6 +526,7 @@ fn resolve_panel(args: &AskArgs, file: &FileConfig, env: &Env) -> Result<Vec<Sea
                     max_tokens: None,
                     script: None,
                     sleep: false,
+                    price: None,
                     origin: format!("-m {flag}"),
                 })
             })
@@ -482,6 +546,7 @@ fn resolve_panel(args: &AskArgs, file: &FileConfig, env: &Env) -> Result<Vec<Sea
                 max_tokens: p.max_tokens,
                 script: p.script.clone(),
                 sleep: p.sleep,
+                price: p.price,
                 origin: format!("[[participants]] #{}", i + 1),
             })
             .collect()
@@ -520,6 +585,21 @@ set an API key variable such as OPENAI_API_KEY or GROQ_API_KEY, or write a confi
             )));
         }
         let (provider, model, key_env) = resolve_provider(&req, args, file, env)?;
+        let price = req
+            .price
+            .or_else(|| file.providers.get(&req.provider).and_then(|s| s.price))
+            .or_else(|| pricing::lookup(&req.provider, &model));
+        if let Some(price) = price
+            && !(price.input >= 0.0
+                && price.output >= 0.0
+                && price.input.is_finite()
+                && price.output.is_finite())
+        {
+            return Err(ConfigError::new(format!(
+                "{}: price must be two numbers >= 0 (USD per million input and output tokens)",
+                req.origin
+            )));
+        }
         let base = req
             .name
             .clone()
@@ -540,6 +620,11 @@ set an API key variable such as OPENAI_API_KEY or GROQ_API_KEY, or write a confi
                 weight: req.weight,
                 system: req.system.clone(),
                 key_env: key_env.clone(),
+                max_concurrency: file
+                    .providers
+                    .get(&req.provider)
+                    .and_then(|s| s.max_concurrency),
+                price,
             });
         }
     }
@@ -567,25 +652,35 @@ fn dedupe_names(seats: &mut [SeatSpec]) -> Result<()> {
 }
 
 /// Every built-in hosted provider whose key is set, plus Ollama when OLLAMA_HOST is set.
+/// Azure is left out: its model names are the user's own deployment names.
 fn auto_panel(env: &Env) -> Vec<SeatRequest> {
     vendors::VENDORS
         .iter()
-        .filter(|v| match v.key_env {
-            Some(var) if v.key_required => env.get(var).is_some(),
-            _ => v.name == "ollama" && env.get("OLLAMA_HOST").is_some(),
-        })
-        .map(|v| SeatRequest {
-            provider: v.name.to_string(),
-            model: None,
-            name: None,
-            count: 1,
-            temperature: None,
-            weight: 1.0,
-            system: None,
-            max_tokens: None,
-            script: None,
-            sleep: false,
-            origin: format!("the {} key", v.key_env.unwrap_or("OLLAMA_HOST")),
+        .filter_map(|v| {
+            let var = if v.key_required && v.kind != "azure" {
+                v.key_envs
+                    .iter()
+                    .copied()
+                    .find(|var| env.get(var).is_some())?
+            } else if v.name == "ollama" && env.get("OLLAMA_HOST").is_some() {
+                "OLLAMA_HOST"
+            } else {
+                return None;
+            };
+            Some(SeatRequest {
+                provider: v.name.to_string(),
+                model: None,
+                name: None,
+                count: 1,
+                temperature: None,
+                weight: 1.0,
+                system: None,
+                max_tokens: None,
+                script: None,
+                sleep: false,
+                price: None,
+                origin: format!("the {var} variable"),
+            })
         })
         .collect()
 }
@@ -596,6 +691,9 @@ fn known_names(file: &FileConfig) -> String {
     names.dedup();
     names.join(", ")
 }
+
+const KINDS: &str =
+    "\"openai\", \"azure\", \"anthropic\", \"gemini\", \"ollama\", \"command\" or \"mock\"";
 
 fn resolve_provider(
     req: &SeatRequest,
@@ -618,11 +716,16 @@ fn resolve_provider(
         .and_then(|s| s.kind.clone())
         .or_else(|| vendor.map(|v| v.kind.to_string()))
         .ok_or_else(|| {
-            ConfigError::new(format!(
-                "[providers.{}] needs kind = \"openai\" or \"mock\"",
-                req.provider
-            ))
+            ConfigError::new(format!("[providers.{}] needs kind = {KINDS}", req.provider))
         })?;
+    if let Some(n) = section.and_then(|s| s.max_concurrency)
+        && n == 0
+    {
+        return Err(ConfigError::new(format!(
+            "[providers.{}] max_concurrency must be at least 1",
+            req.provider
+        )));
+    }
     match kind.as_str() {
         "mock" => {
             let steps = match (&req.script, &req.model) {
@@ -651,83 +754,182 @@ fn resolve_provider(
                 None,
             ))
         }
-        "openai" => {
-            let model = req
-                .model
-                .clone()
-                .or_else(|| vendor.map(|v| v.default_model.to_string()))
+        "command" => {
+            let argv = section
+                .and_then(|s| s.command.clone())
+                .filter(|argv| argv.first().is_some_and(|p| !p.trim().is_empty()))
                 .ok_or_else(|| {
                     ConfigError::new(format!(
-                        "{}: no model given: use {}:MODEL",
-                        req.origin, req.provider
+                        "[providers.{}] kind = \"command\" needs command = [\"program\", \"arg\", ...] \
+(an argument containing {{prompt}} receives the prompt; otherwise it goes to standard input)",
+                        req.provider
                     ))
                 })?;
-            let mut base_url = section
-                .and_then(|s| s.base_url.clone())
-                .or_else(|| vendor.map(|v| v.base_url.to_string()))
-                .ok_or_else(|| {
-                    ConfigError::new(format!("[providers.{}] needs base_url", req.provider))
-                })?;
-            if section.and_then(|s| s.base_url.as_ref()).is_none()
-                && req.provider == "ollama"
-                && let Some(host) = env.get("OLLAMA_HOST")
-            {
-                base_url = vendors::ollama_base(host);
-            }
-            if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-                return Err(ConfigError::new(format!(
-                    "[providers.{}] base_url `{base_url}` must start with http:// or https://",
-                    req.provider
-                )));
-            }
-            let explicit_env = section.and_then(|s| s.api_key_env.clone());
-            let key_env = explicit_env
-                .clone()
-                .or_else(|| vendor.and_then(|v| v.key_env.map(str::to_string)));
-            let key = key_env
-                .as_deref()
-                .and_then(|var| env.get(var))
-                .map(Secret::new);
-            // A hosted vendor needs its key unless its URL was pointed elsewhere (a proxy, a local server).
-            let required = explicit_env.is_some()
-                || (vendor.is_some_and(|v| v.key_required)
-                    && section.and_then(|s| s.base_url.as_ref()).is_none());
-            if key.is_none()
-                && required
-                && let Some(var) = &key_env
-            {
-                return Err(ConfigError::new(format!(
-                    "{}: provider `{}` needs an API key: set the environment variable {var} (or change api_key_env in [providers.{}])",
-                    req.origin, req.provider, req.provider
-                )));
-            }
-            let official = base_url.contains("api.openai.com");
-            let max_tokens_field =
-                section
-                    .and_then(|s| s.max_tokens_field)
-                    .unwrap_or(if official {
-                        MaxTokensField::MaxCompletionTokens
-                    } else {
-                        MaxTokensField::MaxTokens
-                    });
-            let headers = section
-                .map(|s| s.headers.clone().into_iter().collect())
-                .unwrap_or_default();
-            let endpoint = Endpoint {
-                name: req.provider.clone(),
-                base_url,
-                key,
-                max_tokens_field,
-                stream: args.calls.stream || section.and_then(|s| s.stream).unwrap_or(false),
-                headers,
-            };
-            Ok((Provider::OpenAi(endpoint), model, key_env))
+            let model = req.model.clone().unwrap_or_else(|| "default".to_string());
+            Ok((
+                Provider::Command(Program {
+                    name: req.provider.clone(),
+                    argv,
+                }),
+                model,
+                None,
+            ))
+        }
+        "openai" | "azure" | "anthropic" | "gemini" | "ollama" => {
+            resolve_http(req, args, section, vendor, &kind, env)
         }
         other => Err(ConfigError::new(format!(
-            "[providers.{}] kind `{other}` is not supported: use \"openai\" (any OpenAI-compatible server) or \"mock\"",
+            "[providers.{}] kind `{other}` is not supported: use {KINDS}",
             req.provider
         ))),
     }
+}
+
+/// An HTTP provider: its endpoint, model and key.
+fn resolve_http(
+    req: &SeatRequest,
+    args: &AskArgs,
+    section: Option<&ProviderSection>,
+    vendor: Option<&Vendor>,
+    kind: &str,
+    env: &Env,
+) -> Result<(Provider, String, Option<String>)> {
+    let name = &req.provider;
+    // Defaults come from the built-in of that name when it speaks this kind, else from
+    // the built-in named after the kind (`[providers.claude] kind = "anthropic"`).
+    let defaults = vendor
+        .filter(|v| v.kind == kind)
+        .or_else(|| vendors::find(kind).filter(|_| kind != "openai"));
+    let model = req
+        .model
+        .clone()
+        .or_else(|| defaults.map(|v| v.default_model.to_string()))
+        .ok_or_else(|| {
+            ConfigError::new(format!("{}: no model given: use {name}:MODEL", req.origin))
+        })?;
+    let configured_url = section.and_then(|s| s.base_url.clone());
+    let env_url = match kind {
+        "ollama" => env.get("OLLAMA_HOST").map(ollama::host_url),
+        "azure" => env.get("AZURE_OPENAI_ENDPOINT").map(str::to_string),
+        "anthropic" => env.get("ANTHROPIC_BASE_URL").map(str::to_string),
+        _ => None,
+    };
+    let base_url = configured_url
+        .clone()
+        .or(env_url)
+        .or_else(|| {
+            defaults
+                .map(|v| v.base_url.to_string())
+                .filter(|u| !u.is_empty())
+        })
+        .ok_or_else(|| {
+            if kind == "azure" {
+                ConfigError::new(format!(
+                    "{}: provider `{name}` needs the resource URL: set AZURE_OPENAI_ENDPOINT \
+(e.g. https://RESOURCE.openai.azure.com) or base_url in [providers.{name}]",
+                    req.origin
+                ))
+            } else {
+                ConfigError::new(format!("[providers.{name}] needs base_url"))
+            }
+        })?;
+    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+        return Err(ConfigError::new(format!(
+            "[providers.{name}] base_url `{base_url}` must start with http:// or https://"
+        )));
+    }
+
+    let explicit_env = section.and_then(|s| s.api_key_env.clone());
+    let candidates: Vec<String> = match &explicit_env {
+        Some(var) => vec![var.clone()],
+        None => defaults
+            .map(|v| v.key_envs.iter().map(|s| s.to_string()).collect())
+            .unwrap_or_default(),
+    };
+    let found = candidates
+        .iter()
+        .find_map(|var| env.get(var).map(|value| (var.clone(), Secret::new(value))));
+    let key_env = found
+        .as_ref()
+        .map(|(var, _)| var.clone())
+        .or_else(|| candidates.first().cloned());
+    let key = found.map(|(_, key)| key);
+    // A hosted vendor needs its key unless its URL was pointed elsewhere (a proxy, a local server).
+    let required = explicit_env.is_some()
+        || (defaults.is_some_and(|v| v.key_required) && configured_url.is_none());
+    if key.is_none() && required && !candidates.is_empty() {
+        return Err(ConfigError::new(format!(
+            "{}: provider `{name}` needs an API key: set the environment variable {} (or change api_key_env in [providers.{name}])",
+            req.origin,
+            candidates.join(" or ")
+        )));
+    }
+
+    let stream = args.calls.stream || section.and_then(|s| s.stream).unwrap_or(false);
+    let mut headers: Vec<(String, String)> = section
+        .map(|s| s.headers.clone().into_iter().collect())
+        .unwrap_or_default();
+    // OpenAI's SDK sends the organization and project when these are set.
+    if defaults.is_some_and(|v| v.name == "openai") {
+        for (var, header) in [
+            ("OPENAI_ORG_ID", "OpenAI-Organization"),
+            ("OPENAI_PROJECT_ID", "OpenAI-Project"),
+        ] {
+            if let Some(value) = env.get(var)
+                && !headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(header))
+            {
+                headers.push((header.to_string(), value.to_string()));
+            }
+        }
+    }
+    let provider = match kind {
+        "anthropic" => Provider::Anthropic(anthropic::Endpoint {
+            name: name.clone(),
+            base_url,
+            key,
+            stream,
+            headers,
+        }),
+        "gemini" => Provider::Gemini(gemini::Endpoint {
+            name: name.clone(),
+            base_url,
+            key,
+            stream,
+            headers,
+        }),
+        "ollama" => Provider::Ollama(ollama::Endpoint {
+            name: name.clone(),
+            base_url,
+            key,
+            stream,
+            headers,
+        }),
+        _ => {
+            let mut endpoint = if kind == "azure" {
+                let api_version = section
+                    .and_then(|s| s.api_version.clone())
+                    .or_else(|| env.get("OPENAI_API_VERSION").map(str::to_string));
+                Endpoint::azure(name.clone(), &base_url, api_version)
+            } else {
+                Endpoint::new(name.clone(), base_url.clone())
+            };
+            // OpenAI itself (also behind a proxy) and Azure take the current field.
+            let official = base_url.contains("api.openai.com")
+                || defaults.is_some_and(|v| v.max_completion_tokens);
+            endpoint.max_tokens_field = section.and_then(|s| s.max_tokens_field).unwrap_or(
+                if official || kind == "azure" {
+                    MaxTokensField::MaxCompletionTokens
+                } else {
+                    MaxTokensField::MaxTokens
+                },
+            );
+            endpoint.key = key;
+            endpoint.stream = stream;
+            endpoint.headers = headers;
+            Provider::OpenAi(endpoint)
+        }
+    };
+    Ok((provider, model, key_env))
 }
 
 #[cfg(test)]

@@ -39,6 +39,8 @@ pub enum ErrorKind {
     Refused,
     /// The call was abandoned because the run is stopping.
     Cancelled,
+    /// A local program (the command provider) exited with a failure status.
+    Program,
 }
 
 impl ErrorKind {
@@ -96,5 +98,19 @@ impl ProviderError {
     pub fn with_retry_after(mut self, delay: Option<Duration>) -> ProviderError {
         self.retry_after = delay;
         self
+    }
+
+    /// Names the variable to fix when the provider rejected the credentials.
+    pub fn hint_key(&mut self, key_env: Option<&str>, key_set: bool) {
+        if self.kind != ErrorKind::Auth {
+            return;
+        }
+        match key_env {
+            Some(var) if key_set => self.message.push_str(&format!(" (check the key in {var})")),
+            Some(var) => self
+                .message
+                .push_str(&format!(" (no key was sent: set {var})")),
+            None => {}
+        }
     }
 }

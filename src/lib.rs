@@ -8,12 +8,14 @@
 //! - [`config`]: the TOML schema, discovery and precedence, resolved into [`config::Settings`];
 //! - [`report`]: the result as data, and its text and JSON renderings;
 //! - [`run`]: the glue that drives a strategy with real provider calls;
+//! - [`inspect`]: the `providers` command (the resolved panel, and a check call per seat);
 //! - [`replay`]: measuring strategies on recorded answers of real models.
 
 pub mod cli;
 pub mod config;
 pub mod consensus;
 pub mod error;
+pub mod inspect;
 pub mod progress;
 pub mod provider;
 pub mod replay;

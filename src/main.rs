@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use llm_consensus::cli::{AskArgs, Cli, Command};
+use llm_consensus::cli::{AskArgs, Cli, Command, ProvidersArgs};
 use llm_consensus::config::{self, Env};
 use llm_consensus::error::ConfigError;
 use llm_consensus::report::{self, Report, text::Style};
@@ -21,7 +21,44 @@ fn main() -> ExitCode {
                 ExitCode::from(if usage { 2 } else { 3 })
             }
         },
+        Command::Providers(args) => match providers(args) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                let usage = e.downcast_ref::<ConfigError>().is_some();
+                ExitCode::from(if usage { 2 } else { 3 })
+            }
+        },
     }
+}
+
+/// `providers`: the resolved panel, checked with --check; exit 3 when a check fails.
+fn providers(args: ProvidersArgs) -> anyhow::Result<u8> {
+    let env = Env::from_process();
+    let (json, check) = (args.json, args.check);
+    let settings = llm_consensus::inspect::resolve(args, &env)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let panel = runtime.block_on(llm_consensus::inspect::panel(&settings, &env, check))?;
+    runtime.shutdown_background();
+    let text = if json {
+        let mut s = serde_json::to_string_pretty(&panel)?;
+        s.push('\n');
+        s
+    } else {
+        llm_consensus::inspect::render(&panel)
+    };
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other?,
+    }
+    Ok(if panel.any_failed() { 3 } else { 0 })
 }
 
 /// The question: the argument, or standard input when it is `-` or absent and piped.
@@ -102,7 +139,8 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
         }
     }
     print_result(&report, &args)?;
-    if !settings.seed_given && !output.json && !output.quiet {
+    // A hint for people; scripts find the seed in the result.
+    if !settings.seed_given && !output.json && !output.quiet && std::io::stderr().is_terminal() {
         eprintln!(
             "(seed {}: pass --seed {} to replay the same draws)",
             report.seed, report.seed

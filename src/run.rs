@@ -1,16 +1,20 @@
 //! Drives a strategy with real provider calls: every call of a round runs concurrently;
 //! Ctrl-C stops new calls and returns what is known.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::config::Settings;
+use crate::config::{SeatSpec, Settings};
 use crate::consensus::{self, CallResult, CallSpec};
 use crate::progress::Progress;
+use crate::provider::http::human_duration;
+use crate::provider::pricing::ASSUMED_MAX_OUTPUT;
 use crate::provider::{ChatRequest, Transport};
-use crate::report::Report;
+use crate::report::{Report, Status};
 
 /// How the run talks to the person watching.
 #[derive(Clone, Copy, Debug, Default)]
@@ -36,10 +40,50 @@ pub async fn execute(
     let mut strategy = consensus::build(&settings.params, seats, prompt);
     let progress = Arc::new(Progress::new(&names, options.progress));
     let mut calls_made = vec![0usize; settings.seats.len()];
+    let mut retries = vec![0u32; settings.seats.len()];
     let mut interrupted = false;
     tokio::pin!(interrupt);
+    // One limit per provider with `max_concurrency`, shared by all of its seats.
+    let mut limits: HashMap<&str, Arc<Semaphore>> = HashMap::new();
+    for seat in &settings.seats {
+        if let Some(n) = seat.max_concurrency {
+            limits
+                .entry(seat.provider_name.as_str())
+                .or_insert_with(|| Arc::new(Semaphore::new(n)));
+        }
+    }
+    let policy = &settings.policy;
+    // Spent so far, for --max-cost: actual costs, or the bound when a count is unknown.
+    let mut spent = 0.0;
+    let mut over_budget: Option<String> = None;
 
-    while let Some(calls) = strategy.next_round() {
+    loop {
+        if transport.expired() {
+            break;
+        }
+        let Some(calls) = strategy.next_round() else {
+            break;
+        };
+        let round_started = Instant::now();
+        let called: Vec<usize> = calls.iter().map(|c| c.seat).collect();
+        let round = calls.first().map_or(0, |c| c.round);
+        let bounds: Vec<f64> = calls
+            .iter()
+            .map(|c| worst_case(&settings.seats[c.seat], c))
+            .collect();
+        if let Some(limit) = settings.max_cost {
+            let worst: f64 = bounds.iter().sum();
+            if spent + worst > limit {
+                over_budget = Some(format!(
+                    "stopped before round {round}: its worst case (${worst:.4}) would bring the cost to ${:.4}, over --max-cost ${limit}",
+                    spent + worst
+                ));
+                break;
+            }
+        }
+        // The round may close early once this many have answered.
+        let needed = settings.params.quorum.min(called.len());
+        let round_close = policy.round_timeout.map(|t| round_started + t);
         let mut set = JoinSet::new();
         for call in calls {
             let seat = &settings.seats[call.seat];
@@ -57,10 +101,21 @@ pub async fn execute(
             let progress = Arc::clone(&progress);
             let name = seat.name.clone();
             let verbose = options.verbose;
+            let limit = limits.get(seat.provider_name.as_str()).cloned();
+            let key_env = seat.key_env.clone();
             set.spawn(async move {
+                // Waiting for a free slot is not the model's latency.
+                let _permit = match limit {
+                    Some(limit) => limit.acquire_owned().await.ok(),
+                    None => None,
+                };
                 progress.started(call.seat, call.round);
                 let t0 = Instant::now();
-                let outcome = provider.complete(&transport, &request, index).await;
+                let mut outcome = provider.complete(&transport, &request, index).await;
+                if let Err(e) = &mut outcome.result {
+                    e.hint_key(key_env.as_deref(), provider.key().is_some());
+                }
+                let outcome_attempts = outcome.attempts;
                 let measured = t0.elapsed().as_secs_f64() * 1000.0;
                 let result = to_result(&call, outcome, measured);
                 progress.finished(
@@ -72,14 +127,31 @@ pub async fn execute(
                 if verbose {
                     log_call(&name, &request.model, &call, &result);
                 }
-                result
+                (result, outcome_attempts)
             });
         }
-        let mut results = Vec::new();
+        let mut results: Vec<CallResult> = Vec::new();
+        let mut cut: Option<String> = None;
         loop {
+            let quorum_in = results.iter().filter(|r| r.ok).count() >= needed;
+            let close = async {
+                match round_close {
+                    Some(at) if quorum_in => tokio::time::sleep_until(at.into()).await,
+                    _ => std::future::pending().await,
+                }
+            };
+            let run_end = async {
+                match transport.deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 next = set.join_next() => match next {
-                    Some(Ok(result)) => results.push(result),
+                    Some(Ok((result, attempts))) => {
+                        retries[result.seat] += attempts.saturating_sub(1);
+                        results.push(result);
+                    }
                     Some(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                     Some(Err(_)) => {}
                     None => break,
@@ -88,19 +160,65 @@ pub async fn execute(
                     interrupted = true;
                     set.abort_all();
                 }
+                () = close, if cut.is_none() => {
+                    cut = Some(format!(
+                        "absent: no answer within the round timeout of {} (the round closed once the quorum had answered)",
+                        human_duration(policy.round_timeout.unwrap_or_default())
+                    ));
+                    set.abort_all();
+                }
+                () = run_end, if cut.is_none() => {
+                    cut = Some(format!(
+                        "absent: no answer before the run deadline of {}",
+                        human_duration(policy.run_deadline.unwrap_or_default())
+                    ));
+                    set.abort_all();
+                }
             }
         }
-        strategy.absorb(results);
+        if let Some(why) = &cut {
+            let waited = round_started.elapsed().as_secs_f64() * 1000.0;
+            for &seat in &called {
+                if !results.iter().any(|r| r.seat == seat) {
+                    results.push(CallResult::failed(seat, why.clone(), waited));
+                }
+            }
+        }
+        for r in results.iter().filter(|r| r.ok) {
+            let bound = called
+                .iter()
+                .position(|&s| s == r.seat)
+                .map_or(0.0, |i| bounds[i]);
+            let price = settings.seats[r.seat].price;
+            spent += price.and_then(|p| p.cost(&r.usage)).unwrap_or(bound);
+        }
+        // A sampling round the run deadline cut before anyone answered adds nothing: the
+        // decision stands on the rounds before it.
+        let dropped = round > 0 && transport.expired() && !results.iter().any(|r| r.ok);
+        if !dropped {
+            strategy.absorb(results);
+        }
         if interrupted {
             break;
         }
     }
     progress.clear();
     let decision = strategy.decide();
-    let mut report = Report::build(settings, prompt, &decision, 0.0, interrupted);
+    let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+    let mut report = Report::build(settings, prompt, &decision, elapsed, interrupted);
+    for (participant, &n) in report.participants.iter_mut().zip(&retries) {
+        participant.retries = n;
+    }
+    report.usage.retries = retries.iter().sum();
+    if let Some(reason) = over_budget {
+        report.status = Status::Failed;
+        report.finalized = false;
+        report.error = Some(reason);
+    }
     if let Some(synth) = &settings.synthesizer
         && !interrupted
         && report.synthesis.is_some()
+        && report.status != Status::Failed
     {
         synthesize(
             settings,
@@ -111,8 +229,8 @@ pub async fn execute(
             options.verbose,
         )
         .await;
+        report.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     }
-    report.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     Ok(report)
 }
 
@@ -205,6 +323,14 @@ async fn synthesize(
             report.synthesis_error = Some(e.message);
         }
     }
+}
+
+/// The most a call can cost: every byte of its prompt a token, and the seat's output
+/// limit (or [`ASSUMED_MAX_OUTPUT`] when it sets none) all used. 0 when unpriced.
+fn worst_case(seat: &SeatSpec, call: &CallSpec) -> f64 {
+    let input = call.system.as_deref().map_or(0, str::len) + call.user.len();
+    let output = seat.max_tokens.map_or(ASSUMED_MAX_OUTPUT, u64::from);
+    seat.price.map_or(0.0, |p| p.bound(input as u64, output))
 }
 
 fn to_result(call: &CallSpec, outcome: crate::provider::Outcome, measured_ms: f64) -> CallResult {

@@ -28,7 +28,7 @@ use super::{
     Attestation, CallResult, CallSpec, Decision, Details, Params, RoundTrace, Seat, SeatOutcome,
     Strategy, Suspect, TraceEntry, complete_results,
 };
-use crate::similarity::{Comparator, Key, Metric};
+use crate::similarity::{Comparator, Key};
 
 /// The largest f with n ≥ 3f+1.
 pub fn default_faults(n: usize) -> usize {
@@ -258,10 +258,9 @@ impl Bft {
             .take_while(|g| groups.first().is_some_and(|f| (f.1 - g.1).abs() < 1e-9))
             .count();
         let live = self.live();
-        let full = Comparator::new(Metric::Jaccard, 0.0);
         let texts: Vec<Key> = live
             .iter()
-            .map(|&i| Key::new(self.state[i].text.as_deref().unwrap_or("")))
+            .map(|&i| self.cmp.key_of(self.state[i].text.as_deref().unwrap_or("")))
             .collect();
         let central = |seat: usize| -> f64 {
             let Some(a) = live.iter().position(|&i| i == seat) else {
@@ -270,7 +269,7 @@ impl Bft {
             let others = (live.len() - 1).max(1) as f64;
             (0..live.len())
                 .filter(|&b| b != a)
-                .map(|b| full.sim(&texts[a], &texts[b]))
+                .map(|b| texts[a].token_jaccard(&texts[b]))
                 .sum::<f64>()
                 / others
         };

@@ -2,6 +2,8 @@
 //! defects included (PROTOCOL.md §2). Its value is parity: the same scripted answers and
 //! seed give the same winner, confidences, luminances, synthesis and prompts, byte for byte.
 
+use crate::similarity::{TokenSet, Vocabulary, hash, hash_lower_ascii};
+
 use super::pyrandom::{PyRandom, REFERENCE_SUM, normalized_weights_with};
 use super::{
     CallResult, CallSpec, Decision, Params, RoundTrace, Seat, SeatOutcome, Strategy, TraceEntry,
@@ -14,58 +16,37 @@ fn is_py_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
-/// `set(text.lower().split())`, as sorted, deduplicated 64-bit word hashes.
-pub fn py_word_set(text: &str) -> Vec<u64> {
-    let mut words: Vec<u64> = Vec::new();
+/// `set(text.lower().split())`, its words interned in `vocabulary`.
+pub fn py_word_set(text: &str, vocabulary: &mut Vocabulary) -> TokenSet {
+    let mut set = TokenSet::default();
     let mut lowered = String::new();
+    if text.is_ascii() {
+        // ASCII whitespace as Python sees it: \t \n \v \f \r, space and \x1c..\x1f.
+        for word in text
+            .as_bytes()
+            .split(|&b| matches!(b, b'\t'..=b'\r' | b' ' | 0x1c..=0x1f))
+            .filter(|w| !w.is_empty())
+        {
+            set.insert(vocabulary.id(hash_lower_ascii(word)));
+        }
+        return set;
+    }
     for word in text.split(is_py_space).filter(|w| !w.is_empty()) {
-        let hash = if word.is_ascii() {
-            hash_bytes(word.bytes().map(|b| b.to_ascii_lowercase()))
-        } else {
-            // Lowercasing word by word equals lowercasing the whole text first: the
-            // final-sigma context never extends across whitespace.
-            lowered.clear();
-            lowered.push_str(&word.to_lowercase());
-            hash_bytes(lowered.bytes())
-        };
-        words.push(hash);
+        // Lowercasing word by word equals lowercasing the whole text first: the
+        // final-sigma context never extends across whitespace.
+        lowered.clear();
+        lowered.push_str(&word.to_lowercase());
+        set.insert(vocabulary.id(hash(lowered.as_bytes())));
     }
-    words.sort_unstable();
-    words.dedup();
-    words
+    set
 }
 
-fn hash_bytes(bytes: impl Iterator<Item = u8>) -> u64 {
-    // FNV-1a followed by a final avalanche; 64-bit collisions between distinct words are
-    // negligible at the sizes compared here.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^ (h >> 33)
-}
-
-/// Jaccard of two sorted word-hash sets; 0 when either is empty (as the reference).
-pub fn set_jaccard(a: &[u64], b: &[u64]) -> f64 {
+/// Jaccard of two word sets; 0 when either is empty (as the reference).
+pub fn set_jaccard(a: &TokenSet, b: &TokenSet) -> f64 {
     if a.is_empty() || b.is_empty() {
         return 0.0;
     }
-    let (mut i, mut j, mut common) = (0, 0, 0usize);
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                common += 1;
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    common as f64 / (a.len() + b.len() - common) as f64
+    a.jaccard(b)
 }
 
 /// The first `limit` code points of `text`.
@@ -78,7 +59,7 @@ fn cut_chars(text: &str, limit: usize) -> &str {
 
 struct SeatState {
     latest: String,
-    words: Vec<u64>,
+    words: TokenSet,
     ok: bool,
     confidence: f64,
     luminance: f64,
@@ -89,6 +70,7 @@ pub struct Hanzo {
     seats: Vec<Seat>,
     prompt: String,
     state: Vec<SeatState>,
+    vocabulary: Vocabulary,
     rng: PyRandom,
     /// Rounds issued so far (0 = the proposals).
     issued: usize,
@@ -106,7 +88,7 @@ impl Hanzo {
             .iter()
             .map(|_| SeatState {
                 latest: String::new(),
-                words: Vec::new(),
+                words: TokenSet::default(),
                 ok: false,
                 confidence: 0.0,
                 luminance: 1.0,
@@ -114,6 +96,7 @@ impl Hanzo {
             .collect();
         Hanzo {
             rng: PyRandom::new(params.seed),
+            vocabulary: Vocabulary::default(),
             params,
             seats,
             prompt: prompt.to_string(),
@@ -236,7 +219,7 @@ impl Strategy for Hanzo {
             for r in &results {
                 let s = &mut self.state[r.seat];
                 s.latest = r.text.clone();
-                s.words = py_word_set(&r.text);
+                s.words = py_word_set(&r.text, &mut self.vocabulary);
                 s.ok = r.ok;
                 if r.ok && r.latency_ms > 0.0 {
                     s.luminance = 1.0 / (1.0 + r.latency_ms / 1000.0);
@@ -250,7 +233,7 @@ impl Strategy for Hanzo {
             // Results are applied in participant order, each against the state as it is
             // at that moment: earlier participants are already updated, later ones not.
             for r in &results {
-                let words = py_word_set(&r.text);
+                let words = py_word_set(&r.text, &mut self.vocabulary);
                 let s = &mut self.state[r.seat];
                 s.latest = r.text.clone();
                 s.ok = r.ok;

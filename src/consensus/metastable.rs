@@ -22,7 +22,7 @@ use super::{
     CallResult, CallSpec, Decision, Params, RoundTrace, Seat, SeatOutcome, Strategy, TraceEntry,
     complete_results,
 };
-use crate::similarity::{Comparator, Key, Metric};
+use crate::similarity::{Comparator, Key};
 
 /// Supports equal within this margin are ties.
 const TIE: f64 = 1e-12;
@@ -60,23 +60,89 @@ impl SplitMix {
     }
 }
 
-/// `m` of `candidates` without replacement, weighted (Efraimidis–Spirakis), then shuffled.
+/// The live seats of a round with their luminance, for weighted draws of peers.
+struct Sampler {
+    seats: Vec<usize>,
+    /// Running sums of the weights: `prefix[i]` = weight of `seats[..=i]`.
+    prefix: Vec<f64>,
+}
+
+impl Sampler {
+    fn new(weighted: impl Iterator<Item = (usize, f64)>) -> Sampler {
+        let mut seats = Vec::new();
+        let mut prefix = Vec::new();
+        let mut total = 0.0;
+        for (seat, w) in weighted {
+            total += w.max(f64::MIN_POSITIVE);
+            seats.push(seat);
+            prefix.push(total);
+        }
+        Sampler { seats, prefix }
+    }
+
+    fn weight(&self, i: usize) -> f64 {
+        self.prefix[i] - if i == 0 { 0.0 } else { self.prefix[i - 1] }
+    }
+
+    /// `m` seats other than `asker`, without replacement, each pick proportional to its
+    /// weight among those not yet picked; returned in a shuffled order.
+    fn draw(&self, rng: &mut SplitMix, asker: usize, m: usize) -> Vec<usize> {
+        let others = self.seats.len() - usize::from(self.seats.contains(&asker));
+        let m = m.min(others);
+        let mut picked: Vec<usize> = Vec::with_capacity(m);
+        if m == others {
+            picked.extend(self.seats.iter().copied().filter(|&s| s != asker));
+        } else {
+            let total = *self.prefix.last().unwrap_or(&0.0);
+            while picked.len() < m {
+                // Rejection keeps each draw O(log n); a run of rejections (one seat holds
+                // nearly all the weight) falls back to an exact draw over the rest.
+                let mut chosen = None;
+                for _ in 0..32 {
+                    let x = rng.unit() * total;
+                    let i = self
+                        .prefix
+                        .partition_point(|&p| p < x)
+                        .min(self.seats.len() - 1);
+                    let seat = self.seats[i];
+                    if seat != asker && !picked.contains(&seat) {
+                        chosen = Some(seat);
+                        break;
+                    }
+                }
+                let seat = chosen.unwrap_or_else(|| {
+                    let rest: Vec<usize> = (0..self.seats.len())
+                        .filter(|&i| self.seats[i] != asker && !picked.contains(&self.seats[i]))
+                        .collect();
+                    let sum: f64 = rest.iter().map(|&i| self.weight(i)).sum();
+                    let mut x = rng.unit() * sum;
+                    for &i in &rest {
+                        x -= self.weight(i);
+                        if x <= 0.0 {
+                            return self.seats[i];
+                        }
+                    }
+                    self.seats[*rest.last().expect("fewer picks than candidates")]
+                });
+                picked.push(seat);
+            }
+        }
+        for i in (1..picked.len()).rev() {
+            let j = rng.below(i + 1);
+            picked.swap(i, j);
+        }
+        picked
+    }
+}
+
+/// `m` of `candidates` without replacement, each pick proportional to its weight among
+/// those not yet picked, in a shuffled order.
 pub(crate) fn weighted_sample(
     rng: &mut SplitMix,
     candidates: &[(usize, f64)],
     m: usize,
 ) -> Vec<usize> {
-    let mut keyed: Vec<(f64, usize)> = candidates
-        .iter()
-        .map(|&(seat, w)| (rng.unit().ln() / w.max(f64::MIN_POSITIVE), seat))
-        .collect();
-    keyed.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let mut picked: Vec<usize> = keyed.into_iter().take(m).map(|(_, s)| s).collect();
-    for i in (1..picked.len()).rev() {
-        let j = rng.below(i + 1);
-        picked.swap(i, j);
-    }
-    picked
+    Sampler::new(candidates.iter().copied()).draw(rng, usize::MAX, m)
 }
 
 #[derive(Default)]
@@ -85,9 +151,9 @@ struct SeatState {
     reported: Option<f64>,
     /// The latest successful answer (kept while absent, for its next prompt).
     text: Option<String>,
-    /// The whole latest answer as a key, for centrality.
-    full: Option<Key>,
     key: Option<Key>,
+    /// The whole latest answer as a key, made when centrality needs it.
+    full: Option<Key>,
     /// The latest call succeeded.
     live: bool,
     /// 1 / (1 + ms/1000) of the latest successful call.
@@ -112,6 +178,8 @@ pub struct Metastable {
     prompt: String,
     cmp: Comparator,
     state: Vec<SeatState>,
+    /// Centrality of each seat's position after the latest round (see `centrality`).
+    central: Vec<f64>,
     pending: Option<Pending>,
     /// Rounds absorbed so far (round 0 included).
     absorbed: usize,
@@ -125,6 +193,7 @@ impl Metastable {
         let state = seats.iter().map(|_| SeatState::default()).collect();
         Metastable {
             cmp: Comparator::new(params.similarity, params.tolerance),
+            central: vec![0.0; seats.len()],
             params,
             seats,
             prompt: prompt.to_string(),
@@ -184,19 +253,21 @@ impl Metastable {
         (0..self.seats.len()).filter(|&i| self.state[i].live)
     }
 
+    /// The live seats weighted by luminance, to draw samples from.
+    fn sampler(&self) -> Sampler {
+        Sampler::new(
+            self.live_seats()
+                .map(|j| (j, self.state[j].luminance.unwrap_or(0.0))),
+        )
+    }
+
     /// The sample of live peers shown to (or scored against) `seat` in `round`.
-    fn draw(&self, seat: usize, round: usize) -> Vec<usize> {
-        let candidates: Vec<(usize, f64)> = self
-            .live_seats()
-            .filter(|&j| j != seat)
-            .map(|j| (j, self.state[j].luminance.unwrap_or(0.0)))
-            .collect();
-        let m = self.params.k.min(candidates.len());
-        if m == 0 {
+    fn draw(&self, sampler: &Sampler, seat: usize, round: usize) -> Vec<usize> {
+        if self.params.k == 0 {
             return Vec::new();
         }
         let mut rng = SplitMix::for_draw(self.params.seed, round, &self.seats[seat].name);
-        weighted_sample(&mut rng, &candidates, m)
+        sampler.draw(&mut rng, seat, self.params.k)
     }
 
     /// Mean similarity of `seat`'s key to its live sampled peers' keys; None when no
@@ -225,17 +296,20 @@ impl Metastable {
         Some(total / peers.len() as f64)
     }
 
-    /// Weighted share of live seats supporting each live seat with a key.
-    fn compute_support(&mut self) {
+    /// Weighted share of live seats supporting each live seat with a key; returns each
+    /// seat's supporters (itself included).
+    fn compute_support(&mut self) -> Vec<Vec<usize>> {
         let live: Vec<usize> = self.live_seats().collect();
         let weights: Vec<f64> = (0..self.seats.len()).map(|i| self.weight(i)).collect();
         let total: f64 = live.iter().map(|&i| weights[i]).sum();
         let mut acc = vec![0.0; self.seats.len()];
+        let mut supporters = vec![Vec::new(); self.seats.len()];
         for (a, &i) in live.iter().enumerate() {
             let Some(ki) = &self.state[i].key else {
                 continue;
             };
             acc[i] += weights[i];
+            supporters[i].push(i);
             for &j in &live[a + 1..] {
                 let Some(kj) = &self.state[j].key else {
                     continue;
@@ -243,6 +317,8 @@ impl Metastable {
                 if self.cmp.at_least(ki, kj, self.params.alpha) {
                     acc[i] += weights[j];
                     acc[j] += weights[i];
+                    supporters[i].push(j);
+                    supporters[j].push(i);
                 }
             }
         }
@@ -253,6 +329,7 @@ impl Metastable {
                 None
             };
         }
+        supporters
     }
 
     fn max_luminance(&self) -> f64 {
@@ -273,39 +350,62 @@ impl Metastable {
     /// live answer. Members of one position share the value; it breaks ties in support
     /// between positions (the answer whose reasoning the panel shares more, a
     /// minimum-Bayes-risk choice) before speed is looked at.
-    fn centrality(&self) -> Vec<f64> {
+    ///
+    /// Computed only when positions that do not support each other tie for the highest
+    /// support; otherwise every value is 0 and the tie-break is not needed.
+    fn centrality(&mut self, supporters: &[Vec<usize>]) -> Vec<f64> {
         let live: Vec<usize> = self.live_seats().collect();
         let n = self.seats.len();
         let mut out = vec![0.0; n];
         if live.len() < 2 {
             return out;
         }
-        let full = Comparator::new(Metric::Jaccard, 0.0);
-        let empty = Key::new("");
-        let text = |i: usize| self.state[i].full.as_ref().unwrap_or(&empty);
-        let mut sums = vec![0.0; n];
-        for (a, &i) in live.iter().enumerate() {
-            for &j in &live[a + 1..] {
-                let sim = full.sim(text(i), text(j));
-                sums[i] += sim;
-                sums[j] += sim;
+        let top = live
+            .iter()
+            .filter_map(|&i| self.state[i].support)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let leaders: Vec<usize> = live
+            .iter()
+            .copied()
+            .filter(|&i| self.state[i].key.is_some())
+            .filter(|&i| {
+                self.state[i]
+                    .support
+                    .is_some_and(|s| (s - top).abs() <= TIE)
+            })
+            .collect();
+        let contested = leaders
+            .iter()
+            .any(|&i| !supporters[leaders[0]].contains(&i));
+        if !contested {
+            return out;
+        }
+        for &i in &live {
+            let s = &mut self.state[i];
+            if s.full.is_none() {
+                let text = s.text.as_deref().unwrap_or("");
+                s.full = match &s.key {
+                    Some(key) if key.text() == text.trim() => Some(key.clone()),
+                    _ => Some(self.cmp.key_of(text)),
+                };
             }
         }
-        let own: Vec<f64> = sums.iter().map(|s| s / (live.len() - 1) as f64).collect();
+        let mut own = vec![0.0; n];
         for &i in &live {
-            let Some(ki) = &self.state[i].key else {
+            let Some(ki) = &self.state[i].full else {
                 continue;
             };
-            let supporters: Vec<usize> =
-                live.iter()
-                    .copied()
-                    .filter(|&j| {
-                        self.state[j].key.as_ref().is_some_and(|kj| {
-                            j == i || self.cmp.at_least(ki, kj, self.params.alpha)
-                        })
-                    })
-                    .collect();
-            out[i] = supporters.iter().map(|&j| own[j]).sum::<f64>() / supporters.len() as f64;
+            let total: f64 = live
+                .iter()
+                .filter(|&&j| j != i)
+                .filter_map(|&j| self.state[j].full.as_ref())
+                .map(|kj| ki.token_jaccard(kj))
+                .sum();
+            own[i] = total / (live.len() - 1) as f64;
+        }
+        for &i in &leaders {
+            let group = &supporters[i];
+            out[i] = group.iter().map(|&j| own[j]).sum::<f64>() / group.len() as f64;
         }
         out
     }
@@ -313,8 +413,7 @@ impl Metastable {
     /// Phase II on the current state: (winner, its support).
     fn winner(&self) -> Option<(usize, f64)> {
         let max_lum = self.max_luminance();
-        // Only computed when two positions tie in support.
-        let central = std::cell::OnceCell::new();
+        let central = &self.central;
         let mut best: Option<(usize, f64)> = None;
         for i in self.live_seats() {
             let (Some(support), Some(key)) = (self.state[i].support, &self.state[i].key) else {
@@ -325,15 +424,8 @@ impl Metastable {
                 Some((b, bs)) => {
                     if (support - bs).abs() > TIE {
                         support > bs
-                    } else if let Some(more_central) = self.state[b]
-                        .key
-                        .as_ref()
-                        .filter(|bk| !self.cmp.at_least(key, bk, self.params.alpha))
-                        .map(|_| central.get_or_init(|| self.centrality()))
-                        .filter(|c| (c[i] - c[b]).abs() > TIE)
-                        .map(|c| c[i] > c[b])
-                    {
-                        more_central
+                    } else if (central[i] - central[b]).abs() > TIE {
+                        central[i] > central[b]
                     } else {
                         let (si, sb) = (
                             self.state[i].confidence * self.normalized_luminance(i, max_lum),
@@ -402,6 +494,7 @@ impl Strategy for Metastable {
             return None;
         }
         let asks = self.params.answer.asks_for_final_line();
+        let sampler = self.sampler();
         let mut called = Vec::new();
         let mut samples = Vec::new();
         let mut calls = Vec::new();
@@ -410,7 +503,7 @@ impl Strategy for Metastable {
             if s.settled || s.dead {
                 continue;
             }
-            let sample = self.draw(seat, round);
+            let sample = self.draw(&sampler, seat, round);
             if sample.is_empty() {
                 continue;
             }
@@ -464,7 +557,7 @@ impl Strategy for Metastable {
                 };
                 let before = s.key.as_ref().map(|k| k.text().to_string());
                 changed |= !s.live || before.as_deref() != key.as_ref().map(|k| k.text());
-                s.full = Some(Key::new(&r.text));
+                s.full = None;
                 s.text = Some(r.text.clone());
                 s.key = key;
                 s.live = true;
@@ -475,7 +568,11 @@ impl Strategy for Metastable {
             }
         }
         if round == 0 {
-            samples = called.iter().map(|&seat| self.draw(seat, 0)).collect();
+            let sampler = self.sampler();
+            samples = called
+                .iter()
+                .map(|&seat| self.draw(&sampler, seat, 0))
+                .collect();
         }
         let mut agreements = vec![None; self.seats.len()];
         for (idx, &seat) in called.iter().enumerate() {
@@ -494,11 +591,16 @@ impl Strategy for Metastable {
                 s.settled = s.confidence >= self.params.beta_1;
             }
         }
-        self.compute_support();
+        let supporters = self.compute_support();
+        self.central = self.centrality(&supporters);
         let max_lum = self.max_luminance();
         let mut entries = Vec::with_capacity(self.seats.len());
+        let mut position = vec![None; self.seats.len()];
+        for (i, &seat) in called.iter().enumerate() {
+            position[seat] = Some(i);
+        }
         for (seat, &agreement) in agreements.iter().enumerate() {
-            let idx = called.iter().position(|&c| c == seat);
+            let idx = position[seat];
             let result = idx.map(|i| &results[i]);
             let s = &self.state[seat];
             entries.push(TraceEntry {

@@ -398,20 +398,30 @@ pub fn drive(
     strategy.decide()
 }
 
-/// Fills in failed results for the calls of `calls` that have none in `results`, and
-/// orders results by seat.
-pub(crate) fn complete_results(calls: &[usize], mut results: Vec<CallResult>) -> Vec<CallResult> {
-    for &seat in calls {
-        if !results.iter().any(|r| r.seat == seat) {
-            results.push(CallResult::failed(
-                seat,
-                "no answer before the round closed",
-                0.0,
-            ));
+/// Fills in failed results for the calls of `calls` that have none in `results`, keeps
+/// one result per call, and orders them by seat.
+pub(crate) fn complete_results(calls: &[usize], results: Vec<CallResult>) -> Vec<CallResult> {
+    let seats = calls
+        .iter()
+        .chain(results.iter().map(|r| &r.seat))
+        .max()
+        .map_or(0, |m| m + 1);
+    let mut slot: Vec<Option<CallResult>> = vec![None; seats];
+    for r in results {
+        let seat = r.seat;
+        if slot[seat].is_none() {
+            slot[seat] = Some(r);
         }
     }
-    results.retain(|r| calls.contains(&r.seat));
-    results.sort_by_key(|r| r.seat);
-    results.dedup_by_key(|r| r.seat);
-    results
+    let mut out: Vec<CallResult> = calls
+        .iter()
+        .map(|&seat| {
+            slot[seat].take().unwrap_or_else(|| {
+                CallResult::failed(seat, "no answer before the round closed", 0.0)
+            })
+        })
+        .collect();
+    out.sort_by_key(|r| r.seat);
+    out.dedup_by_key(|r| r.seat);
+    out
 }

@@ -29,6 +29,10 @@ pub fn system_prompt(
 
 /// Cuts `text` to `limit` characters, marking the cut.
 pub fn cut(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        // Never more characters than bytes.
+        return text.to_string();
+    }
     match text.char_indices().nth(limit) {
         Some((at, _)) => format!(
             "{}\n[… cut: the answer continues for {} more characters]",
@@ -42,10 +46,14 @@ pub fn cut(text: &str, limit: usize) -> String {
 /// A fence of backticks longer than any run of backticks inside `text`, so the quoted
 /// text cannot close it early.
 pub fn fence_for(text: &str) -> String {
+    if !text.contains('`') {
+        return "```".to_string();
+    }
     let mut longest = 0;
     let mut run = 0;
-    for c in text.chars() {
-        if c == '`' {
+    // A backtick byte is always a whole character in UTF-8.
+    for &b in text.as_bytes() {
+        if b == b'`' {
             run += 1;
             longest = longest.max(run);
         } else {

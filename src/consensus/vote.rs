@@ -115,7 +115,7 @@ pub(crate) fn group_keys(
     order.sort_by(|&a, &b| {
         support[b]
             .total_cmp(&support[a])
-            .then_with(|| keyed[a].2.normalized().cmp(keyed[b].2.normalized()))
+            .then_with(|| keyed[a].2.normalized().cmp(&keyed[b].2.normalized()))
             .then(keyed[a].0.cmp(&keyed[b].0))
     });
     let mut assigned = vec![false; n];

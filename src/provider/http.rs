@@ -12,6 +12,8 @@ use crate::error::{ErrorKind, ProviderError};
 
 /// The most a response body may hold; larger bodies are failed calls, not memory.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// The longest answer text kept; a longer answer is a failed call.
+pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 /// The longest server-requested wait that is honoured (the official SDKs cap it similarly).
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
@@ -28,6 +30,11 @@ pub struct Policy {
     /// First backoff step; doubles per attempt, capped at `max_backoff`, with jitter.
     pub base_backoff: Duration,
     pub max_backoff: Duration,
+    /// Longest time for the whole run (`--deadline`); no call outlives it.
+    pub run_deadline: Option<Duration>,
+    /// A round closes once the quorum has answered and this much time has passed
+    /// (`--round-timeout`); the participants still out are absent for that round.
+    pub round_timeout: Option<Duration>,
 }
 
 impl Default for Policy {
@@ -39,6 +46,8 @@ impl Default for Policy {
             retries: 2,
             base_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(8),
+            run_deadline: None,
+            round_timeout: None,
         }
     }
 }
@@ -48,6 +57,8 @@ impl Default for Policy {
 pub struct Transport {
     pub client: reqwest::Client,
     pub policy: Policy,
+    /// The instant the run must be over by, from `policy.run_deadline` at creation.
+    pub deadline: Option<Instant>,
 }
 
 fn install_crypto() {
@@ -65,53 +76,108 @@ impl Transport {
             .read_timeout(policy.idle_timeout)
             .user_agent(concat!("llm-consensus/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Transport { client, policy })
+        let deadline = policy.run_deadline.map(|d| Instant::now() + d);
+        Ok(Transport {
+            client,
+            policy,
+            deadline,
+        })
+    }
+
+    /// Time left before the run deadline; None when there is no deadline.
+    pub fn time_left(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// Whether the run deadline has passed.
+    pub fn expired(&self) -> bool {
+        self.time_left().is_some_and(|left| left.is_zero())
+    }
+
+    /// How long the next attempt may take: the call timeout, capped by the run deadline.
+    pub fn attempt_budget(&self) -> Duration {
+        match self.time_left() {
+            Some(left) => left.min(self.policy.call_timeout),
+            None => self.policy.call_timeout,
+        }
+    }
+
+    fn deadline_error(&self) -> ProviderError {
+        ProviderError::new(
+            ErrorKind::Timeout,
+            format!(
+                "the run deadline of {} passed",
+                human_duration(self.policy.run_deadline.unwrap_or_default())
+            ),
+        )
     }
 
     /// Runs `attempt` until it succeeds, fails for good, or the retries are spent. Each
-    /// attempt gets the instant by which it must be done.
+    /// attempt gets the instant by which it must be done: the call timeout, capped by the
+    /// run deadline. A wait the provider asks for that is longer than [`MAX_RETRY_AFTER`]
+    /// or than the time left ends the call instead.
     pub async fn with_retries<F, Fut>(&self, mut attempt: F) -> Outcome
     where
         F: FnMut(Instant) -> Fut,
         Fut: Future<Output = Result<Completion, ProviderError>>,
     {
         let mut attempts = 0;
+        let done = |result, attempts| Outcome {
+            result,
+            attempts,
+            reported_ms: None,
+        };
         loop {
+            if self.expired() {
+                let e = self.deadline_error();
+                return done(Err(e), attempts.max(1));
+            }
             attempts += 1;
-            let deadline = Instant::now() + self.policy.call_timeout;
-            let result =
-                match tokio::time::timeout(self.policy.call_timeout, attempt(deadline)).await {
-                    Ok(result) => result,
-                    Err(_) => Err(ProviderError::new(
-                        ErrorKind::Timeout,
-                        format!(
-                            "no complete answer within {}",
-                            human_duration(self.policy.call_timeout)
-                        ),
-                    )),
-                };
+            let budget = self.attempt_budget();
+            let deadline = Instant::now() + budget;
+            let result = match tokio::time::timeout(budget, attempt(deadline)).await {
+                Ok(Err(mut e)) if e.kind == ErrorKind::Timeout && e.message == IDLE_TIMEOUT => {
+                    e.message = format!(
+                        "no data from the provider for {} (raise --timeout)",
+                        human_duration(self.policy.idle_timeout)
+                    );
+                    Err(e)
+                }
+                Ok(result) => result,
+                Err(_) if budget < self.policy.call_timeout => Err(self.deadline_error()),
+                Err(_) => Err(ProviderError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "no complete answer within {} (raise --timeout)",
+                        human_duration(self.policy.call_timeout)
+                    ),
+                )),
+            };
             match result {
-                Err(e) if e.kind.retryable() && attempts <= self.policy.retries => {
+                Err(mut e) if e.kind.retryable() && attempts <= self.policy.retries => {
                     let delay = match e.retry_after {
                         Some(asked) if asked > MAX_RETRY_AFTER => {
-                            return Outcome {
-                                result: Err(e),
-                                attempts,
-                                reported_ms: None,
-                            };
+                            e.message.push_str(&format!(
+                                " (not retried: the provider asked to wait {}, more than {})",
+                                human_duration(asked),
+                                human_duration(MAX_RETRY_AFTER)
+                            ));
+                            return done(Err(e), attempts);
                         }
                         Some(asked) => asked,
                         None => backoff(&self.policy, attempts),
                     };
+                    if self.time_left().is_some_and(|left| left <= delay) {
+                        e.message.push_str(&format!(
+                            " (not retried: waiting {} would pass the run deadline)",
+                            human_duration(delay)
+                        ));
+                        return done(Err(e), attempts);
+                    }
                     tokio::time::sleep(delay).await;
                 }
-                result => {
-                    return Outcome {
-                        result,
-                        attempts,
-                        reported_ms: None,
-                    };
-                }
+                result => return done(result, attempts),
             }
         }
     }
@@ -190,10 +256,14 @@ fn http_date_from_now(value: &str) -> Option<Duration> {
     Some(Duration::from_secs((at - now).max(0) as u64))
 }
 
+/// The message of a read that found no data within the idle timeout; [`Transport::with_retries`]
+/// replaces it with one that names the limit.
+const IDLE_TIMEOUT: &str = "timed out waiting for the provider";
+
 /// Classifies a failed reqwest operation.
 pub fn transport_error(e: &reqwest::Error) -> ProviderError {
     if e.is_timeout() {
-        ProviderError::new(ErrorKind::Timeout, "timed out waiting for the provider")
+        ProviderError::new(ErrorKind::Timeout, IDLE_TIMEOUT)
     } else if e.is_connect() {
         ProviderError::new(
             ErrorKind::Network,
@@ -355,6 +425,179 @@ impl SseParser {
     }
 }
 
+/// Sends a request. A non-success status becomes the error `classify(status, body)`,
+/// with the wait the response asks for and the `x-should-retry` override applied.
+pub async fn send(
+    builder: reqwest::RequestBuilder,
+    classify: impl FnOnce(u16, &[u8]) -> ProviderError,
+) -> Result<reqwest::Response, ProviderError> {
+    let mut response = builder.send().await.map_err(|e| transport_error(&e))?;
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status().as_u16();
+    let asked = retry_after(response.headers());
+    let should_retry = response
+        .headers()
+        .get("x-should-retry")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().eq_ignore_ascii_case("true"));
+    let body = read_body(&mut response).await.unwrap_or_default();
+    let mut err = classify(status, &body);
+    if err.status.is_none() {
+        err.status = Some(status);
+    }
+    if asked.is_some() {
+        err.retry_after = asked;
+    }
+    match should_retry {
+        Some(true) if !err.kind.retryable() => err.kind = ErrorKind::Unavailable,
+        Some(false) if err.kind.retryable() => err.kind = ErrorKind::Rejected,
+        _ => {}
+    }
+    Err(err)
+}
+
+/// The response's content type, lowercased, without parameters ("" when absent).
+pub fn content_type(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default()
+}
+
+/// Parses a body that must be one JSON object; HTML pages, other text and broken JSON
+/// are clear failures that quote the start of the body.
+pub fn json_object(body: &[u8], content_type: &str) -> Result<serde_json::Value, ProviderError> {
+    let trimmed = body.trim_ascii();
+    if !trimmed.starts_with(b"{") {
+        let what = if content_type.is_empty() {
+            "a body without a content type"
+        } else {
+            content_type
+        };
+        let shown = if trimmed.is_empty() {
+            "(empty)".to_string()
+        } else {
+            snippet(body)
+        };
+        return Err(ProviderError::new(
+            ErrorKind::Malformed,
+            format!("expected a JSON answer, got {what}: {shown}"),
+        ));
+    }
+    serde_json::from_slice(trimmed).map_err(|e| {
+        ProviderError::new(
+            ErrorKind::Malformed,
+            format!("invalid JSON in the response: {e}"),
+        )
+    })
+}
+
+/// Deserializes a JSON value into a wire struct; a mismatch is a malformed response.
+pub fn typed<T: serde::de::DeserializeOwned>(
+    value: serde_json::Value,
+    what: &str,
+) -> Result<T, ProviderError> {
+    serde_json::from_value(value).map_err(|e| {
+        ProviderError::new(
+            ErrorKind::Malformed,
+            format!("unexpected {what} shape: {e}"),
+        )
+    })
+}
+
+/// Reads a server-sent event stream, giving each event to `on_event` until it returns
+/// true (the protocol's end marker) or the body ends.
+pub async fn read_sse(
+    response: &mut reqwest::Response,
+    mut on_event: impl FnMut(Option<&str>, &str) -> Result<bool, ProviderError>,
+) -> Result<(), ProviderError> {
+    let mut parser = SseParser::default();
+    while let Some(chunk) = next_chunk(response).await? {
+        for event in parser.feed(&chunk)? {
+            if on_event(event.event.as_deref(), &event.data)? {
+                return Ok(());
+            }
+        }
+    }
+    if let Some(event) = parser.finish() {
+        on_event(event.event.as_deref(), &event.data)?;
+    }
+    Ok(())
+}
+
+/// Reads a newline-delimited JSON stream, giving each non-empty line to `on_line` until it
+/// returns true or the body ends. Lines are split before decoding, so a chunk boundary
+/// inside a multi-byte character is harmless; a line that is not UTF-8 is an error.
+pub async fn read_ndjson(
+    response: &mut reqwest::Response,
+    mut on_line: impl FnMut(&str) -> Result<bool, ProviderError>,
+) -> Result<(), ProviderError> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut line = |raw: &[u8]| -> Result<bool, ProviderError> {
+        let text = std::str::from_utf8(raw).map_err(|_| {
+            ProviderError::new(ErrorKind::Malformed, "the stream is not valid UTF-8")
+        })?;
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(false);
+        }
+        on_line(text)
+    };
+    while let Some(chunk) = next_chunk(response).await? {
+        buf.extend_from_slice(&chunk);
+        while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
+            let raw: Vec<u8> = buf.drain(..=pos).collect();
+            if line(&raw)? {
+                return Ok(());
+            }
+        }
+        if buf.len() > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+    }
+    if !buf.is_empty() {
+        line(&buf)?;
+    }
+    Ok(())
+}
+
+/// Fails when an answer being collected has grown past the cap.
+pub fn check_answer_size(text: &str) -> Result<(), ProviderError> {
+    if text.len() > MAX_ANSWER_BYTES {
+        return Err(ProviderError::new(
+            ErrorKind::Malformed,
+            format!(
+                "the answer is longer than {} MiB",
+                MAX_ANSWER_BYTES / (1024 * 1024)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Percent-encodes what cannot stand in a URL path segment or query value.
+pub fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 pub fn human_duration(d: Duration) -> String {
     if d.as_millis() < 1000 {
         format!("{} ms", d.as_millis())
@@ -415,6 +658,71 @@ mod tests {
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
         );
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
+    }
+
+    fn transport(retries: u32, run_deadline: Option<Duration>) -> Transport {
+        Transport::new(Policy {
+            retries,
+            run_deadline,
+            ..Policy::default()
+        })
+        .unwrap()
+    }
+
+    fn rate_limited(wait: Duration) -> ProviderError {
+        ProviderError::new(ErrorKind::RateLimited, "slow down").with_retry_after(Some(wait))
+    }
+
+    fn answer() -> Completion {
+        Completion {
+            text: "4".into(),
+            finish: None,
+            usage: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_wait_as_asked_until_an_answer() {
+        let t = transport(2, None);
+        let mut calls = 0;
+        let outcome = t
+            .with_retries(|_| {
+                calls += 1;
+                let n = calls;
+                async move {
+                    if n < 3 {
+                        Err(rate_limited(Duration::from_millis(10)))
+                    } else {
+                        Ok(answer())
+                    }
+                }
+            })
+            .await;
+        assert!(outcome.result.is_ok());
+        assert_eq!(outcome.attempts, 3);
+    }
+
+    #[tokio::test]
+    async fn no_wait_or_attempt_outlives_the_run_deadline() {
+        let t = transport(5, Some(Duration::from_millis(200)));
+        let started = Instant::now();
+        let outcome = t
+            .with_retries(|_| async { Err(rate_limited(Duration::from_secs(5))) })
+            .await;
+        assert_eq!(outcome.attempts, 1);
+        let e = outcome.result.unwrap_err();
+        assert!(e.message.contains("would pass the run deadline"), "{e}");
+
+        let outcome = t
+            .with_retries(|_| async {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                Ok(answer())
+            })
+            .await;
+        let e = outcome.result.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Timeout);
+        assert!(e.message.contains("run deadline"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 
     #[test]

@@ -3,16 +3,21 @@
 //! The set of protocols is small and closed, so it is an enum, not trait objects. An
 //! OpenAI-compatible vendor is data (base URL, key variable, dialect), not a new type.
 
+pub mod anthropic;
+pub mod command;
+pub mod gemini;
 pub mod http;
 pub mod mock;
+pub mod ollama;
 pub mod openai;
+pub mod pricing;
 pub mod vendors;
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ProviderError;
+use crate::error::{ErrorKind, ProviderError};
 pub use http::Transport;
 
 /// Token counts of one call or a sum of calls; unknown counts stay None, never 0.
@@ -69,6 +74,43 @@ impl Finish {
     }
 }
 
+/// Turns the collected parts of an answer into a completion or a failed call: an empty
+/// answer is a failure that says why (a refusal, the filter, the token limit).
+pub(crate) fn answer(
+    text: String,
+    refusal: Option<String>,
+    finish: Option<Finish>,
+    usage: Usage,
+) -> Result<Completion, ProviderError> {
+    if text.trim().is_empty() {
+        if let Some(refusal) = refusal.filter(|r| !r.trim().is_empty()) {
+            return Err(ProviderError::new(
+                ErrorKind::Refused,
+                format!("the model refused: {refusal}"),
+            ));
+        }
+        let why = match &finish {
+            Some(Finish::Length) => " (stopped at the token limit: raise max_tokens)".to_string(),
+            Some(Finish::ContentFilter) => " (stopped by the content filter)".to_string(),
+            Some(Finish::Other(reason)) => format!(" (stop reason {reason})"),
+            _ => String::new(),
+        };
+        let kind = match finish {
+            Some(Finish::ContentFilter) => ErrorKind::Refused,
+            // The same limit would cut the next attempt too (thinking models spend it all).
+            Some(Finish::Length) => ErrorKind::Rejected,
+            _ => ErrorKind::Malformed,
+        };
+        return Err(ProviderError::new(kind, format!("empty answer{why}")));
+    }
+    http::check_answer_size(&text)?;
+    Ok(Completion {
+        text,
+        finish,
+        usage,
+    })
+}
+
 /// One answer.
 #[derive(Clone, Debug)]
 pub struct Completion {
@@ -100,6 +142,16 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// `text` with every occurrence of the key replaced by `<redacted>`. Keys too short to
+    /// be told apart from ordinary text are left alone.
+    pub fn redact(&self, text: &str) -> String {
+        if self.0.len() >= 8 && text.contains(&self.0) {
+            text.replace(&self.0, "<redacted>")
+        } else {
+            text.to_string()
+        }
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -117,14 +169,24 @@ impl fmt::Display for Secret {
 /// A wire protocol with everything needed to reach it.
 #[derive(Clone, Debug)]
 pub enum Provider {
+    /// OpenAI chat completions: OpenAI, every compatible server, and Azure OpenAI.
     OpenAi(openai::Endpoint),
+    Anthropic(anthropic::Endpoint),
+    Gemini(gemini::Endpoint),
+    Ollama(ollama::Endpoint),
+    Command(command::Program),
     Mock(mock::Script),
 }
 
 impl Provider {
     pub fn kind(&self) -> &'static str {
         match self {
+            Provider::OpenAi(e) if e.auth == openai::Auth::ApiKey => "azure",
             Provider::OpenAi(_) => "openai",
+            Provider::Anthropic(_) => "anthropic",
+            Provider::Gemini(_) => "gemini",
+            Provider::Ollama(_) => "ollama",
+            Provider::Command(_) => "command",
             Provider::Mock(_) => "mock",
         }
     }
@@ -133,24 +195,68 @@ impl Provider {
     pub fn base_url(&self) -> Option<&str> {
         match self {
             Provider::OpenAi(e) => Some(&e.base_url),
-            Provider::Mock(_) => None,
+            Provider::Anthropic(e) => Some(&e.base_url),
+            Provider::Gemini(e) => Some(&e.base_url),
+            Provider::Ollama(e) => Some(&e.base_url),
+            Provider::Command(_) | Provider::Mock(_) => None,
         }
     }
 
     /// One call, with the transport's retries. `call_index` counts this seat's calls from 0.
+    /// Errors start with the provider's name.
     pub async fn complete(
         &self,
         transport: &Transport,
         request: &ChatRequest,
         call_index: usize,
     ) -> Outcome {
-        match self {
-            Provider::OpenAi(endpoint) => {
+        let (name, mut outcome) = match self {
+            Provider::OpenAi(e) => (
+                &e.name,
                 transport
-                    .with_retries(|deadline| endpoint.complete(transport, request, deadline))
-                    .await
+                    .with_retries(|deadline| e.complete(transport, request, deadline))
+                    .await,
+            ),
+            Provider::Anthropic(e) => (
+                &e.name,
+                transport
+                    .with_retries(|deadline| e.complete(transport, request, deadline))
+                    .await,
+            ),
+            Provider::Gemini(e) => (
+                &e.name,
+                transport
+                    .with_retries(|deadline| e.complete(transport, request, deadline))
+                    .await,
+            ),
+            Provider::Ollama(e) => (
+                &e.name,
+                transport
+                    .with_retries(|deadline| e.complete(transport, request, deadline))
+                    .await,
+            ),
+            Provider::Command(program) => return program.complete(transport, request).await,
+            Provider::Mock(script) => return script.complete(call_index).await,
+        };
+        if let Err(e) = &mut outcome.result {
+            e.message = format!("{name}: {}", e.message);
+            // A provider may quote the key it was sent (in an error page, a 401 message...).
+            if let Some(key) = self.key() {
+                e.message = key.redact(&e.message);
+                e.output = key.redact(&e.output);
             }
-            Provider::Mock(script) => script.complete(call_index).await,
+        }
+        outcome
+    }
+
+    /// The key sent with every call, when there is one.
+    pub fn key(&self) -> Option<&Secret> {
+        match self {
+            Provider::OpenAi(e) => e.key.as_ref(),
+            Provider::Anthropic(e) => e.key.as_ref(),
+            Provider::Gemini(e) => e.key.as_ref(),
+            Provider::Ollama(e) => e.key.as_ref(),
+            Provider::Command(_) | Provider::Mock(_) => None,
         }
     }
 }

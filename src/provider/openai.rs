@@ -1,13 +1,14 @@
 //! OpenAI chat completions, spoken by OpenAI and every OpenAI-compatible server
-//! (PROVIDERS.md §1–2): `POST {base}/chat/completions`, JSON or SSE answers.
+//! (PROVIDERS.md §1–2): `POST {base}/chat/completions`, JSON or SSE answers. Azure
+//! OpenAI (§3) is the same protocol with another auth header and URL scheme.
 
 use std::time::Instant;
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::http::{self, SseParser, Transport};
-use super::{ChatRequest, Completion, Finish, Secret, Usage};
+use super::http::{self, Transport};
+use super::{ChatRequest, Completion, Finish, Secret, Usage, answer};
 use crate::error::{ErrorKind, ProviderError};
 
 /// Which field carries the output-token limit.
@@ -18,6 +19,25 @@ pub enum MaxTokensField {
     MaxCompletionTokens,
     /// The field every other compatible server understands.
     MaxTokens,
+}
+
+/// How the key is sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Auth {
+    /// `Authorization: Bearer <key>` (OpenAI and every compatible server).
+    Bearer,
+    /// `api-key: <key>` (Azure OpenAI).
+    ApiKey,
+}
+
+/// Where the request goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `{base}/chat/completions` (also Azure's `/openai/v1` form).
+    ChatCompletions,
+    /// Azure's dated API: `{base}/openai/deployments/{model}/chat/completions?api-version=V`,
+    /// where the model is the deployment name.
+    AzureDeployment { api_version: String },
 }
 
 /// An OpenAI-compatible endpoint.
@@ -31,11 +51,63 @@ pub struct Endpoint {
     pub stream: bool,
     /// Extra, non-secret headers (attribution, organization...).
     pub headers: Vec<(String, String)>,
+    pub auth: Auth,
+    pub route: Route,
 }
 
 impl Endpoint {
-    pub fn url(&self) -> String {
-        format!("{}/chat/completions", self.base_url.trim_end_matches('/'))
+    /// An endpoint with OpenAI's defaults: Bearer auth, `{base}/chat/completions`.
+    pub fn new(name: impl Into<String>, base_url: impl Into<String>) -> Endpoint {
+        Endpoint {
+            name: name.into(),
+            base_url: base_url.into(),
+            key: None,
+            max_tokens_field: MaxTokensField::MaxTokens,
+            stream: false,
+            headers: Vec::new(),
+            auth: Auth::Bearer,
+            route: Route::ChatCompletions,
+        }
+    }
+
+    /// An Azure OpenAI resource: `api-key` auth; with an `api_version` the dated
+    /// deployment URL, without one the `/openai/v1` API.
+    pub fn azure(
+        name: impl Into<String>,
+        resource_url: &str,
+        api_version: Option<String>,
+    ) -> Endpoint {
+        let resource = resource_url.trim_end_matches('/');
+        let (base_url, route) = match api_version {
+            Some(api_version) => (
+                resource.trim_end_matches("/openai").to_string(),
+                Route::AzureDeployment { api_version },
+            ),
+            None if resource.ends_with("/openai/v1") => {
+                (resource.to_string(), Route::ChatCompletions)
+            }
+            None => (
+                format!("{}/openai/v1", resource.trim_end_matches("/openai")),
+                Route::ChatCompletions,
+            ),
+        };
+        Endpoint {
+            auth: Auth::ApiKey,
+            route,
+            ..Endpoint::new(name, base_url)
+        }
+    }
+
+    pub fn url(&self, model: &str) -> String {
+        let base = self.base_url.trim_end_matches('/');
+        match &self.route {
+            Route::ChatCompletions => format!("{base}/chat/completions"),
+            Route::AzureDeployment { api_version } => format!(
+                "{base}/openai/deployments/{}/chat/completions?api-version={}",
+                http::path_segment(model),
+                http::path_segment(api_version)
+            ),
+        }
     }
 
     /// The JSON body: unset sampling parameters are omitted, not sent as defaults.
@@ -74,58 +146,26 @@ impl Endpoint {
     ) -> Result<Completion, ProviderError> {
         let mut builder = transport
             .client
-            .post(self.url())
+            .post(self.url(&request.model))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(self.body(request).to_string());
         if let Some(key) = &self.key {
-            builder = builder.bearer_auth(key.expose());
+            builder = match self.auth {
+                Auth::Bearer => builder.bearer_auth(key.expose()),
+                Auth::ApiKey => builder.header("api-key", key.expose()),
+            };
         }
         for (name, value) in &self.headers {
             builder = builder.header(name, value);
         }
-        let mut response = builder
-            .send()
-            .await
-            .map_err(|e| http::transport_error(&e))?;
-        let status = response.status().as_u16();
-        if !response.status().is_success() {
-            let retry_after = http::retry_after(response.headers());
-            let should_retry = response
-                .headers()
-                .get("x-should-retry")
-                .and_then(|v| v.to_str().ok())
-                .map(|v| v.eq_ignore_ascii_case("true"));
-            let body = http::read_body(&mut response).await.unwrap_or_default();
-            let mut err = classify(status, &body).with_retry_after(retry_after);
-            err.message = format!("{}: {}", self.name, err.message);
-            match should_retry {
-                Some(true) if !err.kind.retryable() => err.kind = ErrorKind::Unavailable,
-                Some(false) if err.kind.retryable() => err.kind = ErrorKind::Rejected,
-                _ => {}
-            }
-            return Err(err);
-        }
-        let is_sse = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
-        let result = if is_sse {
+        let mut response = http::send(builder, classify).await?;
+        let content_type = http::content_type(&response);
+        if content_type == "text/event-stream" {
             read_stream(&mut response).await
         } else {
-            let content_type = response
-                .headers()
-                .get(reqwest::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
             let body = http::read_body(&mut response).await?;
             parse_completion(&body, &content_type)
-        };
-        result.map_err(|mut e| {
-            e.message = format!("{}: {}", self.name, e.message);
-            e
-        })
+        }
     }
 }
 
@@ -261,45 +301,16 @@ pub fn classify(status: u16, body: &[u8]) -> ProviderError {
     ProviderError::new(kind, text).with_status(status)
 }
 
-fn not_json(content_type: &str, body: &[u8]) -> ProviderError {
-    let what = if content_type.is_empty() {
-        "a body".to_string()
-    } else {
-        content_type.to_string()
-    };
-    ProviderError::new(
-        ErrorKind::Malformed,
-        format!(
-            "expected a JSON completion, got {what}: {}",
-            http::snippet(body)
-        ),
-    )
-}
-
 /// Parses a non-streaming answer.
 pub fn parse_completion(body: &[u8], content_type: &str) -> Result<Completion, ProviderError> {
-    let trimmed = body.trim_ascii_start();
-    if !trimmed.starts_with(b"{") {
-        return Err(not_json(content_type, body));
-    }
-    let value: Value = serde_json::from_slice(trimmed).map_err(|e| {
-        ProviderError::new(
-            ErrorKind::Malformed,
-            format!("invalid JSON in the completion: {e}"),
-        )
-    })?;
+    let value = http::json_object(body, content_type)?;
     if let Some(err) = value.get("error").filter(|e| !e.is_null()) {
         let body = json!({ "error": err }).to_string();
         let mut e = classify(500, body.as_bytes());
         e.message = e.message.replacen("HTTP 500", "error in a 200 response", 1);
         return Err(e);
     }
-    let wire: WireCompletion = serde_json::from_value(value).map_err(|e| {
-        ProviderError::new(
-            ErrorKind::Malformed,
-            format!("unexpected completion shape: {e}"),
-        )
-    })?;
+    let wire: WireCompletion = http::typed(value, "completion")?;
     let usage = wire.usage.map(Usage::from).unwrap_or_default();
     let Some(choice) = wire.choices.into_iter().next() else {
         return Err(ProviderError::new(
@@ -315,39 +326,6 @@ pub fn parse_completion(body: &[u8], content_type: &str) -> Result<Completion, P
         finish,
         usage,
     )
-}
-
-/// Turns the collected parts of an answer into a completion or a failed call.
-fn answer(
-    text: String,
-    refusal: Option<String>,
-    finish: Option<Finish>,
-    usage: Usage,
-) -> Result<Completion, ProviderError> {
-    if text.trim().is_empty() {
-        if let Some(refusal) = refusal.filter(|r| !r.trim().is_empty()) {
-            return Err(ProviderError::new(
-                ErrorKind::Refused,
-                format!("the model refused: {refusal}"),
-            ));
-        }
-        let why = match &finish {
-            Some(Finish::Length) => " (stopped at the token limit: raise max_tokens)",
-            Some(Finish::ContentFilter) => " (stopped by the content filter)",
-            _ => "",
-        };
-        let kind = if finish == Some(Finish::ContentFilter) {
-            ErrorKind::Refused
-        } else {
-            ErrorKind::Malformed
-        };
-        return Err(ProviderError::new(kind, format!("empty answer{why}")));
-    }
-    Ok(Completion {
-        text,
-        finish,
-        usage,
-    })
 }
 
 #[derive(Deserialize, Default)]
@@ -445,19 +423,12 @@ impl StreamState {
 }
 
 async fn read_stream(response: &mut reqwest::Response) -> Result<Completion, ProviderError> {
-    let mut parser = SseParser::default();
     let mut state = StreamState::default();
-    while let Some(chunk) = http::next_chunk(response).await? {
-        for event in parser.feed(&chunk)? {
-            state.event(event.event.as_deref(), &event.data)?;
-        }
-        if state.done {
-            break;
-        }
-    }
-    if let Some(event) = parser.finish() {
-        state.event(event.event.as_deref(), &event.data)?;
-    }
+    http::read_sse(response, |event, data| {
+        state.event(event, data)?;
+        Ok(state.done)
+    })
+    .await?;
     state.finish()
 }
 
@@ -466,14 +437,7 @@ mod tests {
     use super::*;
 
     fn endpoint() -> Endpoint {
-        Endpoint {
-            name: "local".into(),
-            base_url: "http://x/v1/".into(),
-            key: None,
-            max_tokens_field: MaxTokensField::MaxTokens,
-            stream: false,
-            headers: vec![],
-        }
+        Endpoint::new("local", "http://x/v1/")
     }
 
     #[test]
@@ -489,7 +453,28 @@ mod tests {
             endpoint().body(&req),
             json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
         );
-        assert_eq!(endpoint().url(), "http://x/v1/chat/completions");
+        assert_eq!(endpoint().url("m"), "http://x/v1/chat/completions");
+    }
+
+    #[test]
+    fn azure_urls_in_both_styles() {
+        let dated = Endpoint::azure(
+            "az",
+            "https://r.openai.azure.com/",
+            Some("2024-10-21".into()),
+        );
+        assert_eq!(
+            dated.url("my-gpt"),
+            "https://r.openai.azure.com/openai/deployments/my-gpt/chat/completions?api-version=2024-10-21"
+        );
+        let v1 = Endpoint::azure("az", "https://r.openai.azure.com", None);
+        assert_eq!(
+            v1.url("my-gpt"),
+            "https://r.openai.azure.com/openai/v1/chat/completions"
+        );
+        let given = Endpoint::azure("az", "https://r.openai.azure.com/openai/v1/", None);
+        assert_eq!(given.url("x"), v1.url("x"));
+        assert_eq!(v1.auth, Auth::ApiKey);
     }
 
     #[test]

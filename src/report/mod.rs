@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::config::Settings;
 use crate::consensus::{Decision, Details, RoundTrace};
 use crate::provider::Usage;
+use crate::provider::pricing::Price;
 
 /// Bumped whenever a field changes meaning or disappears.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -94,6 +95,12 @@ pub struct ParticipantReport {
     /// Mean latency of its calls, in milliseconds.
     pub latency_ms: Option<f64>,
     pub usage: Usage,
+    /// Attempts repeated after retryable failures (429, 5xx, timeouts), over all its calls.
+    pub retries: u32,
+    /// USD per million tokens; null when unknown.
+    pub price: Option<Price>,
+    /// What its calls cost in USD; null when unpriced or a token count is unknown.
+    pub cost_usd: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -102,6 +109,10 @@ pub struct UsageReport {
     pub output_tokens: Option<u64>,
     pub total_tokens: Option<u64>,
     pub calls: usize,
+    /// Attempts repeated after retryable failures, over all calls.
+    pub retries: u32,
+    /// What the run cost in USD; null when any participant's cost is unknown.
+    pub cost_usd: Option<f64>,
 }
 
 /// Everything a run produced.
@@ -162,6 +173,8 @@ impl Report {
                 let mut usage = Usage::default();
                 let (mut calls, mut answers, mut errors, mut latency) =
                     (0, Vec::new(), Vec::new(), Vec::new());
+                // An answer without token counts makes the cost unknown.
+                let mut counted = true;
                 for round in &decision.rounds {
                     let Some(entry) = round
                         .participants
@@ -182,7 +195,12 @@ impl Report {
                     }
                     match &entry.error {
                         Some(e) => errors.push(format!("round {}: {e}", round.round)),
-                        None => answers.extend(entry.answer.clone()),
+                        None => {
+                            answers.extend(entry.answer.clone());
+                            counted &= entry.usage.as_ref().is_some_and(|u| {
+                                u.input_tokens.is_some() && u.output_tokens.is_some()
+                            });
+                        }
                     }
                 }
                 ParticipantReport {
@@ -202,7 +220,15 @@ impl Report {
                     errors,
                     latency_ms: (!latency.is_empty())
                         .then(|| latency.iter().sum::<f64>() / latency.len() as f64),
+                    cost_usd: seat.price.filter(|_| counted).map(|p| {
+                        p.bound(
+                            usage.input_tokens.unwrap_or(0),
+                            usage.output_tokens.unwrap_or(0),
+                        )
+                    }),
                     usage,
+                    retries: 0,
+                    price: seat.price,
                 }
             })
             .collect();
@@ -211,6 +237,7 @@ impl Report {
             total.add(&p.usage);
         }
         let calls = participants.iter().map(|p| p.calls).sum();
+        let cost_usd = participants.iter().map(|p| p.cost_usd).sum::<Option<f64>>();
         let (status, error) = if interrupted {
             (
                 Status::Interrupted,
@@ -292,6 +319,8 @@ impl Report {
                 output_tokens: total.output_tokens,
                 total_tokens: total.total(),
                 calls,
+                retries: 0,
+                cost_usd,
             },
             elapsed_ms,
             error,

@@ -250,6 +250,10 @@ pub fn render(report: &Report, style: Style) -> String {
             o.map_or("?".into(), |v| v.to_string())
         ),
     };
+    let tokens = match report.usage.cost_usd {
+        Some(usd) => format!("{tokens} · ${usd:.4}"),
+        None => tokens,
+    };
     let _ = writeln!(
         out,
         "\n{}",

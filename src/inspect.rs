@@ -1,0 +1,221 @@
+//! `llm-consensus providers`: the resolved panel, and with `--check` one small call per
+//! seat, so that a broken key or endpoint shows up before a run.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::{Args, FromArgMatches};
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use crate::cli::{AskArgs, ProvidersArgs};
+use crate::config::{self, Env, SeatSpec, Settings};
+use crate::provider::pricing::Price;
+use crate::provider::{ChatRequest, Transport, Usage};
+
+/// What the check call asks.
+pub const CHECK_PROMPT: &str = "Reply with the single word OK.";
+
+/// One seat, as shown.
+#[derive(Clone, Debug, Serialize)]
+pub struct SeatInfo {
+    pub name: String,
+    pub provider: String,
+    pub kind: String,
+    pub model: String,
+    pub base_url: Option<String>,
+    /// The variable the key is read from (its name only, never its value).
+    pub key_env: Option<String>,
+    pub key_set: bool,
+    pub max_concurrency: Option<usize>,
+    /// USD per million tokens; null when unknown.
+    pub price: Option<Price>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<CheckResult>,
+}
+
+/// The outcome of one check call.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckResult {
+    pub ok: bool,
+    pub latency_ms: f64,
+    pub attempts: u32,
+    pub usage: Usage,
+    pub answer: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Panel {
+    pub config: Option<String>,
+    pub seats: Vec<SeatInfo>,
+}
+
+impl Panel {
+    /// Whether a check was made and any seat failed it.
+    pub fn any_failed(&self) -> bool {
+        self.seats
+            .iter()
+            .any(|s| s.check.as_ref().is_some_and(|c| !c.ok))
+    }
+}
+
+/// The settings `ask` would resolve with these panel flags.
+pub fn resolve(args: ProvidersArgs, env: &Env) -> anyhow::Result<Settings> {
+    let blank = AskArgs::augment_args(clap::Command::new("ask")).try_get_matches_from(["ask"])?;
+    let mut ask = AskArgs::from_arg_matches(&blank)?;
+    ask.models = args.models;
+    ask.config = args.config;
+    ask.calls = args.calls;
+    Ok(config::resolve(&ask, env)?)
+}
+
+fn info(seat: &SeatSpec, env: &Env) -> SeatInfo {
+    SeatInfo {
+        name: seat.name.clone(),
+        provider: seat.provider_name.clone(),
+        kind: seat.provider.kind().to_string(),
+        model: seat.model.clone(),
+        base_url: seat.provider.base_url().map(str::to_string),
+        key_env: seat.key_env.clone(),
+        key_set: seat
+            .key_env
+            .as_deref()
+            .is_some_and(|v| env.get(v).is_some()),
+        max_concurrency: seat.max_concurrency,
+        price: seat.price,
+        check: None,
+    }
+}
+
+/// The panel, checked when `check` is set: one call per seat, all at once.
+pub async fn panel(settings: &Settings, env: &Env, check: bool) -> anyhow::Result<Panel> {
+    let mut seats: Vec<SeatInfo> = settings.seats.iter().map(|s| info(s, env)).collect();
+    if check {
+        let transport = Arc::new(Transport::new(settings.policy.clone())?);
+        let mut set = JoinSet::new();
+        for (i, seat) in settings.seats.iter().enumerate() {
+            let transport = Arc::clone(&transport);
+            let provider = seat.provider.clone();
+            let request = ChatRequest {
+                model: seat.model.clone(),
+                system: None,
+                user: CHECK_PROMPT.to_string(),
+                temperature: seat.temperature,
+                max_tokens: seat.max_tokens,
+            };
+            let key_env = seat.key_env.clone();
+            set.spawn(async move {
+                let t0 = Instant::now();
+                let mut outcome = provider.complete(&transport, &request, 0).await;
+                if let Err(e) = &mut outcome.result {
+                    e.hint_key(key_env.as_deref(), provider.key().is_some());
+                }
+                let latency_ms = outcome
+                    .reported_ms
+                    .unwrap_or_else(|| t0.elapsed().as_secs_f64() * 1000.0);
+                let result = match outcome.result {
+                    Ok(c) => CheckResult {
+                        ok: true,
+                        latency_ms,
+                        attempts: outcome.attempts,
+                        usage: c.usage,
+                        answer: Some(c.text.chars().take(80).collect()),
+                        error: None,
+                    },
+                    Err(e) => CheckResult {
+                        ok: false,
+                        latency_ms,
+                        attempts: outcome.attempts,
+                        usage: Usage::default(),
+                        answer: None,
+                        error: Some(e.message),
+                    },
+                };
+                (i, result)
+            });
+        }
+        while let Some(done) = set.join_next().await {
+            let (i, result) = done?;
+            seats[i].check = Some(result);
+        }
+    }
+    Ok(Panel {
+        config: settings
+            .config_path
+            .as_ref()
+            .map(|p| p.display().to_string()),
+        seats,
+    })
+}
+
+/// The panel as a table.
+pub fn render(panel: &Panel) -> String {
+    let mut rows = vec![vec![
+        "SEAT".to_string(),
+        "KIND".to_string(),
+        "MODEL".to_string(),
+        "ENDPOINT".to_string(),
+        "KEY".to_string(),
+        "PRICE IN/OUT".to_string(),
+    ]];
+    let checked = panel.seats.iter().any(|s| s.check.is_some());
+    if checked {
+        rows[0].push("CHECK".to_string());
+    }
+    for s in &panel.seats {
+        let key = match &s.key_env {
+            Some(var) if s.key_set => format!("{var} (set)"),
+            Some(var) => format!("{var} (not set)"),
+            None => "-".to_string(),
+        };
+        let mut row = vec![
+            s.name.clone(),
+            s.kind.clone(),
+            s.model.clone(),
+            s.base_url.clone().unwrap_or_else(|| "-".to_string()),
+            key,
+            match s.price {
+                Some(p) => format!("${}/${}", p.input, p.output),
+                None => "unpriced".to_string(),
+            },
+        ];
+        if let Some(c) = &s.check {
+            row.push(if c.ok {
+                let tokens = match (c.usage.input_tokens, c.usage.output_tokens) {
+                    (None, None) => "tokens unknown".to_string(),
+                    (i, o) => format!(
+                        "{}/{} tokens",
+                        i.map_or("?".into(), |v| v.to_string()),
+                        o.map_or("?".into(), |v| v.to_string())
+                    ),
+                };
+                format!("ok in {:.0} ms, {tokens}", c.latency_ms)
+            } else {
+                format!("FAILED: {}", c.error.as_deref().unwrap_or("unknown error"))
+            });
+        }
+        rows.push(row);
+    }
+    let columns = rows[0].len();
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    if let Some(path) = &panel.config {
+        let _ = writeln!(out, "config: {path}");
+    }
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == columns {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<width$}  ", width = widths[c]);
+            }
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    out
+}

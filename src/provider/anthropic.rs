@@ -1,0 +1,420 @@
+//! Anthropic Messages API (PROVIDERS.md §4): `POST {base}/v1/messages` with `x-api-key`
+//! and `anthropic-version`, a top-level `system`, a required `max_tokens`, and SSE with
+//! named events when streaming.
+
+use std::time::Instant;
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::http::{self, Transport};
+use super::{ChatRequest, Completion, Finish, Secret, Usage, answer};
+use crate::error::{ErrorKind, ProviderError};
+
+/// The API version every request names (the SDKs still send this one).
+pub const API_VERSION: &str = "2023-06-01";
+/// `max_tokens` is required by the API; this is sent when the seat sets none.
+pub const DEFAULT_MAX_TOKENS: u32 = 4096;
+
+/// An Anthropic Messages endpoint.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub name: String,
+    /// `https://api.anthropic.com` (a trailing `/v1` is accepted too).
+    pub base_url: String,
+    pub key: Option<Secret>,
+    pub stream: bool,
+    /// Extra, non-secret headers (`anthropic-beta`...).
+    pub headers: Vec<(String, String)>,
+}
+
+impl Endpoint {
+    pub fn url(&self) -> String {
+        let base = self.base_url.trim_end_matches('/');
+        if base.ends_with("/v1") {
+            format!("{base}/messages")
+        } else {
+            format!("{base}/v1/messages")
+        }
+    }
+
+    /// The JSON body. The API takes temperatures in 0..=1, so higher ones are clamped.
+    pub fn body(&self, request: &ChatRequest) -> Value {
+        let mut body = Map::new();
+        body.insert("model".into(), json!(request.model));
+        body.insert(
+            "max_tokens".into(),
+            json!(request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)),
+        );
+        if let Some(system) = &request.system {
+            body.insert("system".into(), json!(system));
+        }
+        body.insert(
+            "messages".into(),
+            json!([{"role": "user", "content": request.user}]),
+        );
+        if let Some(t) = request.temperature {
+            body.insert("temperature".into(), json!(t.clamp(0.0, 1.0)));
+        }
+        if self.stream {
+            body.insert("stream".into(), json!(true));
+        }
+        Value::Object(body)
+    }
+
+    /// One attempt.
+    pub async fn complete(
+        &self,
+        transport: &Transport,
+        request: &ChatRequest,
+        _deadline: Instant,
+    ) -> Result<Completion, ProviderError> {
+        let mut builder = transport
+            .client
+            .post(self.url())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("anthropic-version", API_VERSION)
+            .body(self.body(request).to_string());
+        if let Some(key) = &self.key {
+            builder = builder.header("x-api-key", key.expose());
+        }
+        for (name, value) in &self.headers {
+            builder = builder.header(name, value);
+        }
+        let mut response = http::send(builder, classify).await?;
+        let content_type = http::content_type(&response);
+        if content_type == "text/event-stream" {
+            let mut state = StreamState::default();
+            http::read_sse(&mut response, |event, data| state.event(event, data)).await?;
+            state.finish()
+        } else {
+            let body = http::read_body(&mut response).await?;
+            parse_message(&body, &content_type)
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireUsage {
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+}
+
+impl WireUsage {
+    /// Total input counts the cached and cache-writing tokens too.
+    fn input(&self) -> Option<u64> {
+        match (
+            self.input_tokens,
+            self.cache_creation_input_tokens,
+            self.cache_read_input_tokens,
+        ) {
+            (None, None, None) => None,
+            (a, b, c) => Some(a.unwrap_or(0) + b.unwrap_or(0) + c.unwrap_or(0)),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireMessage {
+    content: Vec<WireBlock>,
+    stop_reason: Option<String>,
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireBlock {
+    #[serde(rename = "type")]
+    kind: String,
+    text: Option<String>,
+}
+
+/// `{"type":"error","error":{"type","message","details"?}}`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireErrorBody {
+    error: Option<WireError>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireError {
+    #[serde(rename = "type")]
+    kind: String,
+    message: String,
+    details: Option<WireErrorDetails>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireErrorDetails {
+    error_code: Option<String>,
+}
+
+fn finish(reason: &str) -> Finish {
+    match reason {
+        "end_turn" | "stop_sequence" => Finish::Stop,
+        "max_tokens" | "model_context_window_exceeded" => Finish::Length,
+        "refusal" => Finish::ContentFilter,
+        other => Finish::Other(other.to_string()),
+    }
+}
+
+/// The class of an error type, for errors that arrive inside a 200 stream.
+fn kind_for_type(kind: &str) -> Option<ErrorKind> {
+    Some(match kind {
+        "invalid_request_error" | "not_found_error" | "request_too_large" => ErrorKind::Rejected,
+        "authentication_error" | "permission_error" => ErrorKind::Auth,
+        "billing_error" => ErrorKind::Quota,
+        "rate_limit_error" => ErrorKind::RateLimited,
+        "api_error" | "overloaded_error" => ErrorKind::Unavailable,
+        "timeout_error" => ErrorKind::Timeout,
+        _ => return None,
+    })
+}
+
+/// Classifies an error response; `status` 0 means an error inside a 200 response (an
+/// `error` event of a stream, or an error object as the body).
+pub fn classify(status: u16, body: &[u8]) -> ProviderError {
+    let error = serde_json::from_slice::<WireErrorBody>(body)
+        .ok()
+        .and_then(|b| b.error)
+        .unwrap_or_default();
+    let mut kind = if status == 0 {
+        kind_for_type(&error.kind).unwrap_or(ErrorKind::Unavailable)
+    } else {
+        http::kind_for_status(status)
+    };
+    // A spend-limit 429 will not clear by waiting.
+    let code = error.details.and_then(|d| d.error_code).unwrap_or_default();
+    if code == "enforced_spend_limit_reached" || error.kind == "billing_error" {
+        kind = ErrorKind::Quota;
+    }
+    let detail = if error.message.is_empty() {
+        http::snippet(body)
+    } else {
+        error.message
+    };
+    let label = [error.kind.as_str(), code.as_str()]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("/");
+    let head = if status == 0 {
+        "error in the response".to_string()
+    } else {
+        format!("HTTP {status}")
+    };
+    let text = match (label.is_empty(), detail.is_empty()) {
+        (true, true) => head,
+        (true, false) => format!("{head}: {detail}"),
+        (false, true) => format!("{head} {label}"),
+        (false, false) => format!("{head} {label}: {detail}"),
+    };
+    let err = ProviderError::new(kind, text);
+    if status == 0 {
+        err
+    } else {
+        err.with_status(status)
+    }
+}
+
+/// Parses a non-streaming message.
+pub fn parse_message(body: &[u8], content_type: &str) -> Result<Completion, ProviderError> {
+    let value = http::json_object(body, content_type)?;
+    if value.get("type").and_then(Value::as_str) == Some("error") {
+        return Err(classify(0, body));
+    }
+    let message: WireMessage = http::typed(value, "message")?;
+    let usage = message
+        .usage
+        .map(|u| Usage {
+            input_tokens: u.input(),
+            output_tokens: u.output_tokens,
+            cached_input_tokens: u.cache_read_input_tokens,
+            ..Usage::default()
+        })
+        .unwrap_or_default();
+    let text: String = message
+        .content
+        .iter()
+        .filter(|b| b.kind == "text")
+        .filter_map(|b| b.text.as_deref())
+        .collect();
+    answer(
+        text,
+        None,
+        message.stop_reason.as_deref().map(finish),
+        usage,
+    )
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    message: Option<WireMessage>,
+    delta: Option<WireDelta>,
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireDelta {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    text: Option<String>,
+    stop_reason: Option<String>,
+}
+
+/// Accumulates a streamed message.
+#[derive(Default)]
+pub struct StreamState {
+    text: String,
+    finish: Option<Finish>,
+    input: Option<u64>,
+    cached: Option<u64>,
+    output: Option<u64>,
+    stopped: bool,
+}
+
+impl StreamState {
+    /// Applies one event; true once `message_stop` arrived.
+    pub fn event(&mut self, event: Option<&str>, data: &str) -> Result<bool, ProviderError> {
+        let data = data.trim();
+        if data.is_empty() || data == "[DONE]" {
+            return Ok(self.stopped);
+        }
+        let value: Value = serde_json::from_str(data).map_err(|e| {
+            ProviderError::new(
+                ErrorKind::Malformed,
+                format!("invalid JSON in the event stream: {e}"),
+            )
+        })?;
+        if event == Some("error") || value.get("type").and_then(Value::as_str) == Some("error") {
+            return Err(classify(0, data.as_bytes()));
+        }
+        let ev: WireEvent = http::typed(value, "stream event")?;
+        match ev.kind.as_str() {
+            "message_start" => {
+                if let Some(u) = ev.message.and_then(|m| m.usage) {
+                    self.input = u.input();
+                    self.cached = u.cache_read_input_tokens;
+                    self.output = u.output_tokens;
+                }
+            }
+            "content_block_delta" => {
+                if let Some(delta) = ev.delta
+                    && delta.kind.as_deref() == Some("text_delta")
+                    && let Some(text) = delta.text
+                {
+                    self.text.push_str(&text);
+                    http::check_answer_size(&self.text)?;
+                }
+            }
+            "message_delta" => {
+                if let Some(reason) = ev.delta.and_then(|d| d.stop_reason) {
+                    self.finish = Some(finish(&reason));
+                }
+                // Counts here are cumulative: they replace, never add.
+                if let Some(u) = ev.usage {
+                    if u.output_tokens.is_some() {
+                        self.output = u.output_tokens;
+                    }
+                    if let Some(input) = u.input().filter(|&i| i > 0) {
+                        self.input = Some(input);
+                    }
+                }
+            }
+            "message_stop" => self.stopped = true,
+            _ => {}
+        }
+        Ok(self.stopped)
+    }
+
+    /// The answer once the stream has ended.
+    pub fn finish(self) -> Result<Completion, ProviderError> {
+        if !self.stopped && self.finish.is_none() {
+            return Err(ProviderError::new(
+                ErrorKind::Malformed,
+                "the stream ended before the answer was complete",
+            ));
+        }
+        let usage = Usage {
+            input_tokens: self.input,
+            output_tokens: self.output,
+            cached_input_tokens: self.cached,
+            ..Usage::default()
+        };
+        answer(self.text, None, self.finish, usage)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint() -> Endpoint {
+        Endpoint {
+            name: "anthropic".into(),
+            base_url: "https://api.anthropic.com".into(),
+            key: None,
+            stream: false,
+            headers: vec![],
+        }
+    }
+
+    #[test]
+    fn body_has_top_level_system_and_required_max_tokens() {
+        let req = ChatRequest {
+            model: "claude-x".into(),
+            system: Some("Be terse.".into()),
+            user: "2+2?".into(),
+            temperature: Some(1.5),
+            max_tokens: None,
+        };
+        assert_eq!(
+            endpoint().body(&req),
+            json!({"model": "claude-x", "max_tokens": 4096, "system": "Be terse.",
+                   "messages": [{"role": "user", "content": "2+2?"}], "temperature": 1.0})
+        );
+        assert_eq!(endpoint().url(), "https://api.anthropic.com/v1/messages");
+        let v1 = Endpoint {
+            base_url: "http://h/v1/".into(),
+            ..endpoint()
+        };
+        assert_eq!(v1.url(), "http://h/v1/messages");
+    }
+
+    #[test]
+    fn spend_limit_is_quota_and_overload_is_retryable() {
+        let spend = classify(
+            429,
+            br#"{"type":"error","error":{"type":"rate_limit_error","message":"spend limit","details":{"error_code":"enforced_spend_limit_reached"}}}"#,
+        );
+        assert_eq!(spend.kind, ErrorKind::Quota);
+        let overloaded = classify(
+            529,
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        );
+        assert!(overloaded.kind.retryable());
+        assert!(overloaded.message.contains("Overloaded"));
+    }
+
+    #[test]
+    fn thinking_blocks_are_not_the_answer() {
+        let c = parse_message(
+            br#"{"content":[{"type":"thinking","thinking":"hmm"},{"type":"text","text":"4"}],"stop_reason":"end_turn","usage":{"input_tokens":5,"output_tokens":2,"cache_read_input_tokens":3}}"#,
+            "application/json",
+        )
+        .unwrap();
+        assert_eq!(c.text, "4");
+        assert_eq!(c.usage.input_tokens, Some(8));
+    }
+}

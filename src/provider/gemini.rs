@@ -1,0 +1,407 @@
+//! Google Gemini (PROVIDERS.md §5): `POST {base}/models/{model}:generateContent`, or
+//! `:streamGenerateContent?alt=sse` when streaming, with `x-goog-api-key`,
+//! `systemInstruction` and a camelCase `generationConfig`.
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::http::{self, Transport};
+use super::{ChatRequest, Completion, Finish, Secret, Usage, answer};
+use crate::error::{ErrorKind, ProviderError};
+
+/// A Gemini API endpoint.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub name: String,
+    /// `https://generativelanguage.googleapis.com/v1beta`.
+    pub base_url: String,
+    pub key: Option<Secret>,
+    pub stream: bool,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Endpoint {
+    /// The model may be given with or without its `models/` prefix.
+    pub fn url(&self, model: &str) -> String {
+        let base = self.base_url.trim_end_matches('/');
+        let model = model.strip_prefix("models/").unwrap_or(model);
+        let model = http::path_segment(model);
+        if self.stream {
+            format!("{base}/models/{model}:streamGenerateContent?alt=sse")
+        } else {
+            format!("{base}/models/{model}:generateContent")
+        }
+    }
+
+    /// The JSON body; `generationConfig` holds only what the seat sets.
+    pub fn body(&self, request: &ChatRequest) -> Value {
+        let mut body = Map::new();
+        if let Some(system) = &request.system {
+            body.insert(
+                "systemInstruction".into(),
+                json!({"parts": [{"text": system}]}),
+            );
+        }
+        body.insert(
+            "contents".into(),
+            json!([{"role": "user", "parts": [{"text": request.user}]}]),
+        );
+        let mut config = Map::new();
+        if let Some(t) = request.temperature {
+            config.insert("temperature".into(), json!(t));
+        }
+        if let Some(max) = request.max_tokens {
+            config.insert("maxOutputTokens".into(), json!(max));
+        }
+        if !config.is_empty() {
+            body.insert("generationConfig".into(), Value::Object(config));
+        }
+        Value::Object(body)
+    }
+
+    /// One attempt.
+    pub async fn complete(
+        &self,
+        transport: &Transport,
+        request: &ChatRequest,
+        _deadline: Instant,
+    ) -> Result<Completion, ProviderError> {
+        let mut builder = transport
+            .client
+            .post(self.url(&request.model))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(self.body(request).to_string());
+        if let Some(key) = &self.key {
+            builder = builder.header("x-goog-api-key", key.expose());
+        }
+        for (name, value) in &self.headers {
+            builder = builder.header(name, value);
+        }
+        let mut response = http::send(builder, classify).await?;
+        let content_type = http::content_type(&response);
+        let mut state = State::default();
+        if content_type == "text/event-stream" {
+            http::read_sse(&mut response, |_, data| {
+                let data = data.trim();
+                if !data.is_empty() {
+                    state.apply(http::json_object(data.as_bytes(), "an event")?)?;
+                }
+                Ok(false)
+            })
+            .await?;
+        } else {
+            let body = http::read_body(&mut response).await?;
+            state.apply(http::json_object(&body, &content_type)?)?;
+        }
+        state.finish()
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct WireResponse {
+    candidates: Vec<WireCandidate>,
+    prompt_feedback: Option<WirePromptFeedback>,
+    usage_metadata: Option<WireUsage>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct WireCandidate {
+    content: Option<WireContent>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireContent {
+    parts: Vec<WirePart>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WirePart {
+    text: Option<String>,
+    thought: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct WirePromptFeedback {
+    block_reason: Option<String>,
+    block_reason_message: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct WireUsage {
+    prompt_token_count: Option<u64>,
+    candidates_token_count: Option<u64>,
+    thoughts_token_count: Option<u64>,
+    cached_content_token_count: Option<u64>,
+}
+
+impl From<WireUsage> for Usage {
+    /// Output is what is billed as output: the answer and the thoughts.
+    fn from(u: WireUsage) -> Usage {
+        let output = match (u.candidates_token_count, u.thoughts_token_count) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
+        Usage {
+            input_tokens: u.prompt_token_count,
+            output_tokens: output,
+            reasoning_tokens: u.thoughts_token_count,
+            cached_input_tokens: u.cached_content_token_count,
+        }
+    }
+}
+
+fn finish(reason: &str) -> Finish {
+    match reason {
+        "STOP" => Finish::Stop,
+        "MAX_TOKENS" => Finish::Length,
+        "SAFETY" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "RECITATION" => {
+            Finish::ContentFilter
+        }
+        other => Finish::Other(other.to_string()),
+    }
+}
+
+/// Accumulates one answer: a whole response, or the events of a stream (each carries the
+/// new text; usage is repeated, so the last one counts).
+#[derive(Default)]
+struct State {
+    text: String,
+    finish: Option<Finish>,
+    usage: Usage,
+    blocked: Option<String>,
+}
+
+impl State {
+    fn apply(&mut self, value: Value) -> Result<(), ProviderError> {
+        if value.get("error").is_some_and(|e| !e.is_null()) {
+            let body = value.to_string();
+            let status = value
+                .pointer("/error/code")
+                .and_then(Value::as_u64)
+                .and_then(|c| u16::try_from(c).ok())
+                .unwrap_or(500);
+            let mut e = classify(status, body.as_bytes());
+            e.message = format!("error in a 200 response: {}", e.message);
+            return Err(e);
+        }
+        let response: WireResponse = http::typed(value, "response")?;
+        if let Some(usage) = response.usage_metadata {
+            self.usage = usage.into();
+        }
+        if let Some(feedback) = response.prompt_feedback
+            && let Some(reason) = feedback.block_reason
+        {
+            let why = feedback
+                .block_reason_message
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
+            self.blocked = Some(format!("{reason}{why}"));
+        }
+        if let Some(candidate) = response.candidates.into_iter().next() {
+            for part in candidate.content.map(|c| c.parts).unwrap_or_default() {
+                if part.thought != Some(true)
+                    && let Some(text) = part.text
+                {
+                    self.text.push_str(&text);
+                }
+            }
+            http::check_answer_size(&self.text)?;
+            if let Some(reason) = candidate.finish_reason {
+                self.finish = Some(finish(&reason));
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Completion, ProviderError> {
+        if self.text.trim().is_empty()
+            && let Some(reason) = self.blocked
+        {
+            return Err(ProviderError::new(
+                ErrorKind::Refused,
+                format!("the prompt was blocked ({reason})"),
+            ));
+        }
+        if self.finish.is_none() {
+            let what = if self.text.is_empty() {
+                "the response has no candidates"
+            } else {
+                "the stream ended before the answer was complete"
+            };
+            return Err(ProviderError::new(ErrorKind::Malformed, what));
+        }
+        answer(self.text, None, self.finish, self.usage)
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireErrorBody {
+    error: Option<WireError>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireError {
+    message: String,
+    status: String,
+    details: Vec<WireDetail>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct WireDetail {
+    #[serde(rename = "@type")]
+    kind: String,
+    retry_delay: Option<String>,
+    violations: Vec<WireViolation>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct WireViolation {
+    quota_id: Option<String>,
+}
+
+/// A protobuf duration (`"38s"`, `"45.837906927s"`).
+pub fn parse_delay(text: &str) -> Option<Duration> {
+    let secs: f64 = text.trim().strip_suffix('s')?.parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+/// Classifies an error response: RetryInfo gives the delay, a per-day quota is final.
+pub fn classify(status: u16, body: &[u8]) -> ProviderError {
+    let error = serde_json::from_slice::<WireErrorBody>(body)
+        .ok()
+        .and_then(|b| b.error)
+        .unwrap_or_default();
+    let mut kind = http::kind_for_status(status);
+    let mut delay = None;
+    let mut per_day = None;
+    for detail in &error.details {
+        if detail.kind.ends_with("google.rpc.RetryInfo") {
+            delay = detail.retry_delay.as_deref().and_then(parse_delay);
+        }
+        if detail.kind.ends_with("google.rpc.QuotaFailure") {
+            per_day = detail
+                .violations
+                .iter()
+                .filter_map(|v| v.quota_id.clone())
+                .find(|id| id.contains("PerDay"));
+        }
+    }
+    // A per-day quota does not clear within a run, whatever RetryInfo says.
+    if per_day.is_some() {
+        kind = ErrorKind::Quota;
+        delay = None;
+    }
+    let detail = if error.message.is_empty() {
+        http::snippet(body)
+    } else {
+        error.message
+    };
+    let mut text = format!("HTTP {status}");
+    if !error.status.is_empty() {
+        text = format!("{text} {}", error.status);
+    }
+    if !detail.is_empty() {
+        text = format!("{text}: {detail}");
+    }
+    if let Some(quota) = per_day {
+        text = format!("{text} (daily quota {quota}: it resets tomorrow)");
+    }
+    ProviderError::new(kind, text)
+        .with_status(status)
+        .with_retry_after(delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(stream: bool) -> Endpoint {
+        Endpoint {
+            name: "gemini".into(),
+            base_url: "https://g/v1beta/".into(),
+            key: None,
+            stream,
+            headers: vec![],
+        }
+    }
+
+    #[test]
+    fn urls_accept_the_models_prefix() {
+        assert_eq!(
+            endpoint(false).url("models/gemini-2.5-flash"),
+            "https://g/v1beta/models/gemini-2.5-flash:generateContent"
+        );
+        assert_eq!(
+            endpoint(true).url("gemini-2.5-flash"),
+            "https://g/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+        );
+    }
+
+    #[test]
+    fn body_is_camel_case_and_omits_unset_parameters() {
+        let mut req = ChatRequest {
+            model: "m".into(),
+            system: Some("Be terse.".into()),
+            user: "2+2?".into(),
+            temperature: None,
+            max_tokens: None,
+        };
+        assert_eq!(
+            endpoint(false).body(&req),
+            json!({"systemInstruction": {"parts": [{"text": "Be terse."}]},
+                   "contents": [{"role": "user", "parts": [{"text": "2+2?"}]}]})
+        );
+        req.temperature = Some(0.5);
+        req.max_tokens = Some(64);
+        assert_eq!(
+            endpoint(false).body(&req)["generationConfig"],
+            json!({"temperature": 0.5, "maxOutputTokens": 64})
+        );
+    }
+
+    #[test]
+    fn retry_delay_and_per_day_quota() {
+        let e = classify(
+            429,
+            br#"{"error":{"code":429,"message":"slow","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"45.5s"}]}}"#,
+        );
+        assert_eq!(e.kind, ErrorKind::RateLimited);
+        assert_eq!(e.retry_after, Some(Duration::from_millis(45_500)));
+        let e = classify(
+            429,
+            br#"{"error":{"code":429,"message":"quota","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaId":"GenerateRequestsPerDayPerProjectPerModel-FreeTier"}]},{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"3s"}]}}"#,
+        );
+        assert_eq!(e.kind, ErrorKind::Quota);
+        assert!(e.message.contains("PerDay"), "{}", e.message);
+    }
+
+    #[test]
+    fn thoughts_are_excluded_and_blocked_prompts_refused() {
+        let mut s = State::default();
+        s.apply(json!({"candidates":[{"content":{"parts":[{"text":"thinking…","thought":true},{"text":"4"}]},"finishReason":"STOP"}],
+                       "usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":1,"thoughtsTokenCount":5}}))
+            .unwrap();
+        let c = s.finish().unwrap();
+        assert_eq!(c.text, "4");
+        assert_eq!(c.usage.output_tokens, Some(6));
+        let mut s = State::default();
+        s.apply(json!({"promptFeedback":{"blockReason":"SAFETY"}}))
+            .unwrap();
+        let e = s.finish().unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Refused);
+        assert!(!e.kind.retryable());
+    }
+}

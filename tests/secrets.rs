@@ -1,0 +1,134 @@
+//! An API key is never printed: servers of every kind quote the key they were sent in
+//! every error path, and the key must not appear on stdout, stderr (with -v), in the
+//! transcript, or in --help.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+const KEY: &str = "sk-FAKE-7f3a9c2e-LEAKCHECK-0042";
+const KINDS: [&str; 5] = ["openai", "azure", "anthropic", "gemini", "ollama"];
+
+/// The key as received, from whichever header the kind uses.
+fn received_key(req: &Request) -> String {
+    ["authorization", "api-key", "x-api-key", "x-goog-api-key"]
+        .iter()
+        .find_map(|h| req.header(h))
+        .map(|v| v.trim_start_matches("Bearer ").to_string())
+        .unwrap_or_else(|| "NO KEY RECEIVED".to_string())
+}
+
+/// A server that fails with `fault` and quotes the key it received.
+fn echo_server(fault: &'static str) -> TestServer {
+    TestServer::start(move |req, _| {
+        let key = received_key(req);
+        match fault {
+            "401" => json(
+                401,
+                &serde_json::json!({"type": "error", "error": {
+                    "type": "authentication_error",
+                    "message": format!("Incorrect API key provided: {key}")}}),
+            ),
+            "500" => text(500, "text/plain", &format!("internal error for {key}")),
+            "html" => text(200, "text/html", &format!("<html><p>{key}</p></html>")),
+            "json" => text(200, "application/json", &format!("{{\"broken\": \"{key}")),
+            "stream" => event_stream(
+                200,
+                "text/event-stream",
+                vec![format!(
+                    "event: error\ndata: {{\"type\":\"error\",\"error\":{{\"type\":\"api_error\",\"message\":\"bad key {key}\"}}}}\n\n"
+                )],
+            ),
+            other => panic!("unknown fault {other}"),
+        }
+    })
+}
+
+#[test]
+fn no_error_path_prints_the_key() {
+    for fault in ["401", "500", "html", "json", "stream"] {
+        let servers: Vec<TestServer> = KINDS.iter().map(|_| echo_server(fault)).collect();
+        let sb = Sandbox::new();
+        let mut config = String::new();
+        for (kind, server) in KINDS.iter().zip(&servers) {
+            config.push_str(&format!(
+                "[providers.{kind}-p]\nkind = \"{kind}\"\nbase_url = \"{}\"\napi_key_env = \"FAKE_KEY\"\n\n",
+                server.url()
+            ));
+        }
+        for kind in KINDS {
+            config.push_str(&format!(
+                "[[participants]]\nprovider = \"{kind}-p\"\nmodel = \"m\"\n\n"
+            ));
+        }
+        let cfg = sb.write("panel.toml", &config);
+        let transcript = sb.path().join("transcript.json");
+        let mut cmd = sb.cmd();
+        cmd.env("FAKE_KEY", KEY)
+            .args(["ask", "-v", "--json", "--retries", "0", "--config"])
+            .arg(&cfg)
+            .arg("--transcript")
+            .arg(&transcript);
+        if fault == "stream" {
+            cmd.arg("--stream");
+        }
+        let out = cmd.arg("What is 2+2?").output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let saved = std::fs::read_to_string(&transcript).unwrap();
+        // Every server really received the key, and every seat's error was reported.
+        for server in &servers {
+            assert_eq!(received_key(&server.requests()[0]), KEY, "{fault}");
+        }
+        let report: Value = serde_json::from_str(&stdout).unwrap();
+        for p in report["participants"].as_array().unwrap() {
+            assert_eq!(p["errors"].as_array().unwrap().len(), 1, "{fault}: {p:#}");
+        }
+        // Errors that quote the provider's text show where the key was.
+        if fault != "json" {
+            assert!(stdout.contains("<redacted>"), "{fault}: {stdout}");
+        }
+        for (what, text) in [
+            ("stdout", &*stdout),
+            ("stderr", &*stderr),
+            ("transcript", &saved),
+        ] {
+            assert!(
+                !text.contains(KEY),
+                "{fault}: the key is in {what}:\n{text}"
+            );
+            assert!(
+                !text.contains("7f3a9c2e"),
+                "{fault}: part of the key is in {what}"
+            );
+        }
+    }
+}
+
+#[test]
+fn help_and_config_errors_do_not_print_the_key() {
+    let sb = Sandbox::new();
+    for args in [
+        vec!["--help"],
+        vec!["ask", "--help"],
+        vec!["ask", "-m", "nosuch:model", "q"],
+        vec!["ask", "-m", "azure:dep", "q"],
+    ] {
+        let out = sb
+            .cmd()
+            .env("OPENAI_API_KEY", KEY)
+            .env("AZURE_OPENAI_API_KEY", KEY)
+            .env("ANTHROPIC_API_KEY", KEY)
+            .args(&args)
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!all.is_empty(), "{args:?}");
+        assert!(!all.contains(KEY), "{args:?}: {all}");
+    }
+}
