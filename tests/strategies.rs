@@ -842,3 +842,45 @@ fn metastable_breaks_a_support_tie_by_shared_reasoning_not_speed() {
         assert!(!d.finalized, "a 2-2 split is never final");
     }
 }
+
+#[test]
+fn a_failed_judgement_call_is_absence_not_dissent() {
+    // bft: one of four attestation calls fails in both phases; the other three decide and
+    // the absent participant is not suspected.
+    let panel = [
+        member("b1", 'B', 100.0, Attests::Honest),
+        member("b2", 'B', 100.0, Attests::Honest),
+        member("b3", 'B', 100.0, Attests::Honest),
+        member("down", 'B', 100.0, Attests::Honest),
+    ];
+    let seats = panel.iter().map(|m| Seat::new(m.name)).collect();
+    let mut strategy = consensus::build(&params(StrategyKind::Bft, 4), seats, "Q?");
+    let d = consensus::drive(strategy.as_mut(), |call| {
+        if call.round > 0 && call.seat == 3 {
+            return CallResult::failed(call.seat, "HTTP 503", 10.0);
+        }
+        if call.round == 0 {
+            return CallResult::ok(call.seat, "Final answer: B", 10.0);
+        }
+        let (_, digest) = proposal_in(&call.user);
+        CallResult::ok(
+            call.seat,
+            format!("Attestation: AGREE {digest}\nReason: yes"),
+            10.0,
+        )
+    });
+    assert!(d.finalized);
+    assert!(d.details.suspects.is_empty(), "{:?}", d.details.suspects);
+
+    // leader: a follower whose vote call fails is not counted as rejecting.
+    let seats = ["l", "f1", "f2", "down"].map(Seat::new).to_vec();
+    let mut strategy = consensus::build(&params(StrategyKind::Leader, 4), seats, "Q?");
+    let d = consensus::drive(strategy.as_mut(), |call| match (call.round, call.seat) {
+        (0, s) => CallResult::ok(s, "Final answer: C", if s == 0 { 10.0 } else { 500.0 }),
+        (_, 3) => CallResult::failed(3, "HTTP 503", 10.0),
+        (_, s) => CallResult::ok(s, "Vote: ACCEPT\nCritique: none", 10.0),
+    });
+    assert!(d.finalized);
+    assert_eq!(d.details.terms[0].rejected_by, Vec::<String>::new());
+    assert_eq!(d.details.terms[0].accepted_by, ["f1", "f2"]);
+}

@@ -424,8 +424,9 @@ impl Strategy for Bft {
                     s.luminance = Some(1.0 / (1.0 + r.latency_ms.max(0.0) / 1000.0));
                 }
             } else {
+                // A failed call is absence, never a faulty attestation.
                 s.attestations[round - 1] =
-                    Some(answered.then(|| parse_attestation(&r.text)).flatten());
+                    r.ok.then(|| answered.then(|| parse_attestation(&r.text)).flatten());
             }
         }
         if round == 0 {
