@@ -884,3 +884,27 @@ fn a_failed_judgement_call_is_absence_not_dissent() {
     assert_eq!(d.details.terms[0].rejected_by, Vec::<String>::new());
     assert_eq!(d.details.terms[0].accepted_by, ["f1", "f2"]);
 }
+
+#[test]
+fn rank_a_failed_ballot_call_is_reported_but_does_not_count_as_unreadable() {
+    let seats = ["a", "b", "c"].map(Seat::new).to_vec();
+    let mut strategy = consensus::build(&params(StrategyKind::Rank, 3), seats, "Q?");
+    let d = consensus::drive(strategy.as_mut(), |call| match (call.round, call.seat) {
+        (0, s) => CallResult::ok(s, format!("Final answer: {}", ["A", "B", "B"][s]), 10.0),
+        (_, 0 | 1) => CallResult::failed(call.seat, "HTTP 503", 10.0),
+        (_, s) => {
+            // Rank the B answer first when it is shown, else the order shown.
+            let shown = shown_letters(&call.user);
+            let first = shown.iter().position(|&l| l == 'B').unwrap_or(0);
+            let other = 1 - first;
+            CallResult::ok(s, format!("Ranking: {} > {}", first + 1, other + 1), 10.0)
+        }
+    });
+    assert_eq!(
+        d.details.failure, None,
+        "1 readable of 2 answered ballots is half"
+    );
+    let absent = d.details.ballots.iter().find(|b| b.voter == "a").unwrap();
+    assert!(absent.dropped.as_deref().unwrap().contains("HTTP 503"));
+    assert_eq!(d.answer.as_deref(), Some("B"));
+}
