@@ -473,3 +473,51 @@ fn confidence_is_reported_raw_and_recalibrated_and_refused_where_unused() {
             .contains("--confidence works with --strategy metastable or vote")
     );
 }
+
+#[test]
+fn leader_over_http_commits_when_followers_accept() {
+    let server = TestServer::start(|req, _| {
+        let body = req.json();
+        let user = body["messages"].as_array().unwrap().last().unwrap()["content"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        if user.contains("Vote: ACCEPT") {
+            openai_ok("Vote: ACCEPT\nCritique: none", 40, 4)
+        } else {
+            openai_ok("Computed.\nFinal answer: 391", 20, 5)
+        }
+    });
+    let mut config = format!(
+        "[providers.local]\nkind = \"openai\"\nbase_url = \"{}/v1\"\n",
+        server.url()
+    );
+    for m in ["m1", "m2", "m3"] {
+        config.push_str(&format!(
+            "\n[[participants]]\nprovider = \"local\"\nmodel = \"{m}\"\n"
+        ));
+    }
+    let sandbox = Sandbox::new();
+    let path = sandbox.write("panel.toml", &config);
+    let (json, code) = run_json(
+        &sandbox,
+        &[
+            "ask",
+            "--config",
+            path.to_str().unwrap(),
+            "--strategy",
+            "leader",
+            "--answer",
+            "number",
+            "--json",
+            "What is 17 * 23?",
+        ],
+    );
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["status"], "final");
+    assert_eq!(json["answer"], "391");
+    assert_eq!(json["terms"].as_array().unwrap().len(), 1);
+    assert_eq!(json["terms"][0]["committed"], true);
+    assert_eq!(json["terms"][0]["accepted_by"].as_array().unwrap().len(), 2);
+    assert_eq!(server.count(), 5, "three answers, then two follower votes");
+}
