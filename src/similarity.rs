@@ -456,6 +456,10 @@ fn hash_words(bytes: &[u8], word: impl Fn(u64) -> u64) -> u64 {
 /// The number a key denotes: `42`, `-3.5`, `1,000`, `1e3`, `$12`, `50%`, `4.` all count;
 /// text around a number does not.
 pub fn parse_number(text: &str) -> Option<f64> {
+    // No number is written with this many characters; long keys are prose.
+    if text.len() > 64 {
+        return None;
+    }
     let t = text.trim().trim_end_matches('.').trim();
     let t = t.strip_prefix('$').unwrap_or(t);
     let t = t.strip_suffix('%').unwrap_or(t).trim();

@@ -555,8 +555,7 @@ impl Strategy for Metastable {
                 } else {
                     self.cmp.key(&r.text, &self.params.answer)
                 };
-                let before = s.key.as_ref().map(|k| k.text().to_string());
-                changed |= !s.live || before.as_deref() != key.as_ref().map(|k| k.text());
+                changed |= !s.live || s.key.as_ref().map(Key::text) != key.as_ref().map(Key::text);
                 s.full = None;
                 s.text = Some(r.text.clone());
                 s.key = key;
