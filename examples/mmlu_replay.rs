@@ -4,7 +4,9 @@
 //!     cargo run --release --example mmlu_replay -- ../shared/data/mmlu_pro_replay.jsonl
 //!
 //! Each seat serves its model's recorded text (the models cannot refine: this measures
-//! selection), keys are `--answer choice`, parameters are the defaults, seed 7.
+//! selection), keys are `--answer choice`, parameters are the defaults, seed 7. Where a
+//! strategy asks for ballots, attestations or votes, each model judges by its own
+//! recorded letter.
 
 use llm_consensus::consensus::{Params, StrategyKind};
 use llm_consensus::replay::{self, Question};
@@ -62,6 +64,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let kinds = [
         StrategyKind::Metastable,
         StrategyKind::Vote,
+        StrategyKind::Rank,
+        StrategyKind::Bft,
+        StrategyKind::Leader,
         StrategyKind::Hanzo,
     ];
     println!(

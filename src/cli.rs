@@ -97,7 +97,8 @@ pub struct ConsensusArgs {
     #[arg(long, value_enum, value_name = "NAME")]
     pub strategy: Option<StrategyKind>,
 
-    /// Sampling rounds after the first answers [default: 3; vote: 0].
+    /// Sampling rounds after the first answers (vote: refinement rounds; leader: terms)
+    /// [default: 3; vote: 0].
     #[arg(long, value_name = "N")]
     pub rounds: Option<usize>,
 
@@ -148,6 +149,18 @@ pub struct ConsensusArgs {
     /// the panel allows, (n-1)/3].
     #[arg(long, value_name = "F")]
     pub faults: Option<usize>,
+
+    /// A separate model that writes the synthesis from the final answers and the agreement
+    /// found, listing dissent (any strategy). The winner's answer is used verbatim when
+    /// this call fails.
+    #[arg(long, value_name = "PROVIDER:MODEL")]
+    pub synthesize: Option<String>,
+
+    /// metastable and vote: participants also state a confidence (`Confidence: N%`),
+    /// recalibrated into low / medium / high buckets (weights 0.5 / 0.75 / 1) that
+    /// multiply their seat weight.
+    #[arg(long)]
+    pub confidence: bool,
 
     /// How keys are compared [default: jaccard].
     #[arg(long, value_name = "METRIC")]

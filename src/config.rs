@@ -77,6 +77,8 @@ pub struct ConsensusSection {
     pub quorum_share: Option<String>,
     pub rule: Option<String>,
     pub faults: Option<usize>,
+    pub synthesize: Option<String>,
+    pub confidence: Option<bool>,
     pub system: Option<String>,
     /// Seconds per call.
     pub timeout: Option<f64>,
@@ -169,6 +171,8 @@ pub struct Settings {
     pub config_path: Option<PathBuf>,
     /// USD the run may cost at most; every seat then has a price.
     pub max_cost: Option<f64>,
+    /// `--synthesize`: the model that writes the synthesis.
+    pub synthesizer: Option<SeatSpec>,
 }
 
 /// Finds the config file: the flag, then $LLM_CONSENSUS_CONFIG, then the XDG location.
@@ -330,6 +334,13 @@ pub fn resolve_with(
             .parse()
             .map_err(|e| ConfigError::new(format!("--rule: {e}")))?;
     }
+    params.confidence = a.confidence || c.confidence.unwrap_or(false);
+    if params.confidence && !matches!(strategy, StrategyKind::Metastable | StrategyKind::Vote) {
+        return Err(ConfigError::new(format!(
+            "--confidence works with --strategy metastable or vote, not {}",
+            strategy.name()
+        )));
+    }
     params.faults = a.faults.or(c.faults);
     if strategy == StrategyKind::Bft {
         let f = params
@@ -371,6 +382,11 @@ pub fn resolve_with(
         }
     }
 
+    let synthesizer = match a.synthesize.as_deref().or(c.synthesize.as_deref()) {
+        Some(flag) => Some(resolve_synthesizer(flag, args, file, env)?),
+        None => None,
+    };
+
     Ok(Settings {
         params,
         seed_given: seed.is_some(),
@@ -378,6 +394,7 @@ pub fn resolve_with(
         policy,
         config_path,
         max_cost,
+        synthesizer,
     })
 }
 
@@ -418,6 +435,50 @@ struct SeatRequest {
     price: Option<Price>,
     /// Where the seat was asked for, for messages.
     origin: String,
+}
+
+/// The `--synthesize PROVIDER:MODEL` seat.
+fn resolve_synthesizer(
+    flag: &str,
+    args: &AskArgs,
+    file: &FileConfig,
+    env: &Env,
+) -> Result<SeatSpec> {
+    let (provider, model, count) =
+        parse_model_flag(flag).map_err(|e| ConfigError::new(format!("--synthesize: {e}")))?;
+    if count != 1 {
+        return Err(ConfigError::new(format!(
+            "--synthesize {flag}: one synthesizer, without @N"
+        )));
+    }
+    let req = SeatRequest {
+        provider: provider.clone(),
+        model,
+        name: None,
+        count: 1,
+        temperature: None,
+        weight: 1.0,
+        system: None,
+        max_tokens: None,
+        script: None,
+        sleep: false,
+        origin: format!("--synthesize {flag}"),
+        price: None,
+    };
+    let (provider_value, model, key_env) = resolve_provider(&req, args, file, env)?;
+    Ok(SeatSpec {
+        name: format!("{provider}:{model}"),
+        provider_name: provider,
+        model,
+        provider: provider_value,
+        temperature: args.calls.temperature,
+        max_tokens: args.calls.max_tokens,
+        weight: 1.0,
+        system: None,
+        key_env,
+        max_concurrency: None,
+        price: file.providers.get(&req.provider).and_then(|s| s.price),
+    })
 }
 
 /// Parses `PROVIDER:MODEL[@N]`, splitting on the first colon only.

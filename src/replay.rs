@@ -1,7 +1,9 @@
 //! Measuring strategies on recorded answers of real models.
 //!
 //! Each seat answers every call with its model's recorded text: the models cannot refine,
-//! so a replay measures how well a strategy *selects* among fixed answers. Latencies are
+//! so a replay measures how well a strategy *selects* among fixed answers. Where a
+//! strategy asks for a judgement (ballots, attestations, votes), the recorded model judges
+//! by its own recorded letter (see [`judge`]). Latencies are
 //! not recorded; each (question, model) gets a pseudo-random latency between 0.3 s and
 //! 60 s, so a strategy that favours fast answers is exposed to speed that says nothing
 //! about correctness.
@@ -77,6 +79,49 @@ pub struct Picked {
     pub calls: usize,
 }
 
+/// The quoted (fenced) blocks of a prompt, in order.
+fn quoted_blocks(prompt: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = prompt;
+    while let Some(open) = rest.find("```text\n") {
+        let fence_len = rest[..open].chars().rev().take_while(|&c| c == '`').count() + 3;
+        let body = &rest[open + "```text\n".len()..];
+        let close = "\n".to_string() + &"`".repeat(fence_len);
+        let Some(end) = body.find(&close) else {
+            break;
+        };
+        out.push(&body[..end]);
+        rest = &body[end + close.len()..];
+    }
+    out
+}
+
+/// What a recorded model "says" when asked to judge: it cannot be asked, so it judges
+/// by its own recorded letter. Ballots rank answers with its letter first (then in the
+/// order shown); attestations and follower votes agree exactly when the proposal's letter
+/// is its own; a leader re-proposes its recorded answer.
+fn judge(own: Option<char>, user: &str) -> Option<String> {
+    let letter_of = |text: &str| choice_key(text);
+    if user.contains("Ranking:") && user.contains("Rank these answers") {
+        let shown: Vec<Option<char>> = quoted_blocks(user).into_iter().map(letter_of).collect();
+        let mut order: Vec<usize> = (0..shown.len()).collect();
+        order.sort_by_key(|&i| usize::from(shown[i].is_none() || shown[i] != own));
+        let ranking: Vec<String> = order.iter().map(|i| (i + 1).to_string()).collect();
+        return Some(format!("Ranking: {}", ranking.join(" > ")));
+    }
+    let proposal = quoted_blocks(user).last().and_then(|p| letter_of(p));
+    let same = own.is_some() && proposal == own;
+    if user.contains("Attestation: AGREE") {
+        let verdict = if same { "AGREE" } else { "DISAGREE" };
+        return Some(format!("Attestation: {verdict}\nReason: recorded answer"));
+    }
+    if user.contains("Vote: ACCEPT") {
+        let vote = if same { "ACCEPT" } else { "REJECT" };
+        return Some(format!("Vote: {vote}\nCritique: recorded answer"));
+    }
+    None
+}
+
 /// Runs the strategy of `params` on one recorded question with a panel of `models`.
 pub fn run(params: &Params, q: &Question, models: &[&str]) -> Picked {
     let seats = models.iter().map(|m| Seat::new(*m)).collect();
@@ -85,8 +130,12 @@ pub fn run(params: &Params, q: &Question, models: &[&str]) -> Picked {
     let decision = consensus::drive(strategy.as_mut(), |call| {
         calls += 1;
         let model = models[call.seat];
+        let ms = latency_ms(&q.id, model);
         match q.answers.get(model) {
-            Some(text) => CallResult::ok(call.seat, text.clone(), latency_ms(&q.id, model)),
+            Some(text) => match judge(choice_key(text), &call.user) {
+                Some(verdict) if call.round > 0 => CallResult::ok(call.seat, verdict, ms),
+                _ => CallResult::ok(call.seat, text.clone(), ms),
+            },
             None => CallResult::failed(call.seat, "no recorded answer", 0.0),
         }
     });

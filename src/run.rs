@@ -215,7 +215,114 @@ pub async fn execute(
         report.finalized = false;
         report.error = Some(reason);
     }
+    if let Some(synth) = &settings.synthesizer
+        && !interrupted
+        && report.synthesis.is_some()
+        && report.status != Status::Failed
+    {
+        synthesize(
+            settings,
+            synth,
+            &transport,
+            prompt,
+            &mut report,
+            options.verbose,
+        )
+        .await;
+        report.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    }
     Ok(report)
+}
+
+/// `--synthesize`: a separate call writes the synthesis from the final answers and the
+/// agreement found. On failure the winner's answer stays, and the report says why.
+async fn synthesize(
+    settings: &Settings,
+    synth: &crate::config::SeatSpec,
+    transport: &Transport,
+    prompt: &str,
+    report: &mut Report,
+    verbose: bool,
+) {
+    report.synthesizer = Some(synth.name.clone());
+    if settings
+        .seats
+        .iter()
+        .any(|s| s.provider_name == synth.provider_name && s.model == synth.model)
+    {
+        let warning = format!(
+            "the synthesizer {} also sits on the panel: its own answer may be favoured",
+            synth.name
+        );
+        eprintln!("warning: {warning}");
+        report.warnings.push(warning);
+    }
+    let answers: Vec<(Option<&str>, &str)> = report
+        .participants
+        .iter()
+        .filter(|p| p.live)
+        .filter_map(|p| p.answers.last().map(|a| (p.key.as_deref(), a.as_str())))
+        .collect();
+    let winner_support = report
+        .winner
+        .as_ref()
+        .and_then(|w| report.participants.iter().find(|p| &p.name == w))
+        .and_then(|p| p.support);
+    let agreement = format!(
+        "{} — the panel's answer is {} with support {}, {} of {} participants answered",
+        if report.finalized {
+            "final"
+        } else {
+            "not final"
+        },
+        report.answer.as_deref().unwrap_or("undecided"),
+        winner_support.map_or("unknown".to_string(), |s| format!("{:.0}%", s * 100.0)),
+        report.live,
+        report.participants.len()
+    );
+    let request = ChatRequest {
+        model: synth.model.clone(),
+        system: None,
+        user: consensus::prompt::synthesis(prompt, &answers, &agreement),
+        temperature: synth.temperature,
+        max_tokens: synth.max_tokens,
+    };
+    let t0 = Instant::now();
+    let outcome = synth.provider.complete(transport, &request, 0).await;
+    let ms = t0.elapsed().as_secs_f64() * 1000.0;
+    match outcome.result {
+        Ok(c) if !c.text.trim().is_empty() => {
+            if verbose {
+                eprintln!("[synthesis] {}: ok in {ms:.0} ms", synth.name);
+            }
+            let mut total = crate::provider::Usage {
+                input_tokens: report.usage.input_tokens,
+                output_tokens: report.usage.output_tokens,
+                ..Default::default()
+            };
+            total.add(&c.usage);
+            report.usage.input_tokens = total.input_tokens;
+            report.usage.output_tokens = total.output_tokens;
+            report.usage.total_tokens = total.total();
+            report.usage.calls += 1;
+            report.synthesis = Some(c.text);
+            report.synthesis_source = "synthesizer";
+        }
+        Ok(_) => {
+            report.synthesis_error = Some("empty answer".to_string());
+            eprintln!(
+                "warning: the synthesizer {} gave an empty answer; the winner's answer is used verbatim",
+                synth.name
+            );
+        }
+        Err(e) => {
+            eprintln!(
+                "warning: the synthesizer {} failed ({}); the winner's answer is used verbatim",
+                synth.name, e.message
+            );
+            report.synthesis_error = Some(e.message);
+        }
+    }
 }
 
 /// The most a call can cost: every byte of its prompt a token, and the seat's output

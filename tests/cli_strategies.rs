@@ -94,6 +94,7 @@ fn vote_over_http_reports_groups_and_exits_by_finality() {
     assert_eq!(code, 1, "not final exits 1");
     assert_eq!(json["status"], "no_consensus");
     assert_eq!(json["answer"], "C");
+    assert_eq!(json["params"]["quorum_share"], "unanimous");
 }
 
 #[test]
@@ -163,4 +164,360 @@ fn bft_refuses_a_panel_too_small_for_its_faults_before_sending_anything() {
         "{stderr}"
     );
     assert_eq!(server.count(), 0);
+}
+
+#[test]
+fn rank_fails_with_exit_3_when_most_ballots_cannot_be_read() {
+    // Every request gets the model's answer, so no ballot contains a ranking.
+    let (server, sandbox, config) = panel(&[
+        ("m1", "Final answer: B"),
+        ("m2", "Final answer: C"),
+        ("m3", "Final answer: B"),
+    ]);
+    let (json, code) = run_json(
+        &sandbox,
+        &[
+            "ask",
+            "--config",
+            config.to_str().unwrap(),
+            "--strategy",
+            "rank",
+            "--answer",
+            "choice",
+            "--seed",
+            "3",
+            "--json",
+            "Pick one.",
+        ],
+    );
+    assert_eq!(code, 3, "{json}");
+    assert_eq!(json["status"], "failed");
+    assert_eq!(json["finalized"], false);
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("only 0 of 3 ballots could be read"),
+        "{json}"
+    );
+    let dropped: Vec<&str> = json["ballots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["dropped"].as_str().unwrap())
+        .collect();
+    assert_eq!(dropped, ["no `Ranking:` line"; 3]);
+    assert_eq!(
+        server.count(),
+        6,
+        "one answer and one ballot per participant"
+    );
+}
+
+#[test]
+fn bft_over_http_decides_and_lists_the_dissenter() {
+    let server = TestServer::start(|req, _| {
+        let body = req.json();
+        let model = body["model"].as_str().unwrap_or_default().to_string();
+        let user = body["messages"].as_array().unwrap().last().unwrap()["content"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let own = if model == "m4" { "A" } else { "B" };
+        if user.contains("Attestation:") {
+            let verdict = if own == "B" { "AGREE" } else { "DISAGREE" };
+            openai_ok(
+                &format!("Attestation: {verdict}\nReason: I said {own}."),
+                50,
+                5,
+            )
+        } else {
+            openai_ok(&format!("Working.\nFinal answer: {own}"), 20, 5)
+        }
+    });
+    let mut config = format!(
+        "[providers.local]\nkind = \"openai\"\nbase_url = \"{}/v1\"\n",
+        server.url()
+    );
+    for m in ["m1", "m2", "m3", "m4"] {
+        config.push_str(&format!(
+            "\n[[participants]]\nprovider = \"local\"\nmodel = \"{m}\"\n"
+        ));
+    }
+    let sandbox = Sandbox::new();
+    let path = sandbox.write("panel.toml", &config);
+    let (json, code) = run_json(
+        &sandbox,
+        &[
+            "ask",
+            "--config",
+            path.to_str().unwrap(),
+            "--strategy",
+            "bft",
+            "--answer",
+            "choice",
+            "--seed",
+            "3",
+            "--json",
+            "Pick one.",
+        ],
+    );
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["status"], "final");
+    assert_eq!(json["answer"], "B");
+    assert_eq!(json["digest"].as_str().unwrap().len(), 64);
+    assert_eq!(json["attestations"].as_array().unwrap().len(), 8);
+    assert_eq!(json["suspects"][0]["participant"], "local:m4");
+    assert_eq!(json["params"]["faults"], 1);
+    assert_eq!(server.count(), 12);
+}
+
+/// A panel of m1..m3 plus a `judge` model on the same server; `judge` replies `judge_reply`.
+fn panel_with_judge(judge_reply: common::Reply) -> (TestServer, Sandbox, std::path::PathBuf) {
+    let server = TestServer::start(move |req, _| {
+        let body = req.json();
+        match body["model"].as_str().unwrap_or_default() {
+            "judge" => judge_reply.clone(),
+            "m3" => openai_ok("Hmm.\nFinal answer: A", 20, 5),
+            _ => openai_ok("Worked it out.\nFinal answer: C", 20, 5),
+        }
+    });
+    let mut config = format!(
+        "[providers.local]\nkind = \"openai\"\nbase_url = \"{}/v1\"\n",
+        server.url()
+    );
+    for m in ["m1", "m2", "m3"] {
+        config.push_str(&format!(
+            "\n[[participants]]\nprovider = \"local\"\nmodel = \"{m}\"\n"
+        ));
+    }
+    let sandbox = Sandbox::new();
+    let path = sandbox.write("panel.toml", &config);
+    (server, sandbox, path)
+}
+
+#[test]
+fn synthesize_asks_a_separate_model_with_every_final_answer() {
+    let (server, sandbox, config) = panel_with_judge(openai_ok(
+        "C, because both derivations agree.\nDissent: one participant chose A.",
+        90,
+        12,
+    ));
+    let (json, code) = run_json(
+        &sandbox,
+        &[
+            "ask",
+            "--config",
+            config.to_str().unwrap(),
+            "--strategy",
+            "vote",
+            "--answer",
+            "choice",
+            "--synthesize",
+            "local:judge",
+            "--json",
+            "Pick one.",
+        ],
+    );
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["synthesis_source"], "synthesizer");
+    assert_eq!(json["synthesizer"], "local:judge");
+    assert!(
+        json["synthesis"]
+            .as_str()
+            .unwrap()
+            .contains("Dissent: one participant chose A.")
+    );
+    assert_eq!(json["usage"]["calls"], 4);
+    assert!(json.get("warnings").is_none());
+    let judge: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.json()["model"] == "judge")
+        .collect();
+    assert_eq!(judge.len(), 1);
+    let asked = judge[0].json()["messages"].to_string();
+    assert!(
+        asked.contains("Participant 3 (compared answer: A)"),
+        "{asked}"
+    );
+    assert!(asked.contains("Agreement found: final"), "{asked}");
+    assert!(asked.contains("Dissent:"), "{asked}");
+}
+
+#[test]
+fn a_failed_synthesizer_falls_back_to_the_winner_and_says_so() {
+    let (_server, sandbox, config) = panel_with_judge(common::openai_error(
+        400,
+        "model judge does not exist",
+        "invalid_request_error",
+        Some("model_not_found"),
+    ));
+    let args = [
+        "ask",
+        "--config",
+        config.to_str().unwrap(),
+        "--strategy",
+        "vote",
+        "--answer",
+        "choice",
+        "--synthesize",
+        "local:judge",
+        "--retries",
+        "0",
+    ];
+    let (json, code) = run_json(&sandbox, &[&args[..], &["--json", "Pick one."]].concat());
+    assert_eq!(code, 0, "the decision stands: {json}");
+    assert_eq!(json["synthesis_source"], "winner_verbatim");
+    assert_eq!(json["synthesis"], "Worked it out.\nFinal answer: C");
+    assert!(
+        json["synthesis_error"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist"),
+        "{json}"
+    );
+    let out = sandbox.cmd().args(args).arg("Pick one.").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Synthesis (the winner's answer, verbatim: local:judge failed"),
+        "{stdout}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("warning: the synthesizer local:judge failed")
+    );
+}
+
+#[test]
+fn a_synthesizer_that_sits_on_the_panel_is_warned_about() {
+    let (_server, sandbox, config) = panel_with_judge(openai_ok("unused", 1, 1));
+    let out = sandbox
+        .cmd()
+        .args([
+            "ask",
+            "--config",
+            config.to_str().unwrap(),
+            "--answer",
+            "choice",
+        ])
+        .args([
+            "--strategy",
+            "vote",
+            "--synthesize",
+            "local:m1",
+            "--json",
+            "Pick one.",
+        ])
+        .output()
+        .unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["synthesis_source"], "synthesizer");
+    assert!(
+        json["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("also sits on the panel"),
+        "{json}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("also sits on the panel"));
+}
+
+#[test]
+fn confidence_is_reported_raw_and_recalibrated_and_refused_where_unused() {
+    let (_server, sandbox, config) = panel(&[
+        ("m1", "Final answer: B\nConfidence: 97%"),
+        ("m2", "Final answer: B\nConfidence: 45%"),
+        ("m3", "Final answer: B"),
+    ]);
+    let config = config.to_str().unwrap();
+    let (json, code) = run_json(
+        &sandbox,
+        &[
+            "ask",
+            "--config",
+            config,
+            "--strategy",
+            "vote",
+            "--answer",
+            "choice",
+            "--confidence",
+            "--json",
+            "Pick one.",
+        ],
+    );
+    assert_eq!(code, 0, "{json}");
+    let reported = json["self_confidence"].as_array().unwrap();
+    assert_eq!(reported[0]["raw"], 0.97);
+    assert_eq!(reported[0]["bucket"], "high");
+    assert_eq!(reported[1]["bucket"], "low");
+    assert_eq!(reported[2]["raw"], Value::Null);
+    assert_eq!(reported[2]["bucket"], "medium");
+
+    let out = sandbox
+        .cmd()
+        .args([
+            "ask",
+            "--config",
+            config,
+            "--strategy",
+            "rank",
+            "--confidence",
+            "Q?",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--confidence works with --strategy metastable or vote")
+    );
+}
+
+#[test]
+fn leader_over_http_commits_when_followers_accept() {
+    let server = TestServer::start(|req, _| {
+        let body = req.json();
+        let user = body["messages"].as_array().unwrap().last().unwrap()["content"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        if user.contains("Vote: ACCEPT") {
+            openai_ok("Vote: ACCEPT\nCritique: none", 40, 4)
+        } else {
+            openai_ok("Computed.\nFinal answer: 391", 20, 5)
+        }
+    });
+    let mut config = format!(
+        "[providers.local]\nkind = \"openai\"\nbase_url = \"{}/v1\"\n",
+        server.url()
+    );
+    for m in ["m1", "m2", "m3"] {
+        config.push_str(&format!(
+            "\n[[participants]]\nprovider = \"local\"\nmodel = \"{m}\"\n"
+        ));
+    }
+    let sandbox = Sandbox::new();
+    let path = sandbox.write("panel.toml", &config);
+    let (json, code) = run_json(
+        &sandbox,
+        &[
+            "ask",
+            "--config",
+            path.to_str().unwrap(),
+            "--strategy",
+            "leader",
+            "--answer",
+            "number",
+            "--json",
+            "What is 17 * 23?",
+        ],
+    );
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["status"], "final");
+    assert_eq!(json["answer"], "391");
+    assert_eq!(json["terms"].as_array().unwrap().len(), 1);
+    assert_eq!(json["terms"][0]["committed"], true);
+    assert_eq!(json["terms"][0]["accepted_by"].as_array().unwrap().len(), 2);
+    assert_eq!(server.count(), 5, "three answers, then two follower votes");
 }

@@ -738,3 +738,173 @@ fn leader_without_a_majority_in_any_term_is_not_final() {
     );
     assert_eq!(d.details.terms.len(), 1);
 }
+
+// ---------------------------------------------------------------------------------------
+// --confidence
+// ---------------------------------------------------------------------------------------
+
+/// Three unsure seats say A, two sure ones say B.
+fn unsure_majority_sure_minority() -> Vec<Scripted> {
+    vec![
+        seat("u1", "Final answer: A\nConfidence: 30%", 100.0),
+        seat("s1", "Final answer: B\nConfidence: 95%", 100.0),
+        seat("u2", "Final answer: A\nConfidence: 0.4", 100.0),
+        seat("s2", "Final answer: B\nConfidence: 99%", 100.0),
+        seat("u3", "Final answer: A\nConfidence: 20%", 100.0),
+    ]
+}
+
+#[test]
+fn confidence_buckets_weigh_the_vote_only_when_asked() {
+    let panel = unsure_majority_sure_minority();
+    let mut p = params(StrategyKind::Vote, 5);
+    let plain = run(&panel, &p);
+    assert_eq!(plain.decision.answer.as_deref(), Some("A"));
+    assert!(plain.decision.details.self_confidence.is_empty());
+    assert!(
+        !plain.specs[0]
+            .system
+            .as_deref()
+            .unwrap_or("")
+            .contains("Confidence:")
+    );
+
+    p.confidence = true;
+    let r = run(&panel, &p);
+    // A: 3 × 0.5 = 1.5; B: 2 × 1.0 = 2.0.
+    assert_eq!(r.decision.answer.as_deref(), Some("B"));
+    assert!((r.decision.details.groups[0].share - 2.0 / 3.5).abs() < 1e-12);
+    assert!(
+        r.specs[0]
+            .system
+            .as_deref()
+            .unwrap()
+            .contains("Confidence: N%")
+    );
+    let reported: Vec<(Option<f64>, &str, f64)> = r
+        .decision
+        .details
+        .self_confidence
+        .iter()
+        .map(|c| (c.raw, c.bucket, c.weight))
+        .collect();
+    assert_eq!(reported[0], (Some(0.3), "low", 0.5));
+    assert_eq!(reported[1], (Some(0.95), "high", 1.0));
+    assert_eq!(reported[2], (Some(0.4), "low", 0.5));
+}
+
+#[test]
+fn confidence_weighs_metastable_support_and_never_becomes_the_key() {
+    let panel = unsure_majority_sure_minority();
+    let mut p = params(StrategyKind::Metastable, 5);
+    p.confidence = true;
+    p.rounds = 0;
+    let d = run(&panel, &p).decision;
+    assert_eq!(d.answer.as_deref(), Some("B"));
+    assert!((d.seats[1].support.unwrap() - 2.0 / 3.5).abs() < 1e-12);
+
+    // A number key is not taken from the confidence line.
+    let numbers = vec![
+        seat("a", "It is 42.\nConfidence: 80%", 100.0),
+        seat("b", "I get 42\nConfidence: 60%", 100.0),
+    ];
+    let mut p = params(StrategyKind::Metastable, 2);
+    p.answer = AnswerMode::Number;
+    p.confidence = true;
+    let d = run(&numbers, &p).decision;
+    assert_eq!(d.answer.as_deref(), Some("42"));
+    assert!(d.finalized);
+}
+
+// ---------------------------------------------------------------------------------------
+// metastable: ties between positions
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn metastable_breaks_a_support_tie_by_shared_reasoning_not_speed() {
+    let shared = "The derivative of x squared is two x, so at three the slope is six.";
+    let panel = [
+        seat("fast-b1", "Guessing quickly.\nFinal answer: B", 20.0),
+        seat("slow-a1", &format!("{shared}\nFinal answer: A"), 90_000.0),
+        seat(
+            "fast-b2",
+            "Some hunch about tangents maybe.\nFinal answer: B",
+            30.0,
+        ),
+        seat("slow-a2", &format!("{shared}\nFinal answer: A"), 120_000.0),
+    ];
+    let mut p = params(StrategyKind::Metastable, 4);
+    p.rounds = 0;
+    for order in [[0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2]] {
+        let shuffled: Vec<Scripted> = order.iter().map(|&i| panel[i].clone()).collect();
+        let d = run(&shuffled, &p).decision;
+        assert_eq!(d.answer.as_deref(), Some("A"), "order {order:?}");
+        assert!(!d.finalized, "a 2-2 split is never final");
+    }
+}
+
+#[test]
+fn a_failed_judgement_call_is_absence_not_dissent() {
+    // bft: one of four attestation calls fails in both phases; the other three decide and
+    // the absent participant is not suspected.
+    let panel = [
+        member("b1", 'B', 100.0, Attests::Honest),
+        member("b2", 'B', 100.0, Attests::Honest),
+        member("b3", 'B', 100.0, Attests::Honest),
+        member("down", 'B', 100.0, Attests::Honest),
+    ];
+    let seats = panel.iter().map(|m| Seat::new(m.name)).collect();
+    let mut strategy = consensus::build(&params(StrategyKind::Bft, 4), seats, "Q?");
+    let d = consensus::drive(strategy.as_mut(), |call| {
+        if call.round > 0 && call.seat == 3 {
+            return CallResult::failed(call.seat, "HTTP 503", 10.0);
+        }
+        if call.round == 0 {
+            return CallResult::ok(call.seat, "Final answer: B", 10.0);
+        }
+        let (_, digest) = proposal_in(&call.user);
+        CallResult::ok(
+            call.seat,
+            format!("Attestation: AGREE {digest}\nReason: yes"),
+            10.0,
+        )
+    });
+    assert!(d.finalized);
+    assert!(d.details.suspects.is_empty(), "{:?}", d.details.suspects);
+
+    // leader: a follower whose vote call fails is not counted as rejecting.
+    let seats = ["l", "f1", "f2", "down"].map(Seat::new).to_vec();
+    let mut strategy = consensus::build(&params(StrategyKind::Leader, 4), seats, "Q?");
+    let d = consensus::drive(strategy.as_mut(), |call| match (call.round, call.seat) {
+        (0, s) => CallResult::ok(s, "Final answer: C", if s == 0 { 10.0 } else { 500.0 }),
+        (_, 3) => CallResult::failed(3, "HTTP 503", 10.0),
+        (_, s) => CallResult::ok(s, "Vote: ACCEPT\nCritique: none", 10.0),
+    });
+    assert!(d.finalized);
+    assert_eq!(d.details.terms[0].rejected_by, Vec::<String>::new());
+    assert_eq!(d.details.terms[0].accepted_by, ["f1", "f2"]);
+}
+
+#[test]
+fn rank_a_failed_ballot_call_is_reported_but_does_not_count_as_unreadable() {
+    let seats = ["a", "b", "c"].map(Seat::new).to_vec();
+    let mut strategy = consensus::build(&params(StrategyKind::Rank, 3), seats, "Q?");
+    let d = consensus::drive(strategy.as_mut(), |call| match (call.round, call.seat) {
+        (0, s) => CallResult::ok(s, format!("Final answer: {}", ["A", "B", "B"][s]), 10.0),
+        (_, 0 | 1) => CallResult::failed(call.seat, "HTTP 503", 10.0),
+        (_, s) => {
+            // Rank the B answer first when it is shown, else the order shown.
+            let shown = shown_letters(&call.user);
+            let first = shown.iter().position(|&l| l == 'B').unwrap_or(0);
+            let other = 1 - first;
+            CallResult::ok(s, format!("Ranking: {} > {}", first + 1, other + 1), 10.0)
+        }
+    });
+    assert_eq!(
+        d.details.failure, None,
+        "1 readable of 2 answered ballots is half"
+    );
+    let absent = d.details.ballots.iter().find(|b| b.voter == "a").unwrap();
+    assert!(absent.dropped.as_deref().unwrap().contains("HTTP 503"));
+    assert_eq!(d.answer.as_deref(), Some("B"));
+}

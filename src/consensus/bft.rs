@@ -4,7 +4,8 @@
 //! refused when n < 3f+1):
 //!
 //! - Pre-prepare (round 0): every seat answers. The proposal is the answer of the largest
-//!   group of agreeing keys (its most supported member); its SHA-256 digest names it.
+//!   group of agreeing keys (its most supported member; between equally large groups, the
+//!   one whose full answers are most similar to the others'); its SHA-256 digest names it.
 //! - Prepare (round 1): every live seat sees its own answer and the proposal (quoted,
 //!   untrusted) with its digest and attests `AGREE` or `DISAGREE` with a reason.
 //! - Commit (round 2, only after ≥ 2f+1 matching prepare attestations): the same, told how
@@ -249,7 +250,40 @@ impl Bft {
             })
             .collect();
         let groups = group_keys(&self.cmp, self.params.alpha, &keyed);
-        self.proposer = groups.first().map(|(members, _)| members[0]);
+        // Between equally large groups, propose the one whose reasoning the panel shares
+        // most (mean full-text Jaccard of its members to the other answers), as metastable
+        // breaks its ties; the attestations still decide.
+        let top = groups
+            .iter()
+            .take_while(|g| groups.first().is_some_and(|f| (f.1 - g.1).abs() < 1e-9))
+            .count();
+        let live = self.live();
+        let texts: Vec<Key> = live
+            .iter()
+            .map(|&i| self.cmp.key_of(self.state[i].text.as_deref().unwrap_or("")))
+            .collect();
+        let central = |seat: usize| -> f64 {
+            let Some(a) = live.iter().position(|&i| i == seat) else {
+                return 0.0;
+            };
+            let others = (live.len() - 1).max(1) as f64;
+            (0..live.len())
+                .filter(|&b| b != a)
+                .map(|b| texts[a].token_jaccard(&texts[b]))
+                .sum::<f64>()
+                / others
+        };
+        let group_central = |members: &[usize]| -> f64 {
+            members.iter().map(|&m| central(m)).sum::<f64>() / members.len().max(1) as f64
+        };
+        let mut best: Option<(usize, f64)> = None;
+        for (g, (members, _)) in groups.iter().take(top).enumerate() {
+            let c = group_central(members);
+            if best.is_none_or(|(_, bc)| c > bc + 1e-12) {
+                best = Some((g, c));
+            }
+        }
+        self.proposer = best.map(|(g, _)| groups[g].0[0]);
         self.digest = self
             .proposer
             .and_then(|p| self.state[p].text.as_deref())
@@ -390,8 +424,9 @@ impl Strategy for Bft {
                     s.luminance = Some(1.0 / (1.0 + r.latency_ms.max(0.0) / 1000.0));
                 }
             } else {
+                // A failed call is absence, never a faulty attestation.
                 s.attestations[round - 1] =
-                    Some(answered.then(|| parse_attestation(&r.text)).flatten());
+                    r.ok.then(|| answered.then(|| parse_attestation(&r.text)).flatten());
             }
         }
         if round == 0 {

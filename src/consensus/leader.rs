@@ -347,10 +347,13 @@ impl Strategy for Leader {
                     }
                 }
                 Batch::Vote => {
-                    let vote = answered.then(|| parse_vote(&r.text)).flatten();
+                    // A failed call is absence: the follower leaves the live count and
+                    // casts no vote, rather than rejecting.
                     if !r.ok {
                         self.state[r.seat].live = false;
+                        continue;
                     }
+                    let vote = answered.then(|| parse_vote(&r.text)).flatten();
                     if let Some(t) = self.terms.last_mut() {
                         t.votes.push((r.seat, vote));
                     }

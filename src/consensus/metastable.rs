@@ -16,6 +16,7 @@
 //! - Phase I ends early when the decision is final, every live seat is settled
 //!   (confidence >= beta_1), or a round changed no answer.
 
+use super::confidence;
 use super::prompt;
 use super::{
     CallResult, CallSpec, Decision, Params, RoundTrace, Seat, SeatOutcome, Strategy, TraceEntry,
@@ -146,6 +147,8 @@ pub(crate) fn weighted_sample(
 
 #[derive(Default)]
 struct SeatState {
+    /// `--confidence`: the confidence stated with the latest answer.
+    reported: Option<f64>,
     /// The latest successful answer (kept while absent, for its next prompt).
     text: Option<String>,
     key: Option<Key>,
@@ -204,11 +207,46 @@ impl Metastable {
     }
 
     fn system_for(&self, seat: usize) -> Option<String> {
-        prompt::system_prompt(
+        let system = prompt::system_prompt(
             self.seats[seat].system.as_deref(),
             self.params.system.as_deref(),
             self.params.answer.asks_for_final_line(),
-        )
+        );
+        if self.params.confidence {
+            confidence::with_instruction(system)
+        } else {
+            system
+        }
+    }
+
+    /// A seat's weight: its configured weight, times its confidence bucket's factor
+    /// under `--confidence`.
+    fn weight(&self, seat: usize) -> f64 {
+        let factor = if self.params.confidence {
+            confidence::bucket(self.state[seat].reported).1
+        } else {
+            1.0
+        };
+        self.seats[seat].weight * factor
+    }
+
+    fn self_confidence(&self) -> Vec<confidence::SelfConfidence> {
+        if !self.params.confidence {
+            return Vec::new();
+        }
+        (0..self.seats.len())
+            .filter(|&i| self.state[i].live)
+            .map(|i| {
+                let raw = self.state[i].reported;
+                let (bucket, weight) = confidence::bucket(raw);
+                confidence::SelfConfidence {
+                    participant: self.seats[i].name.clone(),
+                    raw,
+                    bucket,
+                    weight,
+                }
+            })
+            .collect()
     }
 
     fn live_seats(&self) -> impl Iterator<Item = usize> + '_ {
@@ -262,22 +300,23 @@ impl Metastable {
     /// seat's supporters (itself included).
     fn compute_support(&mut self) -> Vec<Vec<usize>> {
         let live: Vec<usize> = self.live_seats().collect();
-        let total: f64 = live.iter().map(|&i| self.seats[i].weight).sum();
+        let weights: Vec<f64> = (0..self.seats.len()).map(|i| self.weight(i)).collect();
+        let total: f64 = live.iter().map(|&i| weights[i]).sum();
         let mut acc = vec![0.0; self.seats.len()];
         let mut supporters = vec![Vec::new(); self.seats.len()];
         for (a, &i) in live.iter().enumerate() {
             let Some(ki) = &self.state[i].key else {
                 continue;
             };
-            acc[i] += self.seats[i].weight;
+            acc[i] += weights[i];
             supporters[i].push(i);
             for &j in &live[a + 1..] {
                 let Some(kj) = &self.state[j].key else {
                     continue;
                 };
                 if self.cmp.at_least(ki, kj, self.params.alpha) {
-                    acc[i] += self.seats[j].weight;
-                    acc[j] += self.seats[i].weight;
+                    acc[i] += weights[j];
+                    acc[j] += weights[i];
                     supporters[i].push(j);
                     supporters[j].push(i);
                 }
@@ -509,7 +548,13 @@ impl Strategy for Metastable {
             let s = &mut self.state[r.seat];
             let answered = r.ok && !r.text.trim().is_empty();
             if answered {
-                let key = self.cmp.key(&r.text, &self.params.answer);
+                let key = if self.params.confidence {
+                    s.reported = confidence::parse(&r.text);
+                    self.cmp
+                        .key(&confidence::strip(&r.text), &self.params.answer)
+                } else {
+                    self.cmp.key(&r.text, &self.params.answer)
+                };
                 changed |= !s.live || s.key.as_ref().map(Key::text) != key.as_ref().map(Key::text);
                 s.full = None;
                 s.text = Some(r.text.clone());
@@ -634,7 +679,10 @@ impl Strategy for Metastable {
             rounds: self.trace.clone(),
             live,
             quorum: self.params.quorum,
-            details: Default::default(),
+            details: super::Details {
+                self_confidence: self.self_confidence(),
+                ..Default::default()
+            },
         }
     }
 }

@@ -7,6 +7,7 @@
 //! can be benchmarked without a network.
 
 pub mod bft;
+pub mod confidence;
 pub mod hanzo;
 pub mod leader;
 pub mod metastable;
@@ -93,6 +94,9 @@ pub struct Params {
     pub rule: rank::RankRule,
     /// `bft`: faulty participants tolerated (None: the most the panel allows).
     pub faults: Option<usize>,
+    /// `metastable` and `vote`: ask for a self-reported confidence and weigh answers by
+    /// its recalibrated bucket.
+    pub confidence: bool,
 }
 
 impl Params {
@@ -114,6 +118,7 @@ impl Params {
             quorum_share: vote::QuorumShare::MAJORITY,
             rule: rank::RankRule::Borda,
             faults: None,
+            confidence: false,
         }
     }
 }
@@ -296,6 +301,9 @@ pub struct Details {
     /// leader: one entry per term.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub terms: Vec<Term>,
+    /// `--confidence`: each live participant's reported and recalibrated confidence.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub self_confidence: Vec<confidence::SelfConfidence>,
     /// Why the strategy could not decide (the run then fails).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,

@@ -154,6 +154,8 @@ struct SeatState {
     shown: Vec<usize>,
     /// The ballot: seats best first, or why it was dropped.
     ballot: Option<Result<Vec<usize>, String>>,
+    /// The ballot call failed (absent, not unreadable).
+    ballot_absent: bool,
 }
 
 pub struct Rank {
@@ -384,6 +386,9 @@ impl Strategy for Rank {
                         r.error.as_deref().unwrap_or("empty answer")
                     ))
                 };
+                // A failed call is absence: reported, but not a ballot that counts
+                // against the readable half.
+                self.state[r.seat].ballot_absent = !r.ok;
                 self.state[r.seat].ballot = Some(ballot);
             }
         }
@@ -430,14 +435,19 @@ impl Strategy for Rank {
     fn decide(&self) -> Decision {
         let live = self.live();
         let scores = self.scores();
-        let total_ballots = self.ballots().count();
+        let total_ballots = self
+            .ballots()
+            .filter(|&(voter, _)| !self.state[voter].ballot_absent)
+            .count();
         let readable = self.ballots().filter(|(_, b)| b.is_ok()).count();
         let mut failure = None;
         let mut tie = Vec::new();
         let mut winner = None;
         if live.len() == 1 {
             winner = Some(live[0]);
-        } else if total_ballots > 0 && readable * 2 < total_ballots {
+        } else if self.absorbed > 1 && total_ballots == 0 {
+            failure = Some("no ballot came back: every ballot call failed".to_string());
+        } else if self.absorbed > 1 && (readable == 0 || readable * 2 < total_ballots) {
             failure = Some(format!(
                 "only {readable} of {total_ballots} ballots could be read; rank needs at least half"
             ));
@@ -546,7 +556,7 @@ impl Strategy for Rank {
                 threshold: Some(self.params.beta_2),
                 tie,
                 ballots,
-                scores: if total_ballots > 0 {
+                scores: if readable > 0 {
                     ranked
                         .iter()
                         .map(|&i| ScoreReport {

@@ -14,6 +14,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::confidence;
 use super::metastable::{SplitMix, weighted_sample};
 use super::prompt;
 use super::{
@@ -141,6 +142,8 @@ pub(crate) fn group_keys(
 
 #[derive(Default)]
 struct SeatState {
+    /// `--confidence`: the confidence stated with the latest answer.
+    reported: Option<f64>,
     text: Option<String>,
     key: Option<Key>,
     live: bool,
@@ -215,11 +218,46 @@ impl Vote {
     }
 
     fn system_for(&self, seat: usize) -> Option<String> {
-        prompt::system_prompt(
+        let system = prompt::system_prompt(
             self.seats[seat].system.as_deref(),
             self.params.system.as_deref(),
             self.params.answer.asks_for_final_line(),
-        )
+        );
+        if self.params.confidence {
+            confidence::with_instruction(system)
+        } else {
+            system
+        }
+    }
+
+    /// A seat's weight: its configured weight, times its confidence bucket's factor
+    /// under `--confidence`.
+    fn weight(&self, seat: usize) -> f64 {
+        let factor = if self.params.confidence {
+            confidence::bucket(self.state[seat].reported).1
+        } else {
+            1.0
+        };
+        self.seats[seat].weight * factor
+    }
+
+    fn self_confidence(&self) -> Vec<confidence::SelfConfidence> {
+        if !self.params.confidence {
+            return Vec::new();
+        }
+        (0..self.seats.len())
+            .filter(|&i| self.state[i].live)
+            .map(|i| {
+                let raw = self.state[i].reported;
+                let (bucket, weight) = confidence::bucket(raw);
+                confidence::SelfConfidence {
+                    participant: self.seats[i].name.clone(),
+                    raw,
+                    bucket,
+                    weight,
+                }
+            })
+            .collect()
     }
 
     fn live_seats(&self) -> impl Iterator<Item = usize> + '_ {
@@ -229,16 +267,11 @@ impl Vote {
     fn tally(&self) -> Tally {
         let keyed: Vec<(usize, f64, &Key)> = self
             .live_seats()
-            .filter_map(|i| {
-                self.state[i]
-                    .key
-                    .as_ref()
-                    .map(|k| (i, self.seats[i].weight, k))
-            })
+            .filter_map(|i| self.state[i].key.as_ref().map(|k| (i, self.weight(i), k)))
             .collect();
         Tally {
             groups: group_keys(&self.cmp, self.params.alpha, &keyed),
-            total: self.live_seats().map(|i| self.seats[i].weight).sum(),
+            total: self.live_seats().map(|i| self.weight(i)).sum(),
         }
     }
 
@@ -353,7 +386,13 @@ impl Strategy for Vote {
         for r in &results {
             let s = &mut self.state[r.seat];
             if r.ok && !r.text.trim().is_empty() {
-                let key = self.cmp.key(&r.text, &self.params.answer);
+                let key = if self.params.confidence {
+                    s.reported = confidence::parse(&r.text);
+                    self.cmp
+                        .key(&confidence::strip(&r.text), &self.params.answer)
+                } else {
+                    self.cmp.key(&r.text, &self.params.answer)
+                };
                 changed |= !s.live
                     || s.key.as_ref().map(|k| k.normalized())
                         != key.as_ref().map(|k| k.normalized());
@@ -475,6 +514,7 @@ impl Strategy for Vote {
                 threshold: Some(self.params.quorum_share.share),
                 groups,
                 tie,
+                self_confidence: self.self_confidence(),
                 ..Details::default()
             },
         }

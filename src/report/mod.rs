@@ -63,6 +63,14 @@ pub struct ParamsReport {
     pub answer: String,
     pub similarity: String,
     pub tolerance: f64,
+    /// vote: the share the top group needs.
+    pub quorum_share: String,
+    /// rank: how ballots are aggregated.
+    pub rule: String,
+    /// bft: the faulty participants tolerated.
+    pub faults: Option<usize>,
+    /// metastable, vote: answers weighed by stated confidence.
+    pub confidence: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -118,8 +126,17 @@ pub struct Report {
     /// The winner's key: the compared part of its answer.
     pub answer: Option<String>,
     pub synthesis: Option<String>,
-    /// Where the synthesis comes from: the winner's answer, verbatim.
+    /// Where the synthesis comes from: `winner_verbatim`, or `synthesizer` (--synthesize).
     pub synthesis_source: &'static str,
+    /// The --synthesize model, when one was asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synthesizer: Option<String>,
+    /// Why the --synthesize call failed (the winner's answer was used verbatim).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synthesis_error: Option<String>,
+    /// Things the user should know that did not stop the run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     pub strategy: &'static str,
     pub seed: u64,
     pub rounds_executed: usize,
@@ -267,6 +284,9 @@ impl Report {
             answer: decision.answer.clone(),
             synthesis: decision.synthesis.clone(),
             synthesis_source: "winner_verbatim",
+            synthesizer: None,
+            synthesis_error: None,
+            warnings: Vec::new(),
             strategy: p.strategy.name(),
             seed: p.seed,
             rounds_executed: decision.rounds_executed,
@@ -282,6 +302,14 @@ impl Report {
                 answer: p.answer.to_string(),
                 similarity: p.similarity.to_string(),
                 tolerance: p.tolerance,
+                quorum_share: p.quorum_share.to_string(),
+                rule: p.rule.to_string(),
+                faults: (p.strategy == crate::consensus::StrategyKind::Bft).then(|| {
+                    p.faults.unwrap_or_else(|| {
+                        crate::consensus::bft::default_faults(settings.seats.len())
+                    })
+                }),
+                confidence: p.confidence,
             },
             prompt: prompt.to_string(),
             participants,

@@ -113,6 +113,57 @@ pub fn render(report: &Report, style: Style) -> String {
             sides.join(" vs ")
         );
     }
+    let details = &report.details;
+    for b in &details.ballots {
+        if let Some(why) = &b.dropped {
+            let _ = writeln!(
+                out,
+                "{} {}: {why}",
+                style.yellow("Ballot dropped:"),
+                b.voter
+            );
+        }
+    }
+    for t in &details.terms {
+        let _ = writeln!(
+            out,
+            "{} {} led, proposed {}; accepted by {}, rejected by {}{}",
+            style.bold(&format!("Term {}:", t.term)),
+            t.leader,
+            t.proposal
+                .as_deref()
+                .map_or("an answer without a key".into(), |p| one_line(p, 40)),
+            t.accepted_by.len(),
+            t.rejected_by.len(),
+            if t.committed { " — committed" } else { "" }
+        );
+    }
+    if let Some(digest) = &details.digest {
+        let count = |phase: &str| {
+            details
+                .attestations
+                .iter()
+                .filter(|a| a.phase == phase && a.verdict == Some("AGREE"))
+                .count()
+        };
+        let _ = writeln!(
+            out,
+            "{} sha256 {}…; AGREE in prepare {}, in commit {}",
+            style.bold("Proposal:"),
+            &digest[..digest.len().min(12)],
+            count("prepare"),
+            count("commit")
+        );
+    }
+    for s in &details.suspects {
+        let _ = writeln!(
+            out,
+            "{} {}: {}",
+            style.yellow("Suspected faulty:"),
+            s.participant,
+            s.reasons.join("; ")
+        );
+    }
     if let Some(winner) = &report.winner {
         let _ = writeln!(out, "{} {winner}", style.bold("Winner:"));
     }
@@ -120,11 +171,15 @@ pub fn render(report: &Report, style: Style) -> String {
         let _ = writeln!(out, "{} {}", style.bold("Answer:"), one_line(answer, 200));
     }
     if let Some(synthesis) = &report.synthesis {
-        let _ = writeln!(
-            out,
-            "\n{}",
-            style.bold("Synthesis (the winner's answer, verbatim):")
-        );
+        let title = match (report.synthesis_source, &report.synthesizer) {
+            ("synthesizer", Some(model)) => format!("Synthesis (written by {model}):"),
+            (_, Some(model)) => format!(
+                "Synthesis (the winner's answer, verbatim: {model} failed: {}):",
+                report.synthesis_error.as_deref().unwrap_or("no answer")
+            ),
+            _ => "Synthesis (the winner's answer, verbatim):".to_string(),
+        };
+        let _ = writeln!(out, "\n{}", style.bold(&title));
         for line in synthesis.trim_end().lines() {
             let _ = writeln!(out, "  {line}");
         }
