@@ -152,8 +152,6 @@ struct SeatState {
     /// The latest successful answer (kept while absent, for its next prompt).
     text: Option<String>,
     key: Option<Key>,
-    /// The whole latest answer as a key, made when centrality needs it.
-    full: Option<Key>,
     /// The latest call succeeded.
     live: bool,
     /// 1 / (1 + ms/1000) of the latest successful call.
@@ -178,8 +176,8 @@ pub struct Metastable {
     prompt: String,
     cmp: Comparator,
     state: Vec<SeatState>,
-    /// Centrality of each seat's position after the latest round (see `centrality`).
-    central: Vec<f64>,
+    /// Each live seat's supporters (itself included) after the latest round.
+    supporters: Vec<Vec<usize>>,
     pending: Option<Pending>,
     /// Rounds absorbed so far (round 0 included).
     absorbed: usize,
@@ -193,7 +191,7 @@ impl Metastable {
         let state = seats.iter().map(|_| SeatState::default()).collect();
         Metastable {
             cmp: Comparator::new(params.similarity, params.tolerance),
-            central: vec![0.0; seats.len()],
+            supporters: vec![Vec::new(); seats.len()],
             params,
             seats,
             prompt: prompt.to_string(),
@@ -353,7 +351,9 @@ impl Metastable {
     ///
     /// Computed only when positions that do not support each other tie for the highest
     /// support; otherwise every value is 0 and the tie-break is not needed.
-    fn centrality(&mut self, supporters: &[Vec<usize>]) -> Vec<f64> {
+    /// Only the decision needs it: finality depends on the top support alone.
+    fn centrality(&self) -> Vec<f64> {
+        let supporters = &self.supporters;
         let live: Vec<usize> = self.live_seats().collect();
         let n = self.seats.len();
         let mut out = vec![0.0; n];
@@ -380,25 +380,30 @@ impl Metastable {
         if !contested {
             return out;
         }
-        for &i in &live {
-            let s = &mut self.state[i];
-            if s.full.is_none() {
-                let text = s.text.as_deref().unwrap_or("");
-                s.full = match &s.key {
-                    Some(key) if key.text() == text.trim() => Some(key.clone()),
-                    _ => Some(self.cmp.key_of(text)),
-                };
-            }
-        }
+        // Whole answers as keys of the run's vocabulary; the key itself when it already is
+        // the whole answer.
+        let full: Vec<Option<Key>> = (0..n)
+            .map(|i| {
+                let s = &self.state[i];
+                let text = s.text.as_deref()?;
+                if !s.live {
+                    return None;
+                }
+                Some(match &s.key {
+                    Some(key) if key.text() == text.trim() => key.clone(),
+                    _ => self.cmp.key_of(text),
+                })
+            })
+            .collect();
         let mut own = vec![0.0; n];
         for &i in &live {
-            let Some(ki) = &self.state[i].full else {
+            let Some(ki) = &full[i] else {
                 continue;
             };
             let total: f64 = live
                 .iter()
                 .filter(|&&j| j != i)
-                .filter_map(|&j| self.state[j].full.as_ref())
+                .filter_map(|&j| full[j].as_ref())
                 .map(|kj| ki.token_jaccard(kj))
                 .sum();
             own[i] = total / (live.len() - 1) as f64;
@@ -413,7 +418,7 @@ impl Metastable {
     /// Phase II on the current state: (winner, its support).
     fn winner(&self) -> Option<(usize, f64)> {
         let max_lum = self.max_luminance();
-        let central = &self.central;
+        let central = self.centrality();
         let mut best: Option<(usize, f64)> = None;
         for i in self.live_seats() {
             let (Some(support), Some(key)) = (self.state[i].support, &self.state[i].key) else {
@@ -452,10 +457,15 @@ impl Metastable {
 
     fn is_final(&self) -> bool {
         let live = self.live_seats().count();
-        live >= self.params.quorum
-            && self
-                .winner()
-                .is_some_and(|(_, s)| s >= self.params.beta_2 - TIE)
+        // The winner has the top support, whichever of the tied positions it comes from.
+        let top = self
+            .live_seats()
+            .filter(|&i| self.state[i].key.is_some())
+            .filter_map(|i| self.state[i].support)
+            .fold(None, |best: Option<f64>, s| {
+                Some(best.map_or(s, |b| b.max(s)))
+            });
+        live >= self.params.quorum && top.is_some_and(|s| s >= self.params.beta_2 - TIE)
     }
 }
 
@@ -556,7 +566,6 @@ impl Strategy for Metastable {
                     self.cmp.key(&r.text, &self.params.answer)
                 };
                 changed |= !s.live || s.key.as_ref().map(Key::text) != key.as_ref().map(Key::text);
-                s.full = None;
                 s.text = Some(r.text.clone());
                 s.key = key;
                 s.live = true;
@@ -591,7 +600,7 @@ impl Strategy for Metastable {
             }
         }
         let supporters = self.compute_support();
-        self.central = self.centrality(&supporters);
+        self.supporters = supporters;
         let max_lum = self.max_luminance();
         let mut entries = Vec::with_capacity(self.seats.len());
         let mut position = vec![None; self.seats.len()];
