@@ -10,6 +10,8 @@ use std::sync::OnceLock;
 use regex::Regex;
 use serde::Serialize;
 
+use super::{Params, Seat};
+
 /// Appended to the system prompt when `--confidence` is on.
 pub const INSTRUCTION: &str = "After your answer, add a last line `Confidence: N%` giving the probability (0-100%) that your answer is correct.";
 
@@ -68,6 +70,40 @@ pub fn with_instruction(system: Option<String>) -> Option<String> {
         Some(s) => format!("{s}\n\n{INSTRUCTION}"),
         None => INSTRUCTION.to_string(),
     })
+}
+
+/// A seat's weight in support: its configured weight, times its confidence bucket's
+/// factor under `--confidence`.
+pub fn seat_weight(params: &Params, seat: &Seat, reported: Option<f64>) -> f64 {
+    let factor = if params.confidence {
+        bucket(reported).1
+    } else {
+        1.0
+    };
+    seat.weight * factor
+}
+
+/// The JSON `self_confidence` list: each live seat's reported and recalibrated
+/// confidence, empty unless `--confidence` is on. `seats` yields (name, live, reported).
+pub fn report<'a>(
+    params: &Params,
+    seats: impl Iterator<Item = (&'a str, bool, Option<f64>)>,
+) -> Vec<SelfConfidence> {
+    if !params.confidence {
+        return Vec::new();
+    }
+    seats
+        .filter(|&(_, live, _)| live)
+        .map(|(name, _, raw)| {
+            let (bucket, weight) = bucket(raw);
+            SelfConfidence {
+                participant: name.to_string(),
+                raw,
+                bucket,
+                weight,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

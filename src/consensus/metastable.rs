@@ -205,46 +205,21 @@ impl Metastable {
     }
 
     fn system_for(&self, seat: usize) -> Option<String> {
-        let system = prompt::system_prompt(
-            self.seats[seat].system.as_deref(),
-            self.params.system.as_deref(),
-            self.params.answer.asks_for_final_line(),
-        );
-        if self.params.confidence {
-            confidence::with_instruction(system)
-        } else {
-            system
-        }
+        prompt::seat_system(&self.params, &self.seats[seat])
     }
 
-    /// A seat's weight: its configured weight, times its confidence bucket's factor
-    /// under `--confidence`.
     fn weight(&self, seat: usize) -> f64 {
-        let factor = if self.params.confidence {
-            confidence::bucket(self.state[seat].reported).1
-        } else {
-            1.0
-        };
-        self.seats[seat].weight * factor
+        confidence::seat_weight(&self.params, &self.seats[seat], self.state[seat].reported)
     }
 
     fn self_confidence(&self) -> Vec<confidence::SelfConfidence> {
-        if !self.params.confidence {
-            return Vec::new();
-        }
-        (0..self.seats.len())
-            .filter(|&i| self.state[i].live)
-            .map(|i| {
-                let raw = self.state[i].reported;
-                let (bucket, weight) = confidence::bucket(raw);
-                confidence::SelfConfidence {
-                    participant: self.seats[i].name.clone(),
-                    raw,
-                    bucket,
-                    weight,
-                }
-            })
-            .collect()
+        confidence::report(
+            &self.params,
+            self.seats
+                .iter()
+                .zip(&self.state)
+                .map(|(seat, s)| (seat.name.as_str(), s.live, s.reported)),
+        )
     }
 
     fn live_seats(&self) -> impl Iterator<Item = usize> + '_ {

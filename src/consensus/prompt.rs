@@ -27,6 +27,21 @@ pub fn system_prompt(
     }
 }
 
+/// The system prompt a strategy that compares keys sends a seat: [`system_prompt`], plus
+/// the confidence instruction under `--confidence`.
+pub fn seat_system(params: &super::Params, seat: &super::Seat) -> Option<String> {
+    let system = system_prompt(
+        seat.system.as_deref(),
+        params.system.as_deref(),
+        params.answer.asks_for_final_line(),
+    );
+    if params.confidence {
+        super::confidence::with_instruction(system)
+    } else {
+        system
+    }
+}
+
 /// Cuts `text` to `limit` characters, marking the cut.
 pub fn cut(text: &str, limit: usize) -> String {
     if text.len() <= limit {
