@@ -641,9 +641,11 @@ fn auto_panel(env: &Env) -> Vec<SeatRequest> {
         .collect()
 }
 
+/// The provider names a seat may use, each once, in alphabetical order.
 fn known_names(file: &FileConfig) -> String {
     let mut names: Vec<&str> = file.providers.keys().map(String::as_str).collect();
     names.extend(vendors::VENDORS.iter().map(|v| v.name));
+    names.sort_unstable();
     names.dedup();
     names.join(", ")
 }

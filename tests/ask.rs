@@ -722,6 +722,43 @@ fn default_names_are_numbered_and_never_take_a_given_name() {
 }
 
 #[test]
+fn an_unknown_provider_lists_each_known_name_once() {
+    let sandbox = Sandbox::new();
+    // A table named after a built-in is one provider, not two.
+    let path = sandbox.write(
+        "providers.toml",
+        "[providers.groq]\nbase_url = \"http://127.0.0.1:9/v1\"\n\n\
+         [providers.local]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n",
+    );
+    let out = sandbox
+        .cmd()
+        .args(["ask", "-m", "nosuch:m", "--config"])
+        .arg(&path)
+        .arg("Q?")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let list = stderr
+        .split_once("use one of ")
+        .and_then(|(_, rest)| rest.split_once(" or define"))
+        .map(|(list, _)| list)
+        .unwrap_or_else(|| panic!("no list of names in {stderr}"));
+    let names: Vec<&str> = list.split(", ").collect();
+    for name in ["groq", "local", "openai", "mock"] {
+        assert_eq!(
+            names.iter().filter(|n| **n == name).count(),
+            1,
+            "{name} once in {list}"
+        );
+    }
+    let mut unique = names.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), names.len(), "{list}");
+}
+
+#[test]
 fn the_config_is_found_through_the_environment_and_xdg() {
     let server = TestServer::always(openai_ok("Final answer: Paris", 1, 1));
     let sandbox = Sandbox::new();
