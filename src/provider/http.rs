@@ -348,6 +348,45 @@ pub struct SseParser {
     buf: Vec<u8>,
     event: Option<String>,
     data: Option<String>,
+    /// Whether a JSON object written as plain lines between events is an event too.
+    bare_json: bool,
+    gathering: Option<BareJson>,
+}
+
+/// A JSON object arriving line by line outside any `data:` field; complete when its
+/// braces and brackets balance (those inside strings do not count).
+#[derive(Default)]
+struct BareJson {
+    text: String,
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl BareJson {
+    fn push(&mut self, line: &str) {
+        if !self.text.is_empty() {
+            self.text.push('\n');
+        }
+        self.text.push_str(line);
+        for c in line.chars() {
+            if self.in_string {
+                match c {
+                    _ if self.escaped => self.escaped = false,
+                    '\\' => self.escaped = true,
+                    '"' => self.in_string = false,
+                    _ => {}
+                }
+            } else {
+                match c {
+                    '"' => self.in_string = true,
+                    '{' | '[' => self.depth += 1,
+                    '}' | ']' => self.depth = self.depth.saturating_sub(1),
+                    _ => {}
+                }
+            }
+        }
+    }
 }
 
 /// One server-sent event.
@@ -358,6 +397,16 @@ pub struct SseEvent {
 }
 
 impl SseParser {
+    /// A parser that also takes a JSON object written as plain lines between events (not
+    /// in a `data:` field, possibly over several lines) as one event. Google's API sends an
+    /// error inside a stream that way; its SDK gathers the lines until the braces balance.
+    pub fn with_bare_json() -> SseParser {
+        SseParser {
+            bare_json: true,
+            ..SseParser::default()
+        }
+    }
+
     /// Adds bytes; returns the events they complete. Invalid UTF-8 in a line is an error.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<SseEvent>, ProviderError> {
         self.buf.extend_from_slice(bytes);
@@ -373,26 +422,50 @@ impl SseParser {
             })?;
             self.line(&line, &mut events);
         }
-        if self.buf.len() > MAX_BODY_BYTES {
+        let gathered = self.gathering.as_ref().map_or(0, |g| g.text.len());
+        if self.buf.len() + gathered > MAX_BODY_BYTES {
             return Err(too_large());
         }
         Ok(events)
     }
 
-    /// Flushes an event left open when the stream ends without a blank line.
-    pub fn finish(&mut self) -> Option<SseEvent> {
+    /// Flushes what is left open when the stream ends: an event without its blank line,
+    /// or an unfinished bare JSON object (which then fails to parse, naming the problem).
+    pub fn finish(&mut self) -> Vec<SseEvent> {
+        let mut events = Vec::new();
         if !self.buf.is_empty() {
             let rest = String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned();
-            let mut events = Vec::new();
             self.line(rest.trim_end_matches('\r'), &mut events);
         }
-        self.data.take().map(|data| SseEvent {
-            event: self.event.take(),
-            data,
-        })
+        if let Some(data) = self.data.take() {
+            events.push(SseEvent {
+                event: self.event.take(),
+                data,
+            });
+        }
+        if let Some(json) = self.gathering.take() {
+            events.push(SseEvent {
+                event: None,
+                data: json.text,
+            });
+        }
+        events
     }
 
     fn line(&mut self, line: &str, events: &mut Vec<SseEvent>) {
+        let bare = self.bare_json && self.data.is_none() && line.trim_start().starts_with('{');
+        if self.gathering.is_some() || bare {
+            let json = self.gathering.get_or_insert_with(BareJson::default);
+            json.push(line);
+            if json.depth == 0 && !json.in_string {
+                let json = self.gathering.take().unwrap_or_default();
+                events.push(SseEvent {
+                    event: None,
+                    data: json.text,
+                });
+            }
+            return;
+        }
         if line.is_empty() {
             if let Some(data) = self.data.take() {
                 events.push(SseEvent {
@@ -519,9 +592,17 @@ pub fn typed<T: serde::de::DeserializeOwned>(
 /// true (the protocol's end marker) or the body ends.
 pub async fn read_sse(
     response: &mut reqwest::Response,
+    on_event: impl FnMut(Option<&str>, &str) -> Result<bool, ProviderError>,
+) -> Result<(), ProviderError> {
+    read_sse_with(response, SseParser::default(), on_event).await
+}
+
+/// [`read_sse`] with a parser configured for the protocol.
+pub async fn read_sse_with(
+    response: &mut reqwest::Response,
+    mut parser: SseParser,
     mut on_event: impl FnMut(Option<&str>, &str) -> Result<bool, ProviderError>,
 ) -> Result<(), ProviderError> {
-    let mut parser = SseParser::default();
     while let Some(chunk) = next_chunk(response).await? {
         for event in parser.feed(&chunk)? {
             if on_event(event.event.as_deref(), &event.data)? {
@@ -529,8 +610,10 @@ pub async fn read_sse(
             }
         }
     }
-    if let Some(event) = parser.finish() {
-        on_event(event.event.as_deref(), &event.data)?;
+    for event in parser.finish() {
+        if on_event(event.event.as_deref(), &event.data)? {
+            break;
+        }
     }
     Ok(())
 }
@@ -634,6 +717,28 @@ mod tests {
                 data: "x\ny".into()
             }]
         );
+    }
+
+    #[test]
+    fn a_bare_json_object_over_several_lines_is_one_event() {
+        let body = "data: {\"a\":1}\r\n\r\n{\n  \"error\": {\n    \"code\": 503,\n    \"message\": \"busy } {[\\\"\",\n    \"details\": []\n  }\n}\n";
+        let mut p = SseParser::with_bare_json();
+        let mut events = Vec::new();
+        // Fed a few bytes at a time, so lines and braces straddle the pieces.
+        for piece in body.as_bytes().chunks(5) {
+            events.extend(p.feed(piece).unwrap());
+        }
+        events.extend(p.finish());
+        assert_eq!(events.len(), 2, "{events:?}");
+        let error: serde_json::Value = serde_json::from_str(&events[1].data).unwrap();
+        assert_eq!(error["error"]["message"], "busy } {[\"");
+        assert_eq!(error["error"]["code"], 503);
+
+        // Without the option, such lines are unknown fields and ignored, as the spec says.
+        let mut p = SseParser::default();
+        let mut events = p.feed(body.as_bytes()).unwrap();
+        events.extend(p.finish());
+        assert_eq!(events.len(), 1);
     }
 
     #[test]
