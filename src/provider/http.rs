@@ -52,6 +52,19 @@ impl Default for Policy {
     }
 }
 
+/// A failed attempt that is about to be retried.
+#[derive(Clone, Copy, Debug)]
+pub struct Retry<'a> {
+    /// The attempt that failed, counted from 1.
+    pub attempt: u32,
+    /// The wait before the next attempt.
+    pub delay: Duration,
+    /// Whether the provider asked for that wait (otherwise it is the backoff).
+    pub asked: bool,
+    /// Why the attempt failed.
+    pub reason: &'a str,
+}
+
 /// An HTTP client plus the policy it is used with.
 #[derive(Clone, Debug)]
 pub struct Transport {
@@ -116,8 +129,13 @@ impl Transport {
     /// Runs `attempt` until it succeeds, fails for good, or the retries are spent. Each
     /// attempt gets the instant by which it must be done: the call timeout, capped by the
     /// run deadline. A wait the provider asks for that is longer than [`MAX_RETRY_AFTER`]
-    /// or than the time left ends the call instead.
-    pub async fn with_retries<F, Fut>(&self, mut attempt: F) -> Outcome
+    /// or than the time left ends the call instead. `on_retry` hears of each retry before
+    /// its wait.
+    pub async fn with_retries<F, Fut>(
+        &self,
+        mut attempt: F,
+        mut on_retry: impl FnMut(&Retry<'_>),
+    ) -> Outcome
     where
         F: FnMut(Instant) -> Fut,
         Fut: Future<Output = Result<Completion, ProviderError>>,
@@ -175,6 +193,12 @@ impl Transport {
                         ));
                         return done(Err(e), attempts);
                     }
+                    on_retry(&Retry {
+                        attempt: attempts,
+                        delay,
+                        asked: e.retry_after.is_some(),
+                        reason: &e.message,
+                    });
                     tokio::time::sleep(delay).await;
                 }
                 result => return done(result, attempts),
@@ -790,21 +814,33 @@ mod tests {
     async fn retries_wait_as_asked_until_an_answer() {
         let t = transport(2, None);
         let mut calls = 0;
+        let mut heard = Vec::new();
         let outcome = t
-            .with_retries(|_| {
-                calls += 1;
-                let n = calls;
-                async move {
-                    if n < 3 {
-                        Err(rate_limited(Duration::from_millis(10)))
-                    } else {
-                        Ok(answer())
+            .with_retries(
+                |_| {
+                    calls += 1;
+                    let n = calls;
+                    async move {
+                        if n < 3 {
+                            Err(rate_limited(Duration::from_millis(10)))
+                        } else {
+                            Ok(answer())
+                        }
                     }
-                }
-            })
+                },
+                |r| heard.push((r.attempt, r.delay, r.asked, r.reason.to_string())),
+            )
             .await;
         assert!(outcome.result.is_ok());
         assert_eq!(outcome.attempts, 3);
+        let wait = Duration::from_millis(10);
+        assert_eq!(
+            heard,
+            [
+                (1, wait, true, "slow down".to_string()),
+                (2, wait, true, "slow down".to_string())
+            ]
+        );
     }
 
     #[tokio::test]
@@ -812,17 +848,23 @@ mod tests {
         let t = transport(5, Some(Duration::from_millis(200)));
         let started = Instant::now();
         let outcome = t
-            .with_retries(|_| async { Err(rate_limited(Duration::from_secs(5))) })
+            .with_retries(
+                |_| async { Err(rate_limited(Duration::from_secs(5))) },
+                |_| panic!("not retried"),
+            )
             .await;
         assert_eq!(outcome.attempts, 1);
         let e = outcome.result.unwrap_err();
         assert!(e.message.contains("would pass the run deadline"), "{e}");
 
         let outcome = t
-            .with_retries(|_| async {
-                tokio::time::sleep(Duration::from_secs(10)).await;
-                Ok(answer())
-            })
+            .with_retries(
+                |_| async {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    Ok(answer())
+                },
+                |_| panic!("not retried"),
+            )
             .await;
         let e = outcome.result.unwrap_err();
         assert_eq!(e.kind, ErrorKind::Timeout);
