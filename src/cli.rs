@@ -220,7 +220,7 @@ pub struct OutputArgs {
     #[arg(short, long)]
     pub quiet: bool,
 
-    /// Log each call (provider, model, status, latency, tokens) on standard error.
+    /// Log each call (provider, model, status, latency, tokens) and each retry on standard error.
     #[arg(short, long)]
     pub verbose: bool,
 

@@ -562,6 +562,8 @@ set an API key variable such as OPENAI_API_KEY or GROQ_API_KEY, or write a confi
     }
 
     let mut seats: Vec<SeatSpec> = Vec::new();
+    // Per seat: where its name was given (None when the name is a default).
+    let mut named_by: Vec<Option<String>> = Vec::new();
     for req in requests {
         if req.count == 0 || req.count > 64 {
             return Err(ConfigError::new(format!(
@@ -605,11 +607,13 @@ set an API key variable such as OPENAI_API_KEY or GROQ_API_KEY, or write a confi
             .clone()
             .unwrap_or_else(|| format!("{}:{}", req.provider, model));
         for copy in 0..req.count {
-            let name = if copy == 0 {
+            // Default names are numbered once the whole panel is known.
+            let name = if copy == 0 || req.name.is_none() {
                 base.clone()
             } else {
                 format!("{base}#{}", copy + 1)
             };
+            named_by.push(req.name.as_ref().map(|_| req.origin.clone()));
             seats.push(SeatSpec {
                 name,
                 provider_name: req.provider.clone(),
@@ -628,25 +632,38 @@ set an API key variable such as OPENAI_API_KEY or GROQ_API_KEY, or write a confi
             });
         }
     }
-    dedupe_names(&mut seats)?;
+    dedupe_names(&mut seats, &named_by)?;
     Ok(seats)
 }
 
-/// Gives default-named copies distinct names (`name#2`...); explicit duplicates are an error.
-fn dedupe_names(seats: &mut [SeatSpec]) -> Result<()> {
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for i in 0..seats.len() {
-        let name = seats[i].name.clone();
-        if seen.contains_key(&name) {
-            let mut n = 2;
-            while seen.contains_key(&format!("{name}#{n}"))
-                || seats.iter().any(|s| s.name == format!("{name}#{n}"))
-            {
-                n += 1;
-            }
-            seats[i].name = format!("{name}#{n}");
+/// Makes seat names unique. A name given twice (`name = ...` in two `[[participants]]`
+/// entries) is an error naming both entries: the user meant two seats and must say which is
+/// which. Default names (`provider:model`) never take a given name and are numbered
+/// `name#2`, `name#3`... when taken. `named_by[i]` is where seat `i`'s name was given.
+fn dedupe_names(seats: &mut [SeatSpec], named_by: &[Option<String>]) -> Result<()> {
+    let mut taken: HashMap<String, Option<&str>> = HashMap::new();
+    for (seat, origin) in seats.iter().zip(named_by) {
+        let Some(origin) = origin else { continue };
+        if let Some(Some(first)) = taken.insert(seat.name.clone(), Some(origin)) {
+            return Err(ConfigError::new(format!(
+                "{first} and {origin} are both named `{}`: give each participant its own name",
+                seat.name
+            )));
         }
-        seen.insert(seats[i].name.clone(), i);
+    }
+    for (seat, origin) in seats.iter_mut().zip(named_by) {
+        if origin.is_some() {
+            continue;
+        }
+        let base = std::mem::take(&mut seat.name);
+        let mut name = base.clone();
+        let mut n = 2;
+        while taken.contains_key(&name) {
+            name = format!("{base}#{n}");
+            n += 1;
+        }
+        taken.insert(name.clone(), None);
+        seat.name = name;
     }
     Ok(())
 }
@@ -685,9 +702,11 @@ fn auto_panel(env: &Env) -> Vec<SeatRequest> {
         .collect()
 }
 
+/// The provider names a seat may use, each once, in alphabetical order.
 fn known_names(file: &FileConfig) -> String {
     let mut names: Vec<&str> = file.providers.keys().map(String::as_str).collect();
     names.extend(vendors::VENDORS.iter().map(|v| v.name));
+    names.sort_unstable();
     names.dedup();
     names.join(", ")
 }

@@ -108,7 +108,7 @@ pub async fn panel(settings: &Settings, env: &Env, check: bool) -> anyhow::Resul
             let key_env = seat.key_env.clone();
             set.spawn(async move {
                 let t0 = Instant::now();
-                let mut outcome = provider.complete(&transport, &request, 0).await;
+                let mut outcome = provider.complete(&transport, &request, 0, |_| {}).await;
                 if let Err(e) = &mut outcome.result {
                     e.hint_key(key_env.as_deref(), provider.key().is_some());
                 }

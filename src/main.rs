@@ -128,7 +128,13 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
         };
         run::execute(&settings, &prompt, options, interrupt).await
     })?;
-    runtime.shutdown_background();
+    // From here on a Ctrl-C ends the process at once, also while a large result is being
+    // written to a pipe that is not read: the runtime stays up to listen for it.
+    runtime.spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
+        }
+    });
 
     if let Some(path) = &output.transcript {
         if let Err(e) = std::fs::write(path, report::json::render(&report)) {
@@ -138,7 +144,9 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
             );
         }
     }
-    print_result(&report, &args)?;
+    let printed = print_result(&report, &args);
+    runtime.shutdown_background();
+    printed?;
     // A hint for people; scripts find the seed in the result.
     if !settings.seed_given && !output.json && !output.quiet && std::io::stderr().is_terminal() {
         eprintln!(

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use crate::config::{SeatSpec, Settings};
 use crate::consensus::{self, CallResult, CallSpec};
 use crate::progress::Progress;
-use crate::provider::http::human_duration;
+use crate::provider::http::{Retry, human_duration};
 use crate::provider::pricing::ASSUMED_MAX_OUTPUT;
 use crate::provider::{ChatRequest, Transport};
 use crate::report::{Report, Status};
@@ -111,7 +111,14 @@ pub async fn execute(
                 };
                 progress.started(call.seat, call.round);
                 let t0 = Instant::now();
-                let mut outcome = provider.complete(&transport, &request, index).await;
+                let on_retry = |r: &Retry<'_>| {
+                    if verbose {
+                        log_retry(&name, &request.model, call.round, r);
+                    }
+                };
+                let mut outcome = provider
+                    .complete(&transport, &request, index, on_retry)
+                    .await;
                 if let Err(e) = &mut outcome.result {
                     e.hint_key(key_env.as_deref(), provider.key().is_some());
                 }
@@ -288,7 +295,10 @@ async fn synthesize(
         max_tokens: synth.max_tokens,
     };
     let t0 = Instant::now();
-    let outcome = synth.provider.complete(transport, &request, 0).await;
+    let outcome = synth
+        .provider
+        .complete(transport, &request, 0, |_| {})
+        .await;
     let ms = t0.elapsed().as_secs_f64() * 1000.0;
     match outcome.result {
         Ok(c) if !c.text.trim().is_empty() => {
@@ -384,4 +394,18 @@ fn log_call(name: &str, model: &str, call: &CallSpec, result: &CallResult) {
             call.round, result.latency_ms
         ),
     }
+}
+
+fn log_retry(name: &str, model: &str, round: usize, retry: &Retry<'_>) {
+    let wait = if retry.asked {
+        "as the provider asked"
+    } else {
+        "backoff"
+    };
+    eprintln!(
+        "[round {round}] {name} ({model}): attempt {} failed, retrying in {} ({wait}): {}",
+        retry.attempt,
+        human_duration(retry.delay),
+        retry.reason
+    );
 }

@@ -658,6 +658,107 @@ fn configuration_errors_exit_2_name_the_fix_and_send_nothing() {
 }
 
 #[test]
+fn two_participants_given_the_same_name_are_a_config_error_naming_both() {
+    let server = TestServer::always(openai_ok("Final answer: x", 1, 1));
+    let sandbox = Sandbox::new();
+    let text = config(
+        &server,
+        "[[participants]]\nprovider = \"local\"\nmodel = \"a\"\nname = \"judge\"\n\n\
+         [[participants]]\nprovider = \"local\"\nmodel = \"b\"\n\n\
+         [[participants]]\nprovider = \"local\"\nmodel = \"c\"\nname = \"judge\"\n",
+    );
+    let path = sandbox.write("providers.toml", &text);
+    let out = sandbox
+        .cmd()
+        .env("LOCAL_KEY", KEY)
+        .args(["ask", "--json", "--config"])
+        .arg(&path)
+        .arg("Q?")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("[[participants]] #1 and [[participants]] #3 are both named `judge`"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+    assert_eq!(server.count(), 0, "nothing is sent");
+}
+
+#[test]
+fn default_names_are_numbered_and_never_take_a_given_name() {
+    let sandbox = Sandbox::new();
+    // The first seat's default name is the name the second one was given.
+    let text = "[providers.local]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\n\
+         [[participants]]\nprovider = \"local\"\nmodel = \"m\"\n\n\
+         [[participants]]\nprovider = \"local\"\nmodel = \"other\"\nname = \"local:m\"\n\n\
+         [[participants]]\nprovider = \"local\"\nmodel = \"m\"\ncount = 2\n";
+    let path = sandbox.write("providers.toml", text);
+    let out = sandbox
+        .cmd()
+        .args(["providers", "--json", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let panel: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seats: Vec<(&str, &str)> = panel["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["model"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        seats,
+        [
+            ("local:m#2", "m"),
+            ("local:m", "other"),
+            ("local:m#3", "m"),
+            ("local:m#4", "m"),
+        ]
+    );
+}
+
+#[test]
+fn an_unknown_provider_lists_each_known_name_once() {
+    let sandbox = Sandbox::new();
+    // A table named after a built-in is one provider, not two.
+    let path = sandbox.write(
+        "providers.toml",
+        "[providers.groq]\nbase_url = \"http://127.0.0.1:9/v1\"\n\n\
+         [providers.local]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n",
+    );
+    let out = sandbox
+        .cmd()
+        .args(["ask", "-m", "nosuch:m", "--config"])
+        .arg(&path)
+        .arg("Q?")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let list = stderr
+        .split_once("use one of ")
+        .and_then(|(_, rest)| rest.split_once(" or define"))
+        .map(|(list, _)| list)
+        .unwrap_or_else(|| panic!("no list of names in {stderr}"));
+    let names: Vec<&str> = list.split(", ").collect();
+    for name in ["groq", "local", "openai", "mock"] {
+        assert_eq!(
+            names.iter().filter(|n| **n == name).count(),
+            1,
+            "{name} once in {list}"
+        );
+    }
+    let mut unique = names.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), names.len(), "{list}");
+}
+
+#[test]
 fn the_config_is_found_through_the_environment_and_xdg() {
     let server = TestServer::always(openai_ok("Final answer: Paris", 1, 1));
     let sandbox = Sandbox::new();

@@ -490,6 +490,97 @@ fn ctrl_c_stops_the_calls_and_prints_the_partial_result() {
 }
 
 #[test]
+fn a_second_ctrl_c_exits_at_once_even_while_the_result_is_written() {
+    // The result is far larger than a pipe's buffer and nobody reads it, so after the first
+    // Ctrl-C the binary blocks writing it: only a second Ctrl-C can end it.
+    let long = format!("{}\nFinal answer: 4", "word ".repeat(60_000));
+    let seats = vec![
+        seat(
+            "long",
+            "openai",
+            TestServer::always(openai_ok(&long, 10, 5)),
+        ),
+        seat("ok", "openai", TestServer::always(ok())),
+        seat("hang", "openai", TestServer::always(Reply::Hang)),
+    ];
+    let sb = Sandbox::new();
+    let cfg = panel_config(&sb, &seats);
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("llm-consensus"))
+        .env_clear()
+        .env("HOME", sb.path())
+        .env("NO_COLOR", "1")
+        .current_dir(sb.path())
+        .args(["ask", "--json", "--seed", "1", "--config", &cfg, QUESTION])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let interrupt = |pid: u32| {
+        let sent = std::process::Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    let t0 = Instant::now();
+    while seats[2].server.count() == 0 || t0.elapsed() < Duration::from_millis(500) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the run never called"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    interrupt(child.id());
+    let noticed = loop {
+        match lines.recv_timeout(Duration::from_secs(5)) {
+            Ok(line) if line.starts_with("interrupted:") => break true,
+            Ok(_) => {}
+            Err(_) => break false,
+        }
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let blocked = child.try_wait().unwrap().is_none();
+    if !(noticed && blocked) {
+        let _ = child.kill();
+        panic!(
+            "the first Ctrl-C was not noticed ({noticed}) or did not leave the binary writing ({blocked})"
+        );
+    }
+    interrupt(child.id());
+    let t1 = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if t1.elapsed() > Duration::from_secs(3) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let status = status.expect("the second Ctrl-C did not end the binary");
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        t1.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t1.elapsed()
+    );
+}
+
+#[test]
 fn a_sampling_round_cut_by_the_deadline_before_any_answer_is_dropped() {
     let five = openai_ok("Final answer: 5", 10, 5);
     let seats = vec![

@@ -385,6 +385,55 @@ fn gemini_thoughts_that_use_up_the_token_limit_are_not_retried() {
     );
 }
 
+/// A 200 event stream whose only content is a Google error body written as plain,
+/// pretty-printed JSON over several lines (no `data:` prefix).
+fn gemini_error_in_stream(code: u16, status: &str, message: &str) -> Reply {
+    let body = serde_json::to_string_pretty(
+        &json!({"error": {"code": code, "message": message, "status": status}}),
+    )
+    .unwrap();
+    let lines = body.lines().map(|l| format!("{l}\n")).collect();
+    event_stream(200, "text/event-stream", lines)
+}
+
+#[test]
+fn gemini_errors_written_over_several_lines_in_a_stream_keep_their_message() {
+    // Retryable: the model is overloaded, the next attempt answers.
+    let server = TestServer::sequence(vec![
+        gemini_error_in_stream(
+            503,
+            "UNAVAILABLE",
+            "The model is overloaded. Please try again later.",
+        ),
+        gemini_sse(&["Final answer: 4"], 3, 2),
+    ]);
+    let sb = Sandbox::new();
+    let cfg = config(&sb, &server.url(), GEMINI, "gemini-test");
+    let (code, report, stderr) = ask(&sb, &cfg, &["--stream", "--retries", "1"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(server.count(), 2);
+    assert_eq!(report["usage"]["retries"], 1);
+
+    // Not retryable: the provider's own words reach the user.
+    let server = TestServer::always(gemini_error_in_stream(
+        400,
+        "INVALID_ARGUMENT",
+        "Request contains an invalid argument: {contents} is empty.",
+    ));
+    let sb = Sandbox::new();
+    let cfg = config(&sb, &server.url(), GEMINI, "gemini-test");
+    let (code, report, _) = ask(&sb, &cfg, &["--stream", "--retries", "2"]);
+    assert_eq!(code, 3);
+    assert_eq!(server.count(), 1, "{}", errors(&report));
+    let errors = errors(&report);
+    assert!(
+        errors.contains(
+            "INVALID_ARGUMENT: Request contains an invalid argument: {contents} is empty."
+        ),
+        "{errors}"
+    );
+}
+
 #[test]
 fn gemini_prefers_google_api_key_when_both_are_set() {
     let server = TestServer::always(gemini_ok("Final answer: 4", 1, 1));

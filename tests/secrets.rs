@@ -132,3 +132,60 @@ fn help_and_config_errors_do_not_print_the_key() {
         assert!(!all.contains(KEY), "{args:?}: {all}");
     }
 }
+
+#[test]
+fn verbose_logs_each_retry_as_it_happens_without_the_key() {
+    let server = TestServer::start(|req, i| {
+        let key = received_key(req);
+        match i {
+            0 => text(500, "text/plain", &format!("internal error for {key}")),
+            1 => with_header(
+                openai_error(
+                    429,
+                    &format!("Rate limit reached for {key}"),
+                    "requests",
+                    Some("rate_limit_exceeded"),
+                ),
+                "retry-after-ms",
+                "50",
+            ),
+            _ => openai_ok("Final answer: 4", 3, 2),
+        }
+    });
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "panel.toml",
+        &format!(
+            "[providers.p]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key_env = \"FAKE_KEY\"\n\n\
+             [[participants]]\nprovider = \"p\"\nmodel = \"m\"\n",
+            server.url()
+        ),
+    );
+    let out = sb
+        .cmd()
+        .env("FAKE_KEY", KEY)
+        .args(["ask", "-v", "--json", "--retries", "2", "--config"])
+        .arg(&cfg)
+        .arg("What is 2+2?")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(server.count(), 3);
+    assert!(!stderr.contains(KEY), "the key is in stderr:\n{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("p:m")).collect();
+    assert_eq!(lines.len(), 3, "two retries, then the answer:\n{stderr}");
+    let first = lines[0];
+    assert!(
+        first.contains("attempt 1 failed, retrying in ")
+            && first.contains(" ms (backoff): p: HTTP 500")
+            && first.contains("internal error for <redacted>"),
+        "{first}"
+    );
+    assert_eq!(
+        lines[1],
+        "[round 0] p:m (m): attempt 2 failed, retrying in 50 ms (as the provider asked): \
+         p: HTTP 429 requests/rate_limit_exceeded: Rate limit reached for <redacted>",
+    );
+    assert!(lines[2].contains("ok in"), "{}", lines[2]);
+}

@@ -83,13 +83,17 @@ impl Endpoint {
         let content_type = http::content_type(&response);
         let mut state = State::default();
         if content_type == "text/event-stream" {
-            http::read_sse(&mut response, |_, data| {
-                let data = data.trim();
-                if !data.is_empty() {
-                    state.apply(http::json_object(data.as_bytes(), "an event")?)?;
-                }
-                Ok(false)
-            })
+            http::read_sse_with(
+                &mut response,
+                http::SseParser::with_bare_json(),
+                |_, data| {
+                    let data = data.trim();
+                    if !data.is_empty() {
+                        state.apply(http::json_object(data.as_bytes(), "an event")?)?;
+                    }
+                    Ok(false)
+                },
+            )
             .await?;
         } else {
             let body = http::read_body(&mut response).await?;

@@ -52,6 +52,19 @@ impl Default for Policy {
     }
 }
 
+/// A failed attempt that is about to be retried.
+#[derive(Clone, Copy, Debug)]
+pub struct Retry<'a> {
+    /// The attempt that failed, counted from 1.
+    pub attempt: u32,
+    /// The wait before the next attempt.
+    pub delay: Duration,
+    /// Whether the provider asked for that wait (otherwise it is the backoff).
+    pub asked: bool,
+    /// Why the attempt failed.
+    pub reason: &'a str,
+}
+
 /// An HTTP client plus the policy it is used with.
 #[derive(Clone, Debug)]
 pub struct Transport {
@@ -116,8 +129,13 @@ impl Transport {
     /// Runs `attempt` until it succeeds, fails for good, or the retries are spent. Each
     /// attempt gets the instant by which it must be done: the call timeout, capped by the
     /// run deadline. A wait the provider asks for that is longer than [`MAX_RETRY_AFTER`]
-    /// or than the time left ends the call instead.
-    pub async fn with_retries<F, Fut>(&self, mut attempt: F) -> Outcome
+    /// or than the time left ends the call instead. `on_retry` hears of each retry before
+    /// its wait.
+    pub async fn with_retries<F, Fut>(
+        &self,
+        mut attempt: F,
+        mut on_retry: impl FnMut(&Retry<'_>),
+    ) -> Outcome
     where
         F: FnMut(Instant) -> Fut,
         Fut: Future<Output = Result<Completion, ProviderError>>,
@@ -175,6 +193,12 @@ impl Transport {
                         ));
                         return done(Err(e), attempts);
                     }
+                    on_retry(&Retry {
+                        attempt: attempts,
+                        delay,
+                        asked: e.retry_after.is_some(),
+                        reason: &e.message,
+                    });
                     tokio::time::sleep(delay).await;
                 }
                 result => return done(result, attempts),
@@ -348,6 +372,45 @@ pub struct SseParser {
     buf: Vec<u8>,
     event: Option<String>,
     data: Option<String>,
+    /// Whether a JSON object written as plain lines between events is an event too.
+    bare_json: bool,
+    gathering: Option<BareJson>,
+}
+
+/// A JSON object arriving line by line outside any `data:` field; complete when its
+/// braces and brackets balance (those inside strings do not count).
+#[derive(Default)]
+struct BareJson {
+    text: String,
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl BareJson {
+    fn push(&mut self, line: &str) {
+        if !self.text.is_empty() {
+            self.text.push('\n');
+        }
+        self.text.push_str(line);
+        for c in line.chars() {
+            if self.in_string {
+                match c {
+                    _ if self.escaped => self.escaped = false,
+                    '\\' => self.escaped = true,
+                    '"' => self.in_string = false,
+                    _ => {}
+                }
+            } else {
+                match c {
+                    '"' => self.in_string = true,
+                    '{' | '[' => self.depth += 1,
+                    '}' | ']' => self.depth = self.depth.saturating_sub(1),
+                    _ => {}
+                }
+            }
+        }
+    }
 }
 
 /// One server-sent event.
@@ -358,6 +421,16 @@ pub struct SseEvent {
 }
 
 impl SseParser {
+    /// A parser that also takes a JSON object written as plain lines between events (not
+    /// in a `data:` field, possibly over several lines) as one event. Google's API sends an
+    /// error inside a stream that way; its SDK gathers the lines until the braces balance.
+    pub fn with_bare_json() -> SseParser {
+        SseParser {
+            bare_json: true,
+            ..SseParser::default()
+        }
+    }
+
     /// Adds bytes; returns the events they complete. Invalid UTF-8 in a line is an error.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<SseEvent>, ProviderError> {
         self.buf.extend_from_slice(bytes);
@@ -373,26 +446,50 @@ impl SseParser {
             })?;
             self.line(&line, &mut events);
         }
-        if self.buf.len() > MAX_BODY_BYTES {
+        let gathered = self.gathering.as_ref().map_or(0, |g| g.text.len());
+        if self.buf.len() + gathered > MAX_BODY_BYTES {
             return Err(too_large());
         }
         Ok(events)
     }
 
-    /// Flushes an event left open when the stream ends without a blank line.
-    pub fn finish(&mut self) -> Option<SseEvent> {
+    /// Flushes what is left open when the stream ends: an event without its blank line,
+    /// or an unfinished bare JSON object (which then fails to parse, naming the problem).
+    pub fn finish(&mut self) -> Vec<SseEvent> {
+        let mut events = Vec::new();
         if !self.buf.is_empty() {
             let rest = String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned();
-            let mut events = Vec::new();
             self.line(rest.trim_end_matches('\r'), &mut events);
         }
-        self.data.take().map(|data| SseEvent {
-            event: self.event.take(),
-            data,
-        })
+        if let Some(data) = self.data.take() {
+            events.push(SseEvent {
+                event: self.event.take(),
+                data,
+            });
+        }
+        if let Some(json) = self.gathering.take() {
+            events.push(SseEvent {
+                event: None,
+                data: json.text,
+            });
+        }
+        events
     }
 
     fn line(&mut self, line: &str, events: &mut Vec<SseEvent>) {
+        let bare = self.bare_json && self.data.is_none() && line.trim_start().starts_with('{');
+        if self.gathering.is_some() || bare {
+            let json = self.gathering.get_or_insert_with(BareJson::default);
+            json.push(line);
+            if json.depth == 0 && !json.in_string {
+                let json = self.gathering.take().unwrap_or_default();
+                events.push(SseEvent {
+                    event: None,
+                    data: json.text,
+                });
+            }
+            return;
+        }
         if line.is_empty() {
             if let Some(data) = self.data.take() {
                 events.push(SseEvent {
@@ -519,9 +616,17 @@ pub fn typed<T: serde::de::DeserializeOwned>(
 /// true (the protocol's end marker) or the body ends.
 pub async fn read_sse(
     response: &mut reqwest::Response,
+    on_event: impl FnMut(Option<&str>, &str) -> Result<bool, ProviderError>,
+) -> Result<(), ProviderError> {
+    read_sse_with(response, SseParser::default(), on_event).await
+}
+
+/// [`read_sse`] with a parser configured for the protocol.
+pub async fn read_sse_with(
+    response: &mut reqwest::Response,
+    mut parser: SseParser,
     mut on_event: impl FnMut(Option<&str>, &str) -> Result<bool, ProviderError>,
 ) -> Result<(), ProviderError> {
-    let mut parser = SseParser::default();
     while let Some(chunk) = next_chunk(response).await? {
         for event in parser.feed(&chunk)? {
             if on_event(event.event.as_deref(), &event.data)? {
@@ -529,8 +634,10 @@ pub async fn read_sse(
             }
         }
     }
-    if let Some(event) = parser.finish() {
-        on_event(event.event.as_deref(), &event.data)?;
+    for event in parser.finish() {
+        if on_event(event.event.as_deref(), &event.data)? {
+            break;
+        }
     }
     Ok(())
 }
@@ -637,6 +744,28 @@ mod tests {
     }
 
     #[test]
+    fn a_bare_json_object_over_several_lines_is_one_event() {
+        let body = "data: {\"a\":1}\r\n\r\n{\n  \"error\": {\n    \"code\": 503,\n    \"message\": \"busy } {[\\\"\",\n    \"details\": []\n  }\n}\n";
+        let mut p = SseParser::with_bare_json();
+        let mut events = Vec::new();
+        // Fed a few bytes at a time, so lines and braces straddle the pieces.
+        for piece in body.as_bytes().chunks(5) {
+            events.extend(p.feed(piece).unwrap());
+        }
+        events.extend(p.finish());
+        assert_eq!(events.len(), 2, "{events:?}");
+        let error: serde_json::Value = serde_json::from_str(&events[1].data).unwrap();
+        assert_eq!(error["error"]["message"], "busy } {[\"");
+        assert_eq!(error["error"]["code"], 503);
+
+        // Without the option, such lines are unknown fields and ignored, as the spec says.
+        let mut p = SseParser::default();
+        let mut events = p.feed(body.as_bytes()).unwrap();
+        events.extend(p.finish());
+        assert_eq!(events.len(), 1);
+    }
+
+    #[test]
     fn a_multibyte_character_split_across_chunks_survives() {
         let mut p = SseParser::default();
         let bytes = "data: é\n\n".as_bytes();
@@ -685,21 +814,33 @@ mod tests {
     async fn retries_wait_as_asked_until_an_answer() {
         let t = transport(2, None);
         let mut calls = 0;
+        let mut heard = Vec::new();
         let outcome = t
-            .with_retries(|_| {
-                calls += 1;
-                let n = calls;
-                async move {
-                    if n < 3 {
-                        Err(rate_limited(Duration::from_millis(10)))
-                    } else {
-                        Ok(answer())
+            .with_retries(
+                |_| {
+                    calls += 1;
+                    let n = calls;
+                    async move {
+                        if n < 3 {
+                            Err(rate_limited(Duration::from_millis(10)))
+                        } else {
+                            Ok(answer())
+                        }
                     }
-                }
-            })
+                },
+                |r| heard.push((r.attempt, r.delay, r.asked, r.reason.to_string())),
+            )
             .await;
         assert!(outcome.result.is_ok());
         assert_eq!(outcome.attempts, 3);
+        let wait = Duration::from_millis(10);
+        assert_eq!(
+            heard,
+            [
+                (1, wait, true, "slow down".to_string()),
+                (2, wait, true, "slow down".to_string())
+            ]
+        );
     }
 
     #[tokio::test]
@@ -707,17 +848,23 @@ mod tests {
         let t = transport(5, Some(Duration::from_millis(200)));
         let started = Instant::now();
         let outcome = t
-            .with_retries(|_| async { Err(rate_limited(Duration::from_secs(5))) })
+            .with_retries(
+                |_| async { Err(rate_limited(Duration::from_secs(5))) },
+                |_| panic!("not retried"),
+            )
             .await;
         assert_eq!(outcome.attempts, 1);
         let e = outcome.result.unwrap_err();
         assert!(e.message.contains("would pass the run deadline"), "{e}");
 
         let outcome = t
-            .with_retries(|_| async {
-                tokio::time::sleep(Duration::from_secs(10)).await;
-                Ok(answer())
-            })
+            .with_retries(
+                |_| async {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    Ok(answer())
+                },
+                |_| panic!("not retried"),
+            )
             .await;
         let e = outcome.result.unwrap_err();
         assert_eq!(e.kind, ErrorKind::Timeout);

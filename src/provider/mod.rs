@@ -203,46 +203,68 @@ impl Provider {
     }
 
     /// One call, with the transport's retries. `call_index` counts this seat's calls from 0.
-    /// Errors start with the provider's name.
+    /// `on_retry` hears of each retry as it is about to happen.
     pub async fn complete(
         &self,
         transport: &Transport,
         request: &ChatRequest,
         call_index: usize,
+        on_retry: impl FnMut(&http::Retry<'_>),
     ) -> Outcome {
-        let (name, mut outcome) = match self {
-            Provider::OpenAi(e) => (
-                &e.name,
-                transport
-                    .with_retries(|deadline| e.complete(transport, request, deadline))
-                    .await,
-            ),
-            Provider::Anthropic(e) => (
-                &e.name,
-                transport
-                    .with_retries(|deadline| e.complete(transport, request, deadline))
-                    .await,
-            ),
-            Provider::Gemini(e) => (
-                &e.name,
-                transport
-                    .with_retries(|deadline| e.complete(transport, request, deadline))
-                    .await,
-            ),
-            Provider::Ollama(e) => (
-                &e.name,
-                transport
-                    .with_retries(|deadline| e.complete(transport, request, deadline))
-                    .await,
-            ),
-            Provider::Command(program) => return program.complete(transport, request).await,
-            Provider::Mock(script) => return script.complete(call_index).await,
+        match self {
+            Provider::OpenAi(e) => {
+                let attempt = |deadline| e.complete(transport, request, deadline);
+                self.retried(&e.name, transport, attempt, on_retry).await
+            }
+            Provider::Anthropic(e) => {
+                let attempt = |deadline| e.complete(transport, request, deadline);
+                self.retried(&e.name, transport, attempt, on_retry).await
+            }
+            Provider::Gemini(e) => {
+                let attempt = |deadline| e.complete(transport, request, deadline);
+                self.retried(&e.name, transport, attempt, on_retry).await
+            }
+            Provider::Ollama(e) => {
+                let attempt = |deadline| e.complete(transport, request, deadline);
+                self.retried(&e.name, transport, attempt, on_retry).await
+            }
+            Provider::Command(program) => program.complete(transport, request).await,
+            Provider::Mock(script) => script.complete(call_index).await,
+        }
+    }
+
+    /// Runs `attempt` with the transport's retries. Errors start with the provider's name
+    /// and never hold the key: neither the final one nor the reasons given to `on_retry`.
+    async fn retried<F, Fut>(
+        &self,
+        name: &str,
+        transport: &Transport,
+        attempt: F,
+        mut on_retry: impl FnMut(&http::Retry<'_>),
+    ) -> Outcome
+    where
+        F: FnMut(std::time::Instant) -> Fut,
+        Fut: std::future::Future<Output = Result<Completion, ProviderError>>,
+    {
+        // A provider may quote the key it was sent (in an error page, a 401 message...).
+        let scrub = |message: &str| {
+            let message = format!("{name}: {message}");
+            match self.key() {
+                Some(key) => key.redact(&message),
+                None => message,
+            }
         };
+        let note = |r: &http::Retry<'_>| {
+            let reason = scrub(r.reason);
+            on_retry(&http::Retry {
+                reason: &reason,
+                ..*r
+            });
+        };
+        let mut outcome = transport.with_retries(attempt, note).await;
         if let Err(e) = &mut outcome.result {
-            e.message = format!("{name}: {}", e.message);
-            // A provider may quote the key it was sent (in an error page, a 401 message...).
+            e.message = scrub(&e.message);
             if let Some(key) = self.key() {
-                e.message = key.redact(&e.message);
                 e.output = key.redact(&e.output);
             }
         }
