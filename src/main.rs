@@ -12,23 +12,18 @@ use llm_consensus::run::{self, RunOptions};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Ask(args) => match ask(args) {
-            Ok(code) => ExitCode::from(code),
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                let usage = e.downcast_ref::<ConfigError>().is_some();
-                ExitCode::from(if usage { 2 } else { 3 })
-            }
-        },
-        Command::Providers(args) => match providers(args) {
-            Ok(code) => ExitCode::from(code),
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                let usage = e.downcast_ref::<ConfigError>().is_some();
-                ExitCode::from(if usage { 2 } else { 3 })
-            }
-        },
+    let result = match cli.command {
+        Command::Ask(args) => ask(args),
+        Command::Providers(args) => providers(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        // Printed once; a configuration problem (nothing was sent) is exit 2.
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let usage = e.downcast_ref::<ConfigError>().is_some();
+            ExitCode::from(if usage { 2 } else { 3 })
+        }
     }
 }
 
