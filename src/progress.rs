@@ -61,6 +61,15 @@ impl Progress {
         }
     }
 
+    /// Prints a log line on stderr, above the progress lines when they are shown so that
+    /// neither garbles the other.
+    pub fn log(&self, line: &str) {
+        match &self.bars {
+            Some((multi, _)) if multi.println(line).is_ok() => {}
+            _ => eprintln!("{line}"),
+        }
+    }
+
     /// Removes the progress lines before the result is printed.
     pub fn clear(&self) {
         if let Some((multi, bars)) = &self.bars {

@@ -113,7 +113,7 @@ pub async fn execute(
                 let t0 = Instant::now();
                 let on_retry = |r: &Retry<'_>| {
                     if verbose {
-                        log_retry(&name, &request.model, call.round, r);
+                        log_retry(&progress, &name, &request.model, call.round, r);
                     }
                 };
                 let mut outcome = provider
@@ -132,7 +132,7 @@ pub async fn execute(
                     result.error.as_deref(),
                 );
                 if verbose {
-                    log_call(&name, &request.model, &call, &result);
+                    log_call(&progress, &name, &request.model, &call, &result);
                 }
                 (result, outcome_attempts)
             });
@@ -373,7 +373,7 @@ fn to_result(call: &CallSpec, outcome: crate::provider::Outcome, measured_ms: f6
     }
 }
 
-fn log_call(name: &str, model: &str, call: &CallSpec, result: &CallResult) {
+fn log_call(progress: &Progress, name: &str, model: &str, call: &CallSpec, result: &CallResult) {
     let tokens = match (result.usage.input_tokens, result.usage.output_tokens) {
         (None, None) => "tokens unknown".to_string(),
         (i, o) => format!(
@@ -382,30 +382,31 @@ fn log_call(name: &str, model: &str, call: &CallSpec, result: &CallResult) {
             o.map_or("?".into(), |v| v.to_string())
         ),
     };
-    match &result.error {
-        None => eprintln!(
+    let line = match &result.error {
+        None => format!(
             "[round {}] {name} ({model}): ok in {:.0} ms, {tokens}, {} chars",
             call.round,
             result.latency_ms,
             result.text.chars().count()
         ),
-        Some(e) => eprintln!(
+        Some(e) => format!(
             "[round {}] {name} ({model}): failed in {:.0} ms: {e}",
             call.round, result.latency_ms
         ),
-    }
+    };
+    progress.log(&line);
 }
 
-fn log_retry(name: &str, model: &str, round: usize, retry: &Retry<'_>) {
+fn log_retry(progress: &Progress, name: &str, model: &str, round: usize, retry: &Retry<'_>) {
     let wait = if retry.asked {
         "as the provider asked"
     } else {
         "backoff"
     };
-    eprintln!(
+    progress.log(&format!(
         "[round {round}] {name} ({model}): attempt {} failed, retrying in {} ({wait}): {}",
         retry.attempt,
         human_duration(retry.delay),
         retry.reason
-    );
+    ));
 }
