@@ -113,7 +113,13 @@ pub async fn execute(
                 let t0 = Instant::now();
                 let on_retry = |r: &Retry<'_>| {
                     if verbose {
-                        log_retry(&progress, &name, &request.model, call.round, r);
+                        log_retry(
+                            &progress,
+                            &format!("round {}", call.round),
+                            &name,
+                            &request.model,
+                            r,
+                        );
                     }
                 };
                 let mut outcome = provider
@@ -295,9 +301,16 @@ async fn synthesize(
         max_tokens: synth.max_tokens,
     };
     let t0 = Instant::now();
+    // The progress lines are gone by now: retries are logged straight to stderr.
+    let quiet = Progress::disabled();
+    let on_retry = |r: &Retry<'_>| {
+        if verbose {
+            log_retry(&quiet, "synthesis", &synth.name, &synth.model, r);
+        }
+    };
     let outcome = synth
         .provider
-        .complete(transport, &request, 0, |_| {})
+        .complete(transport, &request, 0, on_retry)
         .await;
     let ms = t0.elapsed().as_secs_f64() * 1000.0;
     match outcome.result {
@@ -397,14 +410,15 @@ fn log_call(progress: &Progress, name: &str, model: &str, call: &CallSpec, resul
     progress.log(&line);
 }
 
-fn log_retry(progress: &Progress, name: &str, model: &str, round: usize, retry: &Retry<'_>) {
+/// `stage` says which call it is: `round N` or `synthesis`.
+fn log_retry(progress: &Progress, stage: &str, name: &str, model: &str, retry: &Retry<'_>) {
     let wait = if retry.asked {
         "as the provider asked"
     } else {
         "backoff"
     };
     progress.log(&format!(
-        "[round {round}] {name} ({model}): attempt {} failed, retrying in {} ({wait}): {}",
+        "[{stage}] {name} ({model}): attempt {} failed, retrying in {} ({wait}): {}",
         retry.attempt,
         human_duration(retry.delay),
         retry.reason

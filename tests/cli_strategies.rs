@@ -521,3 +521,44 @@ fn leader_over_http_commits_when_followers_accept() {
     assert_eq!(json["terms"][0]["accepted_by"].as_array().unwrap().len(), 2);
     assert_eq!(server.count(), 5, "three answers, then two follower votes");
 }
+
+#[test]
+fn verbose_logs_a_retried_synthesizer_call() {
+    let judge_calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = judge_calls.clone();
+    let server =
+        TestServer::start(
+            move |req, _| match req.json()["model"].as_str().unwrap_or_default() {
+                "judge" if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 => {
+                    common::with_header(
+                        common::openai_error(429, "Rate limit reached", "requests", None),
+                        "retry-after-ms",
+                        "10",
+                    )
+                }
+                "judge" => openai_ok("C.\nDissent: none.", 5, 5),
+                _ => openai_ok("Final answer: C", 5, 5),
+            },
+        );
+    let sandbox = Sandbox::new();
+    let config = sandbox.write(
+        "panel.toml",
+        &format!(
+            "[providers.local]\nkind = \"openai\"\nbase_url = \"{}/v1\"\n",
+            server.url()
+        ),
+    );
+    let out = sandbox
+        .cmd()
+        .args(["ask", "--config", config.to_str().unwrap()])
+        .args(["-m", "local:m@2", "--synthesize", "local:judge", "-v", "Q?"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(judge_calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert!(
+        stderr.contains("[synthesis] local:judge (judge): attempt 1 failed, retrying"),
+        "{stderr}"
+    );
+}
