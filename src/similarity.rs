@@ -14,6 +14,10 @@ use std::sync::OnceLock;
 
 use regex::Regex;
 
+pub mod scan;
+
+pub use scan::{TokenClass, for_each_token_hash};
+
 /// Which part of an answer is compared.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AnswerMode {
@@ -165,9 +169,13 @@ impl Key {
         let text = text.trim();
         let mut seq = String::new();
         let mut set = TokenSet::with_capacity(vocabulary.len());
-        if text.is_ascii() {
-            // The common case, a byte at a time: ASCII letters and digits are exactly the
-            // ASCII characters that are Unicode letters or digits.
+        if text.is_ascii() && !sequence {
+            // The common case: ASCII letters and digits are exactly the ASCII characters
+            // that are Unicode letters or digits.
+            for_each_token_hash(text.as_bytes(), TokenClass::AsciiAlnum, |h| {
+                set.insert(vocabulary.id(h));
+            });
+        } else if text.is_ascii() {
             for token in ascii_runs(text.as_bytes(), &ASCII_ALNUM) {
                 set.insert(vocabulary.id(hash_lower_ascii(token)));
                 if sequence {
@@ -256,17 +264,19 @@ impl Vocabulary {
     /// The id of a token hash, assigning the next one to a new hash.
     #[inline]
     pub fn id(&mut self, token_hash: u64) -> u32 {
-        if (self.len as usize + 1) * 2 > self.slots.len() {
-            self.grow();
-        }
         let mask = self.slots.len() - 1;
         let mut i = token_hash as usize & mask;
         loop {
             let (hash, id) = self.slots[i];
             if id == EMPTY {
-                self.slots[i] = (token_hash, self.len);
+                let id = self.len;
+                self.slots[i] = (token_hash, id);
                 self.len += 1;
-                return self.len - 1;
+                // At most half full, so probe runs stay short and an empty slot is near.
+                if self.len as usize * 2 > self.slots.len() {
+                    self.grow();
+                }
+                return id;
             }
             if hash == token_hash {
                 return id;
@@ -284,6 +294,7 @@ impl Vocabulary {
         self.len == 0
     }
 
+    #[cold]
     fn grow(&mut self) {
         let size = self.slots.len() * 2;
         let old = std::mem::replace(&mut self.slots, vec![(0, EMPTY); size]);
@@ -439,15 +450,19 @@ pub fn hash(bytes: &[u8]) -> u64 {
 /// at once (`A`–`Z` gain the 0x20 bit).
 #[inline]
 pub fn hash_lower_ascii(bytes: &[u8]) -> u64 {
+    hash_words(bytes, lower_ascii_word)
+}
+
+/// Eight ASCII bytes lowercased at once.
+#[inline(always)]
+fn lower_ascii_word(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
-    hash_words(bytes, |w| {
-        // Per byte b < 0x80: b + 0x3f has its high bit set iff b >= 'A', and b + 0x25 iff
-        // b > 'Z'; neither sum carries into the next byte.
-        let at_least_a = w.wrapping_add(ONES * (0x80 - u64::from(b'A')));
-        let above_z = w.wrapping_add(ONES * (0x80 - u64::from(b'Z') - 1));
-        let upper = at_least_a & !above_z & !w & (ONES * 0x80);
-        w | (upper >> 2)
-    })
+    // Per byte b < 0x80: b + 0x3f has its high bit set iff b >= 'A', and b + 0x25 iff
+    // b > 'Z'; neither sum carries into the next byte.
+    let at_least_a = w.wrapping_add(ONES * (0x80 - u64::from(b'A')));
+    let above_z = w.wrapping_add(ONES * (0x80 - u64::from(b'Z') - 1));
+    let upper = at_least_a & !above_z & !w & (ONES * 0x80);
+    w | (upper >> 2)
 }
 
 /// Up to 7 bytes as the low bytes of a little-endian word, with two overlapping fixed-size
@@ -473,24 +488,38 @@ fn load_partial(rest: &[u8]) -> u64 {
     }
 }
 
+/// The hash state's start for a token of `len` bytes.
+const LEN_MUL: u64 = 0xff51_afd7_ed55_8ccd;
+
+/// One eight-byte word into the hash state.
 #[inline(always)]
-fn hash_words(bytes: &[u8], word: impl Fn(u64) -> u64) -> u64 {
-    const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut h = (bytes.len() as u64).wrapping_mul(0xff51_afd7_ed55_8ccd);
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let w = word(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
-        h = (h ^ w).wrapping_mul(K).rotate_left(31);
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        h = (h ^ word(load_partial(rest)))
-            .wrapping_mul(K)
-            .rotate_left(31);
-    }
+fn mix_word(h: u64, w: u64) -> u64 {
+    (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(31)
+}
+
+/// The final avalanche.
+#[inline(always)]
+fn finish_hash(mut h: u64) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     h ^ (h >> 33)
+}
+
+#[inline(always)]
+fn hash_words(bytes: &[u8], word: impl Fn(u64) -> u64) -> u64 {
+    let mut h = (bytes.len() as u64).wrapping_mul(LEN_MUL);
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        h = mix_word(
+            h,
+            word(u64::from_le_bytes(chunk.try_into().expect("8 bytes"))),
+        );
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        h = mix_word(h, word(load_partial(rest)));
+    }
+    finish_hash(h)
 }
 
 /// The number a key denotes: `42`, `-3.5`, `1,000`, `1e3`, `$12`, `50%`, `4.` all count;

@@ -2,7 +2,7 @@
 //! defects included (PROTOCOL.md §2). Its value is parity: the same scripted answers and
 //! seed give the same winner, confidences, luminances, synthesis and prompts, byte for byte.
 
-use crate::similarity::{ByteClass, TokenSet, Vocabulary, ascii_runs, hash, hash_lower_ascii};
+use crate::similarity::{TokenClass, TokenSet, Vocabulary, for_each_token_hash, hash};
 
 use super::pyrandom::{PyRandom, REFERENCE_SUM, normalized_weights_with};
 use super::{
@@ -16,26 +16,14 @@ fn is_py_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
-/// The ASCII bytes that are not whitespace to Python's `str.split()`, which splits on
-/// \t \n \v \f \r, space and the separators \x1c..\x1f.
-static PY_ASCII_WORD: ByteClass = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 128 {
-        t[b] = !matches!(b as u8, b'\t'..=b'\r' | b' ' | 0x1c..=0x1f);
-        b += 1;
-    }
-    t
-};
-
 /// `set(text.lower().split())`, its words interned in `vocabulary`.
 pub fn py_word_set(text: &str, vocabulary: &mut Vocabulary) -> TokenSet {
     let mut set = TokenSet::with_capacity(vocabulary.len());
     let mut lowered = String::new();
     if text.is_ascii() {
-        for word in ascii_runs(text.as_bytes(), &PY_ASCII_WORD) {
-            set.insert(vocabulary.id(hash_lower_ascii(word)));
-        }
+        for_each_token_hash(text.as_bytes(), TokenClass::PyWord, |h| {
+            set.insert(vocabulary.id(h));
+        });
         return set;
     }
     for word in text.split(is_py_space).filter(|w| !w.is_empty()) {
@@ -316,6 +304,41 @@ impl Strategy for Hanzo {
             live,
             quorum: self.params.quorum,
             details: Default::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// `set(text.lower().split())` the plain way: Unicode lowercasing of the whole text,
+    /// split on Python's whitespace, each word hashed as it is.
+    fn reference(text: &str, vocabulary: &mut Vocabulary) -> TokenSet {
+        let lowered = text.to_lowercase();
+        let mut set = TokenSet::default();
+        for word in lowered.split(is_py_space).filter(|w| !w.is_empty()) {
+            set.insert(vocabulary.id(hash(word.as_bytes())));
+        }
+        set
+    }
+
+    proptest! {
+        #[test]
+        fn word_sets_equal_the_plain_split(
+            text in "([a-zA-Z0-9.,]{1,20}|[ \t\n\r\u{b}\u{c}\u{1c}-\u{1f}\u{85}\u{a0}\u{3000}]|\\PC){0,60}"
+        ) {
+            let mut vocabulary = Vocabulary::default();
+            let want = reference(&text, &mut vocabulary);
+            prop_assert_eq!(py_word_set(&text, &mut vocabulary), want);
+        }
+
+        #[test]
+        fn ascii_word_sets_equal_the_plain_split(text in "[ -~\t\n\r\u{b}\u{c}\u{1c}-\u{1f}]{0,200}") {
+            let mut vocabulary = Vocabulary::default();
+            let want = reference(&text, &mut vocabulary);
+            prop_assert_eq!(py_word_set(&text, &mut vocabulary), want);
         }
     }
 }
