@@ -172,9 +172,11 @@ impl Key {
         if text.is_ascii() && !sequence {
             // The common case: ASCII letters and digits are exactly the ASCII characters
             // that are Unicode letters or digits.
+            // A repeated token is a bit set again: no branch on whether it is new.
             for_each_token_hash(text.as_bytes(), TokenClass::AsciiAlnum, |h| {
-                set.insert(vocabulary.id(h));
+                set.insert_uncounted(vocabulary.id(h));
             });
+            set.recount();
         } else if text.is_ascii() {
             for token in ascii_runs(text.as_bytes(), &ASCII_ALNUM) {
                 set.insert(vocabulary.id(hash_lower_ascii(token)));
@@ -228,6 +230,16 @@ impl Key {
     /// from one comparator).
     pub fn token_jaccard(&self, other: &Key) -> f64 {
         self.set.jaccard(&other.set)
+    }
+
+    /// The distinct tokens.
+    pub fn tokens(&self) -> &TokenSet {
+        &self.set
+    }
+
+    /// The distinct tokens, without the rest of the key.
+    pub fn into_tokens(self) -> TokenSet {
+        self.set
     }
 
     /// The number the key denotes, when it is one.
@@ -338,6 +350,25 @@ impl TokenSet {
         }
     }
 
+    /// Adds `id` without counting it: for building a set in one go, then [`recount`].
+    ///
+    /// [`recount`]: TokenSet::recount
+    #[inline]
+    pub fn insert_uncounted(&mut self, id: u32) {
+        let word = id as usize / 64;
+        if word >= self.bits.len() {
+            self.bits.resize(word + 1, 0);
+        }
+        self.bits[word] |= 1u64 << (id % 64);
+    }
+
+    /// Brings the size up to date after [`insert_uncounted`].
+    ///
+    /// [`insert_uncounted`]: TokenSet::insert_uncounted
+    pub fn recount(&mut self) {
+        self.len = self.bits.iter().map(|w| w.count_ones() as usize).sum();
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -387,10 +418,20 @@ fn popcount_and_native(a: &[u64], b: &[u64]) -> usize {
 
 #[inline(always)]
 fn popcount_and_portable(a: &[u64], b: &[u64]) -> usize {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x & y).count_ones() as usize)
-        .sum()
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    // Four independent sums, so the popcounts of a chunk run in parallel.
+    let mut sums = [0u64; 4];
+    let (mut ca, mut cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for k in 0..4 {
+            sums[k] += u64::from((x[k] & y[k]).count_ones());
+        }
+    }
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        sums[0] += u64::from((x & y).count_ones());
+    }
+    (sums[0] + sums[1] + sums[2] + sums[3]) as usize
 }
 
 /// Byte classes for [`ascii_runs`]: `true` for the bytes that belong to a token.

@@ -22,7 +22,9 @@ use super::{
     CallResult, CallSpec, Decision, Params, RoundTrace, Seat, SeatOutcome, Strategy, TraceEntry,
     complete_results,
 };
-use crate::similarity::{Comparator, Key};
+use std::borrow::Cow;
+
+use crate::similarity::{Comparator, Key, TokenSet};
 
 /// Supports equal within this margin are ties.
 const TIE: f64 = 1e-12;
@@ -355,33 +357,47 @@ impl Metastable {
         if !contested {
             return out;
         }
-        // Whole answers as keys of the run's vocabulary; the key itself when it already is
-        // the whole answer.
-        let full: Vec<Option<Key>> = (0..n)
-            .map(|i| {
+        // Whole answers as token sets of the run's vocabulary; the key's own set when the
+        // key already is the whole answer.
+        let full: Vec<Option<Cow<'_, TokenSet>>> = live
+            .iter()
+            .map(|&i| {
                 let s = &self.state[i];
                 let text = s.text.as_deref()?;
-                if !s.live {
-                    return None;
-                }
                 Some(match &s.key {
-                    Some(key) if key.text() == text.trim() => key.clone(),
-                    _ => self.cmp.key_of(text),
+                    Some(key) if key.text() == text.trim() => Cow::Borrowed(key.tokens()),
+                    _ => Cow::Owned(self.cmp.key_of(text).into_tokens()),
                 })
             })
             .collect();
-        let mut own = vec![0.0; n];
-        for &i in &live {
-            let Some(ki) = &full[i] else {
+        // Jaccard is symmetric to the bit (the same integer counts on either side): each
+        // pair of live seats is compared once.
+        let m = live.len();
+        let pair = |a: usize, b: usize| {
+            let (a, b) = (a.min(b), a.max(b));
+            a * (2 * m - a - 1) / 2 + (b - a - 1)
+        };
+        let mut sims = vec![0.0; m * (m - 1) / 2];
+        for a in 0..m {
+            let Some(ka) = &full[a] else {
                 continue;
             };
-            let total: f64 = live
-                .iter()
-                .filter(|&&j| j != i)
-                .filter_map(|&j| full[j].as_ref())
-                .map(|kj| ki.token_jaccard(kj))
+            for b in a + 1..m {
+                if let Some(kb) = &full[b] {
+                    sims[pair(a, b)] = ka.jaccard(kb);
+                }
+            }
+        }
+        let mut own = vec![0.0; n];
+        for (a, &i) in live.iter().enumerate() {
+            if full[a].is_none() {
+                continue;
+            }
+            let total: f64 = (0..m)
+                .filter(|&b| b != a && full[b].is_some())
+                .map(|b| sims[pair(a, b)])
                 .sum();
-            own[i] = total / (live.len() - 1) as f64;
+            own[i] = total / (m - 1) as f64;
         }
         for &i in &leaders {
             let group = &supporters[i];
