@@ -21,9 +21,11 @@ pub fn py_word_set(text: &str, vocabulary: &mut Vocabulary) -> TokenSet {
     let mut set = TokenSet::with_capacity(vocabulary.len());
     let mut lowered = String::new();
     if text.is_ascii() {
+        // A repeated word is a bit set again: no branch on whether it is new.
         for_each_token_hash(text.as_bytes(), TokenClass::PyWord, |h| {
-            set.insert(vocabulary.id(h));
+            set.insert_uncounted(vocabulary.id(h));
         });
+        set.recount();
         return set;
     }
     for word in text.split(is_py_space).filter(|w| !w.is_empty()) {
@@ -54,7 +56,8 @@ fn cut_chars(text: &str, limit: usize) -> &str {
 
 struct SeatState {
     latest: String,
-    words: TokenSet,
+    /// `set(latest.lower().split())`; None until a round needs it.
+    words: Option<TokenSet>,
     ok: bool,
     confidence: f64,
     luminance: f64,
@@ -83,7 +86,7 @@ impl Hanzo {
             .iter()
             .map(|_| SeatState {
                 latest: String::new(),
-                words: TokenSet::default(),
+                words: None,
                 ok: false,
                 confidence: 0.0,
                 luminance: 1.0,
@@ -124,6 +127,15 @@ impl Hanzo {
         }
         out.push_str("\n\nRefine your response:");
         out
+    }
+
+    /// A seat's word set, made by now (every answer of a sampling round, and every seat
+    /// sampled).
+    fn words(&self, seat: usize) -> &TokenSet {
+        self.state[seat]
+            .words
+            .as_ref()
+            .expect("the words of every compared answer are made before the comparison")
     }
 
     fn entry(&self, seat: usize, result: &CallResult, agreement: Option<f64>) -> TraceEntry {
@@ -179,6 +191,12 @@ impl Strategy for Hanzo {
         let lums: Vec<f64> = self.state.iter().map(|s| s.luminance).collect();
         let weights = normalized_weights_with(&lums, REFERENCE_SUM);
         self.sample = self.rng.choices(&weights, self.params.k.min(n));
+        for i in 0..self.sample.len() {
+            let s = &mut self.state[self.sample[i]];
+            if s.words.is_none() {
+                s.words = Some(py_word_set(&s.latest, &mut self.vocabulary));
+            }
+        }
         let user = self.round_prompt();
         self.pending = Some(RoundTrace {
             round,
@@ -213,8 +231,9 @@ impl Strategy for Hanzo {
         if trace.round == 0 {
             for r in &results {
                 let s = &mut self.state[r.seat];
-                s.latest = r.text.clone();
-                s.words = py_word_set(&r.text, &mut self.vocabulary);
+                // The word set is made when a round samples this seat (see next_round):
+                // most proposals are never compared.
+                s.words = None;
                 s.ok = r.ok;
                 if r.ok && r.latency_ms > 0.0 {
                     s.luminance = 1.0 / (1.0 + r.latency_ms / 1000.0);
@@ -224,33 +243,36 @@ impl Strategy for Hanzo {
                 .iter()
                 .map(|r| self.entry(r.seat, r, None))
                 .collect();
+            for r in results {
+                self.state[r.seat].latest = r.text;
+            }
         } else {
             // Results are applied in participant order, each against the state as it is
             // at that moment: earlier participants are already updated, later ones not.
-            for r in &results {
+            for r in results {
                 let words = py_word_set(&r.text, &mut self.vocabulary);
                 let s = &mut self.state[r.seat];
-                s.latest = r.text.clone();
                 s.ok = r.ok;
-                s.words = words;
+                s.words = Some(words);
                 let mut agreement = None;
                 if r.ok {
                     let a = if self.sample.is_empty() {
                         0.0
                     } else {
-                        let own = &self.state[r.seat].words;
+                        let own = self.words(r.seat);
                         let total: f64 = self
                             .sample
                             .iter()
-                            .fold(0.0, |acc, &p| acc + set_jaccard(own, &self.state[p].words));
+                            .fold(0.0, |acc, &p| acc + set_jaccard(own, self.words(p)));
                         total / self.sample.len() as f64
                     };
                     let s = &mut self.state[r.seat];
                     s.confidence = s.confidence * 0.5 + a * 0.5;
                     agreement = Some(a);
                 }
-                let entry = self.entry(r.seat, r, agreement);
+                let entry = self.entry(r.seat, &r, agreement);
                 trace.participants.push(entry);
+                self.state[r.seat].latest = r.text;
             }
             self.executed += 1;
             let best = self
