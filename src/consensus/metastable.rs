@@ -543,11 +543,14 @@ impl Strategy for Metastable {
         else {
             return;
         };
-        let results = complete_results(&called, results);
+        let mut results = complete_results(&called, results);
         let mut changed = false;
-        for r in &results {
+        // Per result: whether it is an answer, whose text then moves into the seat's state.
+        let mut answered_at = vec![false; results.len()];
+        for (r, answered_at) in results.iter_mut().zip(&mut answered_at) {
             let s = &mut self.state[r.seat];
             let answered = r.ok && !r.text.trim().is_empty();
+            *answered_at = answered;
             if answered {
                 let key = if self.params.confidence {
                     s.reported = confidence::parse(&r.text);
@@ -557,7 +560,7 @@ impl Strategy for Metastable {
                     self.cmp.key(&r.text, &self.params.answer)
                 };
                 changed |= !s.live || s.key.as_ref().map(Key::text) != key.as_ref().map(Key::text);
-                s.text = Some(r.text.clone());
+                s.text = Some(std::mem::take(&mut r.text));
                 s.key = key;
                 s.live = true;
                 s.luminance = Some(1.0 / (1.0 + r.latency_ms.max(0.0) / 1000.0));
@@ -601,6 +604,7 @@ impl Strategy for Metastable {
         for (seat, &agreement) in agreements.iter().enumerate() {
             let idx = position[seat];
             let result = idx.map(|i| &results[i]);
+            let answered = idx.is_some_and(|i| answered_at[i]);
             let s = &self.state[seat];
             entries.push(TraceEntry {
                 participant: self.seats[seat].name.clone(),
@@ -613,7 +617,13 @@ impl Strategy for Metastable {
                             .collect()
                     })
                     .unwrap_or_default(),
-                answer: result.filter(|r| r.ok).map(|r| r.text.clone()),
+                answer: result.filter(|r| r.ok).map(|r| {
+                    if answered {
+                        s.text.clone().unwrap_or_default()
+                    } else {
+                        r.text.clone()
+                    }
+                }),
                 key: if result.is_some_and(|r| r.ok) || (idx.is_none() && s.live) {
                     s.key.as_ref().map(|k| k.text().to_string())
                 } else {
@@ -626,7 +636,7 @@ impl Strategy for Metastable {
                 latency_ms: result.map(|r| r.latency_ms),
                 usage: result.map(|r| r.usage.clone()),
                 error: result.and_then(|r| {
-                    if r.ok && r.text.trim().is_empty() {
+                    if r.ok && !answered {
                         Some("empty answer".to_string())
                     } else {
                         r.error.clone()
