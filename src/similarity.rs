@@ -326,7 +326,15 @@ impl Vocabulary {
 pub struct TokenSet {
     bits: Vec<u64>,
     len: usize,
+    /// `head[c]`: how many ids lie in the first `(c + 1) * HEAD_WORDS` words, so a
+    /// comparison can stop early once the rest cannot reach its threshold.
+    head: [u32; HEAD_CHECKS],
 }
+
+/// Words between the early-stop checks of [`TokenSet::jaccard_at_least`].
+const HEAD_WORDS: usize = 8;
+/// Early-stop checks.
+const HEAD_CHECKS: usize = 3;
 
 impl TokenSet {
     /// An empty set with room for ids below `ids` without growing.
@@ -334,6 +342,7 @@ impl TokenSet {
         TokenSet {
             bits: Vec::with_capacity(ids / 64 + 1),
             len: 0,
+            head: [0; HEAD_CHECKS],
         }
     }
 
@@ -347,6 +356,9 @@ impl TokenSet {
         if self.bits[word] & mask == 0 {
             self.bits[word] |= mask;
             self.len += 1;
+            for h in &mut self.head[(word / HEAD_WORDS).min(HEAD_CHECKS)..] {
+                *h += 1;
+            }
         }
     }
 
@@ -366,7 +378,67 @@ impl TokenSet {
     ///
     /// [`insert_uncounted`]: TokenSet::insert_uncounted
     pub fn recount(&mut self) {
-        self.len = self.bits.iter().map(|w| w.count_ones() as usize).sum();
+        let mut len = 0;
+        for (i, w) in self.bits.iter().enumerate() {
+            if i % HEAD_WORDS == 0 && i > 0 && i / HEAD_WORDS <= HEAD_CHECKS {
+                self.head[i / HEAD_WORDS - 1] = len as u32;
+            }
+            len += w.count_ones() as usize;
+        }
+        let full = self.bits.len().div_ceil(HEAD_WORDS).max(1);
+        for h in &mut self.head[(full - 1).min(HEAD_CHECKS)..] {
+            *h = len as u32;
+        }
+        self.len = len;
+    }
+
+    /// Whether `self.jaccard(other) >= threshold - 1e-12`, stopping early when even
+    /// the best case for the words not yet compared stays below it.
+    pub fn jaccard_at_least(&self, other: &TokenSet, threshold: f64) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("popcnt") {
+                // SAFETY: the CPU has just been found to support the popcnt instruction.
+                return unsafe { self.jaccard_at_least_popcnt(other, threshold) };
+            }
+        }
+        self.jaccard_at_least_with(other, threshold)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "popcnt")]
+    fn jaccard_at_least_popcnt(&self, other: &TokenSet, threshold: f64) -> bool {
+        self.jaccard_at_least_with(other, threshold)
+    }
+
+    #[inline(always)]
+    fn jaccard_at_least_with(&self, other: &TokenSet, threshold: f64) -> bool {
+        let limit = threshold - 1e-12;
+        if self.is_empty() && other.is_empty() {
+            return 1.0 >= limit;
+        }
+        let total = self.len + other.len;
+        let n = self.bits.len().min(other.bits.len());
+        let (a, b) = (&self.bits[..n], &other.bits[..n]);
+        let mut common = 0;
+        let mut done = 0;
+        for c in 0..HEAD_CHECKS {
+            let end = (c + 1) * HEAD_WORDS;
+            if end >= n {
+                break;
+            }
+            common += popcount_and_portable(&a[done..end], &b[done..end]);
+            done = end;
+            // At best every id left in the smaller rest is common; the Jaccard value
+            // grows with the common count, so this bound is above the exact value.
+            let rest = (self.len - self.head[c] as usize).min(other.len - other.head[c] as usize);
+            let best = common + rest;
+            if (best as f64) / ((total - best) as f64) < limit {
+                return false;
+            }
+        }
+        common += popcount_and_portable(&a[done..], &b[done..]);
+        common as f64 / (total - common) as f64 >= limit
     }
 
     pub fn len(&self) -> usize {
@@ -874,6 +946,9 @@ impl Comparator {
                 return false;
             }
         }
+        if self.metric == Metric::Jaccard && (a.number.is_none() || b.number.is_none()) {
+            return a.set.jaccard_at_least(&b.set, threshold);
+        }
         self.sim(a, b) >= threshold - 1e-12
     }
 }
@@ -1104,6 +1179,33 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn early_stopping_jaccard_equals_the_full_one(
+            a in proptest::collection::vec(0u32..2500, 0..400),
+            b in proptest::collection::vec(0u32..2500, 0..400),
+            skew in 1u32..8,
+            threshold in 0.0f64..1.0,
+        ) {
+            // Skewed ids (most near 0), like the ids of frequent words.
+            let build = |ids: &[u32], counted: bool| {
+                let mut set = TokenSet::default();
+                for &id in ids {
+                    let id = id / skew;
+                    if counted { set.insert(id) } else { set.insert_uncounted(id) }
+                }
+                if !counted {
+                    set.recount();
+                }
+                set
+            };
+            let (sa, sb) = (build(&a, true), build(&b, false));
+            prop_assert_eq!(&sa, &build(&a, false));
+            for t in [threshold, 0.6, 0.0, 1.0, sa.jaccard(&sb)] {
+                prop_assert_eq!(sa.jaccard_at_least(&sb, t), sa.jaccard(&sb) >= t - 1e-12);
+                prop_assert_eq!(sb.jaccard_at_least(&sa, t), sb.jaccard(&sa) >= t - 1e-12);
+            }
+        }
+
         #[test]
         fn partial_words_load_like_a_zero_padded_copy(bytes in proptest::collection::vec(any::<u8>(), 0..8)) {
             let mut buf = [0u8; 8];
