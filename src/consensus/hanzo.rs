@@ -288,6 +288,18 @@ impl Strategy for Hanzo {
     }
 
     fn decide(&self) -> Decision {
+        self.decision(self.trace.clone())
+    }
+
+    fn finish(&mut self) -> Decision {
+        let rounds = std::mem::take(&mut self.trace);
+        self.decision(rounds)
+    }
+}
+
+impl Hanzo {
+    /// The decision on the current state, with `rounds` as its trace (the strategy's).
+    fn decision(&self, rounds: Vec<RoundTrace>) -> Decision {
         let scores: Vec<f64> = self
             .state
             .iter()
@@ -300,7 +312,7 @@ impl Strategy for Hanzo {
             }
         }
         let live = self.state.iter().filter(|s| s.ok).count();
-        let answered = !self.trace.is_empty() && live > 0;
+        let answered = !rounds.is_empty() && live > 0;
         let winner = (answered && !self.seats.is_empty()).then_some(winner);
         let synthesis = winner.map(|w| self.state[w].latest.clone());
         Decision {
@@ -322,7 +334,7 @@ impl Strategy for Hanzo {
                     key: s.ok.then(|| s.latest.clone()),
                 })
                 .collect(),
-            rounds: self.trace.clone(),
+            rounds,
             live,
             quorum: self.params.quorum,
             details: Default::default(),

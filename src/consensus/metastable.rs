@@ -654,6 +654,18 @@ impl Strategy for Metastable {
     }
 
     fn decide(&self) -> Decision {
+        self.decision(self.trace.clone())
+    }
+
+    fn finish(&mut self) -> Decision {
+        let rounds = std::mem::take(&mut self.trace);
+        self.decision(rounds)
+    }
+}
+
+impl Metastable {
+    /// The decision on the current state, with `rounds` as its trace (the strategy's).
+    fn decision(&self, rounds: Vec<RoundTrace>) -> Decision {
         let winner = self.winner();
         let max_lum = self.max_luminance();
         let live = self.live_seats().count();
@@ -686,7 +698,7 @@ impl Strategy for Metastable {
             synthesis: winner.and_then(|(w, _)| self.state[w].text.clone()),
             rounds_executed: self.absorbed.saturating_sub(1),
             seats,
-            rounds: self.trace.clone(),
+            rounds,
             live,
             quorum: self.params.quorum,
             details: super::Details {
