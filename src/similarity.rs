@@ -284,8 +284,9 @@ impl Vocabulary {
                 let id = self.len;
                 self.slots[i] = (token_hash, id);
                 self.len += 1;
-                // At most half full, so probe runs stay short and an empty slot is near.
-                if self.len as usize * 2 > self.slots.len() {
+                // At most a quarter full: most lookups end at the first slot probed, which
+                // matters more than the table fitting a smaller cache.
+                if self.len as usize * 4 > self.slots.len() {
                     self.grow();
                 }
                 return id;
