@@ -216,7 +216,7 @@ pub async fn execute(
         }
     }
     progress.clear();
-    let decision = strategy.decide();
+    let decision = strategy.finish();
     let elapsed = started.elapsed().as_secs_f64() * 1000.0;
     let mut report = Report::build(settings, prompt, &decision, elapsed, interrupted);
     for (participant, &n) in report.participants.iter_mut().zip(&retries) {

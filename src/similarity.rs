@@ -14,6 +14,10 @@ use std::sync::OnceLock;
 
 use regex::Regex;
 
+pub mod scan;
+
+pub use scan::{TokenClass, for_each_token_hash};
+
 /// Which part of an answer is compared.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AnswerMode {
@@ -165,9 +169,15 @@ impl Key {
         let text = text.trim();
         let mut seq = String::new();
         let mut set = TokenSet::with_capacity(vocabulary.len());
-        if text.is_ascii() {
-            // The common case, a byte at a time: ASCII letters and digits are exactly the
-            // ASCII characters that are Unicode letters or digits.
+        if text.is_ascii() && !sequence {
+            // The common case: ASCII letters and digits are exactly the ASCII characters
+            // that are Unicode letters or digits.
+            // A repeated token is a bit set again: no branch on whether it is new.
+            for_each_token_hash(text.as_bytes(), TokenClass::AsciiAlnum, |h| {
+                set.insert_uncounted(vocabulary.id(h));
+            });
+            set.recount();
+        } else if text.is_ascii() {
             for token in ascii_runs(text.as_bytes(), &ASCII_ALNUM) {
                 set.insert(vocabulary.id(hash_lower_ascii(token)));
                 if sequence {
@@ -222,6 +232,16 @@ impl Key {
         self.set.jaccard(&other.set)
     }
 
+    /// The distinct tokens.
+    pub fn tokens(&self) -> &TokenSet {
+        &self.set
+    }
+
+    /// The distinct tokens, without the rest of the key.
+    pub fn into_tokens(self) -> TokenSet {
+        self.set
+    }
+
     /// The number the key denotes, when it is one.
     pub fn number(&self) -> Option<f64> {
         self.number
@@ -256,17 +276,20 @@ impl Vocabulary {
     /// The id of a token hash, assigning the next one to a new hash.
     #[inline]
     pub fn id(&mut self, token_hash: u64) -> u32 {
-        if (self.len as usize + 1) * 2 > self.slots.len() {
-            self.grow();
-        }
         let mask = self.slots.len() - 1;
         let mut i = token_hash as usize & mask;
         loop {
             let (hash, id) = self.slots[i];
             if id == EMPTY {
-                self.slots[i] = (token_hash, self.len);
+                let id = self.len;
+                self.slots[i] = (token_hash, id);
                 self.len += 1;
-                return self.len - 1;
+                // At most a quarter full: most lookups end at the first slot probed, which
+                // matters more than the table fitting a smaller cache.
+                if self.len as usize * 4 > self.slots.len() {
+                    self.grow();
+                }
+                return id;
             }
             if hash == token_hash {
                 return id;
@@ -284,6 +307,7 @@ impl Vocabulary {
         self.len == 0
     }
 
+    #[cold]
     fn grow(&mut self) {
         let size = self.slots.len() * 2;
         let old = std::mem::replace(&mut self.slots, vec![(0, EMPTY); size]);
@@ -303,7 +327,15 @@ impl Vocabulary {
 pub struct TokenSet {
     bits: Vec<u64>,
     len: usize,
+    /// `head[c]`: how many ids lie in the first `(c + 1) * HEAD_WORDS` words, so a
+    /// comparison can stop early once the rest cannot reach its threshold.
+    head: [u32; HEAD_CHECKS],
 }
+
+/// Words between the early-stop checks of [`TokenSet::jaccard_at_least`].
+const HEAD_WORDS: usize = 8;
+/// Early-stop checks.
+const HEAD_CHECKS: usize = 3;
 
 impl TokenSet {
     /// An empty set with room for ids below `ids` without growing.
@@ -311,6 +343,7 @@ impl TokenSet {
         TokenSet {
             bits: Vec::with_capacity(ids / 64 + 1),
             len: 0,
+            head: [0; HEAD_CHECKS],
         }
     }
 
@@ -324,7 +357,89 @@ impl TokenSet {
         if self.bits[word] & mask == 0 {
             self.bits[word] |= mask;
             self.len += 1;
+            for h in &mut self.head[(word / HEAD_WORDS).min(HEAD_CHECKS)..] {
+                *h += 1;
+            }
         }
+    }
+
+    /// Adds `id` without counting it: for building a set in one go, then [`recount`].
+    ///
+    /// [`recount`]: TokenSet::recount
+    #[inline]
+    pub fn insert_uncounted(&mut self, id: u32) {
+        let word = id as usize / 64;
+        if word >= self.bits.len() {
+            self.bits.resize(word + 1, 0);
+        }
+        self.bits[word] |= 1u64 << (id % 64);
+    }
+
+    /// Brings the size up to date after [`insert_uncounted`].
+    ///
+    /// [`insert_uncounted`]: TokenSet::insert_uncounted
+    pub fn recount(&mut self) {
+        let mut len = 0;
+        for (i, w) in self.bits.iter().enumerate() {
+            if i % HEAD_WORDS == 0 && i > 0 && i / HEAD_WORDS <= HEAD_CHECKS {
+                self.head[i / HEAD_WORDS - 1] = len as u32;
+            }
+            len += w.count_ones() as usize;
+        }
+        let full = self.bits.len().div_ceil(HEAD_WORDS).max(1);
+        for h in &mut self.head[(full - 1).min(HEAD_CHECKS)..] {
+            *h = len as u32;
+        }
+        self.len = len;
+    }
+
+    /// Whether `self.jaccard(other) >= threshold - 1e-12`, stopping early when even
+    /// the best case for the words not yet compared stays below it.
+    pub fn jaccard_at_least(&self, other: &TokenSet, threshold: f64) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("popcnt") {
+                // SAFETY: the CPU has just been found to support the popcnt instruction.
+                return unsafe { self.jaccard_at_least_popcnt(other, threshold) };
+            }
+        }
+        self.jaccard_at_least_with(other, threshold)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "popcnt")]
+    fn jaccard_at_least_popcnt(&self, other: &TokenSet, threshold: f64) -> bool {
+        self.jaccard_at_least_with(other, threshold)
+    }
+
+    #[inline(always)]
+    fn jaccard_at_least_with(&self, other: &TokenSet, threshold: f64) -> bool {
+        let limit = threshold - 1e-12;
+        if self.is_empty() && other.is_empty() {
+            return 1.0 >= limit;
+        }
+        let total = self.len + other.len;
+        let n = self.bits.len().min(other.bits.len());
+        let (a, b) = (&self.bits[..n], &other.bits[..n]);
+        let mut common = 0;
+        let mut done = 0;
+        for c in 0..HEAD_CHECKS {
+            let end = (c + 1) * HEAD_WORDS;
+            if end >= n {
+                break;
+            }
+            common += popcount_and_portable(&a[done..end], &b[done..end]);
+            done = end;
+            // At best every id left in the smaller rest is common; the Jaccard value
+            // grows with the common count, so this bound is above the exact value.
+            let rest = (self.len - self.head[c] as usize).min(other.len - other.head[c] as usize);
+            let best = common + rest;
+            if (best as f64) / ((total - best) as f64) < limit {
+                return false;
+            }
+        }
+        common += popcount_and_portable(&a[done..], &b[done..]);
+        common as f64 / (total - common) as f64 >= limit
     }
 
     pub fn len(&self) -> usize {
@@ -376,10 +491,20 @@ fn popcount_and_native(a: &[u64], b: &[u64]) -> usize {
 
 #[inline(always)]
 fn popcount_and_portable(a: &[u64], b: &[u64]) -> usize {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x & y).count_ones() as usize)
-        .sum()
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    // Four independent sums, so the popcounts of a chunk run in parallel.
+    let mut sums = [0u64; 4];
+    let (mut ca, mut cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for k in 0..4 {
+            sums[k] += u64::from((x[k] & y[k]).count_ones());
+        }
+    }
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        sums[0] += u64::from((x & y).count_ones());
+    }
+    (sums[0] + sums[1] + sums[2] + sums[3]) as usize
 }
 
 /// Byte classes for [`ascii_runs`]: `true` for the bytes that belong to a token.
@@ -439,15 +564,19 @@ pub fn hash(bytes: &[u8]) -> u64 {
 /// at once (`A`–`Z` gain the 0x20 bit).
 #[inline]
 pub fn hash_lower_ascii(bytes: &[u8]) -> u64 {
+    hash_words(bytes, lower_ascii_word)
+}
+
+/// Eight ASCII bytes lowercased at once.
+#[inline(always)]
+fn lower_ascii_word(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
-    hash_words(bytes, |w| {
-        // Per byte b < 0x80: b + 0x3f has its high bit set iff b >= 'A', and b + 0x25 iff
-        // b > 'Z'; neither sum carries into the next byte.
-        let at_least_a = w.wrapping_add(ONES * (0x80 - u64::from(b'A')));
-        let above_z = w.wrapping_add(ONES * (0x80 - u64::from(b'Z') - 1));
-        let upper = at_least_a & !above_z & !w & (ONES * 0x80);
-        w | (upper >> 2)
-    })
+    // Per byte b < 0x80: b + 0x3f has its high bit set iff b >= 'A', and b + 0x25 iff
+    // b > 'Z'; neither sum carries into the next byte.
+    let at_least_a = w.wrapping_add(ONES * (0x80 - u64::from(b'A')));
+    let above_z = w.wrapping_add(ONES * (0x80 - u64::from(b'Z') - 1));
+    let upper = at_least_a & !above_z & !w & (ONES * 0x80);
+    w | (upper >> 2)
 }
 
 /// Up to 7 bytes as the low bytes of a little-endian word, with two overlapping fixed-size
@@ -473,24 +602,38 @@ fn load_partial(rest: &[u8]) -> u64 {
     }
 }
 
+/// The hash state's start for a token of `len` bytes.
+const LEN_MUL: u64 = 0xff51_afd7_ed55_8ccd;
+
+/// One eight-byte word into the hash state.
 #[inline(always)]
-fn hash_words(bytes: &[u8], word: impl Fn(u64) -> u64) -> u64 {
-    const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut h = (bytes.len() as u64).wrapping_mul(0xff51_afd7_ed55_8ccd);
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let w = word(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
-        h = (h ^ w).wrapping_mul(K).rotate_left(31);
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        h = (h ^ word(load_partial(rest)))
-            .wrapping_mul(K)
-            .rotate_left(31);
-    }
+fn mix_word(h: u64, w: u64) -> u64 {
+    (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(31)
+}
+
+/// The final avalanche.
+#[inline(always)]
+fn finish_hash(mut h: u64) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     h ^ (h >> 33)
+}
+
+#[inline(always)]
+fn hash_words(bytes: &[u8], word: impl Fn(u64) -> u64) -> u64 {
+    let mut h = (bytes.len() as u64).wrapping_mul(LEN_MUL);
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        h = mix_word(
+            h,
+            word(u64::from_le_bytes(chunk.try_into().expect("8 bytes"))),
+        );
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        h = mix_word(h, word(load_partial(rest)));
+    }
+    finish_hash(h)
 }
 
 /// The number a key denotes: `42`, `-3.5`, `1,000`, `1e3`, `$12`, `50%`, `4.` all count;
@@ -804,6 +947,9 @@ impl Comparator {
                 return false;
             }
         }
+        if self.metric == Metric::Jaccard && (a.number.is_none() || b.number.is_none()) {
+            return a.set.jaccard_at_least(&b.set, threshold);
+        }
         self.sim(a, b) >= threshold - 1e-12
     }
 }
@@ -1034,6 +1180,33 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn early_stopping_jaccard_equals_the_full_one(
+            a in proptest::collection::vec(0u32..2500, 0..400),
+            b in proptest::collection::vec(0u32..2500, 0..400),
+            skew in 1u32..8,
+            threshold in 0.0f64..1.0,
+        ) {
+            // Skewed ids (most near 0), like the ids of frequent words.
+            let build = |ids: &[u32], counted: bool| {
+                let mut set = TokenSet::default();
+                for &id in ids {
+                    let id = id / skew;
+                    if counted { set.insert(id) } else { set.insert_uncounted(id) }
+                }
+                if !counted {
+                    set.recount();
+                }
+                set
+            };
+            let (sa, sb) = (build(&a, true), build(&b, false));
+            prop_assert_eq!(&sa, &build(&a, false));
+            for t in [threshold, 0.6, 0.0, 1.0, sa.jaccard(&sb)] {
+                prop_assert_eq!(sa.jaccard_at_least(&sb, t), sa.jaccard(&sb) >= t - 1e-12);
+                prop_assert_eq!(sb.jaccard_at_least(&sa, t), sb.jaccard(&sa) >= t - 1e-12);
+            }
+        }
+
         #[test]
         fn partial_words_load_like_a_zero_padded_copy(bytes in proptest::collection::vec(any::<u8>(), 0..8)) {
             let mut buf = [0u8; 8];

@@ -2,7 +2,7 @@
 //! defects included (PROTOCOL.md §2). Its value is parity: the same scripted answers and
 //! seed give the same winner, confidences, luminances, synthesis and prompts, byte for byte.
 
-use crate::similarity::{ByteClass, TokenSet, Vocabulary, ascii_runs, hash, hash_lower_ascii};
+use crate::similarity::{TokenClass, TokenSet, Vocabulary, for_each_token_hash, hash};
 
 use super::pyrandom::{PyRandom, REFERENCE_SUM, normalized_weights_with};
 use super::{
@@ -16,26 +16,16 @@ fn is_py_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
-/// The ASCII bytes that are not whitespace to Python's `str.split()`, which splits on
-/// \t \n \v \f \r, space and the separators \x1c..\x1f.
-static PY_ASCII_WORD: ByteClass = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 128 {
-        t[b] = !matches!(b as u8, b'\t'..=b'\r' | b' ' | 0x1c..=0x1f);
-        b += 1;
-    }
-    t
-};
-
 /// `set(text.lower().split())`, its words interned in `vocabulary`.
 pub fn py_word_set(text: &str, vocabulary: &mut Vocabulary) -> TokenSet {
     let mut set = TokenSet::with_capacity(vocabulary.len());
     let mut lowered = String::new();
     if text.is_ascii() {
-        for word in ascii_runs(text.as_bytes(), &PY_ASCII_WORD) {
-            set.insert(vocabulary.id(hash_lower_ascii(word)));
-        }
+        // A repeated word is a bit set again: no branch on whether it is new.
+        for_each_token_hash(text.as_bytes(), TokenClass::PyWord, |h| {
+            set.insert_uncounted(vocabulary.id(h));
+        });
+        set.recount();
         return set;
     }
     for word in text.split(is_py_space).filter(|w| !w.is_empty()) {
@@ -66,7 +56,8 @@ fn cut_chars(text: &str, limit: usize) -> &str {
 
 struct SeatState {
     latest: String,
-    words: TokenSet,
+    /// `set(latest.lower().split())`; None until a round needs it.
+    words: Option<TokenSet>,
     ok: bool,
     confidence: f64,
     luminance: f64,
@@ -95,7 +86,7 @@ impl Hanzo {
             .iter()
             .map(|_| SeatState {
                 latest: String::new(),
-                words: TokenSet::default(),
+                words: None,
                 ok: false,
                 confidence: 0.0,
                 luminance: 1.0,
@@ -136,6 +127,15 @@ impl Hanzo {
         }
         out.push_str("\n\nRefine your response:");
         out
+    }
+
+    /// A seat's word set, made by now (every answer of a sampling round, and every seat
+    /// sampled).
+    fn words(&self, seat: usize) -> &TokenSet {
+        self.state[seat]
+            .words
+            .as_ref()
+            .expect("the words of every compared answer are made before the comparison")
     }
 
     fn entry(&self, seat: usize, result: &CallResult, agreement: Option<f64>) -> TraceEntry {
@@ -191,6 +191,12 @@ impl Strategy for Hanzo {
         let lums: Vec<f64> = self.state.iter().map(|s| s.luminance).collect();
         let weights = normalized_weights_with(&lums, REFERENCE_SUM);
         self.sample = self.rng.choices(&weights, self.params.k.min(n));
+        for i in 0..self.sample.len() {
+            let s = &mut self.state[self.sample[i]];
+            if s.words.is_none() {
+                s.words = Some(py_word_set(&s.latest, &mut self.vocabulary));
+            }
+        }
         let user = self.round_prompt();
         self.pending = Some(RoundTrace {
             round,
@@ -225,8 +231,9 @@ impl Strategy for Hanzo {
         if trace.round == 0 {
             for r in &results {
                 let s = &mut self.state[r.seat];
-                s.latest = r.text.clone();
-                s.words = py_word_set(&r.text, &mut self.vocabulary);
+                // The word set is made when a round samples this seat (see next_round):
+                // most proposals are never compared.
+                s.words = None;
                 s.ok = r.ok;
                 if r.ok && r.latency_ms > 0.0 {
                     s.luminance = 1.0 / (1.0 + r.latency_ms / 1000.0);
@@ -236,33 +243,36 @@ impl Strategy for Hanzo {
                 .iter()
                 .map(|r| self.entry(r.seat, r, None))
                 .collect();
+            for r in results {
+                self.state[r.seat].latest = r.text;
+            }
         } else {
             // Results are applied in participant order, each against the state as it is
             // at that moment: earlier participants are already updated, later ones not.
-            for r in &results {
+            for r in results {
                 let words = py_word_set(&r.text, &mut self.vocabulary);
                 let s = &mut self.state[r.seat];
-                s.latest = r.text.clone();
                 s.ok = r.ok;
-                s.words = words;
+                s.words = Some(words);
                 let mut agreement = None;
                 if r.ok {
                     let a = if self.sample.is_empty() {
                         0.0
                     } else {
-                        let own = &self.state[r.seat].words;
+                        let own = self.words(r.seat);
                         let total: f64 = self
                             .sample
                             .iter()
-                            .fold(0.0, |acc, &p| acc + set_jaccard(own, &self.state[p].words));
+                            .fold(0.0, |acc, &p| acc + set_jaccard(own, self.words(p)));
                         total / self.sample.len() as f64
                     };
                     let s = &mut self.state[r.seat];
                     s.confidence = s.confidence * 0.5 + a * 0.5;
                     agreement = Some(a);
                 }
-                let entry = self.entry(r.seat, r, agreement);
+                let entry = self.entry(r.seat, &r, agreement);
                 trace.participants.push(entry);
+                self.state[r.seat].latest = r.text;
             }
             self.executed += 1;
             let best = self
@@ -278,6 +288,18 @@ impl Strategy for Hanzo {
     }
 
     fn decide(&self) -> Decision {
+        self.decision(self.trace.clone())
+    }
+
+    fn finish(&mut self) -> Decision {
+        let rounds = std::mem::take(&mut self.trace);
+        self.decision(rounds)
+    }
+}
+
+impl Hanzo {
+    /// The decision on the current state, with `rounds` as its trace (the strategy's).
+    fn decision(&self, rounds: Vec<RoundTrace>) -> Decision {
         let scores: Vec<f64> = self
             .state
             .iter()
@@ -290,7 +312,7 @@ impl Strategy for Hanzo {
             }
         }
         let live = self.state.iter().filter(|s| s.ok).count();
-        let answered = !self.trace.is_empty() && live > 0;
+        let answered = !rounds.is_empty() && live > 0;
         let winner = (answered && !self.seats.is_empty()).then_some(winner);
         let synthesis = winner.map(|w| self.state[w].latest.clone());
         Decision {
@@ -312,10 +334,45 @@ impl Strategy for Hanzo {
                     key: s.ok.then(|| s.latest.clone()),
                 })
                 .collect(),
-            rounds: self.trace.clone(),
+            rounds,
             live,
             quorum: self.params.quorum,
             details: Default::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// `set(text.lower().split())` the plain way: Unicode lowercasing of the whole text,
+    /// split on Python's whitespace, each word hashed as it is.
+    fn reference(text: &str, vocabulary: &mut Vocabulary) -> TokenSet {
+        let lowered = text.to_lowercase();
+        let mut set = TokenSet::default();
+        for word in lowered.split(is_py_space).filter(|w| !w.is_empty()) {
+            set.insert(vocabulary.id(hash(word.as_bytes())));
+        }
+        set
+    }
+
+    proptest! {
+        #[test]
+        fn word_sets_equal_the_plain_split(
+            text in "([a-zA-Z0-9.,]{1,20}|[ \t\n\r\u{b}\u{c}\u{1c}-\u{1f}\u{85}\u{a0}\u{3000}]|\\PC){0,60}"
+        ) {
+            let mut vocabulary = Vocabulary::default();
+            let want = reference(&text, &mut vocabulary);
+            prop_assert_eq!(py_word_set(&text, &mut vocabulary), want);
+        }
+
+        #[test]
+        fn ascii_word_sets_equal_the_plain_split(text in "[ -~\t\n\r\u{b}\u{c}\u{1c}-\u{1f}]{0,200}") {
+            let mut vocabulary = Vocabulary::default();
+            let want = reference(&text, &mut vocabulary);
+            prop_assert_eq!(py_word_set(&text, &mut vocabulary), want);
         }
     }
 }

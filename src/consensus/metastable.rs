@@ -22,7 +22,9 @@ use super::{
     CallResult, CallSpec, Decision, Params, RoundTrace, Seat, SeatOutcome, Strategy, TraceEntry,
     complete_results,
 };
-use crate::similarity::{Comparator, Key};
+use std::borrow::Cow;
+
+use crate::similarity::{Comparator, Key, TokenSet};
 
 /// Supports equal within this margin are ties.
 const TIE: f64 = 1e-12;
@@ -355,33 +357,47 @@ impl Metastable {
         if !contested {
             return out;
         }
-        // Whole answers as keys of the run's vocabulary; the key itself when it already is
-        // the whole answer.
-        let full: Vec<Option<Key>> = (0..n)
-            .map(|i| {
+        // Whole answers as token sets of the run's vocabulary; the key's own set when the
+        // key already is the whole answer.
+        let full: Vec<Option<Cow<'_, TokenSet>>> = live
+            .iter()
+            .map(|&i| {
                 let s = &self.state[i];
                 let text = s.text.as_deref()?;
-                if !s.live {
-                    return None;
-                }
                 Some(match &s.key {
-                    Some(key) if key.text() == text.trim() => key.clone(),
-                    _ => self.cmp.key_of(text),
+                    Some(key) if key.text() == text.trim() => Cow::Borrowed(key.tokens()),
+                    _ => Cow::Owned(self.cmp.key_of(text).into_tokens()),
                 })
             })
             .collect();
-        let mut own = vec![0.0; n];
-        for &i in &live {
-            let Some(ki) = &full[i] else {
+        // Jaccard is symmetric to the bit (the same integer counts on either side): each
+        // pair of live seats is compared once.
+        let m = live.len();
+        let pair = |a: usize, b: usize| {
+            let (a, b) = (a.min(b), a.max(b));
+            a * (2 * m - a - 1) / 2 + (b - a - 1)
+        };
+        let mut sims = vec![0.0; m * (m - 1) / 2];
+        for a in 0..m {
+            let Some(ka) = &full[a] else {
                 continue;
             };
-            let total: f64 = live
-                .iter()
-                .filter(|&&j| j != i)
-                .filter_map(|&j| full[j].as_ref())
-                .map(|kj| ki.token_jaccard(kj))
+            for b in a + 1..m {
+                if let Some(kb) = &full[b] {
+                    sims[pair(a, b)] = ka.jaccard(kb);
+                }
+            }
+        }
+        let mut own = vec![0.0; n];
+        for (a, &i) in live.iter().enumerate() {
+            if full[a].is_none() {
+                continue;
+            }
+            let total: f64 = (0..m)
+                .filter(|&b| b != a && full[b].is_some())
+                .map(|b| sims[pair(a, b)])
                 .sum();
-            own[i] = total / (live.len() - 1) as f64;
+            own[i] = total / (m - 1) as f64;
         }
         for &i in &leaders {
             let group = &supporters[i];
@@ -527,11 +543,14 @@ impl Strategy for Metastable {
         else {
             return;
         };
-        let results = complete_results(&called, results);
+        let mut results = complete_results(&called, results);
         let mut changed = false;
-        for r in &results {
+        // Per result: whether it is an answer, whose text then moves into the seat's state.
+        let mut answered_at = vec![false; results.len()];
+        for (r, answered_at) in results.iter_mut().zip(&mut answered_at) {
             let s = &mut self.state[r.seat];
             let answered = r.ok && !r.text.trim().is_empty();
+            *answered_at = answered;
             if answered {
                 let key = if self.params.confidence {
                     s.reported = confidence::parse(&r.text);
@@ -541,7 +560,7 @@ impl Strategy for Metastable {
                     self.cmp.key(&r.text, &self.params.answer)
                 };
                 changed |= !s.live || s.key.as_ref().map(Key::text) != key.as_ref().map(Key::text);
-                s.text = Some(r.text.clone());
+                s.text = Some(std::mem::take(&mut r.text));
                 s.key = key;
                 s.live = true;
                 s.luminance = Some(1.0 / (1.0 + r.latency_ms.max(0.0) / 1000.0));
@@ -585,6 +604,7 @@ impl Strategy for Metastable {
         for (seat, &agreement) in agreements.iter().enumerate() {
             let idx = position[seat];
             let result = idx.map(|i| &results[i]);
+            let answered = idx.is_some_and(|i| answered_at[i]);
             let s = &self.state[seat];
             entries.push(TraceEntry {
                 participant: self.seats[seat].name.clone(),
@@ -597,7 +617,13 @@ impl Strategy for Metastable {
                             .collect()
                     })
                     .unwrap_or_default(),
-                answer: result.filter(|r| r.ok).map(|r| r.text.clone()),
+                answer: result.filter(|r| r.ok).map(|r| {
+                    if answered {
+                        s.text.clone().unwrap_or_default()
+                    } else {
+                        r.text.clone()
+                    }
+                }),
                 key: if result.is_some_and(|r| r.ok) || (idx.is_none() && s.live) {
                     s.key.as_ref().map(|k| k.text().to_string())
                 } else {
@@ -610,7 +636,7 @@ impl Strategy for Metastable {
                 latency_ms: result.map(|r| r.latency_ms),
                 usage: result.map(|r| r.usage.clone()),
                 error: result.and_then(|r| {
-                    if r.ok && r.text.trim().is_empty() {
+                    if r.ok && !answered {
                         Some("empty answer".to_string())
                     } else {
                         r.error.clone()
@@ -628,6 +654,18 @@ impl Strategy for Metastable {
     }
 
     fn decide(&self) -> Decision {
+        self.decision(self.trace.clone())
+    }
+
+    fn finish(&mut self) -> Decision {
+        let rounds = std::mem::take(&mut self.trace);
+        self.decision(rounds)
+    }
+}
+
+impl Metastable {
+    /// The decision on the current state, with `rounds` as its trace (the strategy's).
+    fn decision(&self, rounds: Vec<RoundTrace>) -> Decision {
         let winner = self.winner();
         let max_lum = self.max_luminance();
         let live = self.live_seats().count();
@@ -660,7 +698,7 @@ impl Strategy for Metastable {
             synthesis: winner.and_then(|(w, _)| self.state[w].text.clone()),
             rounds_executed: self.absorbed.saturating_sub(1),
             seats,
-            rounds: self.trace.clone(),
+            rounds,
             live,
             quorum: self.params.quorum,
             details: super::Details {

@@ -369,6 +369,12 @@ pub trait Strategy: Send {
     fn absorb(&mut self, results: Vec<CallResult>);
     /// The decision on what is known now.
     fn decide(&self) -> Decision;
+    /// The decision at the end of the run: [`decide`](Strategy::decide), except that the
+    /// strategy may move its trace into the decision instead of copying it. Called once,
+    /// last; the strategy is not used afterwards.
+    fn finish(&mut self) -> Decision {
+        self.decide()
+    }
 }
 
 /// Builds the strategy `params.strategy` over `seats` for `prompt`.
@@ -395,7 +401,7 @@ pub fn drive(
         let results = calls.iter().map(&mut answer).collect();
         strategy.absorb(results);
     }
-    strategy.decide()
+    strategy.finish()
 }
 
 /// Fills in failed results for the calls of `calls` that have none in `results`, keeps

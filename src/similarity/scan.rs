@@ -1,0 +1,246 @@
+//! Tokens of ASCII text, 64 bytes at a time.
+//!
+//! A block of text becomes a bitmask of the bytes that belong to a token (SSE2 on x86_64,
+//! a table lookup elsewhere); the edges of the mask are the tokens' starts and ends, found
+//! with `trailing_zeros`. A token of at most eight bytes is then read with one 8-byte load
+//! and hashed as a single word. The result equals [`ascii_runs`] followed by
+//! [`hash_lower_ascii`] on every input, which the tests check.
+//!
+//! [`ascii_runs`]: super::ascii_runs
+
+use super::{ByteClass, finish_hash, hash_lower_ascii, lower_ascii_word, mix_word};
+
+/// Which bytes make up a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenClass {
+    /// ASCII letters and digits.
+    AsciiAlnum,
+    /// Every ASCII byte but the ones Python's `str.split()` treats as whitespace:
+    /// \t \n \v \f \r, space and the separators \x1c..\x1f.
+    PyWord,
+}
+
+/// The ASCII bytes that are not whitespace to Python's `str.split()`.
+pub static PY_ASCII_WORD: ByteClass = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 128 {
+        t[b] = !matches!(b as u8, b'\t'..=b'\r' | b' ' | 0x1c..=0x1f);
+        b += 1;
+    }
+    t
+};
+
+impl TokenClass {
+    /// The class as a byte table (true for token bytes; bytes >= 0x80 are never members).
+    pub fn table(self) -> &'static ByteClass {
+        match self {
+            TokenClass::AsciiAlnum => &super::ASCII_ALNUM,
+            TokenClass::PyWord => &PY_ASCII_WORD,
+        }
+    }
+}
+
+/// Calls `each` with [`hash_lower_ascii`] of every maximal run of `class` bytes of
+/// `bytes`, in order. Meant for ASCII text: bytes >= 0x80 are treated as members by the
+/// SSE2 path and as non-members by the table, so callers pass ASCII only.
+#[inline]
+pub fn for_each_token_hash(bytes: &[u8], class: TokenClass, mut each: impl FnMut(u64)) {
+    let len = bytes.len();
+    let table = class.table();
+    let mut inside = false;
+    let mut start = 0;
+    // Whether the byte before the current block belongs to a token.
+    let mut carry = 0u64;
+    let mut base = 0;
+    while base < len {
+        let n = (len - base).min(64);
+        let mask = if n == 64 {
+            block_mask(bytes[base..base + 64].try_into().expect("64 bytes"), class)
+        } else {
+            table_mask(&bytes[base..], table)
+        };
+        let mut edges = mask ^ ((mask << 1) | carry);
+        carry = mask >> 63;
+        while edges != 0 {
+            let at = base + edges.trailing_zeros() as usize;
+            edges &= edges - 1;
+            if inside {
+                each(token_hash(bytes, start, at));
+            } else {
+                start = at;
+            }
+            inside = !inside;
+        }
+        base += 64;
+    }
+    if inside {
+        each(token_hash(bytes, start, len));
+    }
+}
+
+/// [`hash_lower_ascii`] of `bytes[start..end]`; inlined into the scan loop, where a call
+/// per token would cost as much as the hashing.
+#[inline(always)]
+fn token_hash(bytes: &[u8], start: usize, end: usize) -> u64 {
+    let n = end - start;
+    if n <= 8 && start + 8 <= bytes.len() {
+        let word = u64::from_le_bytes(bytes[start..start + 8].try_into().expect("8 bytes"));
+        // Keep the token's n bytes: the rest reads as the zero padding of a short word.
+        let word = word & (u64::MAX >> (64 - 8 * n));
+        finish_hash(mix_word(
+            (n as u64).wrapping_mul(super::LEN_MUL),
+            lower_ascii_word(word),
+        ))
+    } else {
+        hash_long(&bytes[start..end])
+    }
+}
+
+/// Tokens longer than eight bytes, and short ones within eight bytes of the end.
+#[inline(never)]
+fn hash_long(token: &[u8]) -> u64 {
+    hash_lower_ascii(token)
+}
+
+/// Bit i set when `bytes[i]` is a member (at most 64 bytes).
+#[inline]
+fn table_mask(bytes: &[u8], table: &ByteClass) -> u64 {
+    bytes
+        .iter()
+        .take(64)
+        .enumerate()
+        .fold(0, |m, (i, &b)| m | (u64::from(table[usize::from(b)]) << i))
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+fn block_mask(block: &[u8; 64], class: TokenClass) -> u64 {
+    table_mask(block, class.table())
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn block_mask(block: &[u8; 64], class: TokenClass) -> u64 {
+    // SAFETY: SSE2 is part of the x86_64 baseline: every x86_64 CPU has it.
+    unsafe { block_mask_sse2(block, class) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "sse2")]
+fn block_mask_sse2(block: &[u8; 64], class: TokenClass) -> u64 {
+    use std::arch::x86_64::{
+        __m128i, _mm_and_si128, _mm_cmpgt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+    /// 0xff in the bytes of `x` in `lo..=hi`. Bytes are compared as signed: the ASCII
+    /// ones are 0..=127, the others negative.
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    fn between(x: __m128i, lo: u8, hi: u8) -> __m128i {
+        _mm_and_si128(
+            _mm_cmpgt_epi8(x, _mm_set1_epi8(lo as i8 - 1)),
+            _mm_cmpgt_epi8(_mm_set1_epi8(hi as i8 + 1), x),
+        )
+    }
+    let mut mask = 0u64;
+    for (i, chunk) in block.chunks_exact(16).enumerate() {
+        // SAFETY: `chunk` is 16 readable bytes; the load has no alignment requirement.
+        let x = unsafe { _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>()) };
+        let bits = match class {
+            TokenClass::AsciiAlnum => {
+                let folded = _mm_or_si128(x, _mm_set1_epi8(0x20));
+                _mm_movemask_epi8(_mm_or_si128(
+                    between(x, b'0', b'9'),
+                    between(folded, b'a', b'z'),
+                ))
+            }
+            TokenClass::PyWord => {
+                let space = _mm_or_si128(between(x, b'\t', b'\r'), between(x, 0x1c, b' '));
+                // Everything but whitespace, including the bytes >= 0x80.
+                !_mm_movemask_epi8(space) & 0xffff
+            }
+        };
+        mask |= u64::from(bits as u16) << (16 * i);
+    }
+    mask
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::ascii_runs;
+    use super::*;
+    use proptest::prelude::*;
+
+    fn simple(text: &str, class: TokenClass) -> Vec<u64> {
+        ascii_runs(text.as_bytes(), class.table())
+            .map(hash_lower_ascii)
+            .collect()
+    }
+
+    fn fast(text: &str, class: TokenClass) -> Vec<u64> {
+        let mut out = Vec::new();
+        for_each_token_hash(text.as_bytes(), class, |h| out.push(h));
+        out
+    }
+
+    const CLASSES: [TokenClass; 2] = [TokenClass::AsciiAlnum, TokenClass::PyWord];
+
+    #[test]
+    fn block_masks_equal_the_tables_on_every_ascii_byte() {
+        for class in CLASSES {
+            for b in 0u8..128 {
+                let block = [b; 64];
+                let want = if class.table()[usize::from(b)] {
+                    u64::MAX
+                } else {
+                    0
+                };
+                assert_eq!(block_mask(&block, class), want, "{class:?} {b:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn tokens_at_block_and_load_boundaries() {
+        // Tokens that end exactly at, just before and just after 8, 15, 16, 17, 63, 64
+        // and 65 bytes, with and without a separator at the end of the text.
+        for len in [1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 127, 128, 129] {
+            for lead in [0, 1, 7, 8, 9, 56, 57, 63, 64] {
+                for tail in ["", " ", ". x", "\u{1f}"] {
+                    let text = format!("{}{}{}", " ".repeat(lead), &"Ab9".repeat(len)[..len], tail);
+                    for class in CLASSES {
+                        assert_eq!(fast(&text, class), simple(&text, class), "{text:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_fast_scan_equals_the_simple_one(text in "[ -~\t\n\r\u{b}\u{c}\u{1c}-\u{1f}\0]{0,300}") {
+            for class in CLASSES {
+                prop_assert_eq!(fast(&text, class), simple(&text, class));
+            }
+        }
+
+        #[test]
+        fn the_fast_scan_equals_the_simple_one_on_words(
+            words in proptest::collection::vec("[a-zA-Z0-9.,!]{1,20}", 0..40),
+            seps in proptest::collection::vec("[ \t\n.\u{1c}-\u{1f}]{1,3}", 40),
+        ) {
+            let mut text = String::new();
+            for (w, s) in words.iter().zip(&seps) {
+                text.push_str(w);
+                text.push_str(s);
+            }
+            for class in CLASSES {
+                prop_assert_eq!(fast(&text, class), simple(&text, class));
+                let trimmed = text.trim_end();
+                prop_assert_eq!(fast(trimmed, class), simple(trimmed, class));
+            }
+        }
+    }
+}
