@@ -69,18 +69,15 @@ impl Endpoint {
         request: &ChatRequest,
         _deadline: Instant,
     ) -> Result<Completion, ProviderError> {
-        let mut builder = transport
-            .client
-            .post(self.url())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("anthropic-version", API_VERSION)
-            .body(self.body(request).to_string());
-        if let Some(key) = &self.key {
-            builder = builder.header("x-api-key", key.expose());
-        }
-        for (name, value) in &self.headers {
-            builder = builder.header(name, value);
-        }
+        let builder = transport
+            .post_json(
+                &self.url(),
+                &self.body(request),
+                self.key.as_ref(),
+                http::KeyHeader::Named("x-api-key"),
+                &self.headers,
+            )
+            .header("anthropic-version", API_VERSION);
         let mut response = http::send(builder, classify).await?;
         let content_type = http::content_type(&response);
         if content_type == "text/event-stream" {

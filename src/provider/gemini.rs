@@ -68,17 +68,13 @@ impl Endpoint {
         request: &ChatRequest,
         _deadline: Instant,
     ) -> Result<Completion, ProviderError> {
-        let mut builder = transport
-            .client
-            .post(self.url(&request.model))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(self.body(request).to_string());
-        if let Some(key) = &self.key {
-            builder = builder.header("x-goog-api-key", key.expose());
-        }
-        for (name, value) in &self.headers {
-            builder = builder.header(name, value);
-        }
+        let builder = transport.post_json(
+            &self.url(&request.model),
+            &self.body(request),
+            self.key.as_ref(),
+            http::KeyHeader::Named("x-goog-api-key"),
+            &self.headers,
+        );
         let mut response = http::send(builder, classify).await?;
         let content_type = http::content_type(&response);
         let mut state = State::default();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::HeaderMap;
 
-use super::{Completion, Outcome};
+use super::{Completion, Outcome, Secret};
 use crate::error::{ErrorKind, ProviderError};
 
 /// The most a response body may hold; larger bodies are failed calls, not memory.
@@ -524,6 +524,44 @@ impl SseParser {
 
 /// Sends a request. A non-success status becomes the error `classify(status, body)`,
 /// with the wait the response asks for and the `x-should-retry` override applied.
+/// Where a request carries its API key.
+#[derive(Clone, Copy, Debug)]
+pub enum KeyHeader {
+    /// `Authorization: Bearer <key>`.
+    Bearer,
+    /// The key alone in a header of this name (`x-api-key`, `x-goog-api-key`, `api-key`).
+    Named(&'static str),
+}
+
+impl Transport {
+    /// A POST of `body` as JSON to `url`, with the key (when there is one) where the
+    /// provider expects it, and the provider's extra headers.
+    pub fn post_json(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+        key: Option<&Secret>,
+        key_header: KeyHeader,
+        headers: &[(String, String)],
+    ) -> reqwest::RequestBuilder {
+        let mut builder = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        if let Some(key) = key {
+            builder = match key_header {
+                KeyHeader::Bearer => builder.bearer_auth(key.expose()),
+                KeyHeader::Named(name) => builder.header(name, key.expose()),
+            };
+        }
+        for (name, value) in headers {
+            builder = builder.header(name, value);
+        }
+        builder
+    }
+}
+
 pub async fn send(
     builder: reqwest::RequestBuilder,
     classify: impl FnOnce(u16, &[u8]) -> ProviderError,

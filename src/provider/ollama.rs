@@ -81,17 +81,13 @@ impl Endpoint {
         request: &ChatRequest,
         _deadline: Instant,
     ) -> Result<Completion, ProviderError> {
-        let mut builder = transport
-            .client
-            .post(self.url())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(self.body(request).to_string());
-        if let Some(key) = &self.key {
-            builder = builder.bearer_auth(key.expose());
-        }
-        for (name, value) in &self.headers {
-            builder = builder.header(name, value);
-        }
+        let builder = transport.post_json(
+            &self.url(),
+            &self.body(request),
+            self.key.as_ref(),
+            http::KeyHeader::Bearer,
+            &self.headers,
+        );
         let model = request.model.clone();
         let mut response =
             http::send(builder, |status, body| classify(status, body, &model)).await?;

@@ -144,20 +144,17 @@ impl Endpoint {
         request: &ChatRequest,
         _deadline: Instant,
     ) -> Result<Completion, ProviderError> {
-        let mut builder = transport
-            .client
-            .post(self.url(&request.model))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(self.body(request).to_string());
-        if let Some(key) = &self.key {
-            builder = match self.auth {
-                Auth::Bearer => builder.bearer_auth(key.expose()),
-                Auth::ApiKey => builder.header("api-key", key.expose()),
-            };
-        }
-        for (name, value) in &self.headers {
-            builder = builder.header(name, value);
-        }
+        let key_header = match self.auth {
+            Auth::Bearer => http::KeyHeader::Bearer,
+            Auth::ApiKey => http::KeyHeader::Named("api-key"),
+        };
+        let builder = transport.post_json(
+            &self.url(&request.model),
+            &self.body(request),
+            self.key.as_ref(),
+            key_header,
+            &self.headers,
+        );
         let mut response = http::send(builder, classify).await?;
         let content_type = http::content_type(&response);
         if content_type == "text/event-stream" {
