@@ -15,8 +15,10 @@ use std::sync::OnceLock;
 use regex::Regex;
 
 pub mod scan;
+pub mod table;
 
 pub use scan::{TokenClass, for_each_token_hash};
+pub use table::SetTable;
 
 /// Which part of an answer is compared.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -398,22 +400,37 @@ impl TokenSet {
     pub fn jaccard_at_least(&self, other: &TokenSet, threshold: f64) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
+            if has_avx512_popcount() {
+                // SAFETY: the CPU has just been found to support AVX-512F and VPOPCNTDQ.
+                return unsafe { self.jaccard_at_least_avx512(other, threshold) };
+            }
             if std::arch::is_x86_feature_detected!("popcnt") {
                 // SAFETY: the CPU has just been found to support the popcnt instruction.
                 return unsafe { self.jaccard_at_least_popcnt(other, threshold) };
             }
         }
-        self.jaccard_at_least_with(other, threshold)
+        self.jaccard_at_least_with(other, threshold, popcount_and_portable)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "popcnt")]
     fn jaccard_at_least_popcnt(&self, other: &TokenSet, threshold: f64) -> bool {
-        self.jaccard_at_least_with(other, threshold)
+        self.jaccard_at_least_with(other, threshold, popcount_and_portable)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
+    fn jaccard_at_least_avx512(&self, other: &TokenSet, threshold: f64) -> bool {
+        self.jaccard_at_least_with(other, threshold, |a, b| popcount_and_avx512(a, b))
     }
 
     #[inline(always)]
-    fn jaccard_at_least_with(&self, other: &TokenSet, threshold: f64) -> bool {
+    fn jaccard_at_least_with(
+        &self,
+        other: &TokenSet,
+        threshold: f64,
+        count: impl Fn(&[u64], &[u64]) -> usize,
+    ) -> bool {
         let limit = threshold - 1e-12;
         if self.is_empty() && other.is_empty() {
             return 1.0 >= limit;
@@ -428,7 +445,7 @@ impl TokenSet {
             if end >= n {
                 break;
             }
-            common += popcount_and_portable(&a[done..end], &b[done..end]);
+            common += count(&a[done..end], &b[done..end]);
             done = end;
             // At best every id left in the smaller rest is common; the Jaccard value
             // grows with the common count, so this bound is above the exact value.
@@ -438,7 +455,7 @@ impl TokenSet {
                 return false;
             }
         }
-        common += popcount_and_portable(&a[done..], &b[done..]);
+        common += count(&a[done..], &b[done..]);
         common as f64 / (total - common) as f64 >= limit
     }
 
@@ -472,9 +489,58 @@ impl TokenSet {
     }
 }
 
+/// Whether the CPU counts the bits of eight words at once (AVX-512 VPOPCNTDQ).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn has_avx512_popcount() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512vpopcntdq")
+}
+
+/// |a ∩ b| over the common length, eight words per instruction.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vpopcntdq")]
+fn popcount_and_avx512(a: &[u64], b: &[u64]) -> usize {
+    use std::arch::x86_64::{
+        _mm512_add_epi64, _mm512_and_si512, _mm512_loadu_si512, _mm512_maskz_loadu_epi64,
+        _mm512_popcnt_epi64, _mm512_reduce_add_epi64, _mm512_setzero_si512,
+    };
+    let n = a.len().min(b.len());
+    let mut sum = _mm512_setzero_si512();
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: words i..i + 8 of both slices are in bounds; the loads are unaligned.
+        let (x, y) = unsafe {
+            (
+                _mm512_loadu_si512(a.as_ptr().add(i).cast()),
+                _mm512_loadu_si512(b.as_ptr().add(i).cast()),
+            )
+        };
+        sum = _mm512_add_epi64(sum, _mm512_popcnt_epi64(_mm512_and_si512(x, y)));
+        i += 8;
+    }
+    if i < n {
+        let mask = (1u8 << (n - i)) - 1;
+        // SAFETY: the mask selects only the words i..n, which are in bounds; masked-off
+        // words are not read.
+        let (x, y) = unsafe {
+            (
+                _mm512_maskz_loadu_epi64(mask, a.as_ptr().add(i).cast()),
+                _mm512_maskz_loadu_epi64(mask, b.as_ptr().add(i).cast()),
+            )
+        };
+        sum = _mm512_add_epi64(sum, _mm512_popcnt_epi64(_mm512_and_si512(x, y)));
+    }
+    _mm512_reduce_add_epi64(sum) as usize
+}
+
 fn popcount_and(a: &[u64], b: &[u64]) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
+        if has_avx512_popcount() {
+            // SAFETY: the CPU has just been found to support AVX-512F and VPOPCNTDQ.
+            return unsafe { popcount_and_avx512(a, b) };
+        }
         if std::arch::is_x86_feature_detected!("popcnt") {
             // SAFETY: the CPU has just been found to support the popcnt instruction.
             return unsafe { popcount_and_native(a, b) };
@@ -914,6 +980,43 @@ impl Comparator {
             Metric::Levenshtein | Metric::JaroWinkler | Metric::Exact
         );
         Key::new(text, &mut self.vocabulary.borrow_mut(), sequence)
+    }
+
+    /// Calls `each(i, j)`, `i < j` in increasing order, for every pair of `keys` with
+    /// `at_least(keys[i], keys[j], threshold)`.
+    pub fn pairs_at_least(
+        &self,
+        keys: &[&Key],
+        threshold: f64,
+        mut each: impl FnMut(usize, usize),
+    ) {
+        if self.metric != Metric::Jaccard {
+            for i in 0..keys.len() {
+                for j in i + 1..keys.len() {
+                    if self.at_least(keys[i], keys[j], threshold) {
+                        each(i, j);
+                    }
+                }
+            }
+            return;
+        }
+        let sets: Vec<&TokenSet> = keys.iter().map(|k| &k.set).collect();
+        SetTable::new(&sets).pairs_at_least(threshold, |i, j| {
+            if keys[i].number.is_none() || keys[j].number.is_none() {
+                each(i, j);
+            }
+        });
+        // Two numbers compare by value instead: a second, short pass over them alone.
+        let numbers: Vec<usize> = (0..keys.len())
+            .filter(|&i| keys[i].number.is_some())
+            .collect();
+        for (a, &i) in numbers.iter().enumerate() {
+            for &j in &numbers[a + 1..] {
+                if self.at_least(keys[i], keys[j], threshold) {
+                    each(i, j);
+                }
+            }
+        }
     }
 
     /// Similarity in [0, 1].

@@ -24,7 +24,7 @@ use super::{
 };
 use std::borrow::Cow;
 
-use crate::similarity::{Comparator, Key, TokenSet};
+use crate::similarity::{Comparator, Key, SetTable, TokenSet};
 
 /// Supports equal within this margin are ties.
 const TIE: f64 = 1e-12;
@@ -277,25 +277,28 @@ impl Metastable {
         let live: Vec<usize> = self.live_seats().collect();
         let weights: Vec<f64> = (0..self.seats.len()).map(|i| self.weight(i)).collect();
         let total: f64 = live.iter().map(|&i| weights[i]).sum();
-        let mut acc = vec![0.0; self.seats.len()];
         let mut supporters = vec![Vec::new(); self.seats.len()];
-        for (a, &i) in live.iter().enumerate() {
-            let Some(ki) = &self.state[i].key else {
-                continue;
-            };
-            acc[i] += weights[i];
+        let keyed: Vec<usize> = live
+            .iter()
+            .copied()
+            .filter(|&i| self.state[i].key.is_some())
+            .collect();
+        let keys: Vec<&Key> = keyed
+            .iter()
+            .filter_map(|&i| self.state[i].key.as_ref())
+            .collect();
+        for &i in &keyed {
             supporters[i].push(i);
-            for &j in &live[a + 1..] {
-                let Some(kj) = &self.state[j].key else {
-                    continue;
-                };
-                if self.cmp.at_least(ki, kj, self.params.alpha) {
-                    acc[i] += weights[j];
-                    acc[j] += weights[i];
-                    supporters[i].push(j);
-                    supporters[j].push(i);
-                }
-            }
+        }
+        self.cmp.pairs_at_least(&keys, self.params.alpha, |a, b| {
+            supporters[keyed[a]].push(keyed[b]);
+            supporters[keyed[b]].push(keyed[a]);
+        });
+        // In seat order, as the sums below need to be the same whatever found the pairs.
+        let mut acc = vec![0.0; self.seats.len()];
+        for &i in &keyed {
+            supporters[i].sort_unstable();
+            acc[i] = supporters[i].iter().map(|&j| weights[j]).sum();
         }
         for (i, s) in self.state.iter_mut().enumerate() {
             s.support = if s.live && total > 0.0 {
@@ -378,16 +381,14 @@ impl Metastable {
             a * (2 * m - a - 1) / 2 + (b - a - 1)
         };
         let mut sims = vec![0.0; m * (m - 1) / 2];
-        for a in 0..m {
-            let Some(ka) = &full[a] else {
-                continue;
-            };
-            for b in a + 1..m {
-                if let Some(kb) = &full[b] {
-                    sims[pair(a, b)] = ka.jaccard(kb);
-                }
-            }
-        }
+        let with_text: Vec<usize> = (0..m).filter(|&a| full[a].is_some()).collect();
+        let sets: Vec<&TokenSet> = with_text
+            .iter()
+            .filter_map(|&a| full[a].as_deref())
+            .collect();
+        SetTable::new(&sets).all_pairs(|x, y, value| {
+            sims[pair(with_text[x], with_text[y])] = value;
+        });
         let mut own = vec![0.0; n];
         for (a, &i) in live.iter().enumerate() {
             if full[a].is_none() {

@@ -1,0 +1,248 @@
+//! Many token sets compared pair by pair: the sets side by side in one block of memory,
+//! so that a panel's all-pairs pass costs a few instructions per pair instead of a call,
+//! a feature check and two pointer chases each. With AVX-512 VPOPCNTDQ one instruction
+//! counts the common ids of a chunk of eight words, and a pair is dropped after the first
+//! chunk whose bound shows it cannot reach the threshold.
+
+use super::{TokenSet, popcount_and_portable};
+
+/// Words per chunk: one 512-bit register.
+const CHUNK: usize = 8;
+/// Chunks counted between two checks of a pair's bound.
+const STRETCH: usize = 4;
+
+/// Token sets of one vocabulary as the rows of a table.
+pub struct SetTable {
+    /// Chunks per row.
+    chunks: usize,
+    bits: Vec<u64>,
+    lens: Vec<u32>,
+    /// `rest[row * chunks + c]`: the row's ids after chunk `c`.
+    rest: Vec<u32>,
+}
+
+impl SetTable {
+    pub fn new(sets: &[&TokenSet]) -> SetTable {
+        let words = sets.iter().map(|s| s.bits.len()).max().unwrap_or(0);
+        let chunks = words.div_ceil(CHUNK).max(1);
+        let width = chunks * CHUNK;
+        let mut bits = vec![0u64; width * sets.len()];
+        let mut rest = vec![0u32; chunks * sets.len()];
+        for (r, set) in sets.iter().enumerate() {
+            let row = &mut bits[r * width..(r + 1) * width];
+            row[..set.bits.len()].copy_from_slice(&set.bits);
+            let mut left = set.len as u32;
+            for (c, chunk) in row.chunks_exact(CHUNK).enumerate() {
+                left -= chunk.iter().map(|w| w.count_ones()).sum::<u32>();
+                rest[r * chunks + c] = left;
+            }
+        }
+        SetTable {
+            chunks,
+            bits,
+            lens: sets.iter().map(|s| s.len as u32).collect(),
+            rest,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lens.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lens.is_empty()
+    }
+
+    fn row(&self, r: usize) -> &[u64] {
+        let width = self.chunks * CHUNK;
+        &self.bits[r * width..(r + 1) * width]
+    }
+
+    /// Calls `each(i, j)`, `i < j` in increasing order, for every pair of rows whose
+    /// Jaccard similarity is at least `threshold` (within 1e-12), exactly as
+    /// [`TokenSet::jaccard_at_least`] decides it.
+    pub fn pairs_at_least(&self, threshold: f64, each: impl FnMut(usize, usize)) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if super::has_avx512_popcount() {
+                // SAFETY: the CPU has just been found to support AVX-512F and VPOPCNTDQ.
+                return unsafe { self.pairs_at_least_avx512(threshold, each) };
+            }
+        }
+        self.pairs_at_least_with(threshold, each, chunk_portable);
+    }
+
+    /// Calls `each(i, j, jaccard)` for every pair of rows, `i < j` in increasing order,
+    /// with the value [`TokenSet::jaccard`] gives.
+    pub fn all_pairs(&self, each: impl FnMut(usize, usize, f64)) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if super::has_avx512_popcount() {
+                // SAFETY: the CPU has just been found to support AVX-512F and VPOPCNTDQ.
+                return unsafe { self.all_pairs_avx512(each) };
+            }
+        }
+        self.all_pairs_with(each, chunk_portable);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
+    fn pairs_at_least_avx512(&self, threshold: f64, each: impl FnMut(usize, usize)) {
+        self.pairs_at_least_with(threshold, each, |a, b| chunk_avx512(a, b));
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
+    fn all_pairs_avx512(&self, each: impl FnMut(usize, usize, f64)) {
+        self.all_pairs_with(each, |a, b| chunk_avx512(a, b));
+    }
+
+    #[inline(always)]
+    fn pairs_at_least_with(
+        &self,
+        threshold: f64,
+        mut each: impl FnMut(usize, usize),
+        count: impl Fn(&[u64], &[u64]) -> u32,
+    ) {
+        let limit = threshold - 1e-12;
+        // Pairs are dropped early against a slightly lower bar, so that rounding in the
+        // bound can never drop a pair the exact test keeps.
+        let bar = limit - 1e-9;
+        let chunks = self.chunks;
+        for i in 0..self.len() {
+            let (a, la) = (self.row(i), self.lens[i]);
+            let rest_a = &self.rest[i * chunks..(i + 1) * chunks];
+            for j in i + 1..self.len() {
+                let lb = self.lens[j];
+                if la == 0 && lb == 0 {
+                    if 1.0 >= limit {
+                        each(i, j);
+                    }
+                    continue;
+                }
+                // |A ∩ B| / |A ∪ B| ≤ |small| / |large|.
+                if f64::from(la.min(lb)) < limit * f64::from(la.max(lb)) {
+                    continue;
+                }
+                let b = self.row(j);
+                let rest_b = &self.rest[j * chunks..(j + 1) * chunks];
+                let total = f64::from(la + lb);
+                let mut common = 0;
+                let mut reachable = true;
+                // The bound is checked once per stretch of chunks: checking after every
+                // chunk would put a long chain of dependent instructions between them.
+                for start in (0..chunks).step_by(STRETCH) {
+                    let end = (start + STRETCH).min(chunks);
+                    let (at, to) = (start * CHUNK, end * CHUNK);
+                    common += count(&a[at..to], &b[at..to]);
+                    // At best every id left in the smaller rest is common; the Jaccard
+                    // value grows with the common count, so this bounds it from above.
+                    let best = f64::from(common + rest_a[end - 1].min(rest_b[end - 1]));
+                    if best < bar * (total - best) {
+                        reachable = false;
+                        break;
+                    }
+                }
+                if reachable && f64::from(common) / (total - f64::from(common)) >= limit {
+                    each(i, j);
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn all_pairs_with(
+        &self,
+        mut each: impl FnMut(usize, usize, f64),
+        count: impl Fn(&[u64], &[u64]) -> u32,
+    ) {
+        for i in 0..self.len() {
+            let (a, la) = (self.row(i), self.lens[i]);
+            for j in i + 1..self.len() {
+                let (b, lb) = (self.row(j), self.lens[j]);
+                let value = if la == 0 && lb == 0 {
+                    1.0
+                } else {
+                    let common = count(a, b);
+                    f64::from(common) / f64::from(la + lb - common)
+                };
+                each(i, j, value);
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn chunk_portable(a: &[u64], b: &[u64]) -> u32 {
+    popcount_and_portable(a, b) as u32
+}
+
+/// The common ids of whole chunks of eight words, summed in one register.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vpopcntdq")]
+#[inline]
+fn chunk_avx512(a: &[u64], b: &[u64]) -> u32 {
+    use std::arch::x86_64::{
+        _mm512_add_epi64, _mm512_and_si512, _mm512_loadu_si512, _mm512_popcnt_epi64,
+        _mm512_reduce_add_epi64, _mm512_setzero_si512,
+    };
+    let mut sum = _mm512_setzero_si512();
+    for (x, y) in a.chunks_exact(CHUNK).zip(b.chunks_exact(CHUNK)) {
+        // SAFETY: each chunk holds eight words; the loads are unaligned.
+        let (x, y) = unsafe {
+            (
+                _mm512_loadu_si512(x.as_ptr().cast()),
+                _mm512_loadu_si512(y.as_ptr().cast()),
+            )
+        };
+        sum = _mm512_add_epi64(sum, _mm512_popcnt_epi64(_mm512_and_si512(x, y)));
+    }
+    _mm512_reduce_add_epi64(sum) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn set(ids: &[u32]) -> TokenSet {
+        let mut s = TokenSet::default();
+        for &id in ids {
+            s.insert(id);
+        }
+        s
+    }
+
+    proptest! {
+        /// The table keeps exactly the pairs, and gives exactly the values, that the
+        /// sets compared one pair at a time give: on every CPU path.
+        #[test]
+        fn the_table_agrees_with_pairwise_comparison(
+            sets in proptest::collection::vec(proptest::collection::vec(0u32..700, 0..120), 0..12),
+            threshold in 0.0f64..1.0,
+        ) {
+            let sets: Vec<TokenSet> = sets.iter().map(|ids| set(ids)).collect();
+            let refs: Vec<&TokenSet> = sets.iter().collect();
+            let table = SetTable::new(&refs);
+            let mut want = Vec::new();
+            let mut values = Vec::new();
+            for i in 0..sets.len() {
+                for j in i + 1..sets.len() {
+                    if sets[i].jaccard_at_least(&sets[j], threshold) {
+                        want.push((i, j));
+                    }
+                    values.push((i, j, sets[i].jaccard(&sets[j])));
+                }
+            }
+            let mut got = Vec::new();
+            table.pairs_at_least(threshold, |i, j| got.push((i, j)));
+            prop_assert_eq!(&got, &want);
+            let mut portable = Vec::new();
+            table.pairs_at_least_with(threshold, |i, j| portable.push((i, j)), chunk_portable);
+            prop_assert_eq!(&portable, &want);
+            let mut all = Vec::new();
+            table.all_pairs(|i, j, v| all.push((i, j, v)));
+            prop_assert_eq!(&all, &values);
+        }
+    }
+}
