@@ -131,13 +131,13 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
         }
     });
 
-    if let Some(path) = &output.transcript {
-        if let Err(e) = std::fs::write(path, report::json::render(&report)) {
-            eprintln!(
-                "warning: cannot write the transcript to {}: {e}",
-                path.display()
-            );
-        }
+    if let Some(path) = &output.transcript
+        && let Err(e) = std::fs::write(path, report::json::render(&report))
+    {
+        eprintln!(
+            "warning: cannot write the transcript to {}: {e}",
+            path.display()
+        );
     }
     let printed = print_result(&report, &args);
     runtime.shutdown_background();
