@@ -274,7 +274,7 @@ async fn synthesize(
         .participants
         .iter()
         .filter(|p| p.live)
-        .filter_map(|p| p.answers.last().map(|a| (p.key.as_deref(), a.as_str())))
+        .filter_map(|p| p.answers.last().map(|a| (p.key.as_deref(), &**a)))
         .collect();
     let winner_support = report
         .winner

@@ -14,6 +14,8 @@ use std::sync::OnceLock;
 
 use regex::Regex;
 
+use crate::consensus::Text;
+
 pub mod scan;
 pub mod table;
 
@@ -154,7 +156,7 @@ impl fmt::Display for Metric {
 #[derive(Clone, Debug)]
 pub struct Key {
     /// The extracted text, trimmed, as shown to people.
-    text: String,
+    text: Text,
     /// Normalized tokens in order, joined by single spaces; built only for the metrics
     /// that compare sequences (levenshtein, jaro-winkler, exact).
     seq: String,
@@ -168,6 +170,17 @@ impl Key {
     /// Normalizes a key's text, interning its tokens in `vocabulary`. Keys are only
     /// comparable with keys of the same vocabulary.
     fn new(text: &str, vocabulary: &mut Vocabulary, sequence: bool) -> Key {
+        Key::new_in(text, None, vocabulary, sequence)
+    }
+
+    /// [`Key::new`], keeping `whole` as the key's text when the trimmed text is all of it
+    /// instead of copying it.
+    fn new_in(
+        text: &str,
+        whole: Option<&Text>,
+        vocabulary: &mut Vocabulary,
+        sequence: bool,
+    ) -> Key {
         let text = text.trim();
         let mut seq = String::new();
         let mut set = TokenSet::with_capacity(vocabulary.len());
@@ -203,8 +216,9 @@ impl Key {
                 }
             }
         }
+        let shared = whole.filter(|w| std::ptr::eq(w.as_ref(), text));
         Key {
-            text: text.to_string(),
+            text: shared.map_or_else(|| Text::from(text), Text::clone),
             seq,
             set,
             number: parse_number(text),
@@ -214,6 +228,11 @@ impl Key {
     /// The key as extracted (trimmed).
     pub fn text(&self) -> &str {
         &self.text
+    }
+
+    /// The key's text, shared rather than copied.
+    pub fn shared_text(&self) -> Text {
+        Text::clone(&self.text)
     }
 
     /// The normalized tokens joined by spaces (`"Paris."` → `"paris"`).
@@ -973,13 +992,29 @@ impl Comparator {
         (!key.is_empty()).then_some(key)
     }
 
+    /// [`Comparator::key`] of a shared answer, sharing its text when the key is all of it.
+    pub fn key_in(&self, answer: &Text, mode: &AnswerMode) -> Option<Key> {
+        let text = extract(answer, mode)?;
+        let key = Key::new_in(
+            &text,
+            Some(answer),
+            &mut self.vocabulary.borrow_mut(),
+            self.sequence(),
+        );
+        (!key.is_empty()).then_some(key)
+    }
+
     /// The normalized key of a text taken as a whole.
     pub fn key_of(&self, text: &str) -> Key {
-        let sequence = matches!(
+        Key::new(text, &mut self.vocabulary.borrow_mut(), self.sequence())
+    }
+
+    /// Whether keys keep their token sequence (for the metrics that compare sequences).
+    fn sequence(&self) -> bool {
+        matches!(
             self.metric,
             Metric::Levenshtein | Metric::JaroWinkler | Metric::Exact
-        );
-        Key::new(text, &mut self.vocabulary.borrow_mut(), sequence)
+        )
     }
 
     /// Calls `each(i, j)`, `i < j` in increasing order, for every pair of `keys` with

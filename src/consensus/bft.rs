@@ -26,7 +26,7 @@ use super::prompt;
 use super::vote::group_keys;
 use super::{
     Attestation, CallResult, CallSpec, Decision, Details, Params, RoundTrace, Seat, SeatOutcome,
-    Strategy, Suspect, TraceEntry, complete_results,
+    Strategy, Suspect, Text, TraceEntry, complete_results,
 };
 use crate::similarity::{Comparator, Key};
 
@@ -439,14 +439,14 @@ impl Strategy for Bft {
                 TraceEntry {
                     participant: self.seats[seat].name.clone(),
                     called: result.is_some(),
-                    answer: result.filter(|r| r.ok).map(|r| r.text.clone()),
+                    answer: result.filter(|r| r.ok).map(|r| Text::from(r.text.as_str())),
                     key: if round == 0 {
                         s.live
-                            .then(|| s.key.as_ref().map(|k| k.text().to_string()))
+                            .then(|| s.key.as_ref().map(Key::shared_text))
                             .flatten()
                     } else {
                         match &s.attestations[round - 1] {
-                            Some(Some(a)) => Some(a.verdict.label().to_string()),
+                            Some(Some(a)) => Some(Text::from(a.verdict.label())),
                             _ => None,
                         }
                     },
@@ -525,7 +525,7 @@ impl Strategy for Bft {
                     live: s.live,
                     key: s
                         .live
-                        .then(|| s.key.as_ref().map(|k| k.text().to_string()))
+                        .then(|| s.key.as_ref().map(Key::shared_text))
                         .flatten(),
                 }
             })

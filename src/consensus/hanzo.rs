@@ -6,8 +6,8 @@ use crate::similarity::{TokenClass, TokenSet, Vocabulary, for_each_token_hash, h
 
 use super::pyrandom::{PyRandom, REFERENCE_SUM, normalized_weights_with};
 use super::{
-    CallResult, CallSpec, Decision, Params, RoundTrace, Seat, SeatOutcome, Strategy, TraceEntry,
-    complete_results,
+    CallResult, CallSpec, Decision, Params, RoundTrace, Seat, SeatOutcome, Strategy, Text,
+    TraceEntry, complete_results,
 };
 
 /// Characters that Python's `str.split()` treats as whitespace: Unicode White_Space plus
@@ -55,7 +55,7 @@ fn cut_chars(text: &str, limit: usize) -> &str {
 }
 
 struct SeatState {
-    latest: String,
+    latest: Text,
     /// `set(latest.lower().split())`; None until a round needs it.
     words: Option<TokenSet>,
     ok: bool,
@@ -85,7 +85,7 @@ impl Hanzo {
         let state = seats
             .iter()
             .map(|_| SeatState {
-                latest: String::new(),
+                latest: Text::from(""),
                 words: None,
                 ok: false,
                 confidence: 0.0,
@@ -138,7 +138,14 @@ impl Hanzo {
             .expect("the words of every compared answer are made before the comparison")
     }
 
-    fn entry(&self, seat: usize, result: &CallResult, agreement: Option<f64>) -> TraceEntry {
+    /// The trace entry of `result`, whose text has moved to `text`.
+    fn entry(
+        &self,
+        seat: usize,
+        result: &CallResult,
+        text: &Text,
+        agreement: Option<f64>,
+    ) -> TraceEntry {
         TraceEntry {
             participant: self.seats[seat].name.clone(),
             called: true,
@@ -147,8 +154,8 @@ impl Hanzo {
                 .iter()
                 .map(|&p| self.seats[p].name.clone())
                 .collect(),
-            answer: Some(result.text.clone()),
-            key: result.ok.then(|| result.text.clone()),
+            answer: Some(text.clone()),
+            key: result.ok.then(|| text.clone()),
             agreement,
             confidence: self.state[seat].confidence,
             support: None,
@@ -239,17 +246,16 @@ impl Strategy for Hanzo {
                     s.luminance = 1.0 / (1.0 + r.latency_ms / 1000.0);
                 }
             }
-            trace.participants = results
-                .iter()
-                .map(|r| self.entry(r.seat, r, None))
-                .collect();
-            for r in results {
-                self.state[r.seat].latest = r.text;
+            for mut r in results {
+                let text = Text::from(std::mem::take(&mut r.text));
+                let entry = self.entry(r.seat, &r, &text, None);
+                trace.participants.push(entry);
+                self.state[r.seat].latest = text;
             }
         } else {
             // Results are applied in participant order, each against the state as it is
             // at that moment: earlier participants are already updated, later ones not.
-            for r in results {
+            for mut r in results {
                 let words = py_word_set(&r.text, &mut self.vocabulary);
                 let s = &mut self.state[r.seat];
                 s.ok = r.ok;
@@ -270,9 +276,10 @@ impl Strategy for Hanzo {
                     s.confidence = s.confidence * 0.5 + a * 0.5;
                     agreement = Some(a);
                 }
-                let entry = self.entry(r.seat, &r, agreement);
+                let text = Text::from(std::mem::take(&mut r.text));
+                let entry = self.entry(r.seat, &r, &text, agreement);
                 trace.participants.push(entry);
-                self.state[r.seat].latest = r.text;
+                self.state[r.seat].latest = text;
             }
             self.executed += 1;
             let best = self
@@ -314,7 +321,7 @@ impl Hanzo {
         let live = self.state.iter().filter(|s| s.ok).count();
         let answered = !rounds.is_empty() && live > 0;
         let winner = (answered && !self.seats.is_empty()).then_some(winner);
-        let synthesis = winner.map(|w| self.state[w].latest.clone());
+        let synthesis = winner.map(|w| self.state[w].latest.to_string());
         Decision {
             winner,
             finalized: winner.is_some_and(|w| scores[w] >= self.params.beta_2),

@@ -17,7 +17,7 @@ use regex::Regex;
 use super::prompt;
 use super::{
     CallResult, CallSpec, Decision, Details, Params, RoundTrace, Seat, SeatOutcome, Strategy, Term,
-    TraceEntry, complete_results,
+    Text, TraceEntry, complete_results,
 };
 use crate::similarity::{Comparator, Key};
 
@@ -392,15 +392,13 @@ impl Strategy for Leader {
                 TraceEntry {
                     participant: self.seats[seat].name.clone(),
                     called: result.is_some(),
-                    answer: result.filter(|r| r.ok).map(|r| r.text.clone()),
+                    answer: result.filter(|r| r.ok).map(|r| Text::from(r.text.as_str())),
                     key: match (batch, vote) {
                         (Batch::Vote, Some((_, Some(v)))) => {
-                            Some(if v.accept { "ACCEPT" } else { "REJECT" }.to_string())
+                            Some(Text::from(if v.accept { "ACCEPT" } else { "REJECT" }))
                         }
                         (Batch::Vote, _) => None,
-                        _ if result.is_some_and(|r| r.ok) => {
-                            s.key.as_ref().map(|k| k.text().to_string())
-                        }
+                        _ if result.is_some_and(|r| r.ok) => s.key.as_ref().map(Key::shared_text),
                         _ => None,
                     },
                     luminance: s.luminance.filter(|_| batch == Batch::Answers && s.live),
@@ -471,7 +469,7 @@ impl Strategy for Leader {
                     live: s.live,
                     key: s
                         .live
-                        .then(|| s.key.as_ref().map(|k| k.text().to_string()))
+                        .then(|| s.key.as_ref().map(Key::shared_text))
                         .flatten(),
                 }
             })

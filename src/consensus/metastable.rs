@@ -19,8 +19,8 @@
 use super::confidence;
 use super::prompt;
 use super::{
-    CallResult, CallSpec, Decision, Params, RoundTrace, Seat, SeatOutcome, Strategy, TraceEntry,
-    complete_results,
+    CallResult, CallSpec, Decision, Params, RoundTrace, Seat, SeatOutcome, Strategy, Text,
+    TraceEntry, complete_results,
 };
 use std::borrow::Cow;
 
@@ -152,7 +152,7 @@ struct SeatState {
     /// `--confidence`: the confidence stated with the latest answer.
     reported: Option<f64>,
     /// The latest successful answer (kept while absent, for its next prompt).
-    text: Option<String>,
+    text: Option<Text>,
     key: Option<Key>,
     /// The latest call succeeded.
     live: bool,
@@ -553,15 +553,15 @@ impl Strategy for Metastable {
             let answered = r.ok && !r.text.trim().is_empty();
             *answered_at = answered;
             if answered {
+                let text = Text::from(std::mem::take(&mut r.text));
                 let key = if self.params.confidence {
-                    s.reported = confidence::parse(&r.text);
-                    self.cmp
-                        .key(&confidence::strip(&r.text), &self.params.answer)
+                    s.reported = confidence::parse(&text);
+                    self.cmp.key(&confidence::strip(&text), &self.params.answer)
                 } else {
-                    self.cmp.key(&r.text, &self.params.answer)
+                    self.cmp.key_in(&text, &self.params.answer)
                 };
                 changed |= !s.live || s.key.as_ref().map(Key::text) != key.as_ref().map(Key::text);
-                s.text = Some(std::mem::take(&mut r.text));
+                s.text = Some(text);
                 s.key = key;
                 s.live = true;
                 s.luminance = Some(1.0 / (1.0 + r.latency_ms.max(0.0) / 1000.0));
@@ -620,13 +620,13 @@ impl Strategy for Metastable {
                     .unwrap_or_default(),
                 answer: result.filter(|r| r.ok).map(|r| {
                     if answered {
-                        s.text.clone().unwrap_or_default()
+                        s.text.clone().unwrap_or_else(|| Text::from(""))
                     } else {
-                        r.text.clone()
+                        Text::from(r.text.as_str())
                     }
                 }),
                 key: if result.is_some_and(|r| r.ok) || (idx.is_none() && s.live) {
-                    s.key.as_ref().map(|k| k.text().to_string())
+                    s.key.as_ref().map(Key::shared_text)
                 } else {
                     None
                 },
@@ -686,7 +686,7 @@ impl Metastable {
                     live: s.live,
                     key: s
                         .live
-                        .then(|| s.key.as_ref().map(|k| k.text().to_string()))
+                        .then(|| s.key.as_ref().map(Key::shared_text))
                         .flatten(),
                 }
             })
@@ -696,7 +696,7 @@ impl Metastable {
             finalized: self.is_final(),
             answer: winner
                 .and_then(|(w, _)| self.state[w].key.as_ref().map(|k| k.text().to_string())),
-            synthesis: winner.and_then(|(w, _)| self.state[w].text.clone()),
+            synthesis: winner.and_then(|(w, _)| self.state[w].text.as_deref().map(str::to_string)),
             rounds_executed: self.absorbed.saturating_sub(1),
             seats,
             rounds,

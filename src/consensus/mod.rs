@@ -21,6 +21,9 @@ use serde::Serialize;
 use crate::provider::Usage;
 use crate::similarity::{AnswerMode, Metric};
 
+/// An answer's text, shared between the state, the trace and the decision.
+pub type Text = std::sync::Arc<str>;
+
 /// Which decision procedure runs the panel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -203,7 +206,7 @@ pub struct SeatOutcome {
     /// The latest call succeeded.
     pub live: bool,
     /// The key of the latest answer.
-    pub key: Option<String>,
+    pub key: Option<Text>,
 }
 
 /// One participant's line in one round of the trace (PROTOCOL P9).
@@ -214,8 +217,9 @@ pub struct TraceEntry {
     pub called: bool,
     /// Peers shown to it (names, in the order shown).
     pub sampled: Vec<String>,
-    pub answer: Option<String>,
-    pub key: Option<String>,
+    /// Shared with the strategy's state and the decision: a long answer is stored once.
+    pub answer: Option<Text>,
+    pub key: Option<Text>,
     pub agreement: Option<f64>,
     pub confidence: f64,
     pub support: Option<f64>,

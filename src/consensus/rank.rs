@@ -24,7 +24,7 @@ use super::metastable::{SplitMix, weighted_sample};
 use super::prompt;
 use super::{
     BallotReport, CallResult, CallSpec, Decision, Details, Params, RoundTrace, ScoreReport, Seat,
-    SeatOutcome, Strategy, TraceEntry, complete_results,
+    SeatOutcome, Strategy, Text, TraceEntry, complete_results,
 };
 use crate::similarity::{Comparator, Key};
 
@@ -407,9 +407,9 @@ impl Strategy for Rank {
                     } else {
                         Vec::new()
                     },
-                    answer: result.filter(|r| r.ok).map(|r| r.text.clone()),
+                    answer: result.filter(|r| r.ok).map(|r| Text::from(r.text.as_str())),
                     key: (round == 0 && s.live)
-                        .then(|| s.key.as_ref().map(|k| k.text().to_string()))
+                        .then(|| s.key.as_ref().map(Key::shared_text))
                         .flatten(),
                     luminance: s.luminance.filter(|_| round == 0 && s.live),
                     latency_ms: result.map(|r| r.latency_ms),
@@ -517,7 +517,7 @@ impl Strategy for Rank {
                     live: s.live,
                     key: s
                         .live
-                        .then(|| s.key.as_ref().map(|k| k.text().to_string()))
+                        .then(|| s.key.as_ref().map(Key::shared_text))
                         .flatten(),
                 }
             })

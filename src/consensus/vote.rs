@@ -19,7 +19,7 @@ use super::metastable::{SplitMix, weighted_sample};
 use super::prompt;
 use super::{
     CallResult, CallSpec, Decision, Details, Group, Params, RoundTrace, Seat, SeatOutcome,
-    Strategy, TraceEntry, complete_results,
+    Strategy, Text, TraceEntry, complete_results,
 };
 use crate::similarity::{Comparator, Key};
 
@@ -395,10 +395,10 @@ impl Strategy for Vote {
                         .and_then(|i| samples.get(i))
                         .map(|sample| sample.iter().map(|&j| self.seats[j].name.clone()).collect())
                         .unwrap_or_default(),
-                    answer: result.filter(|r| r.ok).map(|r| r.text.clone()),
+                    answer: result.filter(|r| r.ok).map(|r| Text::from(r.text.as_str())),
                     key: s
                         .live
-                        .then(|| s.key.as_ref().map(|k| k.text().to_string()))
+                        .then(|| s.key.as_ref().map(Key::shared_text))
                         .flatten(),
                     agreement: None,
                     confidence: shares[seat].unwrap_or(0.0),
@@ -457,7 +457,7 @@ impl Strategy for Vote {
                     live: s.live,
                     key: s
                         .live
-                        .then(|| s.key.as_ref().map(|k| k.text().to_string()))
+                        .then(|| s.key.as_ref().map(Key::shared_text))
                         .flatten(),
                 }
             })

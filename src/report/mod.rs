@@ -7,7 +7,7 @@ pub mod text;
 use serde::Serialize;
 
 use crate::config::Settings;
-use crate::consensus::{Decision, Details, RoundTrace};
+use crate::consensus::{Decision, Details, RoundTrace, Text};
 use crate::provider::Usage;
 use crate::provider::pricing::Price;
 
@@ -86,10 +86,10 @@ pub struct ParticipantReport {
     pub score: f64,
     pub live: bool,
     /// The key of its latest answer.
-    pub key: Option<String>,
+    pub key: Option<Text>,
     pub calls: usize,
     /// Its successful answers, in call order.
-    pub answers: Vec<String>,
+    pub answers: Vec<Text>,
     /// Its failed calls, as `round N: message`.
     pub errors: Vec<String>,
     /// Mean latency of its calls, in milliseconds.
