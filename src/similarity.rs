@@ -280,7 +280,13 @@ impl Key {
 pub struct Vocabulary {
     slots: Vec<(u64, u32)>,
     len: u32,
+    /// 64 - log2(slots): a key's home slot is the top bits of key × an odd constant.
+    shift: u32,
 }
+
+/// Multiplying by it spreads a key's bits into the top ones (Fibonacci hashing): short
+/// keys are raw text, whose low bits alone would crowd a few slots.
+const SPREAD: u64 = 0x9e37_79b9_7f4a_7c15;
 
 const EMPTY: u32 = u32::MAX;
 
@@ -289,6 +295,7 @@ impl Default for Vocabulary {
         Vocabulary {
             slots: vec![(0, EMPTY); 4096],
             len: 0,
+            shift: 64 - 12,
         }
     }
 }
@@ -298,7 +305,7 @@ impl Vocabulary {
     #[inline]
     pub fn id(&mut self, token_hash: u64) -> u32 {
         let mask = self.slots.len() - 1;
-        let mut i = token_hash as usize & mask;
+        let mut i = self.home(token_hash);
         loop {
             let (hash, id) = self.slots[i];
             if id == EMPTY {
@@ -328,13 +335,19 @@ impl Vocabulary {
         self.len == 0
     }
 
+    #[inline(always)]
+    fn home(&self, key: u64) -> usize {
+        (key.wrapping_mul(SPREAD) >> self.shift) as usize
+    }
+
     #[cold]
     fn grow(&mut self) {
         let size = self.slots.len() * 2;
         let old = std::mem::replace(&mut self.slots, vec![(0, EMPTY); size]);
+        self.shift -= 1;
         let mask = self.slots.len() - 1;
         for (hash, id) in old.into_iter().filter(|&(_, id)| id != EMPTY) {
-            let mut i = hash as usize & mask;
+            let mut i = self.home(hash);
             while self.slots[i].1 != EMPTY {
                 i = (i + 1) & mask;
             }
@@ -639,17 +652,44 @@ fn push_lower(out: &mut String, token: &str) {
     }
 }
 
-/// A 64-bit hash of a token, eight bytes at a time, with a final avalanche: distinct
-/// tokens of one run do not collide in practice.
+/// A token's 64-bit key. An ASCII token of at most eight bytes is its bytes themselves,
+/// with the top bit of its last byte set to mark the length: exact, so two short tokens
+/// never share a key, and free to compute. Longer tokens are hashed eight bytes at a time
+/// with a final avalanche, and marked with the top bits of the last two bytes, which no
+/// short key has: they do not collide in practice.
 pub fn hash(bytes: &[u8]) -> u64 {
-    hash_words(bytes, |w| w)
+    if bytes.len() <= 8 && bytes.is_ascii() {
+        return short_key(load_partial_word(bytes), bytes.len());
+    }
+    hash_words(bytes, |w| w) | LONG_KEY
 }
 
-/// `hash` of the ASCII-lowercased bytes, without copying them: eight bytes are lowercased
-/// at once (`A`–`Z` gain the 0x20 bit).
+/// `hash` of the ASCII-lowercased bytes of an ASCII token, without copying them: eight
+/// bytes are lowercased at once (`A`–`Z` gain the 0x20 bit).
 #[inline]
 pub fn hash_lower_ascii(bytes: &[u8]) -> u64 {
-    hash_words(bytes, lower_ascii_word)
+    if bytes.len() <= 8 {
+        return short_key(lower_ascii_word(load_partial_word(bytes)), bytes.len());
+    }
+    hash_words(bytes, lower_ascii_word) | LONG_KEY
+}
+
+/// The mark of a hashed (long) token's key: the top bits of its last two bytes.
+const LONG_KEY: u64 = 0x8080 << 48;
+
+/// The key of an ASCII token of `len` (1..=8) bytes packed little-endian into `word`.
+#[inline(always)]
+fn short_key(word: u64, len: usize) -> u64 {
+    word | 0x80 << (8 * (len - 1))
+}
+
+/// Up to eight bytes as the low bytes of a little-endian word.
+#[inline(always)]
+fn load_partial_word(bytes: &[u8]) -> u64 {
+    match <[u8; 8]>::try_from(bytes) {
+        Ok(all) => u64::from_le_bytes(all),
+        Err(_) => load_partial(bytes),
+    }
 }
 
 /// Eight ASCII bytes lowercased at once.

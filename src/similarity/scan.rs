@@ -8,7 +8,7 @@
 //!
 //! [`ascii_runs`]: super::ascii_runs
 
-use super::{ByteClass, finish_hash, hash_lower_ascii, lower_ascii_word, mix_word};
+use super::{ByteClass, hash_lower_ascii, lower_ascii_word, short_key};
 
 /// Which bytes make up a token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,10 +88,7 @@ fn token_hash(bytes: &[u8], start: usize, end: usize) -> u64 {
         let word = u64::from_le_bytes(bytes[start..start + 8].try_into().expect("8 bytes"));
         // Keep the token's n bytes: the rest reads as the zero padding of a short word.
         let word = word & (u64::MAX >> (64 - 8 * n));
-        finish_hash(mix_word(
-            (n as u64).wrapping_mul(super::LEN_MUL),
-            lower_ascii_word(word),
-        ))
+        short_key(lower_ascii_word(word), n)
     } else {
         hash_long(&bytes[start..end])
     }
