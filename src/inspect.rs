@@ -101,7 +101,7 @@ pub async fn panel(settings: &Settings, env: &Env, check: bool) -> anyhow::Resul
             let request = ChatRequest {
                 model: seat.model.clone(),
                 system: None,
-                user: CHECK_PROMPT.to_string(),
+                user: CHECK_PROMPT.into(),
                 temperature: seat.temperature,
                 max_tokens: seat.max_tokens,
             };

@@ -296,7 +296,7 @@ async fn synthesize(
     let request = ChatRequest {
         model: synth.model.clone(),
         system: None,
-        user: consensus::prompt::synthesis(prompt, &answers, &agreement),
+        user: consensus::prompt::synthesis(prompt, &answers, &agreement).into(),
         temperature: synth.temperature,
         max_tokens: synth.max_tokens,
     };

@@ -51,7 +51,7 @@ fn run_scenario(s: &Value, seed: u64) -> Run {
         prompts
             .entry(call.round)
             .or_default()
-            .push(call.user.clone());
+            .push(call.user.to_string());
         let script = s["script"][&names[call.seat]].as_array().unwrap();
         let step = &script[calls[call.seat].min(script.len() - 1)];
         calls[call.seat] += 1;

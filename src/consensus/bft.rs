@@ -173,7 +173,7 @@ struct SeatState {
 pub struct Bft {
     params: Params,
     seats: Vec<Seat>,
-    prompt: String,
+    prompt: Text,
     cmp: Comparator,
     faults: usize,
     state: Vec<SeatState>,
@@ -194,7 +194,7 @@ impl Bft {
             faults,
             params,
             seats,
-            prompt: prompt.to_string(),
+            prompt: Text::from(prompt),
             proposer: None,
             digest: None,
             pending: None,
@@ -401,6 +401,7 @@ impl Strategy for Bft {
                         &digest,
                         prepared,
                     )
+                    .into()
                 },
             })
             .collect();

@@ -66,7 +66,7 @@ struct SeatState {
 pub struct Hanzo {
     params: Params,
     seats: Vec<Seat>,
-    prompt: String,
+    prompt: Text,
     state: Vec<SeatState>,
     vocabulary: Vocabulary,
     rng: PyRandom,
@@ -97,7 +97,7 @@ impl Hanzo {
             vocabulary: Vocabulary::default(),
             params,
             seats,
-            prompt: prompt.to_string(),
+            prompt: Text::from(prompt),
             state,
             issued: 0,
             executed: 0,
@@ -204,7 +204,7 @@ impl Strategy for Hanzo {
                 s.words = Some(py_word_set(&s.latest, &mut self.vocabulary));
             }
         }
-        let user = self.round_prompt();
+        let user = Text::from(self.round_prompt());
         self.pending = Some(RoundTrace {
             round,
             shared_sample: Some(

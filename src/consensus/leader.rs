@@ -131,7 +131,7 @@ struct TermState {
 pub struct Leader {
     params: Params,
     seats: Vec<Seat>,
-    prompt: String,
+    prompt: Text,
     cmp: Comparator,
     state: Vec<SeatState>,
     /// Live seats after round 0, fastest first.
@@ -150,7 +150,7 @@ impl Leader {
             state: seats.iter().map(|_| SeatState::default()).collect(),
             params,
             seats,
-            prompt: prompt.to_string(),
+            prompt: Text::from(prompt),
             order: Vec::new(),
             terms: Vec::new(),
             pending: None,
@@ -204,7 +204,8 @@ impl Leader {
                     self.state[seat].text.as_deref(),
                     proposal,
                     term,
-                ),
+                )
+                .into(),
             })
             .collect();
         self.pending = Some((Batch::Vote, self.batches, followers));
@@ -255,7 +256,8 @@ impl Leader {
                 &critiques,
                 t,
                 self.params.answer.asks_for_final_line(),
-            ),
+            )
+            .into(),
         };
         self.terms.push(TermState {
             leader,

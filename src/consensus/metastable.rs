@@ -175,7 +175,7 @@ struct Pending {
 pub struct Metastable {
     params: Params,
     seats: Vec<Seat>,
-    prompt: String,
+    prompt: Text,
     cmp: Comparator,
     state: Vec<SeatState>,
     /// Each live seat's supporters (itself included) after the latest round.
@@ -196,7 +196,7 @@ impl Metastable {
             supporters: vec![Vec::new(); seats.len()],
             params,
             seats,
-            prompt: prompt.to_string(),
+            prompt: Text::from(prompt),
             state,
             pending: None,
             absorbed: 0,
@@ -518,7 +518,7 @@ impl Strategy for Metastable {
                 seat,
                 round,
                 system: self.system_for(seat),
-                user,
+                user: user.into(),
             });
             called.push(seat);
             samples.push(sample);

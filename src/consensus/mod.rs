@@ -21,8 +21,54 @@ use serde::Serialize;
 use crate::provider::Usage;
 use crate::similarity::{AnswerMode, Metric};
 
-/// An answer's text, shared between the state, the trace and the decision.
-pub type Text = std::sync::Arc<str>;
+/// A text shared rather than copied: an answer held by the state, the trace and the
+/// decision at once, or a prompt that a round sends to every seat. Made from a `String`
+/// without copying it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Text(std::sync::Arc<String>);
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Text {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Text {
+    fn from(text: String) -> Text {
+        Text(std::sync::Arc::new(text))
+    }
+}
+
+impl From<&str> for Text {
+    fn from(text: &str) -> Text {
+        Text::from(text.to_string())
+    }
+}
+
+impl std::fmt::Debug for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.0.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for Text {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
 
 /// Which decision procedure runs the panel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -156,7 +202,8 @@ pub struct CallSpec {
     pub seat: usize,
     pub round: usize,
     pub system: Option<String>,
-    pub user: String,
+    /// Shared: a round often asks every seat the same.
+    pub user: Text,
 }
 
 /// What came back from one call.

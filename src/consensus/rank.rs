@@ -161,7 +161,7 @@ struct SeatState {
 pub struct Rank {
     params: Params,
     seats: Vec<Seat>,
-    prompt: String,
+    prompt: Text,
     cmp: Comparator,
     state: Vec<SeatState>,
     /// Seats called in the pending round.
@@ -184,7 +184,7 @@ impl Rank {
             cmp: Comparator::new(params.similarity, params.tolerance),
             params,
             seats,
-            prompt: prompt.to_string(),
+            prompt: Text::from(prompt),
             state,
             pending: None,
             absorbed: 0,
@@ -349,7 +349,7 @@ impl Strategy for Rank {
                             .system
                             .clone()
                             .or_else(|| self.params.system.clone()),
-                        user: ballot_prompt(&self.prompt, &texts),
+                        user: ballot_prompt(&self.prompt, &texts).into(),
                     });
                     self.state[voter].shown = shown;
                 }

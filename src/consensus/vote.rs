@@ -190,7 +190,7 @@ impl Tally {
 pub struct Vote {
     params: Params,
     seats: Vec<Seat>,
-    prompt: String,
+    prompt: Text,
     cmp: Comparator,
     state: Vec<SeatState>,
     pending: Option<Pending>,
@@ -207,7 +207,7 @@ impl Vote {
             cmp: Comparator::new(params.similarity, params.tolerance),
             params,
             seats,
-            prompt: prompt.to_string(),
+            prompt: Text::from(prompt),
             state,
             pending: None,
             absorbed: 0,
@@ -330,7 +330,7 @@ impl Strategy for Vote {
                 seat,
                 round,
                 system: self.system_for(seat),
-                user,
+                user: user.into(),
             });
             called.push(seat);
             samples.push(sample);

@@ -46,7 +46,7 @@ impl Program {
         let system_in_args = self.argv.iter().any(|a| a.contains("{system}"));
         match &request.system {
             Some(system) if !system_in_args => format!("{system}\n\n{}", request.user),
-            _ => request.user.clone(),
+            _ => request.user.to_string(),
         }
     }
 

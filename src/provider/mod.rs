@@ -124,7 +124,8 @@ pub struct Completion {
 pub struct ChatRequest {
     pub model: String,
     pub system: Option<String>,
-    pub user: String,
+    /// Shared: a round often asks every seat the same.
+    pub user: crate::consensus::Text,
     pub temperature: Option<f64>,
     pub max_tokens: Option<u32>,
 }
