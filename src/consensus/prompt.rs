@@ -61,19 +61,15 @@ pub fn cut(text: &str, limit: usize) -> String {
 /// A fence of backticks longer than any run of backticks inside `text`, so the quoted
 /// text cannot close it early.
 pub fn fence_for(text: &str) -> String {
-    if !text.contains('`') {
-        return "```".to_string();
-    }
-    let mut longest = 0;
-    let mut run = 0;
     // A backtick byte is always a whole character in UTF-8.
-    for &b in text.as_bytes() {
-        if b == b'`' {
-            run += 1;
-            longest = longest.max(run);
-        } else {
-            run = 0;
-        }
+    let bytes = text.as_bytes();
+    let mut longest = 0;
+    let mut at = 0;
+    while let Some(found) = memchr::memchr(b'`', &bytes[at..]) {
+        let start = at + found;
+        let run = bytes[start..].iter().take_while(|&&b| b == b'`').count();
+        longest = longest.max(run);
+        at = start + run;
     }
     "`".repeat((longest + 1).max(3))
 }
