@@ -814,9 +814,7 @@ fn final_line_regex() -> &'static Regex {
 pub fn final_answer_line(text: &str) -> Option<&str> {
     // The line needs a colon, ASCII or fullwidth (U+FF1A, whose UTF-8 starts 0xEF): most
     // texts without one are passed over at memchr speed.
-    if memchr::memchr2(b':', 0xEF, text.as_bytes()).is_none() {
-        return None;
-    }
+    memchr::memchr2(b':', 0xEF, text.as_bytes())?;
     let re = final_line_regex();
     for line in text.lines().rev() {
         if memchr::memchr2(b':', 0xEF, line.as_bytes()).is_none() {
