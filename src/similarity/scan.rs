@@ -43,38 +43,84 @@ impl TokenClass {
 
 /// Calls `each` with [`hash_lower_ascii`] of every maximal run of `class` bytes of
 /// `bytes`, in order. Meant for ASCII text: bytes >= 0x80 are treated as members by the
-/// SSE2 path and as non-members by the table, so callers pass ASCII only.
+/// SIMD paths and as non-members by the table, so callers pass ASCII only.
 #[inline]
-pub fn for_each_token_hash(bytes: &[u8], class: TokenClass, mut each: impl FnMut(u64)) {
+pub fn for_each_token_hash(bytes: &[u8], class: TokenClass, each: impl FnMut(u64)) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512bw") {
+            // SAFETY: the CPU has just been found to support AVX-512BW (and so AVX-512F).
+            return unsafe { scan_avx512(bytes, class, each) };
+        }
+    }
+    scan_with(bytes, class, each, |block| block_mask(block, class));
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn scan_avx512(bytes: &[u8], class: TokenClass, each: impl FnMut(u64)) {
+    scan_with(bytes, class, each, |block| block_mask_avx512(block, class));
+}
+
+/// The scan, with `block` giving the member mask of 64 bytes.
+///
+/// Per block, the tokens' starts and ends are two bitmasks; the k-th start pairs with the
+/// k-th end (after the end of a token carried in from the block before), so the loop
+/// runs once per token with no branch on whether it is inside one.
+#[inline(always)]
+fn scan_with(
+    bytes: &[u8],
+    class: TokenClass,
+    mut each: impl FnMut(u64),
+    block: impl Fn(&[u8; 64]) -> u64,
+) {
     let len = bytes.len();
     let table = class.table();
-    let mut inside = false;
-    let mut start = 0;
-    // Whether the byte before the current block belongs to a token.
+    // Whether the byte before the current block belongs to a token, and where that
+    // token starts.
     let mut carry = 0u64;
+    let mut start = 0;
     let mut base = 0;
     while base < len {
         let n = (len - base).min(64);
         let mask = if n == 64 {
-            block_mask(bytes[base..base + 64].try_into().expect("64 bytes"), class)
+            block(bytes[base..base + 64].try_into().expect("64 bytes"))
         } else {
+            // Bits n.. are clear: a token reaching the end of the text ends at bit n.
             table_mask(&bytes[base..], table)
         };
-        let mut edges = mask ^ ((mask << 1) | carry);
-        carry = mask >> 63;
-        while edges != 0 {
-            let at = base + edges.trailing_zeros() as usize;
-            edges &= edges - 1;
-            if inside {
-                each(token_hash(bytes, start, at));
-            } else {
-                start = at;
+        let before = (mask << 1) | carry;
+        let mut starts = mask & !before;
+        // Bit i: byte i is the first after a token.
+        let mut ends = !mask & before;
+        if carry != 0 {
+            if ends == 0 {
+                // The carried token spans this whole block.
+                base += 64;
+                continue;
             }
-            inside = !inside;
+            each(token_hash(
+                bytes,
+                start,
+                base + ends.trailing_zeros() as usize,
+            ));
+            ends &= ends - 1;
+        }
+        carry = mask >> 63;
+        while starts != 0 {
+            let at = base + starts.trailing_zeros() as usize;
+            starts &= starts - 1;
+            if ends == 0 {
+                // The last token of the block runs on into the next.
+                start = at;
+                break;
+            }
+            each(token_hash(bytes, at, base + ends.trailing_zeros() as usize));
+            ends &= ends - 1;
         }
         base += 64;
     }
-    if inside {
+    if carry != 0 {
         each(token_hash(bytes, start, len));
     }
 }
@@ -164,6 +210,36 @@ fn block_mask_sse2(block: &[u8; 64], class: TokenClass) -> u64 {
     mask
 }
 
+/// [`block_mask`] with AVX-512BW: a byte is in a range `lo..=hi` when `byte - lo`,
+/// wrapping, is below `hi - lo + 1`.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn block_mask_avx512(block: &[u8; 64], class: TokenClass) -> u64 {
+    use std::arch::x86_64::{
+        __m512i, _mm512_cmplt_epu8_mask, _mm512_loadu_si512, _mm512_or_si512, _mm512_set1_epi8,
+        _mm512_sub_epi8,
+    };
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn within(x: __m512i, lo: u8, hi: u8) -> u64 {
+        _mm512_cmplt_epu8_mask(
+            _mm512_sub_epi8(x, _mm512_set1_epi8(lo as i8)),
+            _mm512_set1_epi8((hi - lo + 1) as i8),
+        )
+    }
+    // SAFETY: `block` is 64 readable bytes; the load has no alignment requirement.
+    let x = unsafe { _mm512_loadu_si512(block.as_ptr().cast()) };
+    match class {
+        TokenClass::AsciiAlnum => {
+            let folded = _mm512_or_si512(x, _mm512_set1_epi8(0x20));
+            within(x, b'0', b'9') | within(folded, b'a', b'z')
+        }
+        // Everything but whitespace, including the bytes >= 0x80.
+        TokenClass::PyWord => !(within(x, b'\t', b'\r') | within(x, 0x1c, b' ')),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::ascii_runs;
@@ -176,9 +252,18 @@ mod tests {
             .collect()
     }
 
+    /// The scan as the CPU runs it, checked against the SSE2 (or table) path too.
     fn fast(text: &str, class: TokenClass) -> Vec<u64> {
         let mut out = Vec::new();
         for_each_token_hash(text.as_bytes(), class, |h| out.push(h));
+        let mut baseline = Vec::new();
+        scan_with(
+            text.as_bytes(),
+            class,
+            |h| baseline.push(h),
+            |block| block_mask(block, class),
+        );
+        assert_eq!(out, baseline, "{text:?}");
         out
     }
 
@@ -195,6 +280,46 @@ mod tests {
                     0
                 };
                 assert_eq!(block_mask(&block, class), want, "{class:?} {b:#x}");
+            }
+        }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn avx512_block_masks_equal_the_tables_on_every_byte() {
+        if !std::arch::is_x86_feature_detected!("avx512bw") {
+            return;
+        }
+        for class in CLASSES {
+            for b in 0u8..=255 {
+                let mut block = [b' '; 64];
+                block[7] = b;
+                block[63] = b;
+                // SAFETY: the CPU has just been found to support AVX-512BW.
+                let got = unsafe { block_mask_avx512(&block, class) };
+                let sse = block_mask(&block, class);
+                assert_eq!(got, sse, "{class:?} {b:#x}");
+                if b < 0x80 {
+                    let want = table_mask(&block, class.table());
+                    assert_eq!(got, want, "{class:?} {b:#x}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_portable_scan_equals_the_simple_one_on_long_tokens() {
+        for len in [1, 8, 63, 64, 65, 128, 129, 200] {
+            let text = format!(" {} x{}", "a".repeat(len), " ".repeat(len % 7));
+            for class in CLASSES {
+                let mut out = Vec::new();
+                scan_with(
+                    text.as_bytes(),
+                    class,
+                    |h| out.push(h),
+                    |b| table_mask(b, class.table()),
+                );
+                assert_eq!(out, simple(&text, class), "{text:?}");
             }
         }
     }
