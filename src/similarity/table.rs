@@ -105,8 +105,18 @@ impl SetTable {
         count: impl Fn(&[u64], &[u64]) -> u32,
     ) {
         let limit = threshold - 1e-12;
-        let longest = self.lens.iter().copied().max().unwrap_or(0);
-        let need = needed_common(limit, 2 * longest as usize);
+        let longest = self.lens.iter().copied().max().unwrap_or(0) as usize;
+        // A table of every total pays off once there are more pairs than totals.
+        let pairs = self.len() * self.len().saturating_sub(1) / 2;
+        let table: Vec<u32> = if pairs > 2 * longest {
+            (0..=2 * longest).map(|t| least_common(limit, t)).collect()
+        } else {
+            Vec::new()
+        };
+        let need_of = |t: usize| match table.get(t) {
+            Some(&need) => need,
+            None => least_common(limit, t),
+        };
         let chunks = self.chunks;
         for i in 0..self.len() {
             let (a, la) = (self.row(i), self.lens[i]);
@@ -119,7 +129,7 @@ impl SetTable {
                     }
                     continue;
                 }
-                let need = need[(la + lb) as usize];
+                let need = need_of((la + lb) as usize);
                 // The common ids are at most the smaller set.
                 if la.min(lb) < need {
                     continue;
@@ -169,26 +179,22 @@ impl SetTable {
     }
 }
 
-/// `need[t]`: the fewest common ids with which two sets of `t` ids in all reach `limit`,
-/// that is the least `c` with `c / (t - c) >= limit` as [`TokenSet::jaccard_at_least`]
-/// computes it (`u32::MAX` when none does). For a fixed total the quotient only grows
-/// with `c`, so comparing counts with this table is the same test as dividing.
-fn needed_common(limit: f64, totals: usize) -> Vec<u32> {
-    let reaches = |c: usize, t: usize| c < t && c as f64 / (t - c) as f64 >= limit;
-    (0..=totals)
-        .map(|t| {
-            // Common ids are at most half the total; start near the exact root.
-            let guess = (limit / (1.0 + limit) * t as f64).floor().max(0.0) as usize;
-            let mut c = guess.min(t / 2);
-            while c > 0 && reaches(c - 1, t) {
-                c -= 1;
-            }
-            while c <= t / 2 && !reaches(c, t) {
-                c += 1;
-            }
-            if c <= t / 2 { c as u32 } else { u32::MAX }
-        })
-        .collect()
+/// The fewest common ids with which two sets of `t` ids in all reach `limit`: the least
+/// `c` with `c / (t - c) >= limit` as [`TokenSet::jaccard_at_least`] computes it
+/// (`u32::MAX` when none does). For a fixed total the quotient only grows with `c`, so
+/// comparing the common count with it is the same test as dividing.
+fn least_common(limit: f64, t: usize) -> u32 {
+    let reaches = |c: usize| c < t && c as f64 / (t - c) as f64 >= limit;
+    // Common ids are at most half the total; start at the exact root, rounded down.
+    let guess = (limit / (1.0 + limit) * t as f64).floor().max(0.0) as usize;
+    let mut c = guess.min(t / 2);
+    while c > 0 && reaches(c - 1) {
+        c -= 1;
+    }
+    while c <= t / 2 && !reaches(c) {
+        c += 1;
+    }
+    if c <= t / 2 { c as u32 } else { u32::MAX }
 }
 
 #[inline(always)]
