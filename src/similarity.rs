@@ -658,28 +658,33 @@ fn push_lower(out: &mut String, token: &str) {
 /// with a final avalanche, and marked with the top bits of the last two bytes, which no
 /// short key has: they do not collide in practice.
 pub fn hash(bytes: &[u8]) -> u64 {
-    if bytes.len() <= 8 && bytes.is_ascii() {
-        return short_key(load_partial_word(bytes), bytes.len());
+    match bytes.len() {
+        0 => EMPTY_KEY,
+        1..=8 if bytes.is_ascii() => short_key(load_partial_word(bytes), bytes.len()),
+        _ => hash_words(bytes, |w| w) | LONG_KEY,
     }
-    hash_words(bytes, |w| w) | LONG_KEY
 }
 
 /// `hash` of the ASCII-lowercased bytes of an ASCII token, without copying them: eight
 /// bytes are lowercased at once (`A`–`Z` gain the 0x20 bit).
 #[inline]
 pub fn hash_lower_ascii(bytes: &[u8]) -> u64 {
-    if bytes.len() <= 8 {
-        return short_key(lower_ascii_word(load_partial_word(bytes)), bytes.len());
+    match bytes.len() {
+        0 => EMPTY_KEY,
+        1..=8 => short_key(lower_ascii_word(load_partial_word(bytes)), bytes.len()),
+        _ => hash_words(bytes, lower_ascii_word) | LONG_KEY,
     }
-    hash_words(bytes, lower_ascii_word) | LONG_KEY
 }
 
 /// The mark of a hashed (long) token's key: the top bits of its last two bytes.
 const LONG_KEY: u64 = 0x8080 << 48;
+/// The key of the empty token (never a real one): no top bit set, unlike every other key.
+const EMPTY_KEY: u64 = 0;
 
 /// The key of an ASCII token of `len` (1..=8) bytes packed little-endian into `word`.
 #[inline(always)]
 fn short_key(word: u64, len: usize) -> u64 {
+    debug_assert!((1..=8).contains(&len));
     word | 0x80 << (8 * (len - 1))
 }
 
@@ -1349,6 +1354,30 @@ mod tests {
         Metric::JaroWinkler,
         Metric::Exact,
     ];
+
+    #[test]
+    fn short_tokens_have_distinct_exact_keys() {
+        // A key holds the bytes and marks the length, so zero bytes and case pad nothing.
+        let tokens: [&[u8]; 9] = [
+            b"",
+            b"a",
+            b"a\0",
+            b"\0a",
+            b"ab",
+            b"abcdefgh",
+            b"abcdefghi",
+            b"\0",
+            b"\0\0",
+        ];
+        let keys: Vec<u64> = tokens.iter().map(|t| hash(t)).collect();
+        for i in 0..keys.len() {
+            for j in i + 1..keys.len() {
+                assert_ne!(keys[i], keys[j], "{:?} and {:?}", tokens[i], tokens[j]);
+            }
+        }
+        assert_eq!(hash_lower_ascii(b"AbC"), hash(b"abc"));
+        assert_eq!(hash_lower_ascii(b""), hash(b""));
+    }
 
     #[test]
     fn vocabulary_ids_are_dense_and_survive_growth() {
