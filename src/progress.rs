@@ -61,6 +61,18 @@ impl Progress {
         }
     }
 
+    /// A call failed and will be tried again after `delay`: the participant's line says
+    /// so while it waits, so a slow seat is visibly a rate-limited one.
+    pub fn retrying(&self, seat: usize, round: usize, attempt: u32, delay: Duration, reason: &str) {
+        if let Some((_, bars)) = &self.bars {
+            bars[seat].set_message(format!(
+                "round {round}: attempt {attempt} failed ({}), retrying in {}",
+                reason.chars().take(60).collect::<String>(),
+                crate::provider::http::human_duration(delay)
+            ));
+        }
+    }
+
     /// Prints a log line on stderr, above the progress lines when they are shown so that
     /// neither garbles the other.
     pub fn log(&self, line: &str) {
@@ -78,5 +90,30 @@ impl Progress {
             }
             let _ = multi.clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retry_shows_on_the_participants_line_until_the_answer() {
+        let progress = Progress::new(&["a".to_string(), "b".to_string()], true);
+        let line = |seat: usize| match &progress.bars {
+            Some((_, bars)) => bars[seat].message(),
+            None => unreachable!("enabled"),
+        };
+        progress.started(1, 0);
+        progress.retrying(1, 0, 1, Duration::from_millis(1500), "429 rate limited");
+        assert!(
+            line(1).contains("attempt 1 failed (429 rate limited), retrying in"),
+            "{}",
+            line(1)
+        );
+        assert_eq!(line(0), "waiting");
+        progress.finished(1, 0, 2100.0, None);
+        assert_eq!(line(1), "round 0: answered in 2.1 s");
+        progress.clear();
     }
 }

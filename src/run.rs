@@ -112,6 +112,7 @@ pub async fn execute(
                 progress.started(call.seat, call.round);
                 let t0 = Instant::now();
                 let on_retry = |r: &Retry<'_>| {
+                    progress.retrying(call.seat, call.round, r.attempt, r.delay, r.reason);
                     if verbose {
                         log_retry(
                             &progress,
