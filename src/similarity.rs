@@ -532,6 +532,7 @@ fn has_avx512_popcount() -> bool {
 /// |a ∩ b| over the common length, eight words per instruction.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vpopcntdq")]
+#[inline]
 fn popcount_and_avx512(a: &[u64], b: &[u64]) -> usize {
     use std::arch::x86_64::{
         _mm512_add_epi64, _mm512_and_si512, _mm512_loadu_si512, _mm512_maskz_loadu_epi64,

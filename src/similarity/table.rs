@@ -88,13 +88,15 @@ impl SetTable {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512vpopcntdq")]
     fn pairs_at_least_avx512(&self, threshold: f64, each: impl FnMut(usize, usize)) {
-        self.pairs_at_least_with(threshold, each, |a, b| chunk_avx512(a, b));
+        self.pairs_at_least_with(threshold, each, |a, b| {
+            super::popcount_and_avx512(a, b) as u32
+        });
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512vpopcntdq")]
     fn all_pairs_avx512(&self, each: impl FnMut(usize, usize, f64)) {
-        self.all_pairs_with(each, |a, b| chunk_avx512(a, b));
+        self.all_pairs_with(each, |a, b| super::popcount_and_avx512(a, b) as u32);
     }
 
     #[inline(always)]
@@ -200,29 +202,6 @@ fn least_common(limit: f64, t: usize) -> u32 {
 #[inline(always)]
 fn chunk_portable(a: &[u64], b: &[u64]) -> u32 {
     popcount_and_portable(a, b) as u32
-}
-
-/// The common ids of whole chunks of eight words, summed in one register.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vpopcntdq")]
-#[inline]
-fn chunk_avx512(a: &[u64], b: &[u64]) -> u32 {
-    use std::arch::x86_64::{
-        _mm512_add_epi64, _mm512_and_si512, _mm512_loadu_si512, _mm512_popcnt_epi64,
-        _mm512_reduce_add_epi64, _mm512_setzero_si512,
-    };
-    let mut sum = _mm512_setzero_si512();
-    for (x, y) in a.chunks_exact(CHUNK).zip(b.chunks_exact(CHUNK)) {
-        // SAFETY: each chunk holds eight words; the loads are unaligned.
-        let (x, y) = unsafe {
-            (
-                _mm512_loadu_si512(x.as_ptr().cast()),
-                _mm512_loadu_si512(y.as_ptr().cast()),
-            )
-        };
-        sum = _mm512_add_epi64(sum, _mm512_popcnt_epi64(_mm512_and_si512(x, y)));
-    }
-    _mm512_reduce_add_epi64(sum) as u32
 }
 
 #[cfg(test)]
