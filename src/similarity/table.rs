@@ -1,8 +1,9 @@
 //! Many token sets compared pair by pair: the sets side by side in one block of memory,
 //! so that a panel's all-pairs pass costs a few instructions per pair instead of a call,
 //! a feature check and two pointer chases each. With AVX-512 VPOPCNTDQ one instruction
-//! counts the common ids of a chunk of eight words, and a pair is dropped after the first
-//! chunk whose bound shows it cannot reach the threshold.
+//! counts the common ids of a chunk of eight words. The threshold becomes, per total
+//! size, the least common count that reaches it, so each test is an integer comparison;
+//! a pair of long sets is dropped as soon as even its best case falls short of it.
 
 use super::{TokenSet, popcount_and_portable};
 
