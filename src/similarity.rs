@@ -187,11 +187,7 @@ impl Key {
         if text.is_ascii() && !sequence {
             // The common case: ASCII letters and digits are exactly the ASCII characters
             // that are Unicode letters or digits.
-            // A repeated token is a bit set again: no branch on whether it is new.
-            for_each_token_hash(text.as_bytes(), TokenClass::AsciiAlnum, |h| {
-                set.insert_uncounted(vocabulary.id(h));
-            });
-            set.recount();
+            set = vocabulary.set_of_ascii(text.as_bytes(), TokenClass::AsciiAlnum);
         } else if text.is_ascii() {
             for token in ascii_runs(text.as_bytes(), &ASCII_ALNUM) {
                 set.insert(vocabulary.id(hash_lower_ascii(token)));
@@ -274,56 +270,182 @@ impl Key {
 }
 
 /// Dense ids for token hashes, so that token sets are bitsets and comparing two sets is
-/// a run of AND + popcount instead of a merge. An open-addressing table: the hashes are
-/// already well mixed, so their low bits index it directly.
+/// a run of AND + popcount instead of a merge.
+///
+/// An open-addressing table of buckets, each one cache line of four keys and their ids.
+/// A lookup compares the key with the whole bucket at once (one vector compare where the
+/// CPU has one), so finding a known token reads one line and takes no branch that depends
+/// on where in its bucket the token sits.
 #[derive(Clone, Debug)]
 pub struct Vocabulary {
-    slots: Vec<(u64, u32)>,
+    buckets: Vec<Bucket>,
     len: u32,
-    /// 64 - log2(slots): a key's home slot is the top bits of key × an odd constant.
+    /// 64 - log2(buckets): a key's home bucket is the top bits of key × an odd constant.
     shift: u32,
+    /// The token keys of the text being interned.
+    scratch: Vec<u64>,
+    /// One byte per id, all zero between uses: the tokens of the text being interned.
+    /// Storing a flag byte per token, then packing the flags into bits, is faster than
+    /// setting bits one by one, where every token would read back the word written by
+    /// the one before.
+    seen: Vec<u8>,
 }
 
-/// Multiplying by it spreads a key's bits into the top ones (Fibonacci hashing): short
-/// keys are raw text, whose low bits alone would crowd a few slots.
-const SPREAD: u64 = 0x9e37_79b9_7f4a_7c15;
+/// Slots per bucket.
+const SLOTS: usize = 4;
 
-const EMPTY: u32 = u32::MAX;
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct Bucket {
+    keys: [u64; SLOTS],
+    ids: [u32; SLOTS],
+}
+
+const EMPTY_BUCKET: Bucket = Bucket {
+    keys: [VACANT; SLOTS],
+    ids: [0; SLOTS],
+};
+
+/// A free slot's key: no token's key (see [`hash`]).
+const VACANT: u64 = u64::MAX;
+
+/// Buckets of a new vocabulary (8 KB).
+const FIRST_BUCKETS: usize = 128;
+
+/// Multiplying by it spreads a key's bits into the top ones (Fibonacci hashing): short
+/// keys are raw text, whose low bits alone would crowd a few buckets.
+const SPREAD: u64 = 0x9e37_79b9_7f4a_7c15;
 
 impl Default for Vocabulary {
     fn default() -> Vocabulary {
         Vocabulary {
-            slots: vec![(0, EMPTY); 4096],
+            buckets: vec![EMPTY_BUCKET; FIRST_BUCKETS],
             len: 0,
-            shift: 64 - 12,
+            shift: 64 - FIRST_BUCKETS.trailing_zeros(),
+            scratch: Vec::new(),
+            seen: Vec::new(),
         }
     }
 }
 
 impl Vocabulary {
     /// The id of a token hash, assigning the next one to a new hash.
-    #[inline]
     pub fn id(&mut self, token_hash: u64) -> u32 {
-        let mask = self.slots.len() - 1;
-        let mut i = self.home(token_hash);
+        self.id_with(token_hash, slots_equal)
+    }
+
+    /// [`Vocabulary::id`], with `equal` giving the slots of a bucket that hold a key.
+    #[inline(always)]
+    fn id_with(&mut self, key: u64, equal: impl Fn(&[u64; SLOTS], u64) -> u32) -> u32 {
+        debug_assert_ne!(key, VACANT);
+        let mask = self.buckets.len() - 1;
+        let mut b = self.home(key);
         loop {
-            let (hash, id) = self.slots[i];
-            if id == EMPTY {
-                let id = self.len;
-                self.slots[i] = (token_hash, id);
-                self.len += 1;
-                // At most a quarter full: most lookups end at the first slot probed, which
-                // matters more than the table fitting a smaller cache.
-                if self.len as usize * 4 > self.slots.len() {
-                    self.grow();
-                }
-                return id;
+            let bucket = &self.buckets[b];
+            let hit = equal(&bucket.keys, key);
+            if hit != 0 {
+                return bucket.ids[hit.trailing_zeros() as usize];
             }
-            if hash == token_hash {
-                return id;
+            // Slots fill in order, so a bucket with a free slot ends the search.
+            let free = equal(&bucket.keys, VACANT);
+            if free != 0 {
+                return self.insert(b, free.trailing_zeros() as usize, key);
             }
-            i = (i + 1) & mask;
+            b = (b + 1) & mask;
         }
+    }
+
+    /// The set of the tokens of ASCII `text` (see [`for_each_token_hash`]), interned.
+    ///
+    /// The text is scanned into a buffer of keys first and the keys are looked up after:
+    /// two tight loops, each with few live values, instead of one that does both.
+    pub fn set_of_ascii(&mut self, text: &[u8], class: TokenClass) -> TokenSet {
+        let mut keys = std::mem::take(&mut self.scratch);
+        keys.clear();
+        for_each_token_hash(text, class, |h| keys.push(h));
+        let mut set = TokenSet::with_capacity(self.len());
+        self.insert_all(&keys, &mut set);
+        self.scratch = keys;
+        set.recount();
+        set
+    }
+
+    fn insert_all(&mut self, keys: &[u64], set: &mut TokenSet) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+            {
+                // SAFETY: the CPU has just been found to support AVX-512F, -VL and -BW.
+                return unsafe { self.insert_all_avx512(keys, set) };
+            }
+        }
+        self.insert_all_with(keys, set, slots_equal, |flags| {
+            flags
+                .iter()
+                .enumerate()
+                .fold(0, |m, (i, &f)| m | u64::from(f) << i)
+        });
+    }
+
+    /// [`Vocabulary::insert_all`] with a bucket compared, and 64 flags packed, in one
+    /// instruction each.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw")]
+    fn insert_all_avx512(&mut self, keys: &[u64], set: &mut TokenSet) {
+        use std::arch::x86_64::{
+            _mm256_cmpeq_epi64_mask, _mm256_loadu_si256, _mm256_set1_epi64x, _mm512_loadu_si512,
+            _mm512_test_epi8_mask,
+        };
+        self.insert_all_with(
+            keys,
+            set,
+            |slots, key| {
+                // SAFETY: `slots` is 32 readable bytes; the load has no alignment
+                // requirement.
+                let slots = unsafe { _mm256_loadu_si256(slots.as_ptr().cast()) };
+                u32::from(_mm256_cmpeq_epi64_mask(
+                    slots,
+                    _mm256_set1_epi64x(key as i64),
+                ))
+            },
+            |flags| {
+                // SAFETY: `flags` is 64 readable bytes; the load has no alignment
+                // requirement.
+                let flags = unsafe { _mm512_loadu_si512(flags.as_ptr().cast()) };
+                _mm512_test_epi8_mask(flags, flags)
+            },
+        );
+    }
+
+    /// Adds the ids of `keys` to `set` (an empty one).
+    #[inline(always)]
+    fn insert_all_with(
+        &mut self,
+        keys: &[u64],
+        set: &mut TokenSet,
+        equal: impl Fn(&[u64; SLOTS], u64) -> u32,
+        pack: impl Fn(&[u8; 64]) -> u64,
+    ) {
+        debug_assert!(set.bits.is_empty());
+        let mut top = 0;
+        for &key in keys {
+            let id = self.id_with(key, &equal);
+            self.seen[id as usize] = 1;
+            top = top.max(id);
+        }
+        if keys.is_empty() {
+            return;
+        }
+        let words = top as usize / 64 + 1;
+        set.bits
+            .extend(self.seen[..words * 64].chunks_exact_mut(64).map(|flags| {
+                let flags: &mut [u8; 64] = flags.try_into().expect("64 flags");
+                let word = pack(flags);
+                flags.fill(0);
+                word
+            }));
     }
 
     /// Distinct tokens seen.
@@ -340,20 +462,57 @@ impl Vocabulary {
         (key.wrapping_mul(SPREAD) >> self.shift) as usize
     }
 
+    #[inline(never)]
+    fn insert(&mut self, bucket: usize, slot: usize, key: u64) -> u32 {
+        let id = self.len;
+        self.buckets[bucket].keys[slot] = key;
+        self.buckets[bucket].ids[slot] = id;
+        self.len += 1;
+        if self.seen.len() < self.len as usize {
+            self.seen.resize(self.seen.len() + 64, 0);
+        }
+        // At most a quarter full: a bucket then overflows into the next one rarely
+        // enough that nearly every lookup reads one cache line.
+        if self.len as usize * 4 > self.buckets.len() * SLOTS {
+            self.grow();
+        }
+        id
+    }
+
     #[cold]
     fn grow(&mut self) {
-        let size = self.slots.len() * 2;
-        let old = std::mem::replace(&mut self.slots, vec![(0, EMPTY); size]);
+        let size = self.buckets.len() * 2;
+        let old = std::mem::replace(&mut self.buckets, vec![EMPTY_BUCKET; size]);
         self.shift -= 1;
-        let mask = self.slots.len() - 1;
-        for (hash, id) in old.into_iter().filter(|&(_, id)| id != EMPTY) {
-            let mut i = self.home(hash);
-            while self.slots[i].1 != EMPTY {
-                i = (i + 1) & mask;
+        let mask = size - 1;
+        for bucket in &old {
+            for (&key, &id) in bucket.keys.iter().zip(&bucket.ids) {
+                if key == VACANT {
+                    break;
+                }
+                let mut b = self.home(key);
+                loop {
+                    let free = slots_equal(&self.buckets[b].keys, VACANT);
+                    if free != 0 {
+                        let slot = free.trailing_zeros() as usize;
+                        self.buckets[b].keys[slot] = key;
+                        self.buckets[b].ids[slot] = id;
+                        break;
+                    }
+                    b = (b + 1) & mask;
+                }
             }
-            self.slots[i] = (hash, id);
         }
     }
+}
+
+/// Bit i set when `slots[i] == key`.
+#[inline(always)]
+fn slots_equal(slots: &[u64; SLOTS], key: u64) -> u32 {
+    slots
+        .iter()
+        .enumerate()
+        .fold(0, |m, (i, &k)| m | u32::from(k == key) << i)
 }
 
 /// A set of token ids of one [`Vocabulary`], as a bitset.
@@ -662,7 +821,7 @@ pub fn hash(bytes: &[u8]) -> u64 {
     match bytes.len() {
         0 => EMPTY_KEY,
         1..=8 if bytes.is_ascii() => short_key(load_partial_word(bytes), bytes.len()),
-        _ => hash_words(bytes, |w| w) | LONG_KEY,
+        _ => long_key(hash_words(bytes, |w| w)),
     }
 }
 
@@ -673,7 +832,7 @@ pub fn hash_lower_ascii(bytes: &[u8]) -> u64 {
     match bytes.len() {
         0 => EMPTY_KEY,
         1..=8 => short_key(lower_ascii_word(load_partial_word(bytes)), bytes.len()),
-        _ => hash_words(bytes, lower_ascii_word) | LONG_KEY,
+        _ => long_key(hash_words(bytes, lower_ascii_word)),
     }
 }
 
@@ -681,6 +840,13 @@ pub fn hash_lower_ascii(bytes: &[u8]) -> u64 {
 const LONG_KEY: u64 = 0x8080 << 48;
 /// The key of the empty token (never a real one): no top bit set, unlike every other key.
 const EMPTY_KEY: u64 = 0;
+
+/// A long token's key: its hash marked with [`LONG_KEY`], and bit 62 clear so that no
+/// key is the vocabulary's [`VACANT`] (a short key has one top bit set, so it is not).
+#[inline(always)]
+fn long_key(hash: u64) -> u64 {
+    (hash | LONG_KEY) & !(1 << 62)
+}
 
 /// The key of an ASCII token of `len` (1..=8) bytes packed little-endian into `word`.
 #[inline(always)]
@@ -1389,6 +1555,14 @@ mod tests {
         assert_eq!(ids, (0..10_000).collect::<Vec<u32>>());
         assert_eq!(v.id(hash(&1234u64.to_le_bytes())), 1234);
         assert_eq!(v.len(), 10_000);
+        // The same through the batch path, which compares buckets with vector instructions.
+        let text: String = (0..20_000).map(|i| format!("w{i} ")).collect();
+        let mut v = Vocabulary::default();
+        let set = v.set_of_ascii(text.as_bytes(), TokenClass::AsciiAlnum);
+        assert_eq!((set.len(), v.len()), (20_000, 20_000));
+        let again = v.set_of_ascii(text.as_bytes(), TokenClass::AsciiAlnum);
+        assert_eq!((&again, v.len()), (&set, 20_000));
+        assert_eq!(v.id(hash(b"w19999")), 19_999);
     }
 
     proptest! {
@@ -1440,6 +1614,26 @@ mod tests {
                 let ascii = c.key_of(&words.join(" "));
                 let unicode = c.key_of(&words.join(" \u{2014} "));
                 prop_assert_eq!(c.sim(&ascii, &unicode), 1.0);
+            }
+        }
+
+        #[test]
+        fn interning_a_text_at_once_equals_interning_each_token(
+            texts in proptest::collection::vec("[a-zA-Z0-9 .,'-]{0,300}", 1..12),
+            class in prop_oneof![Just(TokenClass::AsciiAlnum), Just(TokenClass::PyWord)],
+        ) {
+            // One vocabulary across the texts, so ids grow, buckets fill and overflow, and a
+            // text never inherits the tokens of the one before.
+            let mut fast = Vocabulary::default();
+            let mut slow = Vocabulary::default();
+            for text in &texts {
+                let got = fast.set_of_ascii(text.as_bytes(), class);
+                let mut want = TokenSet::default();
+                for token in ascii_runs(text.as_bytes(), class.table()) {
+                    want.insert(slow.id(hash_lower_ascii(token)));
+                }
+                prop_assert_eq!(&got, &want);
+                prop_assert_eq!(fast.len(), slow.len());
             }
         }
 

@@ -2,7 +2,7 @@
 //! defects included (PROTOCOL.md §2). Its value is parity: the same scripted answers and
 //! seed give the same winner, confidences, luminances, synthesis and prompts, byte for byte.
 
-use crate::similarity::{TokenClass, TokenSet, Vocabulary, for_each_token_hash, hash};
+use crate::similarity::{TokenClass, TokenSet, Vocabulary, hash};
 
 use super::pyrandom::{PyRandom, REFERENCE_SUM, normalized_weights_with};
 use super::{
@@ -18,16 +18,11 @@ fn is_py_space(c: char) -> bool {
 
 /// `set(text.lower().split())`, its words interned in `vocabulary`.
 pub fn py_word_set(text: &str, vocabulary: &mut Vocabulary) -> TokenSet {
+    if text.is_ascii() {
+        return vocabulary.set_of_ascii(text.as_bytes(), TokenClass::PyWord);
+    }
     let mut set = TokenSet::with_capacity(vocabulary.len());
     let mut lowered = String::new();
-    if text.is_ascii() {
-        // A repeated word is a bit set again: no branch on whether it is new.
-        for_each_token_hash(text.as_bytes(), TokenClass::PyWord, |h| {
-            set.insert_uncounted(vocabulary.id(h));
-        });
-        set.recount();
-        return set;
-    }
     for word in text.split(is_py_space).filter(|w| !w.is_empty()) {
         // Lowercasing word by word equals lowercasing the whole text first: the
         // final-sigma context never extends across whitespace.
