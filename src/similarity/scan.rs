@@ -53,29 +53,60 @@ pub fn for_each_token_hash(bytes: &[u8], class: TokenClass, each: impl FnMut(u64
             return unsafe { scan_avx512(bytes, class, each) };
         }
     }
-    scan_with(bytes, class, each, |block| block_mask(block, class));
+    scan_with(bytes, class, each, block_mask);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
 fn scan_avx512(bytes: &[u8], class: TokenClass, each: impl FnMut(u64)) {
-    scan_with(bytes, class, each, |block| block_mask_avx512(block, class));
+    scan_with(bytes, class, each, |block, class| {
+        block_mask_avx512(block, class)
+    });
 }
 
-/// The scan, with `block` giving the member mask of 64 bytes.
+/// The scan, with `block` giving the member mask of 64 bytes of a class.
+#[inline(always)]
+fn scan_with(
+    bytes: &[u8],
+    class: TokenClass,
+    each: impl FnMut(u64),
+    block: impl Fn(&[u8; 64], TokenClass) -> u64,
+) {
+    // One copy of the loop per class, with the class's mask and lowercasing fixed.
+    match class {
+        // Every byte of such a token is a letter or a digit, and digits already have the
+        // 0x20 bit: setting it in every byte lowercases the whole word.
+        TokenClass::AsciiAlnum => scan_class(
+            bytes,
+            class.table(),
+            each,
+            |b| block(b, TokenClass::AsciiAlnum),
+            |w| w | 0x2020_2020_2020_2020,
+        ),
+        TokenClass::PyWord => scan_class(
+            bytes,
+            class.table(),
+            each,
+            |b| block(b, TokenClass::PyWord),
+            lower_ascii_word,
+        ),
+    }
+}
+
+/// The scan of one class, `lower` lowercasing eight of its bytes at once.
 ///
 /// Per block, the tokens' starts and ends are two bitmasks; the k-th start pairs with the
 /// k-th end (after the end of a token carried in from the block before), so the loop
 /// runs once per token with no branch on whether it is inside one.
 #[inline(always)]
-fn scan_with(
+fn scan_class(
     bytes: &[u8],
-    class: TokenClass,
+    table: &ByteClass,
     mut each: impl FnMut(u64),
     block: impl Fn(&[u8; 64]) -> u64,
+    lower: impl Fn(u64) -> u64,
 ) {
     let len = bytes.len();
-    let table = class.table();
     // Whether the byte before the current block belongs to a token, and where that
     // token starts.
     let mut carry = 0u64;
@@ -103,6 +134,7 @@ fn scan_with(
                 bytes,
                 start,
                 base + ends.trailing_zeros() as usize,
+                &lower,
             ));
             ends &= ends - 1;
         }
@@ -115,26 +147,30 @@ fn scan_with(
                 start = at;
                 break;
             }
-            each(token_hash(bytes, at, base + ends.trailing_zeros() as usize));
+            each(token_hash(
+                bytes,
+                at,
+                base + ends.trailing_zeros() as usize,
+                &lower,
+            ));
             ends &= ends - 1;
         }
         base += 64;
     }
     if carry != 0 {
-        each(token_hash(bytes, start, len));
+        each(token_hash(bytes, start, len, &lower));
     }
 }
 
 /// [`hash_lower_ascii`] of `bytes[start..end]`; inlined into the scan loop, where a call
 /// per token would cost as much as the hashing.
 #[inline(always)]
-fn token_hash(bytes: &[u8], start: usize, end: usize) -> u64 {
+fn token_hash(bytes: &[u8], start: usize, end: usize, lower: impl Fn(u64) -> u64) -> u64 {
     let n = end - start;
     if n <= 8 && start + 8 <= bytes.len() {
         let word = u64::from_le_bytes(bytes[start..start + 8].try_into().expect("8 bytes"));
         // Keep the token's n bytes: the rest reads as the zero padding of a short word.
-        let word = word & (u64::MAX >> (64 - 8 * n));
-        short_key(lower_ascii_word(word), n)
+        short_key(lower(word) & (u64::MAX >> (64 - 8 * n)), n)
     } else {
         hash_long(&bytes[start..end])
     }
@@ -257,12 +293,7 @@ mod tests {
         let mut out = Vec::new();
         for_each_token_hash(text.as_bytes(), class, |h| out.push(h));
         let mut baseline = Vec::new();
-        scan_with(
-            text.as_bytes(),
-            class,
-            |h| baseline.push(h),
-            |block| block_mask(block, class),
-        );
+        scan_with(text.as_bytes(), class, |h| baseline.push(h), block_mask);
         assert_eq!(out, baseline, "{text:?}");
         out
     }
@@ -317,7 +348,7 @@ mod tests {
                     text.as_bytes(),
                     class,
                     |h| out.push(h),
-                    |b| table_mask(b, class.table()),
+                    |b, class| table_mask(b, class.table()),
                 );
                 assert_eq!(out, simple(&text, class), "{text:?}");
             }
