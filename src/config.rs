@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cli::AskArgs;
-use crate::consensus::{Params, Seat, StrategyKind, default_quorum};
+use crate::consensus::{Params, Seat, StrategyKind, Text, default_quorum};
 use crate::error::ConfigError;
 use crate::provider::command::Program;
 use crate::provider::http::Policy;
@@ -153,7 +153,7 @@ pub struct SeatSpec {
 impl SeatSpec {
     pub fn engine_seat(&self) -> Seat {
         Seat {
-            name: self.name.clone(),
+            name: Text::from(self.name.as_str()),
             weight: self.weight,
             system: self.system.clone(),
         }

@@ -134,7 +134,7 @@ fn hanzo_reproduces_every_recorded_run() {
             }
             let agreements = expected["agreements"].as_object().unwrap();
             for entry in &trace.participants {
-                match agreements.get(&entry.participant) {
+                match agreements.get(entry.participant.as_str()) {
                     Some(a) => assert!(
                         close(entry.agreement.unwrap(), a.as_f64().unwrap()),
                         "{name} round {round} {}: agreement {:?} vs {a}",
@@ -147,7 +147,7 @@ fn hanzo_reproduces_every_recorded_run() {
                         entry.participant
                     ),
                 }
-                let c = expected["confidence_after"][&entry.participant]
+                let c = expected["confidence_after"][entry.participant.as_str()]
                     .as_f64()
                     .unwrap();
                 assert!(

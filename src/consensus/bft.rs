@@ -338,7 +338,7 @@ impl Bft {
             }
             if !reasons.is_empty() {
                 out.push(Suspect {
-                    participant: self.seats[seat].name.clone(),
+                    participant: self.seats[seat].name.to_string(),
                     reasons,
                 });
             }
@@ -485,7 +485,7 @@ impl Strategy for Bft {
             for (seat, s) in self.state.iter().enumerate() {
                 if let Some(a) = &s.attestations[phase] {
                     attestations.push(Attestation {
-                        participant: self.seats[seat].name.clone(),
+                        participant: self.seats[seat].name.to_string(),
                         phase: name,
                         verdict: a.as_ref().map(|a| a.verdict.label()),
                         reason: a.as_ref().and_then(|a| a.reason.clone()),

@@ -205,7 +205,7 @@ impl Strategy for Hanzo {
             shared_sample: Some(
                 self.sample
                     .iter()
-                    .map(|&p| self.seats[p].name.clone())
+                    .map(|&p| self.seats[p].name.to_string())
                     .collect(),
             ),
             weights: Some(weights),

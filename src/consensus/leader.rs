@@ -476,7 +476,7 @@ impl Strategy for Leader {
                 }
             })
             .collect();
-        let name = |i: usize| self.seats[i].name.clone();
+        let name = |i: usize| self.seats[i].name.to_string();
         let terms = self
             .terms
             .iter()

@@ -175,6 +175,8 @@ struct Pending {
 pub struct Metastable {
     params: Params,
     seats: Vec<Seat>,
+    /// Each seat's system prompt, the same in every round.
+    systems: Vec<Option<String>>,
     prompt: Text,
     cmp: Comparator,
     state: Vec<SeatState>,
@@ -194,6 +196,10 @@ impl Metastable {
         Metastable {
             cmp: Comparator::new(params.similarity, params.tolerance),
             supporters: vec![Vec::new(); seats.len()],
+            systems: seats
+                .iter()
+                .map(|seat| prompt::seat_system(&params, seat))
+                .collect(),
             params,
             seats,
             prompt: Text::from(prompt),
@@ -207,7 +213,7 @@ impl Metastable {
     }
 
     fn system_for(&self, seat: usize) -> Option<String> {
-        prompt::seat_system(&self.params, &self.seats[seat])
+        self.systems[seat].clone()
     }
 
     fn weight(&self, seat: usize) -> f64 {

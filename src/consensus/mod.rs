@@ -27,6 +27,30 @@ use crate::similarity::{AnswerMode, Metric};
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Text(std::sync::Arc<String>);
 
+impl Text {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for Text {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other
+    }
+}
+
 impl std::ops::Deref for Text {
     type Target = str;
     fn deref(&self) -> &str {
@@ -180,7 +204,8 @@ pub fn default_quorum(seats: usize) -> usize {
 /// A seat at the table, as the engine sees it.
 #[derive(Clone, Debug)]
 pub struct Seat {
-    pub name: String,
+    /// Shared: a round's trace names every seat, and every peer it was shown.
+    pub name: Text,
     pub weight: f64,
     /// A per-seat system prompt that replaces [`Params::system`].
     pub system: Option<String>,
@@ -189,7 +214,7 @@ pub struct Seat {
 impl Seat {
     pub fn new(name: impl Into<String>) -> Seat {
         Seat {
-            name: name.into(),
+            name: Text::from(name.into()),
             weight: 1.0,
             system: None,
         }
@@ -259,11 +284,11 @@ pub struct SeatOutcome {
 /// One participant's line in one round of the trace (PROTOCOL P9).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct TraceEntry {
-    pub participant: String,
+    pub participant: Text,
     /// Whether the participant was called this round (settled ones are not).
     pub called: bool,
     /// Peers shown to it (names, in the order shown).
-    pub sampled: Vec<String>,
+    pub sampled: Vec<Text>,
     /// Shared with the strategy's state and the decision: a long answer is stored once.
     pub answer: Option<Text>,
     pub key: Option<Text>,

@@ -522,7 +522,7 @@ impl Strategy for Rank {
                 }
             })
             .collect();
-        let name = |i: usize| self.seats[i].name.clone();
+        let name = |i: usize| self.seats[i].name.to_string();
         let ballots = self
             .ballots()
             .map(|(voter, b)| BallotReport {

@@ -469,7 +469,7 @@ impl Strategy for Vote {
                 key: key_of(members[0]),
                 members: members
                     .iter()
-                    .map(|&m| self.seats[m].name.clone())
+                    .map(|&m| self.seats[m].name.to_string())
                     .collect(),
                 weight: *weight,
                 share: tally.share(*weight),
