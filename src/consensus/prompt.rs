@@ -63,6 +63,12 @@ pub fn cut(text: &str, limit: usize) -> String {
 /// A fence of backticks longer than any run of backticks inside `text`, so the quoted
 /// text cannot close it early.
 pub fn fence_for(text: &str) -> String {
+    "`".repeat(fence_len(text))
+}
+
+/// The length of [`fence_for`]`(text)`: one more than the longest run of backticks in
+/// `text`, and at least three.
+fn fence_len(text: &str) -> usize {
     // A backtick byte is always a whole character in UTF-8.
     let bytes = text.as_bytes();
     let mut longest = 0;
@@ -73,7 +79,16 @@ pub fn fence_for(text: &str) -> String {
         longest = longest.max(run);
         at = start + run;
     }
-    "`".repeat((longest + 1).max(3))
+    (longest + 1).max(3)
+}
+
+/// Appends `n` backticks.
+fn push_fence(out: &mut String, n: usize) {
+    const TICKS: &str = "````````````````";
+    for _ in 0..n / TICKS.len() {
+        out.push_str(TICKS);
+    }
+    out.push_str(&TICKS[..n % TICKS.len()]);
 }
 
 /// `text`, cut and put in a fence it cannot close, as quoted data.
@@ -93,13 +108,13 @@ fn push_fenced(out: &mut String, text: &str) {
         cut_text = cut(text, PEER_ANSWER_LIMIT);
         &cut_text
     };
-    let fence = fence_for(text);
-    out.reserve(2 * fence.len() + text.len() + 6);
-    out.push_str(&fence);
+    let fence = fence_len(text);
+    out.reserve(2 * fence + text.len() + 6);
+    push_fence(out, fence);
     out.push_str("text\n");
     out.push_str(text);
     out.push('\n');
-    out.push_str(&fence);
+    push_fence(out, fence);
 }
 
 /// The refinement prompt of a sampling round.

@@ -187,10 +187,9 @@ impl SetTable {
         mut each: impl FnMut(usize, usize, f64),
         count: impl Fn(&[u64], &[u64]) -> u32,
     ) {
-        for i in 0..self.len() {
-            let (a, la) = (self.row(i), self.lens[i]);
-            for j in i + 1..self.len() {
-                let (b, lb) = (self.row(j), self.lens[j]);
+        let rows = || self.bits.chunks_exact(self.chunks * CHUNK).zip(&self.lens);
+        for (i, (a, &la)) in rows().enumerate() {
+            for (j, (b, &lb)) in rows().enumerate().skip(i + 1) {
                 let value = if la == 0 && lb == 0 {
                     1.0
                 } else {
