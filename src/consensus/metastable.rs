@@ -503,6 +503,13 @@ impl Strategy for Metastable {
         }
         let asks = self.params.answer.asks_for_final_line();
         let sampler = self.sampler();
+        // Each answer is cut and fenced once, for every prompt of the round that shows it.
+        let quoted: Vec<Option<prompt::Quoted<'_>>> = self
+            .state
+            .iter()
+            .map(|s| s.text.as_deref().map(prompt::Quoted::new))
+            .collect();
+        let nothing = prompt::Quoted::new("");
         let mut called = Vec::new();
         let mut samples = Vec::new();
         let mut calls = Vec::new();
@@ -515,11 +522,11 @@ impl Strategy for Metastable {
             if sample.is_empty() {
                 continue;
             }
-            let peers: Vec<&str> = sample
+            let peers: Vec<&prompt::Quoted<'_>> = sample
                 .iter()
-                .map(|&j| self.state[j].text.as_deref().unwrap_or(""))
+                .map(|&j| quoted[j].as_ref().unwrap_or(&nothing))
                 .collect();
-            let user = prompt::refine(&self.prompt, s.text.as_deref(), &peers, asks);
+            let user = prompt::refine_quoted(&self.prompt, quoted[seat].as_ref(), &peers, asks);
             calls.push(CallSpec {
                 seat,
                 round,
