@@ -183,22 +183,22 @@ impl Key {
     ) -> Key {
         let text = text.trim();
         let mut seq = String::new();
-        let mut set = TokenSet::with_capacity(vocabulary.len());
-        if text.is_ascii() && !sequence {
+        let set = if text.is_ascii() && !sequence {
             // The common case: ASCII letters and digits are exactly the ASCII characters
             // that are Unicode letters or digits.
-            set = vocabulary.set_of_ascii(text.as_bytes(), TokenClass::AsciiAlnum);
+            vocabulary.set_of_ascii(text.as_bytes(), TokenClass::AsciiAlnum)
         } else if text.is_ascii() {
+            let mut set = TokenSet::with_capacity(vocabulary.len());
             for token in ascii_runs(text.as_bytes(), &ASCII_ALNUM) {
                 set.insert(vocabulary.id(hash_lower_ascii(token)));
-                if sequence {
-                    if !seq.is_empty() {
-                        seq.push(' ');
-                    }
-                    seq.extend(token.iter().map(|&b| char::from(b.to_ascii_lowercase())));
+                if !seq.is_empty() {
+                    seq.push(' ');
                 }
+                seq.extend(token.iter().map(|&b| char::from(b.to_ascii_lowercase())));
             }
+            set
         } else {
+            let mut set = TokenSet::with_capacity(vocabulary.len());
             let mut lowered = String::new();
             for token in tokens(text) {
                 lowered.clear();
@@ -211,7 +211,8 @@ impl Key {
                     seq.push_str(&lowered);
                 }
             }
-        }
+            set
+        };
         let shared = whole.filter(|w| std::ptr::eq(w.as_ref(), text));
         Key {
             text: shared.map_or_else(|| Text::from(text), Text::clone),
@@ -363,7 +364,8 @@ impl Vocabulary {
         let mut keys = std::mem::take(&mut self.scratch);
         keys.clear();
         for_each_token_hash(text, class, |h| keys.push(h));
-        let mut set = TokenSet::with_capacity(self.len());
+        // Its words are allocated once the highest id is known.
+        let mut set = TokenSet::default();
         self.insert_all(&keys, &mut set);
         self.scratch = keys;
         set.recount();
@@ -439,6 +441,7 @@ impl Vocabulary {
             return;
         }
         let words = top as usize / 64 + 1;
+        set.bits.reserve_exact(words);
         set.bits
             .extend(self.seen[..words * 64].chunks_exact_mut(64).map(|flags| {
                 let flags: &mut [u8; 64] = flags.try_into().expect("64 flags");

@@ -390,7 +390,8 @@ impl Strategy for Bft {
                         .system
                         .clone()
                         .or_else(|| self.params.system.clone())
-                },
+                }
+                .map(Text::from),
                 user: if round == 0 {
                     self.prompt.clone()
                 } else {

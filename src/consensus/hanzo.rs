@@ -103,11 +103,12 @@ impl Hanzo {
         }
     }
 
-    fn system_for(&self, seat: usize) -> Option<String> {
+    fn system_for(&self, seat: usize) -> Option<Text> {
         self.seats[seat]
             .system
-            .clone()
-            .or_else(|| self.params.system.clone())
+            .as_deref()
+            .or(self.params.system.as_deref())
+            .map(Text::from)
     }
 
     /// The shared refinement prompt of the reference, byte for byte.

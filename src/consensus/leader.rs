@@ -198,7 +198,8 @@ impl Leader {
                 system: self.seats[seat]
                     .system
                     .clone()
-                    .or_else(|| self.params.system.clone()),
+                    .or_else(|| self.params.system.clone())
+                    .map(Text::from),
                 user: vote_prompt(
                     &self.prompt,
                     self.state[seat].text.as_deref(),
@@ -249,7 +250,8 @@ impl Leader {
                 self.seats[leader].system.as_deref(),
                 self.params.system.as_deref(),
                 self.params.answer.asks_for_final_line(),
-            ),
+            )
+            .map(Text::from),
             user: leader_prompt(
                 &self.prompt,
                 &previous_text,
@@ -294,7 +296,8 @@ impl Strategy for Leader {
                         self.seats[seat].system.as_deref(),
                         self.params.system.as_deref(),
                         self.params.answer.asks_for_final_line(),
-                    ),
+                    )
+                    .map(Text::from),
                     user: self.prompt.clone(),
                 })
                 .collect();

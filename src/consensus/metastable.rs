@@ -176,7 +176,7 @@ pub struct Metastable {
     params: Params,
     seats: Vec<Seat>,
     /// Each seat's system prompt, the same in every round.
-    systems: Vec<Option<String>>,
+    systems: Vec<Option<Text>>,
     prompt: Text,
     cmp: Comparator,
     state: Vec<SeatState>,
@@ -198,7 +198,7 @@ impl Metastable {
             supporters: vec![Vec::new(); seats.len()],
             systems: seats
                 .iter()
-                .map(|seat| prompt::seat_system(&params, seat))
+                .map(|seat| prompt::seat_system(&params, seat).map(Text::from))
                 .collect(),
             params,
             seats,
@@ -212,7 +212,7 @@ impl Metastable {
         }
     }
 
-    fn system_for(&self, seat: usize) -> Option<String> {
+    fn system_for(&self, seat: usize) -> Option<Text> {
         self.systems[seat].clone()
     }
 
@@ -278,12 +278,14 @@ impl Metastable {
     }
 
     /// Weighted share of live seats supporting each live seat with a key; returns each
-    /// seat's supporters (itself included).
-    fn compute_support(&mut self) -> Vec<Vec<usize>> {
+    /// seat's supporters (itself included), in the lists of `supporters` (last round's,
+    /// whose room is reused).
+    fn compute_support(&mut self, mut supporters: Vec<Vec<usize>>) -> Vec<Vec<usize>> {
         let live: Vec<usize> = self.live_seats().collect();
         let weights: Vec<f64> = (0..self.seats.len()).map(|i| self.weight(i)).collect();
         let total: f64 = live.iter().map(|&i| weights[i]).sum();
-        let mut supporters = vec![Vec::new(); self.seats.len()];
+        supporters.resize_with(self.seats.len(), Vec::new);
+        supporters.iter_mut().for_each(Vec::clear);
         let keyed: Vec<usize> = live
             .iter()
             .copied()
@@ -513,6 +515,7 @@ impl Strategy for Metastable {
         let mut called = Vec::new();
         let mut samples = Vec::new();
         let mut calls = Vec::new();
+        let mut peers: Vec<&prompt::Quoted<'_>> = Vec::new();
         for seat in 0..self.seats.len() {
             let s = &self.state[seat];
             if s.settled || s.dead {
@@ -522,10 +525,12 @@ impl Strategy for Metastable {
             if sample.is_empty() {
                 continue;
             }
-            let peers: Vec<&prompt::Quoted<'_>> = sample
-                .iter()
-                .map(|&j| quoted[j].as_ref().unwrap_or(&nothing))
-                .collect();
+            peers.clear();
+            peers.extend(
+                sample
+                    .iter()
+                    .map(|&j| quoted[j].as_ref().unwrap_or(&nothing)),
+            );
             let user = prompt::refine_quoted(&self.prompt, quoted[seat].as_ref(), &peers, asks);
             calls.push(CallSpec {
                 seat,
@@ -607,8 +612,8 @@ impl Strategy for Metastable {
                 s.settled = s.confidence >= self.params.beta_1;
             }
         }
-        let supporters = self.compute_support();
-        self.supporters = supporters;
+        let last = std::mem::take(&mut self.supporters);
+        self.supporters = self.compute_support(last);
         let max_lum = self.max_luminance();
         let mut entries = Vec::with_capacity(self.seats.len());
         let mut position = vec![None; self.seats.len()];

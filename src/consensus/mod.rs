@@ -226,7 +226,7 @@ impl Seat {
 pub struct CallSpec {
     pub seat: usize,
     pub round: usize,
-    pub system: Option<String>,
+    pub system: Option<Text>,
     /// Shared: a round often asks every seat the same.
     pub user: Text,
 }

@@ -317,7 +317,7 @@ impl Strategy for Rank {
                     .map(|&seat| CallSpec {
                         seat,
                         round: 0,
-                        system: system(seat),
+                        system: system(seat).map(Text::from),
                         user: self.prompt.clone(),
                     })
                     .collect();
@@ -348,7 +348,8 @@ impl Strategy for Rank {
                         system: self.seats[voter]
                             .system
                             .clone()
-                            .or_else(|| self.params.system.clone()),
+                            .or_else(|| self.params.system.clone())
+                            .map(Text::from),
                         user: ballot_prompt(&self.prompt, &texts).into(),
                     });
                     self.state[voter].shown = shown;

@@ -217,8 +217,8 @@ impl Vote {
         }
     }
 
-    fn system_for(&self, seat: usize) -> Option<String> {
-        prompt::seat_system(&self.params, &self.seats[seat])
+    fn system_for(&self, seat: usize) -> Option<Text> {
+        prompt::seat_system(&self.params, &self.seats[seat]).map(Text::from)
     }
 
     fn weight(&self, seat: usize) -> f64 {

@@ -123,7 +123,7 @@ pub struct Completion {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChatRequest {
     pub model: String,
-    pub system: Option<String>,
+    pub system: Option<crate::consensus::Text>,
     /// Shared: a round often asks every seat the same.
     pub user: crate::consensus::Text,
     pub temperature: Option<f64>,
