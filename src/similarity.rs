@@ -363,7 +363,7 @@ impl Vocabulary {
     pub fn set_of_ascii(&mut self, text: &[u8], class: TokenClass) -> TokenSet {
         let mut keys = std::mem::take(&mut self.scratch);
         keys.clear();
-        for_each_token_hash(text, class, |h| keys.push(h));
+        scan::token_keys(text, class, &mut keys);
         // Its words are allocated once the highest id is known.
         let mut set = TokenSet::default();
         self.insert_all(&keys, &mut set);
