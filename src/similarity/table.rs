@@ -83,7 +83,7 @@ impl SetTable {
                 return unsafe { self.all_pairs_avx512(each) };
             }
         }
-        self.all_pairs_with(each, chunk_portable);
+        self.all_pairs_with(each, chunk_portable, common_of_eight_portable);
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -100,7 +100,11 @@ impl SetTable {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512vpopcntdq")]
     fn all_pairs_avx512(&self, each: impl FnMut(usize, usize, f64)) {
-        self.all_pairs_with(each, |a, b| super::popcount_and_avx512(a, b) as u32);
+        self.all_pairs_with(
+            each,
+            |a, b| super::popcount_and_avx512(a, b) as u32,
+            |a, rows| common_of_eight_avx512(a, rows),
+        );
     }
 
     #[inline(always)]
@@ -128,40 +132,19 @@ impl SetTable {
         if chunks <= STRETCH {
             // Rows of one stretch (vocabularies of up to 2,048 tokens): there is no bound
             // to check part way, so the loop is the size test and the count alone.
-            // Eight rows are counted against one at a time, so that the eight sums share
-            // one reduction.
-            let width = chunks * CHUNK;
-            let n = self.len();
-            for (i, a) in self.bits.chunks_exact(width).enumerate() {
-                let la = self.lens[i];
-                let mut j = i + 1;
-                while j < n {
-                    let group = (n - j).min(8);
-                    let common = if group == 8 {
-                        count8(a, &self.bits[j * width..(j + 8) * width])
-                    } else {
-                        let mut common = [0; 8];
-                        for (k, c) in common.iter_mut().enumerate().take(group) {
-                            *c = count(a, self.row(j + k));
-                        }
-                        common
-                    };
-                    for (k, &common) in common.iter().enumerate().take(group) {
-                        let lb = self.lens[j + k];
-                        if la == 0 && lb == 0 {
-                            if 1.0 >= limit {
-                                each(i, j + k);
-                            }
-                            continue;
-                        }
-                        let need = need_of((la + lb) as usize);
-                        if la.min(lb) >= need && common >= need {
-                            each(i, j + k);
-                        }
+            self.each_common(&count, &count8, |i, j, common| {
+                let (la, lb) = (self.lens[i], self.lens[j]);
+                if la == 0 && lb == 0 {
+                    if 1.0 >= limit {
+                        each(i, j);
                     }
-                    j += group;
+                    return;
                 }
-            }
+                let need = need_of((la + lb) as usize);
+                if la.min(lb) >= need && common >= need {
+                    each(i, j);
+                }
+            });
             return;
         }
         for i in 0..self.len() {
@@ -208,17 +191,48 @@ impl SetTable {
         &self,
         mut each: impl FnMut(usize, usize, f64),
         count: impl Fn(&[u64], &[u64]) -> u32,
+        count8: impl Fn(&[u64], &[u64]) -> [u32; 8],
     ) {
-        let rows = || self.bits.chunks_exact(self.chunks * CHUNK).zip(&self.lens);
-        for (i, (a, &la)) in rows().enumerate() {
-            for (j, (b, &lb)) in rows().enumerate().skip(i + 1) {
-                let value = if la == 0 && lb == 0 {
-                    1.0
+        self.each_common(count, count8, |i, j, common| {
+            let (la, lb) = (self.lens[i], self.lens[j]);
+            let value = if la == 0 && lb == 0 {
+                1.0
+            } else {
+                f64::from(common) / f64::from(la + lb - common)
+            };
+            each(i, j, value);
+        });
+    }
+
+    /// Calls `visit(i, j, common)` for every pair of rows, `i < j` in increasing order,
+    /// with the number of ids they share. Eight rows are counted against one at a time,
+    /// so that the eight sums share one reduction.
+    #[inline(always)]
+    fn each_common(
+        &self,
+        count: impl Fn(&[u64], &[u64]) -> u32,
+        count8: impl Fn(&[u64], &[u64]) -> [u32; 8],
+        mut visit: impl FnMut(usize, usize, u32),
+    ) {
+        let width = self.chunks * CHUNK;
+        let n = self.len();
+        for (i, a) in self.bits.chunks_exact(width).enumerate() {
+            let mut j = i + 1;
+            while j < n {
+                let group = (n - j).min(8);
+                let common = if group == 8 {
+                    count8(a, &self.bits[j * width..(j + 8) * width])
                 } else {
-                    let common = count(a, b);
-                    f64::from(common) / f64::from(la + lb - common)
+                    let mut common = [0; 8];
+                    for (k, c) in common.iter_mut().enumerate().take(group) {
+                        *c = count(a, self.row(j + k));
+                    }
+                    common
                 };
-                each(i, j, value);
+                for (k, &c) in common.iter().enumerate().take(group) {
+                    visit(i, j + k, c);
+                }
+                j += group;
             }
         }
     }
