@@ -61,6 +61,8 @@ struct SeatState {
 pub struct Hanzo {
     params: Params,
     seats: Vec<Seat>,
+    /// Each seat's system prompt, the same in every round.
+    systems: Vec<Option<Text>>,
     prompt: Text,
     state: Vec<SeatState>,
     vocabulary: Vocabulary,
@@ -87,7 +89,18 @@ impl Hanzo {
                 luminance: 1.0,
             })
             .collect();
+        // The reference sends a seat's own system prompt, else the run's, and nothing more.
+        let systems = seats
+            .iter()
+            .map(|seat| {
+                seat.system
+                    .as_deref()
+                    .or(params.system.as_deref())
+                    .map(Text::from)
+            })
+            .collect();
         Hanzo {
+            systems,
             rng: PyRandom::new(params.seed),
             vocabulary: Vocabulary::default(),
             params,
@@ -104,11 +117,7 @@ impl Hanzo {
     }
 
     fn system_for(&self, seat: usize) -> Option<Text> {
-        self.seats[seat]
-            .system
-            .as_deref()
-            .or(self.params.system.as_deref())
-            .map(Text::from)
+        self.systems[seat].clone()
     }
 
     /// The shared refinement prompt of the reference, byte for byte.

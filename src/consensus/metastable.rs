@@ -196,10 +196,7 @@ impl Metastable {
         Metastable {
             cmp: Comparator::new(params.similarity, params.tolerance),
             supporters: vec![Vec::new(); seats.len()],
-            systems: seats
-                .iter()
-                .map(|seat| prompt::seat_system(&params, seat).map(Text::from))
-                .collect(),
+            systems: prompt::seat_systems(&params, &seats),
             params,
             seats,
             prompt: Text::from(prompt),

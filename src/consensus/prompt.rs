@@ -45,6 +45,15 @@ pub fn seat_system(params: &super::Params, seat: &super::Seat) -> Option<String>
     }
 }
 
+/// [`seat_system`] of every seat, made once for a run: a seat's system prompt is the
+/// same in every round.
+pub fn seat_systems(params: &super::Params, seats: &[super::Seat]) -> Vec<Option<super::Text>> {
+    seats
+        .iter()
+        .map(|seat| seat_system(params, seat).map(super::Text::from))
+        .collect()
+}
+
 /// Cuts `text` to `limit` characters, marking the cut.
 pub fn cut(text: &str, limit: usize) -> String {
     if text.len() <= limit {

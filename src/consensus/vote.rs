@@ -190,6 +190,8 @@ impl Tally {
 pub struct Vote {
     params: Params,
     seats: Vec<Seat>,
+    /// Each seat's system prompt, the same in every round.
+    systems: Vec<Option<Text>>,
     prompt: Text,
     cmp: Comparator,
     state: Vec<SeatState>,
@@ -205,6 +207,7 @@ impl Vote {
         let state = seats.iter().map(|_| SeatState::default()).collect();
         Vote {
             cmp: Comparator::new(params.similarity, params.tolerance),
+            systems: prompt::seat_systems(&params, &seats),
             params,
             seats,
             prompt: Text::from(prompt),
@@ -218,7 +221,7 @@ impl Vote {
     }
 
     fn system_for(&self, seat: usize) -> Option<Text> {
-        prompt::seat_system(&self.params, &self.seats[seat]).map(Text::from)
+        self.systems[seat].clone()
     }
 
     fn weight(&self, seat: usize) -> f64 {
