@@ -393,7 +393,7 @@ impl Strategy for Bft {
                 }
                 .map(Text::from),
                 user: if round == 0 {
-                    self.prompt.clone()
+                    self.prompt.clone().into()
                 } else {
                     attestation_prompt(
                         &self.prompt,

@@ -190,7 +190,7 @@ impl Strategy for Hanzo {
                         seat,
                         round: 0,
                         system: self.system_for(seat),
-                        user: self.prompt.clone(),
+                        user: self.prompt.clone().into(),
                     })
                     .collect(),
             );
@@ -209,7 +209,7 @@ impl Strategy for Hanzo {
                 s.words = Some(py_word_set(&s.latest, &mut self.vocabulary));
             }
         }
-        let user = Text::from(self.round_prompt());
+        let user = super::Prompt::from(self.round_prompt());
         self.pending = Some(RoundTrace {
             round,
             shared_sample: Some(

@@ -298,7 +298,7 @@ impl Strategy for Leader {
                         self.params.answer.asks_for_final_line(),
                     )
                     .map(Text::from),
-                    user: self.prompt.clone(),
+                    user: self.prompt.clone().into(),
                 })
                 .collect();
             self.pending = Some((Batch::Answers, 0, called));

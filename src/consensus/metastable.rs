@@ -479,7 +479,7 @@ impl Strategy for Metastable {
                     seat,
                     round: 0,
                     system: self.system_for(seat),
-                    user: self.prompt.clone(),
+                    user: self.prompt.clone().into(),
                 })
                 .collect();
             self.pending = Some(Pending {
@@ -503,16 +503,16 @@ impl Strategy for Metastable {
         let asks = self.params.answer.asks_for_final_line();
         let sampler = self.sampler();
         // Each answer is cut and fenced once, for every prompt of the round that shows it.
-        let quoted: Vec<Option<prompt::Quoted<'_>>> = self
+        let quoted: Vec<Option<prompt::Quoted>> = self
             .state
             .iter()
-            .map(|s| s.text.as_deref().map(prompt::Quoted::new))
+            .map(|s| s.text.as_ref().map(prompt::Quoted::new))
             .collect();
-        let nothing = prompt::Quoted::new("");
+        let nothing = prompt::Quoted::empty();
         let mut called = Vec::new();
         let mut samples = Vec::new();
         let mut calls = Vec::new();
-        let mut peers: Vec<&prompt::Quoted<'_>> = Vec::new();
+        let mut peers: Vec<&prompt::Quoted> = Vec::new();
         for seat in 0..self.seats.len() {
             let s = &self.state[seat];
             if s.settled || s.dead {
@@ -533,7 +533,7 @@ impl Strategy for Metastable {
                 seat,
                 round,
                 system: self.system_for(seat),
-                user: user.into(),
+                user,
             });
             called.push(seat);
             samples.push(sample);

@@ -18,6 +18,8 @@ pub mod vote;
 
 use serde::Serialize;
 
+pub use prompt::Prompt;
+
 use crate::provider::Usage;
 use crate::similarity::{AnswerMode, Metric};
 
@@ -227,8 +229,9 @@ pub struct CallSpec {
     pub seat: usize,
     pub round: usize,
     pub system: Option<Text>,
-    /// Shared: a round often asks every seat the same.
-    pub user: Text,
+    /// Shared: a round often asks every seat the same, and a refinement prompt shares
+    /// the question and the quoted answers with the round's other prompts.
+    pub user: Prompt,
 }
 
 /// What came back from one call.

@@ -318,7 +318,7 @@ impl Strategy for Rank {
                         seat,
                         round: 0,
                         system: system(seat).map(Text::from),
-                        user: self.prompt.clone(),
+                        user: self.prompt.clone().into(),
                     })
                     .collect();
                 self.pending = Some((0, called));

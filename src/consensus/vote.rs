@@ -295,7 +295,7 @@ impl Strategy for Vote {
                     seat,
                     round: 0,
                     system: self.system_for(seat),
-                    user: self.prompt.clone(),
+                    user: self.prompt.clone().into(),
                 })
                 .collect();
             self.pending = Some(Pending {
@@ -333,7 +333,7 @@ impl Strategy for Vote {
                 seat,
                 round,
                 system: self.system_for(seat),
-                user: user.into(),
+                user,
             });
             called.push(seat);
             samples.push(sample);

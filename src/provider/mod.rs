@@ -125,7 +125,7 @@ pub struct ChatRequest {
     pub model: String,
     pub system: Option<crate::consensus::Text>,
     /// Shared: a round often asks every seat the same.
-    pub user: crate::consensus::Text,
+    pub user: crate::consensus::Prompt,
     pub temperature: Option<f64>,
     pub max_tokens: Option<u32>,
 }
