@@ -1238,12 +1238,20 @@ impl Comparator {
 
     /// Calls `each(i, j)`, `i < j` in increasing order, for every pair of `keys` with
     /// `at_least(keys[i], keys[j], threshold)`.
-    pub fn pairs_at_least(
+    pub fn pairs_at_least(&self, keys: &[&Key], threshold: f64, each: impl FnMut(usize, usize)) {
+        self.pairs_at_least_counted(keys, threshold, each, None);
+    }
+
+    /// [`Comparator::pairs_at_least`]; when the pass counts every pair's common tokens in
+    /// full (Jaccard over a vocabulary of up to 2,048 tokens), it also leaves them in
+    /// `commons`, pair by pair in the order `i < j`, and returns true.
+    pub fn pairs_at_least_counted(
         &self,
         keys: &[&Key],
         threshold: f64,
         mut each: impl FnMut(usize, usize),
-    ) {
+        commons: Option<&mut Vec<u32>>,
+    ) -> bool {
         if self.metric != Metric::Jaccard {
             for i in 0..keys.len() {
                 for j in i + 1..keys.len() {
@@ -1252,14 +1260,21 @@ impl Comparator {
                     }
                 }
             }
-            return;
+            if let Some(commons) = commons {
+                commons.clear();
+            }
+            return false;
         }
         let sets: Vec<&TokenSet> = keys.iter().map(|k| &k.set).collect();
-        SetTable::new(&sets).pairs_at_least(threshold, |i, j| {
-            if keys[i].number.is_none() || keys[j].number.is_none() {
-                each(i, j);
-            }
-        });
+        let counted = SetTable::new(&sets).pairs_at_least_counted(
+            threshold,
+            |i, j| {
+                if keys[i].number.is_none() || keys[j].number.is_none() {
+                    each(i, j);
+                }
+            },
+            commons,
+        );
         // Two numbers compare by value instead: a second, short pass over them alone.
         let numbers: Vec<usize> = (0..keys.len())
             .filter(|&i| keys[i].number.is_some())
@@ -1271,6 +1286,7 @@ impl Comparator {
                 }
             }
         }
+        counted
     }
 
     /// Similarity in [0, 1].

@@ -844,6 +844,32 @@ fn metastable_breaks_a_support_tie_by_shared_reasoning_not_speed() {
 }
 
 #[test]
+fn metastable_breaks_a_tie_between_whole_answers_by_the_words_the_panel_shares() {
+    // Whole answers are the keys: two pairs of identical answers tie at 2/5 support. The
+    // fifth answer shares most of its words with the slow pair and none with the fast
+    // one, so the slow pair's position is the more central and wins over speed.
+    let slow = "The derivative of x squared is two x, so at three the slope is six.";
+    let near =
+        format!("{slow} And the curve rises steeply past that point on the graph overall, indeed.");
+    let panel = [
+        seat("fast-b1", "Maybe ten.", 20.0),
+        seat("slow-a1", slow, 90_000.0),
+        seat("near", &near, 60_000.0),
+        seat("fast-b2", "Maybe ten.", 30.0),
+        seat("slow-a2", slow, 120_000.0),
+    ];
+    let mut p = params(StrategyKind::Metastable, 5);
+    p.rounds = 0;
+    p.answer = AnswerMode::Full;
+    for order in [[0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [2, 0, 4, 1, 3]] {
+        let shuffled: Vec<Scripted> = order.iter().map(|&i| panel[i].clone()).collect();
+        let d = run(&shuffled, &p).decision;
+        assert_eq!(d.answer.as_deref(), Some(slow), "order {order:?}");
+        assert!(!d.finalized, "2 of 5 is never final");
+    }
+}
+
+#[test]
 fn a_failed_judgement_call_is_absence_not_dissent() {
     // bft: one of four attestation calls fails in both phases; the other three decide and
     // the absent participant is not suspected.

@@ -24,7 +24,7 @@ use super::{
 };
 use std::borrow::Cow;
 
-use crate::similarity::{Comparator, Key, SetTable, TokenSet};
+use crate::similarity::{Comparator, Key, SetTable, TokenSet, table};
 
 /// Supports equal within this margin are ties.
 const TIE: f64 = 1e-12;
@@ -182,6 +182,10 @@ pub struct Metastable {
     state: Vec<SeatState>,
     /// Each live seat's supporters (itself included) after the latest round.
     supporters: Vec<Vec<usize>>,
+    /// The tokens each pair of live keys shared in the latest support pass, pair by pair
+    /// (`a < b` in seat order), when `counted`: the pass counted every pair in full.
+    commons: Vec<u32>,
+    counted: bool,
     pending: Option<Pending>,
     /// Rounds absorbed so far (round 0 included).
     absorbed: usize,
@@ -196,6 +200,8 @@ impl Metastable {
         Metastable {
             cmp: Comparator::new(params.similarity, params.tolerance),
             supporters: vec![Vec::new(); seats.len()],
+            commons: Vec::new(),
+            counted: false,
             systems: prompt::seat_systems(&params, &seats),
             params,
             seats,
@@ -295,10 +301,17 @@ impl Metastable {
         for &i in &keyed {
             supporters[i].push(i);
         }
-        self.cmp.pairs_at_least(&keys, self.params.alpha, |a, b| {
-            supporters[keyed[a]].push(keyed[b]);
-            supporters[keyed[b]].push(keyed[a]);
-        });
+        let mut commons = std::mem::take(&mut self.commons);
+        self.counted = self.cmp.pairs_at_least_counted(
+            &keys,
+            self.params.alpha,
+            |a, b| {
+                supporters[keyed[a]].push(keyed[b]);
+                supporters[keyed[b]].push(keyed[a]);
+            },
+            Some(&mut commons),
+        );
+        self.commons = commons;
         // In seat order, as the sums below need to be the same whatever found the pairs.
         let mut acc = vec![0.0; self.seats.len()];
         for &i in &keyed {
@@ -365,45 +378,60 @@ impl Metastable {
         if !contested {
             return out;
         }
-        // Whole answers as token sets of the run's vocabulary; the key's own set when the
-        // key already is the whole answer.
-        let full: Vec<Option<Cow<'_, TokenSet>>> = live
-            .iter()
-            .map(|&i| {
-                let s = &self.state[i];
-                let text = s.text.as_deref()?;
-                Some(match &s.key {
-                    Some(key) if key.text() == text.trim() => Cow::Borrowed(key.tokens()),
-                    _ => Cow::Owned(self.cmp.key_of(text).into_tokens()),
-                })
-            })
-            .collect();
-        // Jaccard is symmetric to the bit (the same integer counts on either side): each
-        // pair of live seats is compared once.
+        // Each live answer's summed Jaccard similarity to every other one, added pair by
+        // pair in the order `a < b`: for each answer, the terms come in the order of the
+        // other answer.
         let m = live.len();
-        let pair = |a: usize, b: usize| {
-            let (a, b) = (a.min(b), a.max(b));
-            a * (2 * m - a - 1) / 2 + (b - a - 1)
+        let mut total = vec![0.0; m];
+        let whole = |i: usize| {
+            let s = &self.state[i];
+            matches!((&s.key, s.text.as_deref()), (Some(key), Some(text)) if key.text() == text.trim())
         };
-        let mut sims = vec![0.0; m * (m - 1) / 2];
-        let with_text: Vec<usize> = (0..m).filter(|&a| full[a].is_some()).collect();
-        let sets: Vec<&TokenSet> = with_text
-            .iter()
-            .filter_map(|&a| full[a].as_deref())
-            .collect();
-        SetTable::new(&sets).all_pairs(|x, y, value| {
-            sims[pair(with_text[x], with_text[y])] = value;
-        });
-        let mut own = vec![0.0; n];
-        for (a, &i) in live.iter().enumerate() {
-            if full[a].is_none() {
-                continue;
+        let with_text: Vec<usize>;
+        if self.counted && live.iter().all(|&i| whole(i)) {
+            // Every live key is its whole answer, so the last support pass compared these
+            // very sets (every live seat has a key) and counted what each pair shares.
+            with_text = (0..m).collect();
+            let lens: Vec<u32> = live
+                .iter()
+                .filter_map(|&i| self.state[i].key.as_ref())
+                .map(|key| key.tokens().len() as u32)
+                .collect();
+            let mut commons = self.commons.iter();
+            for a in 0..m {
+                for b in a + 1..m {
+                    let common = *commons.next().expect("a count per pair of live keys");
+                    let value = table::jaccard_of_counts(common, lens[a], lens[b]);
+                    total[a] += value;
+                    total[b] += value;
+                }
             }
-            let total: f64 = (0..m)
-                .filter(|&b| b != a && full[b].is_some())
-                .map(|b| sims[pair(a, b)])
-                .sum();
-            own[i] = total / (m - 1) as f64;
+        } else {
+            // Whole answers as token sets of the run's vocabulary; the key's own set when
+            // the key already is the whole answer.
+            let full: Vec<Option<Cow<'_, TokenSet>>> = live
+                .iter()
+                .map(|&i| {
+                    let s = &self.state[i];
+                    let text = s.text.as_deref()?;
+                    Some(match &s.key {
+                        Some(key) if whole(i) => Cow::Borrowed(key.tokens()),
+                        _ => Cow::Owned(self.cmp.key_of(text).into_tokens()),
+                    })
+                })
+                .collect();
+            with_text = (0..m).filter(|&a| full[a].is_some()).collect();
+            let sets: Vec<&TokenSet> = full.iter().filter_map(|s| s.as_deref()).collect();
+            // Jaccard is symmetric to the bit (the same integer counts on either side):
+            // each pair of live seats is compared once.
+            SetTable::new(&sets).all_pairs(|x, y, value| {
+                total[with_text[x]] += value;
+                total[with_text[y]] += value;
+            });
+        }
+        let mut own = vec![0.0; n];
+        for &a in &with_text {
+            own[live[a]] = total[a] / (m - 1) as f64;
         }
         for &i in &leaders {
             let group = &supporters[i];

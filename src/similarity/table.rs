@@ -63,14 +63,40 @@ impl SetTable {
     /// Jaccard similarity is at least `threshold` (within 1e-12), exactly as
     /// [`TokenSet::jaccard_at_least`] decides it.
     pub fn pairs_at_least(&self, threshold: f64, each: impl FnMut(usize, usize)) {
+        self.pairs_at_least_counted(threshold, each, None);
+    }
+
+    /// [`SetTable::pairs_at_least`]; when the pass counts every pair's common ids in full
+    /// (rows of one stretch), it also leaves them in `commons`, pair by pair in the order
+    /// `i < j`, and returns true. Otherwise `commons` is left empty.
+    pub fn pairs_at_least_counted(
+        &self,
+        threshold: f64,
+        each: impl FnMut(usize, usize),
+        mut commons: Option<&mut Vec<u32>>,
+    ) -> bool {
+        if let Some(commons) = commons.as_deref_mut() {
+            commons.clear();
+        }
         #[cfg(target_arch = "x86_64")]
         {
-            if super::has_avx512_popcount() {
-                // SAFETY: the CPU has just been found to support AVX-512F and VPOPCNTDQ.
-                return unsafe { self.pairs_at_least_avx512(threshold, each) };
+            if super::has_avx512_popcount()
+                && std::arch::is_x86_feature_detected!("avx512vl")
+                && std::arch::is_x86_feature_detected!("avx2")
+            {
+                // SAFETY: the CPU has just been found to support AVX-512F, -VL and
+                // VPOPCNTDQ, and AVX2.
+                return unsafe { self.pairs_at_least_avx512(threshold, each, commons) };
             }
         }
-        self.pairs_at_least_with(threshold, each, chunk_portable, common_of_eight_portable);
+        self.pairs_at_least_with(
+            threshold,
+            each,
+            commons,
+            chunk_portable,
+            common_of_eight_portable,
+            select_eight_portable,
+        )
     }
 
     /// Calls `each(i, j, jaccard)` for every pair of rows, `i < j` in increasing order,
@@ -87,14 +113,21 @@ impl SetTable {
     }
 
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
-    fn pairs_at_least_avx512(&self, threshold: f64, each: impl FnMut(usize, usize)) {
+    #[target_feature(enable = "avx512f,avx512vl,avx512vpopcntdq,avx2")]
+    fn pairs_at_least_avx512(
+        &self,
+        threshold: f64,
+        each: impl FnMut(usize, usize),
+        commons: Option<&mut Vec<u32>>,
+    ) -> bool {
         self.pairs_at_least_with(
             threshold,
             each,
+            commons,
             |a, b| super::popcount_and_avx512(a, b) as u32,
             |a, rows| common_of_eight_avx512(a, rows),
-        );
+            |la, lens, common, table| select_eight_avx512(la, lens, common, table),
+        )
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -112,9 +145,11 @@ impl SetTable {
         &self,
         threshold: f64,
         mut each: impl FnMut(usize, usize),
+        commons: Option<&mut Vec<u32>>,
         count: impl Fn(&[u64], &[u64]) -> u32,
         count8: impl Fn(&[u64], &[u64]) -> [u32; 8],
-    ) {
+        select8: impl Fn(u32, &[u32], &[u32; 8], &[u32]) -> u32,
+    ) -> bool {
         let limit = threshold - 1e-12;
         let longest = self.lens.iter().copied().max().unwrap_or(0) as usize;
         // A table of every total pays off once there are more pairs than totals.
@@ -132,20 +167,45 @@ impl SetTable {
         if chunks <= STRETCH {
             // Rows of one stretch (vocabularies of up to 2,048 tokens): there is no bound
             // to check part way, so the loop is the size test and the count alone.
-            self.each_common(&count, &count8, |i, j, common| {
-                let (la, lb) = (self.lens[i], self.lens[j]);
-                if la == 0 && lb == 0 {
-                    if 1.0 >= limit {
-                        each(i, j);
-                    }
-                    return;
+            let counted = commons.is_some();
+            let mut commons: &mut [u32] = match commons {
+                Some(commons) => {
+                    let n = self.len();
+                    commons.resize(n * n.saturating_sub(1) / 2, 0);
+                    commons
                 }
-                let need = need_of((la + lb) as usize);
-                if la.min(lb) >= need && common >= need {
-                    each(i, j);
+                None => &mut [],
+            };
+            self.each_common(&count, &count8, |i, j, common, group| {
+                if let Some((kept, rest)) = std::mem::take(&mut commons).split_at_mut_checked(group)
+                {
+                    kept.copy_from_slice(&common[..group]);
+                    commons = rest;
+                }
+                let la = self.lens[i];
+                // The common ids are at most the smaller set, so a count that reaches
+                // `need` needs no test of the sizes.
+                let mut hits = if group == 8 && la > 0 && !table.is_empty() {
+                    select8(la, &self.lens[j..j + 8], common, &table)
+                } else {
+                    let mut hits = 0;
+                    for (k, &c) in common.iter().enumerate().take(group) {
+                        let lb = self.lens[j + k];
+                        let hit = if la == 0 && lb == 0 {
+                            1.0 >= limit
+                        } else {
+                            c >= need_of((la + lb) as usize)
+                        };
+                        hits |= u32::from(hit) << k;
+                    }
+                    hits
+                };
+                while hits != 0 {
+                    each(i, j + hits.trailing_zeros() as usize);
+                    hits &= hits - 1;
                 }
             });
-            return;
+            return counted;
         }
         for i in 0..self.len() {
             let (a, la) = (self.row(i), self.lens[i]);
@@ -184,6 +244,7 @@ impl SetTable {
                 }
             }
         }
+        false
     }
 
     #[inline(always)]
@@ -193,26 +254,27 @@ impl SetTable {
         count: impl Fn(&[u64], &[u64]) -> u32,
         count8: impl Fn(&[u64], &[u64]) -> [u32; 8],
     ) {
-        self.each_common(count, count8, |i, j, common| {
-            let (la, lb) = (self.lens[i], self.lens[j]);
-            let value = if la == 0 && lb == 0 {
-                1.0
-            } else {
-                f64::from(common) / f64::from(la + lb - common)
-            };
-            each(i, j, value);
+        self.each_common(count, count8, |i, j, common, group| {
+            for (k, &c) in common.iter().enumerate().take(group) {
+                each(
+                    i,
+                    j + k,
+                    jaccard_of_counts(c, self.lens[i], self.lens[j + k]),
+                );
+            }
         });
     }
 
-    /// Calls `visit(i, j, common)` for every pair of rows, `i < j` in increasing order,
-    /// with the number of ids they share. Eight rows are counted against one at a time,
-    /// so that the eight sums share one reduction.
+    /// Calls `visit(i, j, common, group)` for every row `i` and every group of up to
+    /// eight rows after it, `j..j + group` in increasing order, with the number of ids
+    /// row `i` shares with each (`common[..group]`). Eight rows are counted against one at
+    /// a time, so that the eight sums share one reduction.
     #[inline(always)]
     fn each_common(
         &self,
         count: impl Fn(&[u64], &[u64]) -> u32,
         count8: impl Fn(&[u64], &[u64]) -> [u32; 8],
-        mut visit: impl FnMut(usize, usize, u32),
+        mut visit: impl FnMut(usize, usize, &[u32; 8], usize),
     ) {
         let width = self.chunks * CHUNK;
         let n = self.len();
@@ -229,12 +291,21 @@ impl SetTable {
                     }
                     common
                 };
-                for (k, &c) in common.iter().enumerate().take(group) {
-                    visit(i, j + k, c);
-                }
+                visit(i, j, &common, group);
                 j += group;
             }
         }
+    }
+}
+
+/// The Jaccard similarity of two sets of `la` and `lb` ids that share `common`, as
+/// [`TokenSet::jaccard`] computes it.
+#[inline]
+pub fn jaccard_of_counts(common: u32, la: u32, lb: u32) -> f64 {
+    if la == 0 && lb == 0 {
+        1.0
+    } else {
+        f64::from(common) / f64::from(la + lb - common)
     }
 }
 
@@ -254,6 +325,48 @@ fn least_common(limit: f64, t: usize) -> u32 {
         c += 1;
     }
     if c <= t / 2 { c as u32 } else { u32::MAX }
+}
+
+/// Bit k set when `common[k]` reaches the least common count `table` gives for the
+/// total of `la` and `lens[k]` (every total at most `table.len() - 1`).
+#[inline(always)]
+fn select_eight_portable(la: u32, lens: &[u32], common: &[u32; 8], table: &[u32]) -> u32 {
+    common
+        .iter()
+        .zip(lens)
+        .enumerate()
+        .fold(0, |hits, (k, (&c, &lb))| {
+            hits | u32::from(c >= table[(la + lb) as usize]) << k
+        })
+}
+
+/// [`select_eight_portable`] with the eight totals, their thresholds and the tests
+/// computed together.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2")]
+fn select_eight_avx512(la: u32, lens: &[u32], common: &[u32; 8], table: &[u32]) -> u32 {
+    use std::arch::x86_64::{
+        _mm256_add_epi32, _mm256_cmpge_epu32_mask, _mm256_cmplt_epu32_mask, _mm256_i32gather_epi32,
+        _mm256_loadu_si256, _mm256_set1_epi32,
+    };
+    let lens = &lens[..8];
+    // SAFETY: `lens` and `common` are 8 readable u32 each; the loads have no alignment
+    // requirement.
+    let (lens, common) = unsafe {
+        (
+            _mm256_loadu_si256(lens.as_ptr().cast()),
+            _mm256_loadu_si256(common.as_ptr().cast()),
+        )
+    };
+    let totals = _mm256_add_epi32(lens, _mm256_set1_epi32(la as i32));
+    assert_eq!(
+        _mm256_cmplt_epu32_mask(totals, _mm256_set1_epi32(table.len() as i32)),
+        0xff,
+        "every total has a threshold"
+    );
+    // SAFETY: every index is below `table.len()`, checked just above.
+    let need = unsafe { _mm256_i32gather_epi32::<4>(table.as_ptr().cast(), totals) };
+    u32::from(_mm256_cmpge_epu32_mask(common, need))
 }
 
 #[inline(always)]
@@ -343,9 +456,13 @@ mod tests {
         #[test]
         fn the_table_agrees_with_pairwise_comparison(
             // Ids below 700 or 2,000 make rows of one stretch (2 or 4 chunks); below
-            // 5,000, of several.
+            // 5,000, of several. Many small sets make more pairs than totals, so the
+            // pass looks thresholds up in a table.
             sets in prop_oneof![Just(700u32), Just(2000u32), Just(5000u32)].prop_flat_map(|top| {
-                proptest::collection::vec(proptest::collection::vec(0..top, 0..400), 0..12)
+                prop_oneof![
+                    proptest::collection::vec(proptest::collection::vec(0..top, 0..400), 0..12),
+                    proptest::collection::vec(proptest::collection::vec(0..top, 0..12), 0..40),
+                ]
             }),
             threshold in prop_oneof![Just(0.0), Just(0.5), Just(0.6), Just(1.0), 0.0f64..1.0],
         ) {
@@ -354,25 +471,43 @@ mod tests {
             let table = SetTable::new(&refs);
             let mut want = Vec::new();
             let mut values = Vec::new();
+            let mut shared = Vec::new();
             for i in 0..sets.len() {
                 for j in i + 1..sets.len() {
                     if sets[i].jaccard_at_least(&sets[j], threshold) {
                         want.push((i, j));
                     }
                     values.push((i, j, sets[i].jaccard(&sets[j])));
+                    shared.push(sets[i].intersection(&sets[j]) as u32);
                 }
             }
+            let one_stretch = table.chunks <= STRETCH;
             let mut got = Vec::new();
-            table.pairs_at_least(threshold, |i, j| got.push((i, j)));
+            let mut commons = vec![7];
+            let counted =
+                table.pairs_at_least_counted(threshold, |i, j| got.push((i, j)), Some(&mut commons));
             prop_assert_eq!(&got, &want);
+            prop_assert_eq!(counted, one_stretch);
+            if counted {
+                prop_assert_eq!(&commons, &shared);
+            } else {
+                prop_assert!(commons.is_empty());
+            }
+            let mut uncounted = Vec::new();
+            prop_assert!(!table.pairs_at_least_counted(threshold, |i, j| uncounted.push((i, j)), None));
+            prop_assert_eq!(&uncounted, &want);
             let mut portable = Vec::new();
+            let mut portable_commons = Vec::new();
             table.pairs_at_least_with(
                 threshold,
                 |i, j| portable.push((i, j)),
+                Some(&mut portable_commons),
                 chunk_portable,
                 common_of_eight_portable,
+                select_eight_portable,
             );
             prop_assert_eq!(&portable, &want);
+            prop_assert_eq!(&portable_commons, if one_stretch { &shared } else { &commons });
             let mut all = Vec::new();
             table.all_pairs(|i, j, v| all.push((i, j, v)));
             prop_assert_eq!(&all, &values);
