@@ -23,6 +23,7 @@ use super::{
     TraceEntry, complete_results,
 };
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use crate::similarity::{Comparator, Key, SetTable, TokenSet, table};
 
@@ -531,16 +532,15 @@ impl Strategy for Metastable {
         let asks = self.params.answer.asks_for_final_line();
         let sampler = self.sampler();
         // Each answer is cut and fenced once, for every prompt of the round that shows it.
-        let quoted: Vec<Option<prompt::Quoted>> = self
+        let quoted = self
             .state
             .iter()
             .map(|s| s.text.as_ref().map(prompt::Quoted::new))
             .collect();
-        let nothing = prompt::Quoted::empty();
+        let shared = Arc::new(prompt::Refinements::new(self.prompt.clone(), quoted, asks));
         let mut called = Vec::new();
         let mut samples = Vec::new();
         let mut calls = Vec::new();
-        let mut peers: Vec<&prompt::Quoted> = Vec::new();
         for seat in 0..self.seats.len() {
             let s = &self.state[seat];
             if s.settled || s.dead {
@@ -550,13 +550,8 @@ impl Strategy for Metastable {
             if sample.is_empty() {
                 continue;
             }
-            peers.clear();
-            peers.extend(
-                sample
-                    .iter()
-                    .map(|&j| quoted[j].as_ref().unwrap_or(&nothing)),
-            );
-            let user = prompt::refine_quoted(&self.prompt, quoted[seat].as_ref(), &peers, asks);
+            let previous = s.text.is_some().then_some(seat);
+            let user = prompt::refine_in(&shared, previous, &sample);
             calls.push(CallSpec {
                 seat,
                 round,

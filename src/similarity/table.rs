@@ -179,7 +179,11 @@ impl SetTable {
             self.each_common(&count, &count8, |i, j, common, group| {
                 if let Some((kept, rest)) = std::mem::take(&mut commons).split_at_mut_checked(group)
                 {
-                    kept.copy_from_slice(&common[..group]);
+                    // Whole groups as one fixed-size copy, not a call to copy a slice.
+                    match <&mut [u32; 8]>::try_from(&mut *kept) {
+                        Ok(kept) => *kept = *common,
+                        Err(_) => kept.copy_from_slice(&common[..group]),
+                    }
                     commons = rest;
                 }
                 let la = self.lens[i];
