@@ -187,6 +187,9 @@ pub struct Metastable {
     /// (`a < b` in seat order), when `counted`: the pass counted every pair in full.
     commons: Vec<u32>,
     counted: bool,
+    /// Each keyed live seat's place among the keys of the latest support pass.
+    counted_at: Vec<Option<usize>>,
+    counted_keys: usize,
     pending: Option<Pending>,
     /// Rounds absorbed so far (round 0 included).
     absorbed: usize,
@@ -203,6 +206,8 @@ impl Metastable {
             supporters: vec![Vec::new(); seats.len()],
             commons: Vec::new(),
             counted: false,
+            counted_at: Vec::new(),
+            counted_keys: 0,
             systems: prompt::seat_systems(&params, &seats),
             params,
             seats,
@@ -275,10 +280,31 @@ impl Metastable {
                 self.state[j]
                     .key
                     .as_ref()
-                    .map_or(0.0, |k| self.cmp.sim(own, k))
+                    .map_or(0.0, |k| self.similarity(seat, j, own, k))
             })
             .sum();
         Some(total / peers.len() as f64)
+    }
+
+    /// The similarity of two live seats' keys: read from the counts of the latest support
+    /// pass when it kept them (the same integers, so the same value), else compared.
+    fn similarity(&self, a: usize, b: usize, key_a: &Key, key_b: &Key) -> f64 {
+        let counted = (self.counted && (key_a.number().is_none() || key_b.number().is_none()))
+            .then(|| Some((self.counted_at[a]?, self.counted_at[b]?)))
+            .flatten();
+        match counted {
+            Some((x, y)) if x != y => {
+                let m = self.counted_keys;
+                let (x, y) = (x.min(y), x.max(y));
+                let common = self.commons[x * (2 * m - x - 1) / 2 + (y - x - 1)];
+                table::jaccard_of_counts(
+                    common,
+                    key_a.tokens().len() as u32,
+                    key_b.tokens().len() as u32,
+                )
+            }
+            _ => self.cmp.sim(key_a, key_b),
+        }
     }
 
     /// Weighted share of live seats supporting each live seat with a key; returns each
@@ -313,6 +339,12 @@ impl Metastable {
             Some(&mut commons),
         );
         self.commons = commons;
+        self.counted_at.clear();
+        self.counted_at.resize(self.seats.len(), None);
+        for (at, &i) in keyed.iter().enumerate() {
+            self.counted_at[i] = Some(at);
+        }
+        self.counted_keys = keyed.len();
         // In seat order, as the sums below need to be the same whatever found the pairs.
         let mut acc = vec![0.0; self.seats.len()];
         for &i in &keyed {
@@ -615,6 +647,10 @@ impl Strategy for Metastable {
                 .map(|&seat| self.draw(&sampler, seat, 0))
                 .collect();
         }
+        // Support first: its pass counts what every pair of keys shares, which the
+        // agreements below read.
+        let last = std::mem::take(&mut self.supporters);
+        self.supporters = self.compute_support(last);
         let mut agreements = vec![None; self.seats.len()];
         for (idx, &seat) in called.iter().enumerate() {
             if !self.state[seat].live {
@@ -632,8 +668,6 @@ impl Strategy for Metastable {
                 s.settled = s.confidence >= self.params.beta_1;
             }
         }
-        let last = std::mem::take(&mut self.supporters);
-        self.supporters = self.compute_support(last);
         let max_lum = self.max_luminance();
         let mut entries = Vec::with_capacity(self.seats.len());
         let mut position = vec![None; self.seats.len()];
