@@ -575,15 +575,35 @@ impl TokenSet {
     ///
     /// [`insert_uncounted`]: TokenSet::insert_uncounted
     pub fn recount(&mut self) {
-        let mut len = 0;
-        for (i, w) in self.bits.iter().enumerate() {
-            if i % HEAD_WORDS == 0 && i > 0 && i / HEAD_WORDS <= HEAD_CHECKS {
-                self.head[i / HEAD_WORDS - 1] = len as u32;
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("popcnt") {
+                // SAFETY: the CPU has just been found to support POPCNT.
+                return unsafe { self.recount_popcnt() };
             }
-            len += w.count_ones() as usize;
         }
-        let full = self.bits.len().div_ceil(HEAD_WORDS).max(1);
-        for h in &mut self.head[(full - 1).min(HEAD_CHECKS)..] {
+        self.recount_with();
+    }
+
+    /// [`TokenSet::recount`] with one instruction per word's count.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "popcnt")]
+    fn recount_popcnt(&mut self) {
+        self.recount_with();
+    }
+
+    #[inline(always)]
+    fn recount_with(&mut self) {
+        let mut len = 0;
+        for (c, chunk) in self.bits.chunks(HEAD_WORDS).enumerate() {
+            len += chunk.iter().map(|w| w.count_ones() as usize).sum::<usize>();
+            if let Some(head) = self.head.get_mut(c) {
+                *head = len as u32;
+            }
+        }
+        // Checks past the last word: every id lies before them.
+        let full = self.bits.len().div_ceil(HEAD_WORDS);
+        for h in &mut self.head[full.min(HEAD_CHECKS)..] {
             *h = len as u32;
         }
         self.len = len;

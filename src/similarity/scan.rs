@@ -64,8 +64,10 @@ pub fn token_keys(bytes: &[u8], class: TokenClass, out: &mut Vec<u64>) {
         if std::arch::is_x86_feature_detected!("avx512bw")
             && std::arch::is_x86_feature_detected!("avx512vbmi")
             && std::arch::is_x86_feature_detected!("avx512vbmi2")
+            && std::arch::is_x86_feature_detected!("popcnt")
         {
-            // SAFETY: the CPU has just been found to support AVX-512BW, VBMI and VBMI2.
+            // SAFETY: the CPU has just been found to support AVX-512BW, VBMI and VBMI2, and
+            // POPCNT.
             return unsafe { token_keys_vbmi(bytes, class, out) };
         }
     }
@@ -79,7 +81,7 @@ pub fn token_keys(bytes: &[u8], class: TokenClass, out: &mut Vec<u64>) {
 /// their length, exactly as [`short_key`] does one by one. Tokens longer than eight
 /// bytes are keyed one by one afterwards. The last, partial blocks go to the scan.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vbmi2")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vbmi2,popcnt")]
 fn token_keys_vbmi(bytes: &[u8], class: TokenClass, out: &mut Vec<u64>) {
     use std::arch::x86_64::{
         __m512i, _mm512_add_epi8, _mm512_cmpeq_epi8_mask, _mm512_cmpgt_epu8_mask,

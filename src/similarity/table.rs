@@ -18,7 +18,8 @@ pub struct SetTable {
     chunks: usize,
     bits: Vec<u64>,
     lens: Vec<u32>,
-    /// `rest[row * chunks + c]`: the row's ids after chunk `c`.
+    /// `rest[row * chunks + c]`: the row's ids after chunk `c` (for rows of several
+    /// stretches).
     rest: Vec<u32>,
 }
 
@@ -28,14 +29,19 @@ impl SetTable {
         let chunks = words.div_ceil(CHUNK).max(1);
         let width = chunks * CHUNK;
         let mut bits = vec![0u64; width * sets.len()];
-        let mut rest = vec![0u32; chunks * sets.len()];
         for (r, set) in sets.iter().enumerate() {
-            let row = &mut bits[r * width..(r + 1) * width];
-            row[..set.bits.len()].copy_from_slice(&set.bits);
-            let mut left = set.len as u32;
-            for (c, chunk) in row.chunks_exact(CHUNK).enumerate() {
-                left -= chunk.iter().map(|w| w.count_ones()).sum::<u32>();
-                rest[r * chunks + c] = left;
+            bits[r * width..][..set.bits.len()].copy_from_slice(&set.bits);
+        }
+        // Only rows of several stretches check a bound part way.
+        let mut rest = Vec::new();
+        if chunks > STRETCH {
+            rest.resize(chunks * sets.len(), 0);
+            for (r, (set, row)) in sets.iter().zip(bits.chunks_exact(width)).enumerate() {
+                let mut left = set.len as u32;
+                for (c, chunk) in row.chunks_exact(CHUNK).enumerate() {
+                    left -= chunk.iter().map(|w| w.count_ones()).sum::<u32>();
+                    rest[r * chunks + c] = left;
+                }
             }
         }
         SetTable {
