@@ -445,6 +445,22 @@ fn disagreement_is_reported_as_no_consensus() {
             }
         }
     }
+    // A sampling round shows each participant both others, by name.
+    for e in rounds[1]["participants"].as_array().unwrap() {
+        let mut shown: Vec<&str> = e["sampled"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|name| name.as_str().unwrap())
+            .collect();
+        shown.sort_unstable();
+        let mut others: Vec<&str> = ["local:a", "local:b", "local:c"]
+            .into_iter()
+            .filter(|&name| name != e["participant"])
+            .collect();
+        others.sort_unstable();
+        assert_eq!(shown, others, "{e}");
+    }
     // Peers are shown as fenced, anonymous, untrusted data.
     let refine = server
         .requests()

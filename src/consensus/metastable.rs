@@ -19,7 +19,7 @@
 use super::confidence;
 use super::prompt;
 use super::{
-    CallResult, CallSpec, Decision, Params, RoundTrace, Seat, SeatOutcome, Strategy, Text,
+    CallResult, CallSpec, Decision, Names, Params, RoundTrace, Seat, SeatOutcome, Strategy, Text,
     TraceEntry, complete_results,
 };
 use std::borrow::Cow;
@@ -176,6 +176,8 @@ struct Pending {
 pub struct Metastable {
     params: Params,
     seats: Vec<Seat>,
+    /// Every seat's name, by seat, shared by the trace's lists of peers.
+    names: Arc<[Text]>,
     /// Each seat's system prompt, the same in every round.
     systems: Vec<Option<Text>>,
     prompt: Text,
@@ -209,6 +211,7 @@ impl Metastable {
             counted_at: Vec::new(),
             counted_keys: 0,
             systems: prompt::seat_systems(&params, &seats),
+            names: seats.iter().map(|seat| seat.name.clone()).collect(),
             params,
             seats,
             prompt: Text::from(prompt),
@@ -683,12 +686,7 @@ impl Strategy for Metastable {
                 participant: self.seats[seat].name.clone(),
                 called: idx.is_some(),
                 sampled: idx
-                    .map(|i| {
-                        samples[i]
-                            .iter()
-                            .map(|&j| self.seats[j].name.clone())
-                            .collect()
-                    })
+                    .map(|i| Names::of_seats(&self.names, std::mem::take(&mut samples[i])))
                     .unwrap_or_default(),
                 answer: result.filter(|r| r.ok).map(|r| {
                     if answered {

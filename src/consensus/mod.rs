@@ -291,7 +291,7 @@ pub struct TraceEntry {
     /// Whether the participant was called this round (settled ones are not).
     pub called: bool,
     /// Peers shown to it (names, in the order shown).
-    pub sampled: Vec<Text>,
+    pub sampled: Names,
     /// Shared with the strategy's state and the decision: a long answer is stored once.
     pub answer: Option<Text>,
     pub key: Option<Text>,
@@ -302,6 +302,81 @@ pub struct TraceEntry {
     pub latency_ms: Option<f64>,
     pub usage: Option<Usage>,
     pub error: Option<String>,
+}
+
+/// Participants' names, in order. Held as seat numbers into the panel's names, which
+/// every entry of a run can share, or as the names themselves; reads, prints and
+/// serializes as the list of names either way.
+#[derive(Clone, Default)]
+pub struct Names(NamesRepr);
+
+#[derive(Clone)]
+enum NamesRepr {
+    Seats(std::sync::Arc<[Text]>, Vec<usize>),
+    Listed(Vec<Text>),
+}
+
+impl Default for NamesRepr {
+    fn default() -> NamesRepr {
+        NamesRepr::Listed(Vec::new())
+    }
+}
+
+impl Names {
+    /// The names of `seats` in `panel` (every seat's name, by seat).
+    pub fn of_seats(panel: &std::sync::Arc<[Text]>, seats: Vec<usize>) -> Names {
+        Names(NamesRepr::Seats(std::sync::Arc::clone(panel), seats))
+    }
+
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            NamesRepr::Seats(_, seats) => seats.len(),
+            NamesRepr::Listed(names) => names.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, i: usize) -> Option<&Text> {
+        match &self.0 {
+            NamesRepr::Seats(panel, seats) => seats.get(i).map(|&seat| &panel[seat]),
+            NamesRepr::Listed(names) => names.get(i),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Text> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.iter().any(|n| n == name)
+    }
+}
+
+impl FromIterator<Text> for Names {
+    fn from_iter<I: IntoIterator<Item = Text>>(names: I) -> Names {
+        Names(NamesRepr::Listed(names.into_iter().collect()))
+    }
+}
+
+impl From<Vec<Text>> for Names {
+    fn from(names: Vec<Text>) -> Names {
+        Names(NamesRepr::Listed(names))
+    }
+}
+
+impl std::fmt::Debug for Names {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for Names {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
 }
 
 /// One round of the trace.

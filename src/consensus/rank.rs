@@ -23,8 +23,8 @@ use regex::Regex;
 use super::metastable::{SplitMix, weighted_sample};
 use super::prompt;
 use super::{
-    BallotReport, CallResult, CallSpec, Decision, Details, Params, RoundTrace, ScoreReport, Seat,
-    SeatOutcome, Strategy, Text, TraceEntry, complete_results,
+    BallotReport, CallResult, CallSpec, Decision, Details, Names, Params, RoundTrace, ScoreReport,
+    Seat, SeatOutcome, Strategy, Text, TraceEntry, complete_results,
 };
 use crate::similarity::{Comparator, Key};
 
@@ -406,7 +406,7 @@ impl Strategy for Rank {
                             .map(|&j| self.seats[j].name.clone())
                             .collect()
                     } else {
-                        Vec::new()
+                        Names::default()
                     },
                     answer: result.filter(|r| r.ok).map(|r| Text::from(r.text.as_str())),
                     key: (round == 0 && s.live)
