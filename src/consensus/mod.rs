@@ -561,6 +561,13 @@ pub fn drive(
 /// Fills in failed results for the calls of `calls` that have none in `results`, keeps
 /// one result per call, and orders them by seat.
 pub(crate) fn complete_results(calls: &[usize], results: Vec<CallResult>) -> Vec<CallResult> {
+    // Already one result per call, in seat order: nothing to do.
+    if results.len() == calls.len()
+        && results.iter().zip(calls).all(|(r, &seat)| r.seat == seat)
+        && calls.is_sorted_by(|a, b| a < b)
+    {
+        return results;
+    }
     let seats = calls
         .iter()
         .chain(results.iter().map(|r| &r.seat))
@@ -584,4 +591,46 @@ pub(crate) fn complete_results(calls: &[usize], results: Vec<CallResult>) -> Vec
     out.sort_by_key(|r| r.seat);
     out.dedup_by_key(|r| r.seat);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outline(results: &[CallResult]) -> Vec<(usize, bool, &str)> {
+        results
+            .iter()
+            .map(|r| (r.seat, r.ok, r.error.as_deref().unwrap_or(&r.text)))
+            .collect()
+    }
+
+    #[test]
+    fn results_are_completed_to_one_per_call_in_seat_order() {
+        let ok = |seat: usize, text: &str| CallResult::ok(seat, text, 1.0);
+        let complete = complete_results(&[0, 2, 5], vec![ok(0, "a"), ok(2, "b"), ok(5, "c")]);
+        assert_eq!(
+            outline(&complete),
+            [(0, true, "a"), (2, true, "b"), (5, true, "c")]
+        );
+        // Out of order, a second result for a seat, a seat not called and one missing.
+        let messy = vec![ok(5, "c"), ok(0, "a"), ok(0, "again"), ok(3, "uncalled")];
+        assert_eq!(
+            outline(&complete_results(&[0, 2, 5], messy)),
+            [
+                (0, true, "a"),
+                (2, false, "no answer before the round closed"),
+                (5, true, "c")
+            ]
+        );
+        // As many results as calls, but not for the seats called.
+        let swapped = vec![ok(0, "a"), ok(3, "uncalled"), ok(5, "c")];
+        assert_eq!(
+            outline(&complete_results(&[0, 2, 5], swapped)),
+            [
+                (0, true, "a"),
+                (2, false, "no answer before the round closed"),
+                (5, true, "c")
+            ]
+        );
+    }
 }
