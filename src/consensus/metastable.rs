@@ -572,10 +572,8 @@ impl Strategy for Metastable {
             .iter()
             .map(|s| s.text.as_ref().map(prompt::Quoted::new))
             .collect();
-        let shared = Arc::new(prompt::Refinements::new(self.prompt.clone(), quoted, asks));
         let mut called = Vec::new();
         let mut samples = Vec::new();
-        let mut calls = Vec::new();
         for seat in 0..self.seats.len() {
             let s = &self.state[seat];
             if s.settled || s.dead {
@@ -585,21 +583,36 @@ impl Strategy for Metastable {
             if sample.is_empty() {
                 continue;
             }
-            let previous = s.text.is_some().then_some(seat);
-            let user = prompt::refine_in(&shared, previous, &sample);
-            calls.push(CallSpec {
-                seat,
-                round,
-                system: self.system_for(seat),
-                user,
-            });
             called.push(seat);
             samples.push(sample);
         }
-        if calls.is_empty() {
+        if called.is_empty() {
             self.done = true;
             return None;
         }
+        let shown = samples.iter().flatten().copied().collect();
+        let shared = Arc::new(prompt::Refinements::new(
+            self.prompt.clone(),
+            quoted,
+            shown,
+            asks,
+        ));
+        let mut at = 0;
+        let calls = called
+            .iter()
+            .zip(&samples)
+            .map(|(&seat, sample)| {
+                let previous = self.state[seat].text.is_some().then_some(seat);
+                let peers = at..at + sample.len();
+                at = peers.end;
+                CallSpec {
+                    seat,
+                    round,
+                    system: self.system_for(seat),
+                    user: prompt::refine_in(&shared, previous, peers),
+                }
+            })
+            .collect();
         self.pending = Some(Pending {
             round,
             called,

@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 use super::Text;
@@ -160,21 +161,28 @@ impl Quoted {
     }
 }
 
-/// What the refinement prompts of one round share: the question, and every answer that
-/// may be shown, quoted once.
+/// What the refinement prompts of one round share: the question, every answer that may
+/// be shown, quoted once, and the seats each prompt shows, one list after another.
 #[derive(Debug)]
 pub struct Refinements {
     question: Text,
     /// By seat; None for a seat with no answer (shown as an empty quote).
     quoted: Vec<Option<Quoted>>,
+    shown: Vec<usize>,
     asks_final_line: bool,
 }
 
 impl Refinements {
-    pub fn new(question: Text, quoted: Vec<Option<Quoted>>, asks_final_line: bool) -> Refinements {
+    pub fn new(
+        question: Text,
+        quoted: Vec<Option<Quoted>>,
+        shown: Vec<usize>,
+        asks_final_line: bool,
+    ) -> Refinements {
         Refinements {
             question,
             quoted,
+            shown,
             asks_final_line,
         }
     }
@@ -194,7 +202,8 @@ struct Refinement {
     round: Arc<Refinements>,
     /// The seat's own previous answer, when it has one.
     previous: Option<usize>,
-    peers: Vec<usize>,
+    /// Where the peers it is shown are in the round's list.
+    peers: Range<usize>,
 }
 
 const QUESTION: &str = "Question:\n";
@@ -207,6 +216,10 @@ const RECONSIDER: &str = "\nReconsider the question. Where a peer's reasoning is
 is wrong, keep your own. Reply with your complete, self-contained best answer to the question.";
 
 impl Refinement {
+    fn peers(&self) -> &[usize] {
+        &self.round.shown[self.peers.clone()]
+    }
+
     fn write_to(&self, out: &mut impl fmt::Write) -> fmt::Result {
         let round = &self.round;
         out.write_str(QUESTION)?;
@@ -218,7 +231,7 @@ impl Refinement {
         out.write_str(PEERS_BEFORE_COUNT)?;
         write!(out, "{}", self.peers.len())?;
         out.write_str(PEERS_AFTER_COUNT)?;
-        for (i, &peer) in self.peers.iter().enumerate() {
+        for (i, &peer) in self.peers().iter().enumerate() {
             write!(out, "\nPeer {}:\n", i + 1)?;
             round.quoted(peer).write_to(out)?;
             out.write_char('\n')?;
@@ -238,7 +251,7 @@ impl Refinement {
             .previous
             .map_or(0, |p| PREVIOUS.len() + round.quoted(p).len());
         let peers: usize = (1..=self.peers.len())
-            .zip(&self.peers)
+            .zip(self.peers())
             .map(|(i, &p)| "\nPeer :\n\n".len() + digits(i) + round.quoted(p).len())
             .sum();
         let last_line = if round.asks_final_line {
@@ -393,24 +406,28 @@ pub fn refine(
         .chain(peers.iter().copied())
         .map(quote)
         .collect();
+    let first_peer = usize::from(previous.is_some());
     let round = Arc::new(Refinements::new(
         Text::from(question),
         quoted,
+        (first_peer..first_peer + peers.len()).collect(),
         asks_final_line,
     ));
-    let first_peer = usize::from(previous.is_some());
-    let peers: Vec<usize> = (first_peer..first_peer + peers.len()).collect();
-    refine_in(&round, previous.map(|_| 0), &peers)
+    refine_in(&round, previous.map(|_| 0), 0..peers.len())
 }
 
 /// [`refine`] of answers already quoted for the round: the seat `previous` answered last
-/// time and the seats `peers`, in the order shown.
-pub fn refine_in(round: &Arc<Refinements>, previous: Option<usize>, peers: &[usize]) -> Prompt {
+/// time, and the seats at `peers` in the round's list, in the order shown.
+pub fn refine_in(round: &Arc<Refinements>, previous: Option<usize>, peers: Range<usize>) -> Prompt {
+    assert!(
+        peers.end <= round.shown.len(),
+        "peers within the round's list"
+    );
     Prompt(Repr::Refinement(Arc::new((
         Refinement {
             round: Arc::clone(round),
             previous,
-            peers: peers.to_vec(),
+            peers,
         },
         OnceLock::new(),
     ))))
