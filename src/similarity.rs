@@ -431,16 +431,16 @@ impl Vocabulary {
         pack: impl Fn(&[u8; 64]) -> u64,
     ) {
         debug_assert!(set.bits.is_empty());
-        let mut top = 0;
         for &key in keys {
             let id = self.id_with(key, &equal);
             self.seen[id as usize] = 1;
-            top = top.max(id);
         }
         if keys.is_empty() {
             return;
         }
-        let words = top as usize / 64 + 1;
+        // Every flag that may be set, packed; then the words past this text's highest id
+        // are dropped, so a set ends at its last id as if built one id at a time.
+        let words = self.len().div_ceil(64);
         set.bits.reserve_exact(words);
         set.bits
             .extend(self.seen[..words * 64].chunks_exact_mut(64).map(|flags| {
@@ -449,6 +449,9 @@ impl Vocabulary {
                 flags.fill(0);
                 word
             }));
+        while set.bits.last() == Some(&0) {
+            set.bits.pop();
+        }
     }
 
     /// Distinct tokens seen.
