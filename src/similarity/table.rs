@@ -173,24 +173,17 @@ impl SetTable {
         if chunks <= STRETCH {
             // Rows of one stretch (vocabularies of up to 2,048 tokens): there is no bound
             // to check part way, so the loop is the size test and the count alone.
-            let counted = commons.is_some();
-            let mut commons: &mut [u32] = match commons {
-                Some(commons) => {
-                    let n = self.len();
-                    commons.resize(n * n.saturating_sub(1) / 2, 0);
-                    commons
-                }
-                None => &mut [],
-            };
+            let pairs = self.len() * self.len().saturating_sub(1) / 2;
+            // Every group stores all eight counts, a partial one too: the next group's
+            // overwrite the extra ones, and eight spare places take the last group's.
+            let mut kept: Option<(&mut Vec<u32>, usize)> = commons.map(|commons| {
+                commons.resize(pairs + 8, 0);
+                (commons, 0)
+            });
             self.each_common(&count, &count8, |i, j, common, group| {
-                if let Some((kept, rest)) = std::mem::take(&mut commons).split_at_mut_checked(group)
-                {
-                    // Whole groups as one fixed-size copy, not a call to copy a slice.
-                    match <&mut [u32; 8]>::try_from(&mut *kept) {
-                        Ok(kept) => *kept = *common,
-                        Err(_) => kept.copy_from_slice(&common[..group]),
-                    }
-                    commons = rest;
+                if let Some((commons, at)) = kept.as_mut() {
+                    commons[*at..*at + 8].copy_from_slice(common);
+                    *at += group;
                 }
                 let la = self.lens[i];
                 // The common ids are at most the smaller set, so a count that reaches
@@ -215,7 +208,13 @@ impl SetTable {
                     hits &= hits - 1;
                 }
             });
-            return counted;
+            return match kept {
+                Some((commons, _)) => {
+                    commons.truncate(pairs);
+                    true
+                }
+                None => false,
+            };
         }
         for i in 0..self.len() {
             let (a, la) = (self.row(i), self.lens[i]);
