@@ -266,27 +266,23 @@ impl Metastable {
     /// Mean similarity of `seat`'s key to its live sampled peers' keys; None when no
     /// sampled peer is live (absence is never disagreement).
     fn agreement(&self, seat: usize, sample: &[usize]) -> Option<f64> {
-        let peers: Vec<usize> = sample
-            .iter()
-            .copied()
-            .filter(|&j| self.state[j].live)
-            .collect();
-        if peers.is_empty() {
+        let peers = || sample.iter().copied().filter(|&j| self.state[j].live);
+        let count = peers().count();
+        if count == 0 {
             return None;
         }
         let Some(own) = &self.state[seat].key else {
             return Some(0.0);
         };
-        let total: f64 = peers
-            .iter()
-            .map(|&j| {
+        let total: f64 = peers()
+            .map(|j| {
                 self.state[j]
                     .key
                     .as_ref()
                     .map_or(0.0, |k| self.similarity(seat, j, own, k))
             })
             .sum();
-        Some(total / peers.len() as f64)
+        Some(total / count as f64)
     }
 
     /// The similarity of two live seats' keys: read from the counts of the latest support

@@ -52,9 +52,16 @@ pub fn seat_system(params: &super::Params, seat: &super::Seat) -> Option<String>
 /// [`seat_system`] of every seat, made once for a run: a seat's system prompt is the
 /// same in every round.
 pub fn seat_systems(params: &super::Params, seats: &[super::Seat]) -> Vec<Option<super::Text>> {
+    // Seats without a prompt of their own get the same one: it is made once and shared.
+    let mut shared: Option<Option<super::Text>> = None;
     seats
         .iter()
-        .map(|seat| seat_system(params, seat).map(super::Text::from))
+        .map(|seat| match &seat.system {
+            None => shared
+                .get_or_insert_with(|| seat_system(params, seat).map(super::Text::from))
+                .clone(),
+            Some(_) => seat_system(params, seat).map(super::Text::from),
+        })
         .collect()
 }
 
