@@ -557,6 +557,34 @@ Reply with your complete, self-contained best answer to the question.";
     }
 
     #[test]
+    fn prompts_of_one_round_show_their_own_peers() {
+        // Three seats' answers quoted once; seat 0 (no answer yet) is shown seats 1 and 2,
+        // seat 2 is shown seat 1 and then a seat with no answer.
+        let answers = [None, Some("one ```"), Some("two")];
+        let quoted = answers
+            .iter()
+            .map(|a| a.map(|a| Quoted::new(&Text::from(a))))
+            .collect();
+        let round = Arc::new(Refinements::new(
+            Text::from("Q?"),
+            quoted,
+            vec![1, 2, 1, 0],
+            true,
+        ));
+        let first = refine_in(&round, None, 0..2);
+        let second = refine_in(&round, Some(2), 2..4);
+        assert_eq!(
+            first.as_str(),
+            refine("Q?", None, &["one ```", "two"], true).as_str()
+        );
+        assert_eq!(
+            second.to_string(),
+            refine("Q?", Some("two"), &["one ```", ""], true).as_str()
+        );
+        assert_eq!(second.len(), second.as_str().len());
+    }
+
+    #[test]
     fn peers_are_anonymous_and_numbered() {
         let p = refine("Q?", Some("mine"), &["a", "b"], false);
         assert!(p.contains("Peer 1:") && p.contains("Peer 2:") && !p.contains("Peer 3:"));
