@@ -310,8 +310,9 @@ const EMPTY_BUCKET: Bucket = Bucket {
 /// A free slot's key: no token's key (see [`hash`]).
 const VACANT: u64 = u64::MAX;
 
-/// Buckets of a new vocabulary (8 KB).
-const FIRST_BUCKETS: usize = 128;
+/// Buckets of a new vocabulary (64 KB): it holds about a thousand distinct tokens before
+/// it grows, so a small panel's run rarely rehashes.
+const FIRST_BUCKETS: usize = 1024;
 
 /// Multiplying by it spreads a key's bits into the top ones (Fibonacci hashing): short
 /// keys are raw text, whose low bits alone would crowd a few buckets.
@@ -319,17 +320,23 @@ const SPREAD: u64 = 0x9e37_79b9_7f4a_7c15;
 
 impl Default for Vocabulary {
     fn default() -> Vocabulary {
-        Vocabulary {
-            buckets: vec![EMPTY_BUCKET; FIRST_BUCKETS],
-            len: 0,
-            shift: 64 - FIRST_BUCKETS.trailing_zeros(),
-            scratch: Vec::new(),
-            seen: Vec::new(),
-        }
+        Vocabulary::with_buckets(FIRST_BUCKETS)
     }
 }
 
 impl Vocabulary {
+    /// An empty vocabulary of `buckets` (a power of two) buckets.
+    fn with_buckets(buckets: usize) -> Vocabulary {
+        assert!(buckets.is_power_of_two());
+        Vocabulary {
+            buckets: vec![EMPTY_BUCKET; buckets],
+            len: 0,
+            shift: 64 - buckets.trailing_zeros(),
+            scratch: Vec::new(),
+            seen: Vec::new(),
+        }
+    }
+
     /// The id of a token hash, assigning the next one to a new hash.
     pub fn id(&mut self, token_hash: u64) -> u32 {
         self.id_with(token_hash, slots_equal)
@@ -1664,10 +1671,11 @@ mod tests {
             texts in proptest::collection::vec("[a-zA-Z0-9 .,'-]{0,300}", 1..12),
             class in prop_oneof![Just(TokenClass::AsciiAlnum), Just(TokenClass::PyWord)],
         ) {
-            // One vocabulary across the texts, so ids grow, buckets fill and overflow, and a
-            // text never inherits the tokens of the one before.
-            let mut fast = Vocabulary::default();
-            let mut slow = Vocabulary::default();
+            // One vocabulary across the texts, starting small, so ids grow, buckets fill
+            // and overflow, the table grows, and a text never inherits the tokens of the
+            // one before.
+            let mut fast = Vocabulary::with_buckets(2);
+            let mut slow = Vocabulary::with_buckets(2);
             for text in &texts {
                 let got = fast.set_of_ascii(text.as_bytes(), class);
                 let mut want = TokenSet::default();
