@@ -1267,15 +1267,10 @@ impl Comparator {
     }
 
     /// Calls `each(i, j)`, `i < j` in increasing order, for every pair of `keys` with
-    /// `at_least(keys[i], keys[j], threshold)`.
-    pub fn pairs_at_least(&self, keys: &[&Key], threshold: f64, each: impl FnMut(usize, usize)) {
-        self.pairs_at_least_counted(keys, threshold, each, None);
-    }
-
-    /// [`Comparator::pairs_at_least`]; when the pass counts every pair's common tokens in
-    /// full (Jaccard over a vocabulary of up to 2,048 tokens), it also leaves them in
-    /// `commons`, pair by pair in the order `i < j`, and returns true.
-    pub fn pairs_at_least_counted(
+    /// `at_least(keys[i], keys[j], threshold)`. When the pass counts every pair's common
+    /// tokens in full (Jaccard over a vocabulary of up to 2,048 tokens), it also leaves
+    /// them in `commons`, pair by pair in the order `i < j`, and returns true.
+    pub fn pairs_at_least(
         &self,
         keys: &[&Key],
         threshold: f64,
@@ -1296,7 +1291,7 @@ impl Comparator {
             return false;
         }
         let sets: Vec<&TokenSet> = keys.iter().map(|k| &k.set).collect();
-        let counted = SetTable::new(&sets).pairs_at_least_counted(
+        let counted = SetTable::new(&sets).pairs_at_least(
             threshold,
             |i, j| {
                 if keys[i].number.is_none() || keys[j].number.is_none() {

@@ -328,7 +328,7 @@ impl Metastable {
             supporters[i].push(i);
         }
         let mut commons = std::mem::take(&mut self.commons);
-        self.counted = self.cmp.pairs_at_least_counted(
+        self.counted = self.cmp.pairs_at_least(
             &keys,
             self.params.alpha,
             |a, b| {

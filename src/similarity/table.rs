@@ -67,15 +67,10 @@ impl SetTable {
 
     /// Calls `each(i, j)`, `i < j` in increasing order, for every pair of rows whose
     /// Jaccard similarity is at least `threshold` (within 1e-12), exactly as
-    /// [`TokenSet::jaccard_at_least`] decides it.
-    pub fn pairs_at_least(&self, threshold: f64, each: impl FnMut(usize, usize)) {
-        self.pairs_at_least_counted(threshold, each, None);
-    }
-
-    /// [`SetTable::pairs_at_least`]; when the pass counts every pair's common ids in full
-    /// (rows of one stretch), it also leaves them in `commons`, pair by pair in the order
-    /// `i < j`, and returns true. Otherwise `commons` is left empty.
-    pub fn pairs_at_least_counted(
+    /// [`TokenSet::jaccard_at_least`] decides it. When the pass counts every pair's
+    /// common ids in full (rows of one stretch), it also leaves them in `commons`, pair by
+    /// pair in the order `i < j`, and returns true. Otherwise `commons` is left empty.
+    pub fn pairs_at_least(
         &self,
         threshold: f64,
         each: impl FnMut(usize, usize),
@@ -494,7 +489,7 @@ mod tests {
             let mut got = Vec::new();
             let mut commons = vec![7];
             let counted =
-                table.pairs_at_least_counted(threshold, |i, j| got.push((i, j)), Some(&mut commons));
+                table.pairs_at_least(threshold, |i, j| got.push((i, j)), Some(&mut commons));
             prop_assert_eq!(&got, &want);
             prop_assert_eq!(counted, one_stretch);
             if counted {
@@ -503,7 +498,7 @@ mod tests {
                 prop_assert!(commons.is_empty());
             }
             let mut uncounted = Vec::new();
-            prop_assert!(!table.pairs_at_least_counted(threshold, |i, j| uncounted.push((i, j)), None));
+            prop_assert!(!table.pairs_at_least(threshold, |i, j| uncounted.push((i, j)), None));
             prop_assert_eq!(&uncounted, &want);
             let mut portable = Vec::new();
             let mut portable_commons = Vec::new();
