@@ -3,11 +3,9 @@
 //! assert what a user or a script sees: stdout, stderr, the exit code (PROTOCOL.md §5), and
 //! the requests that reached the provider.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const KEY: &str = "sk-test-4f9c2e7a1b6d";

@@ -2,9 +2,7 @@
 //! every error path, and the key must not appear on stdout, stderr (with -v), in the
 //! transcript, or in --help.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const KEY: &str = "sk-FAKE-7f3a9c2e-LEAKCHECK-0042";

@@ -3,11 +3,9 @@
 //! scripted `mock` seats, with `--strategy hanzo --seed 0`, reports the recorded winner,
 //! finalized flag, confidences, luminances, scores, synthesis and every response.
 
-mod common;
-
 use std::path::PathBuf;
 
-use common::Sandbox;
+use crate::common::Sandbox;
 use serde_json::Value;
 
 fn reference() -> Option<Value> {

@@ -2,13 +2,11 @@
 //! break off mid-stream or answer garbage. The run must complete with the survivors,
 //! count the retries, name each error, and stay within its deadlines.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const QUESTION: &str = "What is 2+2?";

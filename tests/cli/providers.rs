@@ -2,11 +2,9 @@
 //! request sent (path, headers, JSON body), plain and streamed answers, token usage in
 //! `--json`, and each error class, retried or not, with the server's call count.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 const KEY: &str = "sk-test-key-0123456789";

@@ -1,9 +1,7 @@
 //! Token prices: the bundled table, config overrides, unpriced models reported as null,
 //! and --max-cost stopping the run before a round that could exceed it.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const KEY: &str = "sk-test-cost";

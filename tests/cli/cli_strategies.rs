@@ -1,9 +1,7 @@
 //! The strategies seen from the command line: the real binary against an
 //! OpenAI-compatible server on 127.0.0.1, asserting stdout JSON and exit codes.
 
-mod common;
-
-use common::{Sandbox, TestServer, openai_ok};
+use crate::common::{Sandbox, TestServer, openai_ok};
 use serde_json::Value;
 
 /// A server that answers each model with its own text, and a config naming the models.
@@ -273,7 +271,9 @@ fn bft_over_http_decides_and_lists_the_dissenter() {
 }
 
 /// A panel of m1..m3 plus a `judge` model on the same server; `judge` replies `judge_reply`.
-fn panel_with_judge(judge_reply: common::Reply) -> (TestServer, Sandbox, std::path::PathBuf) {
+fn panel_with_judge(
+    judge_reply: crate::common::Reply,
+) -> (TestServer, Sandbox, std::path::PathBuf) {
     let server = TestServer::start(move |req, _| {
         let body = req.json();
         match body["model"].as_str().unwrap_or_default() {
@@ -347,7 +347,7 @@ fn synthesize_asks_a_separate_model_with_every_final_answer() {
 
 #[test]
 fn a_failed_synthesizer_falls_back_to_the_winner_and_says_so() {
-    let (_server, sandbox, config) = panel_with_judge(common::openai_error(
+    let (_server, sandbox, config) = panel_with_judge(crate::common::openai_error(
         400,
         "model judge does not exist",
         "invalid_request_error",
@@ -530,8 +530,8 @@ fn verbose_logs_a_retried_synthesizer_call() {
         TestServer::start(
             move |req, _| match req.json()["model"].as_str().unwrap_or_default() {
                 "judge" if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 => {
-                    common::with_header(
-                        common::openai_error(429, "Rate limit reached", "requests", None),
+                    crate::common::with_header(
+                        crate::common::openai_error(429, "Rate limit reached", "requests", None),
                         "retry-after-ms",
                         "10",
                     )
