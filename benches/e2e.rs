@@ -9,7 +9,7 @@
 //! one call (so the overhead splits into process, per-call and per-round time), then the median,
 //! minimum and maximum. `-- --runs N` sets the number of measured runs (default 10).
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/cli/common.rs"]
 mod common;
 
 use std::process::{Command, Stdio};
