@@ -94,7 +94,7 @@ pub struct AskArgs {
 #[command(next_help_heading = "Consensus")]
 pub struct ConsensusArgs {
     /// Decision procedure.
-    #[arg(long, value_enum, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = strategy_parser())]
     pub strategy: Option<StrategyKind>,
 
     /// Sampling rounds after the first answers (vote: refinement rounds; leader: terms)
@@ -227,4 +227,13 @@ pub struct OutputArgs {
     /// Also write the full JSON result to FILE (written even when the run fails).
     #[arg(long, value_name = "FILE")]
     pub transcript: Option<PathBuf>,
+}
+
+/// `--strategy`: the engine's names, each with its one-line description in `--help`.
+fn strategy_parser() -> impl clap::builder::TypedValueParser<Value = StrategyKind> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new(
+        StrategyKind::ALL.map(|k| PossibleValue::new(k.name()).help(k.about())),
+    )
+    .try_map(|name| name.parse::<StrategyKind>())
 }

@@ -2,6 +2,8 @@
 //! against each other's answers, and decide whether they agree.
 //!
 //! The crate is split so that each part has one job:
+//! - [`text`], [`usage`]: small shared types (texts, prompts, token counts); leaves
+//!   that every layer may use;
 //! - [`similarity`]: answer keys and similarity metrics (pure functions);
 //! - [`consensus`]: the strategies, as synchronous state machines that know no HTTP;
 //! - [`provider`]: the wire protocols (one closed enum) and transport policy;
@@ -22,3 +24,5 @@ pub mod replay;
 pub mod report;
 pub mod run;
 pub mod similarity;
+pub mod text;
+pub mod usage;

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use regex::Regex;
 
-use crate::consensus::Text;
+use crate::text::Text;
 
 pub mod scan;
 pub mod table;

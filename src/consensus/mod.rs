@@ -18,103 +18,33 @@ pub mod vote;
 
 use serde::Serialize;
 
-pub use prompt::Prompt;
-
-use crate::provider::Usage;
 use crate::similarity::{AnswerMode, Metric};
-
-/// A text shared rather than copied: an answer held by the state, the trace and the
-/// decision at once, or a prompt that a round sends to every seat. Made from a `String`
-/// without copying it.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Text(std::sync::Arc<String>);
-
-impl Text {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl PartialEq<str> for Text {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl PartialEq<&str> for Text {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
-impl PartialEq<String> for Text {
-    fn eq(&self, other: &String) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl std::ops::Deref for Text {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl AsRef<str> for Text {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<String> for Text {
-    fn from(text: String) -> Text {
-        Text(std::sync::Arc::new(text))
-    }
-}
-
-impl From<&str> for Text {
-    fn from(text: &str) -> Text {
-        Text::from(text.to_string())
-    }
-}
-
-impl std::fmt::Debug for Text {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(self.0.as_str(), f)
-    }
-}
-
-impl std::fmt::Display for Text {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl Serialize for Text {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
-}
+pub use crate::text::{Prompt, Text};
+use crate::usage::Usage;
 
 /// Which decision procedure runs the panel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StrategyKind {
-    /// Sampling rounds with per-participant peer samples, support-based finality (default).
     Metastable,
-    /// The seed protocol of hanzo-consensus 0.1.0, reproduced exactly.
     Hanzo,
-    /// Independent answers grouped by key; plurality by seat weight, final at --quorum-share.
     Vote,
-    /// Each participant ranks the others' anonymous answers; Borda or --rule chb picks one.
     Rank,
-    /// PBFT-style: prepare and commit attestations on the proposal, final with 2f+1 of each.
     Bft,
-    /// Raft-style terms: the leader proposes, a majority of accepts commits, else a new leader.
     Leader,
 }
 
 impl StrategyKind {
+    /// Every strategy, the default first.
+    pub const ALL: [StrategyKind; 6] = [
+        StrategyKind::Metastable,
+        StrategyKind::Hanzo,
+        StrategyKind::Vote,
+        StrategyKind::Rank,
+        StrategyKind::Bft,
+        StrategyKind::Leader,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             StrategyKind::Metastable => "metastable",
@@ -125,18 +55,40 @@ impl StrategyKind {
             StrategyKind::Leader => "leader",
         }
     }
+
+    /// One line on what the strategy does, for `--help`.
+    pub fn about(self) -> &'static str {
+        match self {
+            StrategyKind::Metastable => {
+                "Sampling rounds with per-participant peer samples, support-based finality (default)"
+            }
+            StrategyKind::Hanzo => "The seed protocol of hanzo-consensus 0.1.0, reproduced exactly",
+            StrategyKind::Vote => {
+                "Independent answers grouped by key; plurality by seat weight, final at --quorum-share"
+            }
+            StrategyKind::Rank => {
+                "Each participant ranks the others' anonymous answers; Borda or --rule chb picks one"
+            }
+            StrategyKind::Bft => {
+                "PBFT-style: prepare and commit attestations on the proposal, final with 2f+1 of each"
+            }
+            StrategyKind::Leader => {
+                "Raft-style terms: the leader proposes, a majority of accepts commits, else a new leader"
+            }
+        }
+    }
 }
 
 impl std::str::FromStr for StrategyKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        <Self as clap::ValueEnum>::from_str(s, true).map_err(|_| {
-            let names: Vec<&str> = <Self as clap::ValueEnum>::value_variants()
-                .iter()
-                .map(|k| k.name())
-                .collect();
-            format!("unknown strategy `{s}` (expected {})", names.join(", "))
-        })
+        StrategyKind::ALL
+            .into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                let names: Vec<&str> = StrategyKind::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown strategy `{s}` (expected {})", names.join(", "))
+            })
     }
 }
 

@@ -11,6 +11,7 @@ use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 use super::Text;
+use crate::text::{Prompt, PromptParts};
 
 /// The longest peer answer (in characters) quoted in a refinement prompt.
 pub const PEER_ANSWER_LIMIT: usize = 4000;
@@ -227,7 +228,7 @@ impl Refinement {
         &self.round.shown[self.peers.clone()]
     }
 
-    fn write_to(&self, out: &mut impl fmt::Write) -> fmt::Result {
+    fn write_parts(&self, out: &mut impl fmt::Write) -> fmt::Result {
         let round = &self.round;
         out.write_str(QUESTION)?;
         out.write_str(&round.question)?;
@@ -251,7 +252,7 @@ impl Refinement {
         Ok(())
     }
 
-    fn len(&self) -> usize {
+    fn parts_len(&self) -> usize {
         let digits = |n: usize| n.checked_ilog10().unwrap_or(0) as usize + 1;
         let round = &self.round;
         let previous = self
@@ -278,124 +279,13 @@ impl Refinement {
     }
 }
 
-/// A prompt: one shared text, or a refinement prompt held as the parts it shares with the
-/// round's other prompts (the question, the quoted answers), which are stored once
-/// however many prompts show them. Reading a refinement prompt as one `&str` writes it
-/// out the first time; writing it (`Display`, `Serialize`) streams its parts without
-/// joining them.
-#[derive(Clone)]
-pub struct Prompt(Repr);
-
-#[derive(Clone)]
-enum Repr {
-    Text(Text),
-    Refinement(Arc<(Refinement, OnceLock<String>)>),
-}
-
-impl Prompt {
-    /// The prompt as one string.
-    pub fn as_str(&self) -> &str {
-        match &self.0 {
-            Repr::Text(text) => text,
-            Repr::Refinement(r) => r.1.get_or_init(|| {
-                let mut out = String::with_capacity(r.0.len());
-                // Writing to a String cannot fail.
-                let _ = r.0.write_to(&mut out);
-                out
-            }),
-        }
+impl PromptParts for Refinement {
+    fn write_to(&self, mut out: &mut dyn fmt::Write) -> fmt::Result {
+        self.write_parts(&mut out)
     }
 
-    /// Its length in bytes, without writing it out.
-    pub fn len(&self) -> usize {
-        match &self.0 {
-            Repr::Text(text) => text.len(),
-            Repr::Refinement(r) => r.0.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl From<Text> for Prompt {
-    fn from(text: Text) -> Prompt {
-        Prompt(Repr::Text(text))
-    }
-}
-
-impl From<String> for Prompt {
-    fn from(text: String) -> Prompt {
-        Prompt::from(Text::from(text))
-    }
-}
-
-impl From<&str> for Prompt {
-    fn from(text: &str) -> Prompt {
-        Prompt::from(Text::from(text))
-    }
-}
-
-impl std::ops::Deref for Prompt {
-    type Target = str;
-    fn deref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl AsRef<str> for Prompt {
-    fn as_ref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl PartialEq for Prompt {
-    fn eq(&self, other: &Prompt) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl PartialEq<str> for Prompt {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl PartialEq<&str> for Prompt {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
-impl fmt::Debug for Prompt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-impl fmt::Display for Prompt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            Repr::Text(text) => f.write_str(text),
-            Repr::Refinement(r) => match r.1.get() {
-                Some(joined) => f.write_str(joined),
-                None => r.0.write_to(f),
-            },
-        }
-    }
-}
-
-impl serde::Serialize for Prompt {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match &self.0 {
-            Repr::Text(text) => serializer.serialize_str(text),
-            Repr::Refinement(r) => match r.1.get() {
-                Some(joined) => serializer.serialize_str(joined),
-                // A JSON writer escapes the parts straight into its output.
-                None => serializer.collect_str(self),
-            },
-        }
+    fn len(&self) -> usize {
+        self.parts_len()
     }
 }
 
@@ -430,14 +320,11 @@ pub fn refine_in(round: &Arc<Refinements>, previous: Option<usize>, peers: Range
         peers.end <= round.shown.len(),
         "peers within the round's list"
     );
-    Prompt(Repr::Refinement(Arc::new((
-        Refinement {
-            round: Arc::clone(round),
-            previous,
-            peers,
-        },
-        OnceLock::new(),
-    ))))
+    Prompt::from_parts(Refinement {
+        round: Arc::clone(round),
+        previous,
+        peers,
+    })
 }
 
 /// What the `--synthesize` model is asked: the question, every participant's final answer

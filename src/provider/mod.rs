@@ -15,43 +15,11 @@ pub mod vendors;
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::{ErrorKind, ProviderError};
+pub use crate::usage::Usage;
 pub use http::Transport;
-
-/// Token counts of one call or a sum of calls; unknown counts stay None, never 0.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Usage {
-    pub input_tokens: Option<u64>,
-    pub output_tokens: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reasoning_tokens: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cached_input_tokens: Option<u64>,
-}
-
-impl Usage {
-    /// Adds `other` into `self`; a count known on either side stays known.
-    pub fn add(&mut self, other: &Usage) {
-        fn sum(a: &mut Option<u64>, b: Option<u64>) {
-            if let Some(b) = b {
-                *a = Some(a.unwrap_or(0) + b);
-            }
-        }
-        sum(&mut self.input_tokens, other.input_tokens);
-        sum(&mut self.output_tokens, other.output_tokens);
-        sum(&mut self.reasoning_tokens, other.reasoning_tokens);
-        sum(&mut self.cached_input_tokens, other.cached_input_tokens);
-    }
-
-    pub fn total(&self) -> Option<u64> {
-        match (self.input_tokens, self.output_tokens) {
-            (None, None) => None,
-            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
-        }
-    }
-}
 
 /// Why the model stopped.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -123,9 +91,9 @@ pub struct Completion {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChatRequest {
     pub model: String,
-    pub system: Option<crate::consensus::Text>,
+    pub system: Option<crate::text::Text>,
     /// Shared: a round often asks every seat the same.
-    pub user: crate::consensus::Prompt,
+    pub user: crate::text::Prompt,
     pub temperature: Option<f64>,
     pub max_tokens: Option<u32>,
 }
