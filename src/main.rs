@@ -132,7 +132,7 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
     });
 
     if let Some(path) = &output.transcript
-        && let Err(e) = std::fs::write(path, report::json::render(&report))
+        && let Err(e) = run::write_transcript(path, &report::json::render(&report))
     {
         eprintln!(
             "warning: cannot write the transcript to {}: {e}",

@@ -13,5 +13,6 @@ mod metastable;
 mod providers;
 mod reference;
 mod replay;
+mod run_edges;
 mod secrets;
 mod strategies;

@@ -1,0 +1,77 @@
+//! `--max-cost`: what the run has spent, and whether the next stage (a round, or the
+//! synthesis call) fits in what is left even in its worst case.
+
+use crate::config::SeatSpec;
+use crate::provider::Usage;
+use crate::provider::pricing::{ASSUMED_MAX_OUTPUT, Price};
+
+pub(super) struct Budget {
+    limit: Option<f64>,
+    /// Actual costs, or a call's worst case when a token count is unknown.
+    spent: f64,
+}
+
+impl Budget {
+    pub(super) fn new(limit: Option<f64>) -> Budget {
+        Budget { limit, spent: 0.0 }
+    }
+
+    pub(super) fn limited(&self) -> bool {
+        self.limit.is_some()
+    }
+
+    /// Why a stage whose worst case is `worst` may not start, in the words that follow
+    /// its name ("round 2: …"); None when it fits or there is no limit.
+    pub(super) fn refuse(&self, worst: f64) -> Option<String> {
+        let limit = self.limit?;
+        let total = self.spent + worst;
+        (total > limit).then(|| {
+            format!(
+                "its worst case (${worst:.4}) would bring the cost to ${total:.4}, over --max-cost ${limit}"
+            )
+        })
+    }
+
+    /// Counts a call that answered: its cost, or `bound` when a count it needs is unknown.
+    // TODO: attempts that failed before a retry cost tokens too; count them once the
+    // transport reports their usage.
+    pub(super) fn charge(&mut self, price: Option<Price>, usage: &Usage, bound: f64) {
+        self.spent += price.and_then(|p| p.cost(usage)).unwrap_or(bound);
+    }
+}
+
+/// The most a call can cost: every byte of its prompt a token, and the seat's output
+/// limit (or [`ASSUMED_MAX_OUTPUT`] when it sets none) all used. 0 when unpriced.
+pub(super) fn worst_case(seat: &SeatSpec, system: Option<&str>, user: &str) -> f64 {
+    let input = system.map_or(0, str::len) + user.len();
+    let output = seat.max_tokens.map_or(ASSUMED_MAX_OUTPUT, u64::from);
+    seat.price.map_or(0.0, |p| p.bound(input as u64, output))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stage_is_refused_only_when_its_worst_case_passes_the_limit() {
+        let mut budget = Budget::new(Some(1.0));
+        assert_eq!(budget.refuse(1.0), None);
+        let price = Price {
+            input: 1e6,
+            output: 0.0,
+        };
+        let usage = Usage {
+            input_tokens: Some(1),
+            output_tokens: Some(0),
+            ..Usage::default()
+        };
+        budget.charge(Some(price), &usage, 9.0);
+        assert_eq!(budget.refuse(0.0), None);
+        let why = budget.refuse(0.5).unwrap();
+        assert!(why.contains("bring the cost to $1.5000"), "{why}");
+        // An unknown count costs the call's worst case.
+        budget.charge(Some(price), &Usage::default(), 0.25);
+        assert!(budget.refuse(0.0).is_some());
+        assert_eq!(Budget::new(None).refuse(f64::MAX), None);
+    }
+}

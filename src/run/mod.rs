@@ -1,0 +1,121 @@
+//! Drives a strategy with real provider calls, phase by phase: setup (the transport, the
+//! scrubber, the progress lines), the rounds (every call of a round concurrently, see
+//! [`rounds`]), the report of the decision, and the optional `--synthesize` call (see
+//! [`synthesis`]). Ctrl-C and the run deadline stop new calls and cut those in flight:
+//! the answers so far decide.
+
+mod budget;
+mod interrupt;
+mod log;
+mod rounds;
+pub mod scrub;
+mod synthesis;
+pub mod transcript;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::Settings;
+use crate::consensus::{self, Decision};
+use crate::progress::Progress;
+use crate::provider::Transport;
+use crate::report::{Report, Status};
+
+use budget::Budget;
+use interrupt::Interrupt;
+use rounds::Rounds;
+pub use scrub::Scrubber;
+pub use transcript::write_transcript;
+
+/// How the run talks to the person watching.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    /// Log every call on stderr.
+    pub verbose: bool,
+    /// Show progress bars on stderr.
+    pub progress: bool,
+}
+
+/// What every phase of a run shares.
+struct Run<'a> {
+    settings: &'a Settings,
+    prompt: &'a str,
+    options: RunOptions,
+    transport: Arc<Transport>,
+    /// Every provider result passes it before it is shown, stored or forwarded.
+    scrubber: Arc<Scrubber>,
+    progress: Arc<Progress>,
+    started: Instant,
+}
+
+/// Runs the panel on `prompt` and returns the report. `interrupt` resolves when the
+/// user asks to stop (first Ctrl-C): during the rounds, the calls in flight are cut and
+/// the answers so far decide; during the synthesis, the winner's answer stays.
+pub async fn execute(
+    settings: &Settings,
+    prompt: &str,
+    options: RunOptions,
+    interrupt: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<Report> {
+    let run = Run::new(settings, prompt, options)?;
+    tokio::pin!(interrupt);
+    let mut stop = Interrupt::armed(interrupt).await;
+    let mut budget = Budget::new(settings.max_cost);
+    let seats = settings.seats.iter().map(|s| s.engine_seat()).collect();
+    let mut strategy = consensus::build(&settings.params, seats, prompt);
+
+    let rounds = rounds::run(&run, strategy.as_mut(), &mut budget, &mut stop).await;
+    run.progress.clear();
+    let mut report = run.report(&strategy.finish(), rounds, stop.fired());
+
+    if let Some(synth) = &settings.synthesizer
+        && !stop.fired()
+        && report.synthesis.is_some()
+        && report.status != Status::Failed
+    {
+        synthesis::run(&run, synth, &mut report, &mut budget, &mut stop).await;
+        report.elapsed_ms = run.elapsed_ms();
+    }
+    Ok(report)
+}
+
+impl<'a> Run<'a> {
+    fn new(settings: &'a Settings, prompt: &'a str, options: RunOptions) -> anyhow::Result<Self> {
+        let started = Instant::now();
+        let names: Vec<String> = settings.seats.iter().map(|s| s.name.clone()).collect();
+        Ok(Run {
+            settings,
+            prompt,
+            options,
+            transport: Arc::new(Transport::new(settings.policy.clone())?),
+            scrubber: Arc::new(Scrubber::new(settings)),
+            progress: Arc::new(Progress::new(&names, options.progress)),
+            started,
+        })
+    }
+
+    fn elapsed_ms(&self) -> f64 {
+        self.started.elapsed().as_secs_f64() * 1000.0
+    }
+
+    /// The report of the decision, with what the rounds counted besides it.
+    fn report(&self, decision: &Decision, rounds: Rounds, interrupted: bool) -> Report {
+        let mut report = Report::build(
+            self.settings,
+            self.prompt,
+            decision,
+            self.elapsed_ms(),
+            interrupted,
+        );
+        for (participant, &n) in report.participants.iter_mut().zip(&rounds.retries) {
+            participant.retries = n;
+        }
+        report.usage.retries = rounds.retries.iter().sum();
+        if let Some(reason) = rounds.over_budget {
+            report.status = Status::Failed;
+            report.finalized = false;
+            report.error = Some(reason);
+        }
+        report
+    }
+}

@@ -1,0 +1,259 @@
+//! The rounds: each round's calls run concurrently; a round ends when every call is back,
+//! or is cut by Ctrl-C, the round timeout (once the quorum has answered) or the run
+//! deadline. No round starts after the deadline, after Ctrl-C, or past `--max-cost`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::budget::{self, Budget};
+use super::interrupt::Interrupt;
+use super::{Run, log};
+use crate::config::Settings;
+use crate::consensus::{CallResult, CallSpec, Strategy};
+use crate::provider::http::{Retry, human_duration};
+use crate::provider::{ChatRequest, Outcome};
+
+/// What the rounds counted besides the strategy's own trace.
+pub(super) struct Rounds {
+    /// Attempts repeated after retryable failures, per seat.
+    pub retries: Vec<u32>,
+    /// Why `--max-cost` stopped the run before a round.
+    pub over_budget: Option<String>,
+}
+
+/// Runs rounds until the strategy is done, the user interrupts, the run deadline passes
+/// or the next round could exceed `--max-cost`.
+pub(super) async fn run(
+    run: &Run<'_>,
+    strategy: &mut dyn Strategy,
+    budget: &mut Budget,
+    stop: &mut Interrupt<'_>,
+) -> Rounds {
+    let seats = run.settings.seats.len();
+    let limits = limits(run.settings);
+    let mut calls_made = vec![0usize; seats];
+    let mut rounds = Rounds {
+        retries: vec![0; seats],
+        over_budget: None,
+    };
+    while !run.transport.expired() && !stop.fired() {
+        let Some(calls) = strategy.next_round() else {
+            break;
+        };
+        let round = calls.first().map_or(0, |c| c.round);
+        let bounds: Vec<f64> = calls
+            .iter()
+            .map(|c| {
+                let seat = &run.settings.seats[c.seat];
+                budget::worst_case(seat, c.system.as_deref(), &c.user)
+            })
+            .collect();
+        if let Some(why) = budget.refuse(bounds.iter().sum()) {
+            rounds.over_budget = Some(format!("stopped before round {round}: {why}"));
+            break;
+        }
+        let called: Vec<usize> = calls.iter().map(|c| c.seat).collect();
+        let mut set = JoinSet::new();
+        for call in calls {
+            let index = calls_made[call.seat];
+            calls_made[call.seat] += 1;
+            let limit = limits
+                .get(run.settings.seats[call.seat].provider_name.as_str())
+                .cloned();
+            set.spawn(ask(run, call, index, limit));
+        }
+        let results = collect(run, set, &called, &mut rounds.retries, stop).await;
+        for r in results.iter().filter(|r| r.ok) {
+            let bound = called
+                .iter()
+                .position(|&s| s == r.seat)
+                .map_or(0.0, |i| bounds[i]);
+            budget.charge(run.settings.seats[r.seat].price, &r.usage, bound);
+        }
+        // A sampling round the run deadline cut before anyone answered adds nothing: the
+        // decision stands on the rounds before it.
+        let dropped = round > 0 && run.transport.expired() && !results.iter().any(|r| r.ok);
+        if !dropped {
+            strategy.absorb(results);
+        }
+    }
+    rounds
+}
+
+/// One limit per provider with `max_concurrency`, shared by all of its seats.
+fn limits(settings: &Settings) -> HashMap<&str, Arc<Semaphore>> {
+    let mut limits = HashMap::new();
+    for seat in &settings.seats {
+        if let Some(n) = seat.max_concurrency {
+            limits
+                .entry(seat.provider_name.as_str())
+                .or_insert_with(|| Arc::new(Semaphore::new(n)));
+        }
+    }
+    limits
+}
+
+/// One call, as a task of its round: the provider's result, scrubbed, as the engine's
+/// [`CallResult`], and the attempts it took.
+fn ask(
+    run: &Run<'_>,
+    call: CallSpec,
+    index: usize,
+    limit: Option<Arc<Semaphore>>,
+) -> impl Future<Output = (CallResult, u32)> + Send + 'static {
+    let seat = &run.settings.seats[call.seat];
+    let provider = seat.provider.clone();
+    let request = ChatRequest {
+        model: seat.model.clone(),
+        system: call.system.clone(),
+        user: call.user.clone(),
+        temperature: seat.temperature,
+        max_tokens: seat.max_tokens,
+    };
+    let transport = Arc::clone(&run.transport);
+    let progress = Arc::clone(&run.progress);
+    let scrubber = Arc::clone(&run.scrubber);
+    let name = seat.name.clone();
+    let verbose = run.options.verbose;
+    let key_env = seat.key_env.clone();
+    async move {
+        // Waiting for a free slot is not the model's latency.
+        let _permit = match limit {
+            Some(limit) => limit.acquire_owned().await.ok(),
+            None => None,
+        };
+        progress.started(call.seat, call.round);
+        let t0 = Instant::now();
+        let on_retry = |r: &Retry<'_>| {
+            scrubber.retry(r, |r| {
+                progress.retrying(call.seat, call.round, r.attempt, r.delay, r.reason);
+                if verbose {
+                    let stage = format!("round {}", call.round);
+                    log::retry(&progress, &stage, &name, &request.model, r);
+                }
+            });
+        };
+        let mut outcome = provider
+            .complete(&transport, &request, index, on_retry)
+            .await;
+        scrubber.outcome(&mut outcome);
+        if let Err(e) = &mut outcome.result {
+            e.hint_key(key_env.as_deref(), provider.key().is_some());
+        }
+        let attempts = outcome.attempts;
+        let measured = t0.elapsed().as_secs_f64() * 1000.0;
+        let result = to_result(&call, outcome, measured);
+        progress.finished(
+            call.seat,
+            call.round,
+            result.latency_ms,
+            result.error.as_deref(),
+        );
+        if verbose {
+            log::call(&progress, &name, &request.model, &call, &result);
+        }
+        (result, attempts)
+    }
+}
+
+/// The results of a round's calls as they come back, until all are in or the round is
+/// cut; a call that was cut is reported failed, saying why.
+async fn collect(
+    run: &Run<'_>,
+    mut set: JoinSet<(CallResult, u32)>,
+    called: &[usize],
+    retries: &mut [u32],
+    stop: &mut Interrupt<'_>,
+) -> Vec<CallResult> {
+    let policy = &run.settings.policy;
+    let round_started = Instant::now();
+    // The round may close early once this many have answered.
+    let needed = run.settings.params.quorum.min(called.len());
+    let round_close = policy.round_timeout.map(|t| round_started + t);
+    let mut results: Vec<CallResult> = Vec::new();
+    let mut cut: Option<String> = None;
+    loop {
+        let quorum_in = results.iter().filter(|r| r.ok).count() >= needed;
+        let close = async {
+            match round_close {
+                Some(at) if quorum_in => tokio::time::sleep_until(at.into()).await,
+                _ => std::future::pending().await,
+            }
+        };
+        let run_end = async {
+            match run.transport.deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            next = set.join_next() => match next {
+                Some(Ok((result, attempts))) => {
+                    retries[result.seat] += attempts.saturating_sub(1);
+                    results.push(result);
+                }
+                Some(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Some(Err(_)) => {}
+                None => break,
+            },
+            () = stop.wait() => set.abort_all(),
+            () = close, if cut.is_none() => {
+                cut = Some(format!(
+                    "absent: no answer within the round timeout of {} (the round closed once the quorum had answered)",
+                    human_duration(policy.round_timeout.unwrap_or_default())
+                ));
+                set.abort_all();
+            }
+            () = run_end, if cut.is_none() => {
+                cut = Some(format!(
+                    "absent: no answer before the run deadline of {}",
+                    human_duration(policy.run_deadline.unwrap_or_default())
+                ));
+                set.abort_all();
+            }
+        }
+    }
+    if let Some(why) = &cut {
+        let waited = round_started.elapsed().as_secs_f64() * 1000.0;
+        for &seat in called {
+            if !results.iter().any(|r| r.seat == seat) {
+                results.push(CallResult::failed(seat, why.clone(), waited));
+            }
+        }
+    }
+    results
+}
+
+fn to_result(call: &CallSpec, outcome: Outcome, measured_ms: f64) -> CallResult {
+    let latency_ms = outcome.reported_ms.unwrap_or(measured_ms);
+    match outcome.result {
+        Ok(c) => CallResult {
+            seat: call.seat,
+            ok: true,
+            text: c.text,
+            error: None,
+            fatal: false,
+            latency_ms,
+            usage: c.usage,
+        },
+        Err(e) => {
+            let mut message = e.message.clone();
+            if outcome.attempts > 1 {
+                message.push_str(&format!(" (after {} attempts)", outcome.attempts));
+            }
+            CallResult {
+                seat: call.seat,
+                ok: false,
+                text: e.output.clone(),
+                error: Some(message),
+                fatal: e.kind.fatal(),
+                latency_ms,
+                usage: Default::default(),
+            }
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! The edges of a run: keys a provider echoes stay home, Ctrl-C is honoured during the
+//! synthesis, the transcript is written atomically, the run deadline bounds a trickling
+//! provider, and the synthesizer's cost counts.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use serde_json::Value;
+
+const QUESTION: &str = "What is 2+2?";
+const LEAKY_KEY: &str = "sk-LEAKY-5b1e77d0-ECHOED-9931";
+const OTHER_KEY: &str = "sk-OTHER-0c4f1a2b-HONEST-1177";
+const PASSWORD: &str = "pw-USERINFO-83d2c6";
+
+/// The key a request carried, from its `Authorization: Bearer` header.
+fn bearer(req: &Request) -> String {
+    req.header("authorization")
+        .unwrap_or_default()
+        .trim_start_matches("Bearer ")
+        .to_string()
+}
+
+/// Standard base64 of `bytes`, to recognise a Basic authorization echoed back.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A successful answer, trickled one byte per `pace`: a server that never goes idle
+/// long enough for the idle timeout.
+fn trickled(reply: Reply, pace: Duration) -> Reply {
+    let Reply::Full {
+        status,
+        headers,
+        body,
+    } = reply
+    else {
+        panic!("trickled needs a full reply");
+    };
+    Reply::Stream {
+        status,
+        headers,
+        chunks: body.into_iter().map(|b| (pace, vec![b])).collect(),
+        end: End::Finish,
+    }
+}
+
+fn spawn_binary(sb: &Sandbox, args: &[&str]) -> std::process::Child {
+    Command::new(assert_cmd::cargo::cargo_bin("llm-consensus"))
+        .env_clear()
+        .env("HOME", sb.path())
+        .env("XDG_CONFIG_HOME", sb.config_dir())
+        .env("NO_COLOR", "1")
+        .current_dir(sb.path())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start llm-consensus")
+}
+
+fn interrupt(pid: u32) {
+    let sent = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success());
+}
+
+#[test]
+fn a_key_echoed_in_an_answer_reaches_no_output_and_no_other_provider() {
+    // Answers well, and quotes the key it was sent in the answer.
+    let leaky = TestServer::start(|req, _| {
+        openai_ok(
+            &format!("I was called with {}.\nFinal answer: 4", bearer(req)),
+            10,
+            5,
+        )
+    });
+    // Reached with user:password in its base_url; quotes the password and the Basic
+    // authorization it received.
+    let basic = TestServer::start(|req, _| {
+        let auth = req.header("authorization").unwrap_or("none").to_string();
+        openai_ok(
+            &format!("My password is {PASSWORD}, sent as {auth}.\nFinal answer: 5"),
+            10,
+            5,
+        )
+    });
+    let honest = TestServer::always(openai_ok("Final answer: 6", 10, 5));
+    let judge = TestServer::always(openai_ok("Four.\nDissent: none", 10, 5));
+    let sb = Sandbox::new();
+    let basic_url = basic
+        .url()
+        .replace("http://", &format!("http://user:{PASSWORD}@"));
+    let cfg = sb.write(
+        "panel.toml",
+        &format!(
+            "[providers.leaky]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key_env = \"LEAKY_KEY\"\n\n\
+             [providers.basic]\nkind = \"openai\"\nbase_url = \"{basic_url}\"\n\n\
+             [providers.honest]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key_env = \"OTHER_KEY\"\n\n\
+             [providers.judge]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key_env = \"OTHER_KEY\"\n\n\
+             [[participants]]\nprovider = \"leaky\"\nmodel = \"m\"\n\n\
+             [[participants]]\nprovider = \"basic\"\nmodel = \"m\"\n\n\
+             [[participants]]\nprovider = \"honest\"\nmodel = \"m\"\n",
+            leaky.url(),
+            honest.url(),
+            judge.url()
+        ),
+    );
+    let transcript = sb.path().join("run.json");
+    let out = sb
+        .cmd()
+        .env("LEAKY_KEY", LEAKY_KEY)
+        .env("OTHER_KEY", OTHER_KEY)
+        .args(["ask", "-v", "--json", "--seed", "1", "--rounds", "2"])
+        .args(["--synthesize", "judge:m", "--config"])
+        .arg(&cfg)
+        .arg("--transcript")
+        .arg(&transcript)
+        .arg(QUESTION)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    let saved = std::fs::read_to_string(&transcript).unwrap();
+
+    // The secrets really reached the servers, and came back in the answers.
+    assert_eq!(bearer(&leaky.requests()[0]), LEAKY_KEY);
+    let basic_auth = basic.requests()[0]
+        .header("authorization")
+        .unwrap_or_default()
+        .to_string();
+    let encoded = base64(format!("user:{PASSWORD}").as_bytes());
+    assert_eq!(basic_auth, format!("Basic {encoded}"));
+    // Peers' answers were quoted to the others, and the synthesizer was asked.
+    assert!(honest.count() >= 2, "no refinement round: {report:#}");
+    assert_eq!(judge.count(), 1, "{report:#}");
+    assert_eq!(report["synthesis_source"], "synthesizer", "{report:#}");
+    let quoted = honest.requests()[1].text();
+    assert!(
+        quoted.contains("I was called with <redacted>") || quoted.contains("sent as <redacted>"),
+        "the refinement prompt quotes no scrubbed peer: {quoted}"
+    );
+    assert!(stdout.contains("I was called with <redacted>"), "{stdout}");
+
+    let mut places = vec![
+        ("stdout".to_string(), stdout.clone()),
+        ("stderr".to_string(), stderr.clone()),
+        ("transcript".to_string(), saved),
+    ];
+    for (name, server) in [
+        ("leaky", &leaky),
+        ("basic", &basic),
+        ("honest", &honest),
+        ("judge", &judge),
+    ] {
+        for (i, req) in server.requests().iter().enumerate() {
+            places.push((format!("request {i} to {name}"), req.text()));
+        }
+    }
+    for (place, text) in &places {
+        for secret in [LEAKY_KEY, OTHER_KEY, PASSWORD, encoded.as_str()] {
+            assert!(!text.contains(secret), "{secret} is in {place}:\n{text}");
+        }
+    }
+}
+
+#[test]
+fn ctrl_c_during_the_synthesis_reports_the_winner_verbatim_as_interrupted() {
+    let a = TestServer::always(openai_ok("2 + 2 = 4.\nFinal answer: 4", 10, 5));
+    let b = TestServer::always(openai_ok("Final answer: 4", 10, 5));
+    let judge = TestServer::always(Reply::Hang);
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "panel.toml",
+        &format!(
+            "[providers.a]\nkind = \"openai\"\nbase_url = \"{}\"\n\n\
+             [providers.b]\nkind = \"openai\"\nbase_url = \"{}\"\n\n\
+             [providers.judge]\nkind = \"openai\"\nbase_url = \"{}\"\n\n\
+             [[participants]]\nprovider = \"a\"\nname = \"a\"\nmodel = \"m\"\n\n\
+             [[participants]]\nprovider = \"b\"\nname = \"b\"\nmodel = \"m\"\n",
+            a.url(),
+            b.url(),
+            judge.url()
+        ),
+    );
+    let cfg = cfg.to_string_lossy();
+    let t0 = Instant::now();
+    let child = spawn_binary(
+        &sb,
+        &[
+            "ask",
+            "--json",
+            "--seed",
+            "1",
+            "--timeout",
+            "30",
+            "--synthesize",
+            "judge:m",
+            "--config",
+            &cfg,
+            QUESTION,
+        ],
+    );
+    while judge.count() == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no synthesis call");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    interrupt(child.id());
+    let t1 = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        t1.elapsed() < Duration::from_secs(5),
+        "the synthesis call went on for {:?} after Ctrl-C: {stderr}",
+        t1.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "interrupted");
+    assert_eq!(report["finalized"], false);
+    assert_eq!(report["answer"], "4");
+    assert_eq!(report["synthesis_source"], "winner_verbatim");
+    let winner = report["winner"].as_str().unwrap();
+    let verbatim = if winner == "a" {
+        "2 + 2 = 4.\nFinal answer: 4"
+    } else {
+        "Final answer: 4"
+    };
+    assert_eq!(report["synthesis"], verbatim);
+    assert!(
+        report["synthesis_error"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted"),
+        "{report:#}"
+    );
+    assert_eq!(judge.count(), 1);
+}
+
+#[test]
+fn the_transcript_replaces_a_symlink_and_leaves_no_temporary_file() {
+    let server = TestServer::always(openai_ok("Final answer: 4", 10, 5));
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "panel.toml",
+        &format!(
+            "[providers.p]\nkind = \"openai\"\nbase_url = \"{}\"\n\n\
+             [[participants]]\nprovider = \"p\"\nmodel = \"m\"\n",
+            server.url()
+        ),
+    );
+    let victim = sb.write("elsewhere/precious.txt", "precious\n");
+    let dir = sb.path().join("out");
+    std::fs::create_dir(&dir).unwrap();
+    let transcript = dir.join("run.json");
+    std::os::unix::fs::symlink(&victim, &transcript).unwrap();
+    let out = sb
+        .cmd()
+        .args(["ask", "--json", "--config"])
+        .arg(&cfg)
+        .arg("--transcript")
+        .arg(&transcript)
+        .arg(QUESTION)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "precious\n",
+        "the transcript was written through the symlink"
+    );
+    let meta = std::fs::symlink_metadata(&transcript).unwrap();
+    assert!(meta.file_type().is_file(), "{meta:?}");
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(&transcript).unwrap()).unwrap();
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(saved["synthesis"], printed["synthesis"]);
+    assert_eq!(saved["status"], "final");
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["run.json"], "a temporary file was left behind");
+}
+
+#[test]
+fn a_trickling_provider_cannot_keep_the_run_past_its_deadline() {
+    // Sends its answer one byte a second: never idle, never done in time.
+    let trickler = TestServer::always(trickled(
+        openai_ok("Final answer: 5", 10, 5),
+        Duration::from_secs(1),
+    ));
+    let a = TestServer::always(openai_ok("Final answer: 4", 10, 5));
+    let b = TestServer::always(openai_ok("Final answer: 4", 10, 5));
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "panel.toml",
+        &format!(
+            "[providers.a]\nkind = \"openai\"\nbase_url = \"{}\"\n\n\
+             [providers.b]\nkind = \"openai\"\nbase_url = \"{}\"\n\n\
+             [providers.t]\nkind = \"openai\"\nbase_url = \"{}\"\n\n\
+             [[participants]]\nprovider = \"a\"\nname = \"a\"\nmodel = \"m\"\n\n\
+             [[participants]]\nprovider = \"b\"\nname = \"b\"\nmodel = \"m\"\n\n\
+             [[participants]]\nprovider = \"t\"\nname = \"t\"\nmodel = \"m\"\n",
+            a.url(),
+            b.url(),
+            trickler.url()
+        ),
+    );
+    let t0 = Instant::now();
+    let out = sb
+        .cmd()
+        .args([
+            "ask",
+            "--json",
+            "--seed",
+            "1",
+            "--deadline",
+            "2",
+            "--config",
+        ])
+        .arg(&cfg)
+        .arg(QUESTION)
+        .output()
+        .unwrap();
+    let elapsed = t0.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "took {elapsed:?}: {stderr}"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The answers that came in decide; the trickler is absent, cut at the deadline.
+    assert_eq!(report["answer"], "4", "{report:#}");
+    assert_eq!(report["status"], "final", "{report:#}");
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    let t = &report["participants"][2];
+    assert_eq!(t["live"], false);
+    assert!(
+        t["errors"][0].as_str().unwrap().contains("deadline"),
+        "{t:#}"
+    );
+    assert_eq!(trickler.count(), 1, "asked again after the deadline");
+}
