@@ -365,3 +365,88 @@ fn a_trickling_provider_cannot_keep_the_run_past_its_deadline() {
     );
     assert_eq!(trickler.count(), 1, "asked again after the deadline");
 }
+
+#[test]
+fn the_synthesizer_counts_in_the_cost_and_in_max_cost() {
+    let a = TestServer::always(openai_ok("Final answer: 4", 10, 5));
+    let b = TestServer::always(openai_ok("Final answer: 4", 10, 5));
+    let judge = TestServer::always(openai_ok("Four.\nDissent: none", 100, 20));
+    let free = TestServer::always(openai_ok("Four.\nDissent: none", 100, 20));
+    let sb = Sandbox::new();
+    let price = "price = { input = 1000.0, output = 1000.0 }";
+    let cfg = sb.write(
+        "panel.toml",
+        &format!(
+            "[providers.a]\nkind = \"openai\"\nbase_url = \"{}\"\n{price}\n\n\
+             [providers.b]\nkind = \"openai\"\nbase_url = \"{}\"\n{price}\n\n\
+             [providers.judge]\nkind = \"openai\"\nbase_url = \"{}\"\n{price}\n\n\
+             [providers.free]\nkind = \"openai\"\nbase_url = \"{}\"\n\n\
+             [[participants]]\nprovider = \"a\"\nname = \"a\"\nmodel = \"m\"\nmax_tokens = 10\n\n\
+             [[participants]]\nprovider = \"b\"\nname = \"b\"\nmodel = \"m\"\nmax_tokens = 10\n",
+            a.url(),
+            b.url(),
+            judge.url(),
+            free.url()
+        ),
+    );
+    let run = |flags: &[&str]| {
+        let out = sb
+            .cmd()
+            .args(["ask", "--json", "--seed", "1", "--config"])
+            .arg(&cfg)
+            .args(flags)
+            .arg(QUESTION)
+            .output()
+            .unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("{e}: {}", String::from_utf8_lossy(&out.stderr));
+        });
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), report, stderr)
+    };
+    let cost = |report: &Value| report["usage"]["cost_usd"].as_f64().unwrap();
+    let panel_cost = |report: &Value| {
+        report["participants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["cost_usd"].as_f64().unwrap())
+            .sum::<f64>()
+    };
+
+    // 100 input and 20 output tokens at $1000 per million: $0.12 on top of the panel.
+    let (code, report, stderr) = run(&["--synthesize", "judge:m"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(report["synthesis_source"], "synthesizer");
+    let panel = panel_cost(&report);
+    assert!(panel > 0.0);
+    assert!((cost(&report) - (panel + 0.12)).abs() < 1e-9, "{report:#}");
+
+    // The synthesis prompt (hundreds of bytes) and 4096 assumed output tokens could cost
+    // over $4: with --max-cost 1 the rounds run, the synthesizer is not asked.
+    let asked = judge.count();
+    let (code, report, stderr) = run(&["--synthesize", "judge:m", "--max-cost", "1"]);
+    assert_eq!(judge.count(), asked, "the synthesizer was asked: {report:#}");
+    assert_eq!(code, Some(0), "the decision stands: {stderr}");
+    assert_eq!(report["synthesis_source"], "winner_verbatim");
+    assert_eq!(report["synthesis"], "Final answer: 4");
+    let why = report["synthesis_error"].as_str().unwrap();
+    assert!(why.contains("--max-cost") && why.contains("worst case"), "{why}");
+    assert!(stderr.contains("was not asked"), "{stderr}");
+    assert!((cost(&report) - panel_cost(&report)).abs() < 1e-12);
+
+    // An unpriced synthesizer makes the run's cost unknown, never smaller; under
+    // --max-cost it is not asked.
+    let (_, report, _) = run(&["--synthesize", "free:m"]);
+    assert_eq!(report["synthesis_source"], "synthesizer");
+    assert!(report["usage"]["cost_usd"].is_null(), "{report:#}");
+    let (_, report, _) = run(&["--synthesize", "free:m", "--max-cost", "1"]);
+    assert_eq!(free.count(), 1);
+    assert!(
+        report["synthesis_error"]
+            .as_str()
+            .unwrap()
+            .contains("no price"),
+        "{report:#}"
+    );
+}
