@@ -426,12 +426,19 @@ fn the_synthesizer_counts_in_the_cost_and_in_max_cost() {
     // over $4: with --max-cost 1 the rounds run, the synthesizer is not asked.
     let asked = judge.count();
     let (code, report, stderr) = run(&["--synthesize", "judge:m", "--max-cost", "1"]);
-    assert_eq!(judge.count(), asked, "the synthesizer was asked: {report:#}");
+    assert_eq!(
+        judge.count(),
+        asked,
+        "the synthesizer was asked: {report:#}"
+    );
     assert_eq!(code, Some(0), "the decision stands: {stderr}");
     assert_eq!(report["synthesis_source"], "winner_verbatim");
     assert_eq!(report["synthesis"], "Final answer: 4");
     let why = report["synthesis_error"].as_str().unwrap();
-    assert!(why.contains("--max-cost") && why.contains("worst case"), "{why}");
+    assert!(
+        why.contains("--max-cost") && why.contains("worst case"),
+        "{why}"
+    );
     assert!(stderr.contains("was not asked"), "{stderr}");
     assert!((cost(&report) - panel_cost(&report)).abs() < 1e-12);
 
@@ -449,4 +456,50 @@ fn the_synthesizer_counts_in_the_cost_and_in_max_cost() {
             .contains("no price"),
         "{report:#}"
     );
+}
+
+#[test]
+fn a_trickling_synthesizer_is_cut_at_the_deadline_and_the_winner_stays() {
+    let a = TestServer::always(openai_ok("Final answer: 4", 10, 5));
+    let b = TestServer::always(openai_ok("Final answer: 4", 10, 5));
+    let judge = TestServer::always(trickled(
+        openai_ok("Four.\nDissent: none", 10, 5),
+        Duration::from_secs(1),
+    ));
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "panel.toml",
+        &format!(
+            "[providers.a]\nkind = \"openai\"\nbase_url = \"{}\"\n\n\
+             [providers.b]\nkind = \"openai\"\nbase_url = \"{}\"\n\n\
+             [providers.judge]\nkind = \"openai\"\nbase_url = \"{}\"\n\n\
+             [[participants]]\nprovider = \"a\"\nname = \"a\"\nmodel = \"m\"\n\n\
+             [[participants]]\nprovider = \"b\"\nname = \"b\"\nmodel = \"m\"\n",
+            a.url(),
+            b.url(),
+            judge.url()
+        ),
+    );
+    let t0 = Instant::now();
+    let out = sb
+        .cmd()
+        .args(["ask", "--json", "--seed", "1", "--deadline", "2"])
+        .args(["--synthesize", "judge:m", "--config"])
+        .arg(&cfg)
+        .arg(QUESTION)
+        .output()
+        .unwrap();
+    let elapsed = t0.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "took {elapsed:?}: {stderr}"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["synthesis_source"], "winner_verbatim");
+    assert_eq!(report["synthesis"], "Final answer: 4");
+    let why = report["synthesis_error"].as_str().unwrap();
+    assert!(why.contains("deadline"), "{why}");
+    assert_eq!(judge.count(), 1, "retried past the deadline");
 }
