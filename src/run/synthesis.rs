@@ -32,7 +32,7 @@ pub(super) async fn run(
             "the synthesizer {} also sits on the panel: its own answer may be favoured",
             synth.name
         );
-        eprintln!("warning: {warning}");
+        log::line(&format!("warning: {warning}"));
         report.warnings.push(warning);
     }
     let request = request(run.prompt, synth, report);
@@ -77,7 +77,7 @@ pub(super) async fn run(
     match outcome.result {
         Ok(c) if !c.text.trim().is_empty() => {
             if verbose {
-                eprintln!("[synthesis] {}: ok in {ms:.0} ms", synth.name);
+                log::line(&format!("[synthesis] {}: ok in {ms:.0} ms", synth.name));
             }
             budget.charge(synth.price, &c.usage, worst);
             count(report, synth, &c);
@@ -86,10 +86,10 @@ pub(super) async fn run(
         }
         Ok(_) => {
             report.synthesis_error = Some("empty answer".to_string());
-            eprintln!(
+            log::line(&format!(
                 "warning: the synthesizer {} gave an empty answer; the winner's answer is used verbatim",
                 synth.name
-            );
+            ));
         }
         Err(e) => {
             let warning = format!("the synthesizer {} failed ({})", synth.name, e.message);
@@ -151,6 +151,8 @@ fn count(report: &mut Report, synth: &SeatSpec, c: &Completion) {
 
 /// The winner's answer stays: stderr says what happened, the report why.
 fn fall_back(report: &mut Report, what: &str, why: String) {
-    eprintln!("warning: {what}; the winner's answer is used verbatim");
+    log::line(&format!(
+        "warning: {what}; the winner's answer is used verbatim"
+    ));
     report.synthesis_error = Some(why);
 }

@@ -503,3 +503,50 @@ fn a_trickling_synthesizer_is_cut_at_the_deadline_and_the_winner_stays() {
     assert!(why.contains("deadline"), "{why}");
     assert_eq!(judge.count(), 1, "retried past the deadline");
 }
+
+#[test]
+fn a_full_stderr_loses_the_synthesis_warning_not_the_run() {
+    let server = TestServer::always(openai_ok("Final answer: 4", 10, 5));
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "panel.toml",
+        &format!(
+            "[providers.p]\nkind = \"openai\"\nbase_url = \"{}\"\n\n\
+             [[participants]]\nprovider = \"p\"\nmodel = \"m\"\n",
+            server.url()
+        ),
+    );
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    // The synthesizer also sits on the panel: the run warns about it on stderr.
+    let cfg = cfg.to_string_lossy();
+    let out = Command::new(assert_cmd::cargo::cargo_bin("llm-consensus"))
+        .env_clear()
+        .env("HOME", sb.path())
+        .env("NO_COLOR", "1")
+        .current_dir(sb.path())
+        .args([
+            "ask",
+            "--json",
+            "--synthesize",
+            "p:m",
+            "--config",
+            &cfg,
+            QUESTION,
+        ])
+        .stdin(Stdio::null())
+        .stderr(full)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["synthesis_source"], "synthesizer");
+    assert!(
+        report["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("also sits on the panel")
+    );
+}
