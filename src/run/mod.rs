@@ -88,7 +88,7 @@ impl<'a> Run<'a> {
             prompt,
             options,
             transport: Arc::new(Transport::new(settings.policy.clone())?),
-            scrubber: Arc::new(Scrubber::new(settings)),
+            scrubber: Arc::new(Scrubber::new(scrub::secrets(settings))),
             progress: Arc::new(Progress::new(&names, options.progress)),
             started,
         })

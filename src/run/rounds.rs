@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 
 use super::budget::{self, Budget};
 use super::interrupt::Interrupt;
-use super::{Run, log};
+use super::{Run, log, scrub};
 use crate::config::Settings;
 use crate::consensus::{CallResult, CallSpec, Strategy};
 use crate::provider::http::{Retry, human_duration};
@@ -129,7 +129,7 @@ fn ask(
         progress.started(call.seat, call.round);
         let t0 = Instant::now();
         let on_retry = |r: &Retry<'_>| {
-            scrubber.retry(r, |r| {
+            scrub::retry(&scrubber, r, |r| {
                 progress.retrying(call.seat, call.round, r.attempt, r.delay, r.reason);
                 if verbose {
                     let stage = format!("round {}", call.round);
@@ -140,7 +140,7 @@ fn ask(
         let mut outcome = provider
             .complete(&transport, &request, index, on_retry)
             .await;
-        scrubber.outcome(&mut outcome);
+        scrub::outcome(&scrubber, &mut outcome);
         if let Err(e) = &mut outcome.result {
             e.hint_key(key_env.as_deref(), provider.key().is_some());
         }

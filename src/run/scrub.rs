@@ -1,8 +1,10 @@
 //! Keys stay home. A provider may quote a key back, in an error page or inside a
 //! successful answer; the answer would then be printed, stored in the transcript, and
-//! quoted in the prompts sent to every other provider. The [`Scrubber`] knows every
-//! secret of the run and removes them all from each provider result where it enters the
-//! run, before anything else sees it.
+//! quoted in the prompts sent to every other provider. A [`Scrubber`] of every
+//! [`secrets`] of the run cleans each provider result where it enters the run
+//! ([`outcome`], [`retry`]), before anything else sees it.
+
+use std::borrow::Cow;
 
 use crate::config::Settings;
 use crate::provider::Outcome;
@@ -15,32 +17,64 @@ pub const REDACTED: &str = "<redacted>";
 /// words, and replacing them would garble answers (the same rule as `Secret::redact`).
 pub const MIN_SECRET_LEN: usize = 8;
 
-/// Removes every configured secret from text that comes from a provider.
-#[derive(Debug, Default)]
+/// The secrets of a run: every seat's and the synthesizer's key, and any
+/// `user:password@` in their base URLs, in each form it is sent in.
+pub fn secrets(settings: &Settings) -> Vec<String> {
+    let mut secrets = Vec::new();
+    for seat in settings.seats.iter().chain(&settings.synthesizer) {
+        if let Some(key) = seat.provider.key() {
+            secrets.push(key.expose().to_string());
+        }
+        if let Some(url) = seat.provider.base_url() {
+            secrets.extend(userinfo_secrets(url));
+        }
+    }
+    secrets
+}
+
+/// The boundary: a call's answer, error message and partial output, scrubbed in place.
+pub fn outcome(scrubber: &Scrubber, outcome: &mut Outcome) {
+    let clean = |text: &mut String| {
+        if let Cow::Owned(clean) = scrubber.scrub(text) {
+            *text = clean;
+        }
+    };
+    match &mut outcome.result {
+        Ok(completion) => clean(&mut completion.text),
+        Err(e) => {
+            clean(&mut e.message);
+            clean(&mut e.output);
+        }
+    }
+}
+
+/// Hands `retry` to `f` with its reason scrubbed (retry reasons quote the provider).
+pub fn retry(scrubber: &Scrubber, retry: &Retry<'_>, f: impl FnOnce(&Retry<'_>)) {
+    let reason = scrubber.scrub(retry.reason);
+    f(&Retry {
+        reason: &reason,
+        ..*retry
+    })
+}
+
+/// A set of secrets to remove from text.
+#[derive(Clone, Default)]
 pub struct Scrubber {
     /// Longest first, so a secret that contains another is replaced whole.
     secrets: Vec<String>,
 }
 
-impl Scrubber {
-    /// The secrets of the run: every seat's and the synthesizer's key, and any
-    /// `user:password@` in their base URLs, in each form it is sent in.
-    pub fn new(settings: &Settings) -> Scrubber {
-        let mut secrets = Vec::new();
-        for seat in settings.seats.iter().chain(&settings.synthesizer) {
-            if let Some(key) = seat.provider.key() {
-                secrets.push(key.expose().to_string());
-            }
-            if let Some(url) = seat.provider.base_url() {
-                secrets.extend(userinfo_secrets(url));
-            }
-        }
-        Scrubber::from_secrets(secrets)
+impl std::fmt::Debug for Scrubber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Scrubber({} secrets)", self.secrets.len())
     }
+}
 
-    pub fn from_secrets(secrets: impl IntoIterator<Item = String>) -> Scrubber {
+impl Scrubber {
+    pub fn new<S: AsRef<str>>(secrets: impl IntoIterator<Item = S>) -> Scrubber {
         let mut secrets: Vec<String> = secrets
             .into_iter()
+            .map(|s| s.as_ref().to_string())
             .filter(|s| s.len() >= MIN_SECRET_LEN)
             .collect();
         secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
@@ -48,39 +82,15 @@ impl Scrubber {
         Scrubber { secrets }
     }
 
-    /// `text` with every secret replaced by [`REDACTED`].
-    pub fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        self.scrub_in_place(&mut out);
-        out
-    }
-
-    pub fn scrub_in_place(&self, text: &mut String) {
+    /// `text` with every secret replaced by [`REDACTED`]; borrowed when there is none.
+    pub fn scrub<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut out = Cow::Borrowed(text);
         for secret in &self.secrets {
-            if text.contains(secret.as_str()) {
-                *text = text.replace(secret.as_str(), REDACTED);
+            if out.contains(secret.as_str()) {
+                out = Cow::Owned(out.replace(secret.as_str(), REDACTED));
             }
         }
-    }
-
-    /// The boundary: a call's answer, error message and partial output, scrubbed.
-    pub fn outcome(&self, outcome: &mut Outcome) {
-        match &mut outcome.result {
-            Ok(completion) => self.scrub_in_place(&mut completion.text),
-            Err(e) => {
-                self.scrub_in_place(&mut e.message);
-                self.scrub_in_place(&mut e.output);
-            }
-        }
-    }
-
-    /// Hands `retry` to `f` with its reason scrubbed (retry reasons quote the provider).
-    pub fn retry(&self, retry: &Retry<'_>, f: impl FnOnce(&Retry<'_>)) {
-        let reason = self.scrub(retry.reason);
-        f(&Retry {
-            reason: &reason,
-            ..*retry
-        })
+        out
     }
 }
 
@@ -156,7 +166,7 @@ mod tests {
 
     #[test]
     fn every_secret_is_replaced_and_short_ones_are_left_alone() {
-        let s = Scrubber::from_secrets(["sk-abcdefgh".to_string(), "short".to_string()]);
+        let s = Scrubber::new(["sk-abcdefgh", "short"]);
         assert_eq!(
             s.scrub("key sk-abcdefgh and sk-abcdefgh, short"),
             "key <redacted> and <redacted>, short"
@@ -165,7 +175,7 @@ mod tests {
 
     #[test]
     fn a_secret_containing_another_is_replaced_whole() {
-        let s = Scrubber::from_secrets(["abcdefgh".to_string(), "abcdefgh-ijklmnop".to_string()]);
+        let s = Scrubber::new(["abcdefgh", "abcdefgh-ijklmnop"]);
         assert_eq!(s.scrub("[abcdefgh-ijklmnop]"), "[<redacted>]");
     }
 

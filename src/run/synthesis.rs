@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::budget::{self, Budget};
 use super::interrupt::Interrupt;
-use super::{Run, log};
+use super::{Run, log, scrub};
 use crate::config::SeatSpec;
 use crate::consensus;
 use crate::progress::Progress;
@@ -54,7 +54,7 @@ pub(super) async fn run(
     let quiet = Progress::disabled();
     let on_retry = |r: &Retry<'_>| {
         if verbose {
-            run.scrubber.retry(r, |r| {
+            scrub::retry(&run.scrubber, r, |r| {
                 log::retry(&quiet, "synthesis", &synth.name, &synth.model, r);
             });
         }
@@ -72,7 +72,7 @@ pub(super) async fn run(
             return fall_back(report, &warning, "interrupted by Ctrl-C".to_string());
         }
     };
-    run.scrubber.outcome(&mut outcome);
+    scrub::outcome(&run.scrubber, &mut outcome);
     let ms = t0.elapsed().as_secs_f64() * 1000.0;
     match outcome.result {
         Ok(c) if !c.text.trim().is_empty() => {
