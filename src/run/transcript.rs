@@ -10,8 +10,13 @@ use std::path::{Path, PathBuf};
 /// `.NAME.*.tmp` file), and a symlink at `path` is replaced, never written through.
 pub fn write_transcript(path: &Path, text: &str) -> io::Result<()> {
     let (mut file, temporary) = create_beside(path)?;
-    let written = file
-        .write_all(text.as_bytes())
+    // A transcript the user made private stays private (a symlink's target is not ours).
+    let kept = match fs::symlink_metadata(path) {
+        Ok(old) if old.file_type().is_file() => file.set_permissions(old.permissions()),
+        _ => Ok(()),
+    };
+    let written = kept
+        .and_then(|()| file.write_all(text.as_bytes()))
         .and_then(|()| file.sync_all())
         .and_then(|()| fs::rename(&temporary, path));
     if written.is_err() {
@@ -62,6 +67,19 @@ mod tests {
         write_transcript(&path, "new").unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "new");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_private_transcript_stays_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.json");
+        fs::write(&path, "old").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        write_transcript(&path, "new").unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]
