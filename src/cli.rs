@@ -2,9 +2,19 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
 use crate::consensus::StrategyKind;
+
+/// The names `--strategy` takes (`StrategyKind::from_str` parses each; a test checks).
+pub const STRATEGIES: [&str; 6] = ["metastable", "hanzo", "vote", "rank", "bft", "leader"];
+
+/// `--strategy`: one of [`STRATEGIES`] (listed in `--help` and completions), parsed by
+/// the engine's own `FromStr` so that the engine needs no clap.
+fn strategy_parser() -> impl TypedValueParser<Value = StrategyKind> {
+    PossibleValuesParser::new(STRATEGIES).try_map(|name| name.parse::<StrategyKind>())
+}
 
 const EXAMPLES: &str = "\
 Examples:
@@ -35,6 +45,19 @@ pub enum Command {
     /// Show the resolved panel: each seat's provider, kind, endpoint and key variable;
     /// with --check, make one small call per seat.
     Providers(ProvidersArgs),
+    /// Print a shell completion script: bash, zsh, fish, powershell or elvish
+    /// (e.g. `llm-consensus completions bash > ~/.local/share/bash-completion/completions/llm-consensus`).
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `llm-consensus man | man -l -`; `man ask` for the
+    /// page of one command.
+    Man {
+        /// A command (ask, providers, ...) whose page to print instead of the main one.
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -93,8 +116,8 @@ pub struct AskArgs {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Consensus")]
 pub struct ConsensusArgs {
-    /// Decision procedure.
-    #[arg(long, value_enum, value_name = "NAME")]
+    /// Decision procedure (docs/strategies.md) [default: metastable]. Config key `strategy`.
+    #[arg(long, value_name = "NAME", value_parser = strategy_parser())]
     pub strategy: Option<StrategyKind>,
 
     /// Sampling rounds after the first answers (vote: refinement rounds; leader: terms)
@@ -227,4 +250,23 @@ pub struct OutputArgs {
     /// Also write the full JSON result to FILE (written even when the run fails).
     #[arg(long, value_name = "FILE")]
     pub transcript: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_strategy_parses() {
+        for name in STRATEGIES {
+            let kind: StrategyKind = name.parse().unwrap();
+            assert_eq!(kind.name(), name);
+        }
+    }
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

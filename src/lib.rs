@@ -22,3 +22,4 @@ pub mod replay;
 pub mod report;
 pub mod run;
 pub mod similarity;
+pub mod stderr;
