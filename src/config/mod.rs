@@ -18,7 +18,7 @@ use crate::provider::Provider;
 use crate::provider::http::Policy;
 use crate::provider::pricing::Price;
 use crate::similarity::{AnswerMode, Metric};
-use limits::{DEFAULT_DEADLINE_SECS, Opt, Source, pick, pick_or, range};
+use limits::{DEFAULT_DEADLINE_SECS, Opt, Picked, Source, pick, pick_or, range};
 pub use panel::parse_model_flag;
 pub use schema::{ConsensusSection, FileConfig, ParticipantSection, ProviderSection};
 
@@ -365,13 +365,23 @@ pub fn resolve_with(
             strategy.name()
         )));
     }
-    params.faults = a.faults.or(c.faults);
+    let faults = pick(opt("--faults", "faults"), a.faults, c.faults);
     if strategy == StrategyKind::Bft {
-        let f = params
-            .faults
-            .unwrap_or_else(|| crate::consensus::bft::default_faults(n));
-        crate::consensus::bft::check_faults(n, f).map_err(ConfigError::new)?;
+        let f = faults
+            .as_ref()
+            .map_or_else(|| crate::consensus::bft::default_faults(n), |p| p.value);
+        crate::consensus::bft::check_faults(n, f).map_err(|e| match &faults {
+            // The engine's message names the flag; say where the number came from.
+            Some(
+                p @ Picked {
+                    source: Source::Key(_),
+                    ..
+                },
+            ) => ConfigError::new(format!("{} = {}: {e}", p.source, p.value)),
+            _ => ConfigError::new(e),
+        })?;
     }
+    params.faults = faults.map(|p| p.value);
     params.system = text(opt("--system", "system"), &args.system, &c.system).map(|p| p.value);
 
     let policy = resolve_policy(args, c)?;
