@@ -233,6 +233,25 @@ fn an_environment_variable_that_is_not_utf8_does_not_crash_the_run() {
         .unwrap();
     assert_config_error(&out, "LOCAL_KEY not UTF-8", &["LOCAL_KEY", "not UTF-8"]);
     assert_eq!(server.count(), 0);
+
+    // Variables the HTTP client reads (proxies) are not UTF-8 either: the call still goes.
+    let out = std_cmd(&sandbox)
+        .env("LOCAL_KEY", KEY)
+        .env("http_proxy", bad)
+        .env("ALL_PROXY", bad)
+        .env("NO_PROXY", bad)
+        .args(["ask", "-m", "local:m", "--json", "--config"])
+        .arg(&path)
+        .arg("Q?")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(server.count(), 1);
 }
 
 #[cfg(target_os = "linux")]
@@ -593,13 +612,9 @@ fn every_flag_in_help_is_documented_in_the_readme() {
     assert!(missing.is_empty(), "flags not in README.md: {missing:?}");
 }
 
-#[test]
-fn every_consensus_key_is_in_the_example_config_and_the_readme() {
-    let example = include_str!("../../providers.example.toml");
-    let readme = include_str!("../../README.md");
-    // The keys the parser accepts: an unknown key is an error that lists them.
-    let sandbox = Sandbox::new();
-    let path = sandbox.write("providers.toml", "[consensus]\nnot_a_key = 1\n");
+/// The keys a config table accepts, from the error an unknown key gets (which lists them).
+fn accepted_keys(sandbox: &Sandbox, table: &str) -> Vec<String> {
+    let path = sandbox.write("keys.toml", &format!("{table}\nnot_a_key = 1\n"));
     let out = sandbox
         .cmd()
         .args(["ask", "--config"])
@@ -608,25 +623,37 @@ fn every_consensus_key_is_in_the_example_config_and_the_readme() {
         .output()
         .unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
-    let keys: Vec<&str> = stderr
+    assert!(stderr.contains("not_a_key"), "{stderr}");
+    // "unknown field `not_a_key`, expected one of `a`, `b`, ..."
+    let keys: Vec<String> = stderr
         .split('`')
         .skip(3)
         .step_by(2)
-        .filter(|k| {
-            !k.is_empty()
-                && k.chars()
-                    .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit())
-        })
+        .map(str::to_string)
         .collect();
-    assert!(keys.len() > 15, "{stderr}");
-    for key in keys {
-        assert!(
-            example.contains(&format!("{key} =")),
-            "{key} not in providers.example.toml"
-        );
+    assert!(keys.len() > 5, "{table}: {stderr}");
+    keys
+}
+
+#[test]
+fn every_config_key_is_in_the_example_config_and_consensus_keys_in_the_readme() {
+    let example = include_str!("../../providers.example.toml");
+    let readme = include_str!("../../README.md");
+    let sandbox = Sandbox::new();
+    let consensus = accepted_keys(&sandbox, "[consensus]");
+    assert!(consensus.len() > 15, "{consensus:?}");
+    for key in &consensus {
         assert!(
             readme.contains(&format!("`{key}`")),
             "{key} not in README.md"
+        );
+    }
+    let tables = ["[providers.x]", "[[participants]]\nprovider = \"mock\""];
+    let others = tables.iter().flat_map(|t| accepted_keys(&sandbox, t));
+    for key in consensus.iter().cloned().chain(others) {
+        assert!(
+            example.contains(&format!("{key} =")),
+            "{key} not in providers.example.toml"
         );
     }
 }
