@@ -78,7 +78,7 @@ impl Progress {
     pub fn log(&self, line: &str) {
         match &self.bars {
             Some((multi, _)) if multi.println(line).is_ok() => {}
-            _ => eprintln!("{line}"),
+            _ => crate::stderr_line!("{line}"),
         }
     }
 

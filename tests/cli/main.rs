@@ -6,6 +6,7 @@ mod common;
 
 mod ask;
 mod cli_strategies;
+mod config_edges;
 mod costs;
 mod faults;
 mod hanzo_binary;
