@@ -1,4 +1,4 @@
-//! Anthropic Messages API (PROVIDERS.md §4): `POST {base}/v1/messages` with `x-api-key`
+//! Anthropic Messages API (docs/providers.md, Kinds): `POST {base}/v1/messages` with `x-api-key`
 //! and `anthropic-version`, a top-level `system`, a required `max_tokens`, and SSE with
 //! named events when streaming.
 

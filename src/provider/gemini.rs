@@ -1,4 +1,4 @@
-//! Google Gemini (PROVIDERS.md §5): `POST {base}/models/{model}:generateContent`, or
+//! Google Gemini (docs/providers.md, Kinds): `POST {base}/models/{model}:generateContent`, or
 //! `:streamGenerateContent?alt=sse` when streaming, with `x-goog-api-key`,
 //! `systemInstruction` and a camelCase `generationConfig`.
 

@@ -1,4 +1,4 @@
-//! Ollama's native chat API (PROVIDERS.md §6): `POST {host}/api/chat`, one JSON object,
+//! Ollama's native chat API (docs/providers.md, Kinds): `POST {host}/api/chat`, one JSON object,
 //! or NDJSON lines when streaming. `stream` defaults to true on the server, so it is
 //! always sent.
 

@@ -1,6 +1,6 @@
 //! OpenAI chat completions, spoken by OpenAI and every OpenAI-compatible server
-//! (PROVIDERS.md §1–2): `POST {base}/chat/completions`, JSON or SSE answers. Azure
-//! OpenAI (§3) is the same protocol with another auth header and URL scheme.
+//! (docs/providers.md, Kinds): `POST {base}/chat/completions`, JSON or SSE answers. Azure
+//! OpenAI is the same protocol with another auth header and URL scheme.
 
 use std::time::Instant;
 

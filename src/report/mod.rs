@@ -31,7 +31,7 @@ pub enum Status {
 }
 
 impl Status {
-    /// The exit code contract of the README (PROTOCOL.md §5).
+    /// The exit code contract of the README (docs/protocol.md §5).
     pub fn exit_code(self) -> i32 {
         match self {
             Status::Final => 0,
