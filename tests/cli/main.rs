@@ -10,6 +10,7 @@ mod costs;
 mod faults;
 mod hanzo_binary;
 mod metastable;
+mod provider_edges;
 mod providers;
 mod reference;
 mod replay;
