@@ -439,4 +439,31 @@ mod tests {
         assert_eq!(c.text, "4");
         assert_eq!(c.usage.input_tokens, Some(8));
     }
+
+    #[test]
+    fn message_stop_without_a_stop_reason_is_cut_off_and_max_tokens_is_kept_as_cut() {
+        let delta = r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"The key is"}}"#;
+        let mut s = StreamState::default();
+        s.event(None, delta).unwrap();
+        assert!(s.event(None, r#"{"type":"message_stop"}"#).unwrap());
+        let e = s.finish().unwrap_err();
+        assert!(
+            e.kind.retryable() && e.message.contains("no stop_reason"),
+            "{e}"
+        );
+
+        let mut s = StreamState::default();
+        s.event(None, delta).unwrap();
+        s.event(
+            None,
+            r#"{"type":"message_delta","delta":{"stop_reason":"max_tokens"},"usage":{"output_tokens":3}}"#,
+        )
+        .unwrap();
+        s.event(None, r#"{"type":"message_stop"}"#).unwrap();
+        let c = s.finish().unwrap();
+        assert_eq!(
+            (c.text.as_str(), c.finish),
+            ("The key is", Some(Finish::Length))
+        );
+    }
 }

@@ -416,4 +416,17 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::Refused);
         assert!(!e.kind.retryable());
     }
+
+    #[test]
+    fn no_finish_reason_is_cut_off_and_max_tokens_is_kept_as_cut() {
+        let mut s = State::default();
+        s.apply(json!({"candidates":[{"content":{"parts":[{"text":"The key is"}]}}]}))
+            .unwrap();
+        let e = s.finish().unwrap_err();
+        assert!(e.kind.retryable(), "{e}");
+        let mut s = State::default();
+        s.apply(json!({"candidates":[{"content":{"parts":[{"text":"The key is"}]},"finishReason":"MAX_TOKENS"}]}))
+            .unwrap();
+        assert_eq!(s.finish().unwrap().finish, Some(Finish::Length));
+    }
 }

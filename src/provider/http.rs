@@ -295,3 +295,90 @@ pub fn kind_for_status(status: u16) -> ErrorKind {
         _ => ErrorKind::Rejected,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::provider::{ChatRequest, Provider, anthropic};
+
+    /// Serves every connection `reply`, after reading the request, then closes it.
+    async fn serve(reply: &'static str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Headers, then as much body as they announce.
+                while let Ok(n) = socket.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request);
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().to_string())
+                            })
+                            .and_then(|v| v.parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            break;
+                        }
+                    }
+                }
+                let _ = socket.write_all(reply.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            }
+        });
+        url
+    }
+
+    /// An Anthropic stream that breaks off after `message_start` reported the input
+    /// tokens: each attempt fails, and the tokens of every attempt are kept.
+    #[tokio::test]
+    async fn a_stream_that_breaks_after_its_usage_keeps_the_usage() {
+        let event = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"content\":[],\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\n";
+        let reply: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{event}\r\n",
+                event.len()
+            )
+            .into_boxed_str(),
+        );
+        let url = serve(reply).await;
+        let transport = Transport::new(Policy {
+            retries: 1,
+            base_backoff: Duration::from_millis(1),
+            ..Policy::default()
+        })
+        .unwrap();
+        let provider = Provider::Anthropic(anthropic::Endpoint {
+            name: "a".into(),
+            base_url: url,
+            key: None,
+            stream: true,
+            headers: vec![],
+        });
+        let request = ChatRequest {
+            model: "m".into(),
+            system: None,
+            user: "2+2?".into(),
+            temperature: None,
+            max_tokens: None,
+        };
+        let outcome = provider.complete(&transport, &request, 0, |_| {}).await;
+        let e = outcome.result.unwrap_err();
+        assert!(e.message.contains("broke off"), "{e}");
+        assert_eq!(outcome.attempts, 2);
+        assert_eq!(outcome.failed_usage.input_tokens, Some(50));
+        assert_eq!(outcome.failed_usage.output_tokens, Some(2));
+    }
+}

@@ -258,4 +258,18 @@ mod tests {
             .unwrap();
         assert!(s.finish().is_err());
     }
+
+    #[test]
+    fn no_done_line_is_cut_off_and_length_is_kept_as_cut() {
+        let mut s = State::default();
+        s.apply(json!({"message": {"content": "The key is"}, "done": false}))
+            .unwrap();
+        assert!(s.finish().unwrap_err().kind.retryable());
+        let mut s = State::default();
+        s.apply(
+            json!({"message": {"content": "The key is"}, "done": true, "done_reason": "length"}),
+        )
+        .unwrap();
+        assert_eq!(s.finish().unwrap().finish, Some(Finish::Length));
+    }
 }

@@ -534,4 +534,30 @@ mod tests {
         assert_eq!(c.text, "Paris");
         assert_eq!(c.usage.input_tokens, Some(3));
     }
+
+    #[test]
+    fn done_without_a_finish_reason_is_cut_off_and_length_is_kept_as_cut() {
+        let mut s = StreamState::default();
+        s.event(None, r#"{"choices":[{"delta":{"content":"The key is"}}]}"#)
+            .unwrap();
+        s.event(None, "[DONE]").unwrap();
+        let e = s.finish().unwrap_err();
+        assert!(
+            e.kind.retryable() && e.message.contains("no finish_reason"),
+            "{e}"
+        );
+
+        let mut s = StreamState::default();
+        s.event(
+            None,
+            r#"{"choices":[{"delta":{"content":"The key is"},"finish_reason":"length"}]}"#,
+        )
+        .unwrap();
+        s.event(None, "[DONE]").unwrap();
+        let c = s.finish().unwrap();
+        assert_eq!(
+            (c.text.as_str(), c.finish),
+            ("The key is", Some(Finish::Length))
+        );
+    }
 }
