@@ -459,3 +459,26 @@ fn a_command_finds_the_prompt_in_its_environment() {
     assert_eq!(read("model.txt"), "m1");
     assert!(!sb.path().join("pwned").exists());
 }
+
+// ------------------------------------------------------------------------ mock provider
+
+/// A scripted step that sleeps forever is a call that times out (or a config error),
+/// never a crash.
+#[test]
+fn an_endless_scripted_sleep_is_not_a_crash() {
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "panel.toml",
+        "[[participants]]\nprovider = \"mock\"\nname = \"slow\"\nsleep = true\nscript = [ { output = \"4\", ms = inf } ]\n\n[[participants]]\nprovider = \"mock\"\nname = \"fast\"\nscript = [ { output = \"4\" } ]\n",
+    );
+    let out = sb
+        .cmd()
+        .args(["ask", "--json", "--timeout", "0.3", "--config"])
+        .arg(&cfg)
+        .arg(QUESTION)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(101), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
