@@ -175,6 +175,7 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
                 );
                 tokio::spawn(async {
                     if tokio::signal::ctrl_c().await.is_ok() {
+                        llm_consensus::provider::command::stop_all();
                         std::process::exit(130);
                     }
                 });
@@ -188,6 +189,7 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
     // written to a pipe that is not read: the runtime stays up to listen for it.
     runtime.spawn(async {
         if tokio::signal::ctrl_c().await.is_ok() {
+            llm_consensus::provider::command::stop_all();
             std::process::exit(130);
         }
     });
