@@ -157,10 +157,7 @@ fn print_result(report: &Report, args: &AskArgs) -> anyhow::Result<()> {
     let text = if args.output.json {
         report::json::render(report)
     } else if args.output.quiet {
-        match &report.synthesis {
-            Some(s) => format!("{}\n", s.trim_end()),
-            None => String::new(),
-        }
+        report::text::render_quiet(report)
     } else {
         let color =
             stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
@@ -169,7 +166,7 @@ fn print_result(report: &Report, args: &AskArgs) -> anyhow::Result<()> {
     if args.output.quiet
         && let Some(error) = &report.error
     {
-        eprintln!("error: {error}");
+        eprintln!("error: {}", report::text::visible(error));
     }
     let mut lock = stdout.lock();
     match lock.write_all(text.as_bytes()).and_then(|()| lock.flush()) {

@@ -13,5 +13,6 @@ mod metastable;
 mod providers;
 mod reference;
 mod replay;
+mod report_view;
 mod secrets;
 mod strategies;
