@@ -263,10 +263,14 @@ fn failures(out: &mut Out, report: &Report) {
     out.paint(Paint::Yellow, "Failed calls:");
     out.push_newline();
     for p in failed {
-        let standing = match last_answered(report, &p.name) {
-            Some(round) if p.live => format!("answered in round {round}"),
-            Some(round) => format!("last answered in round {round}, absent at the end"),
-            None => "never answered".to_string(),
+        let standing = match (
+            calls_of(report, &p.name, true),
+            calls_of(report, &p.name, false),
+        ) {
+            (None, _) => "never answered".to_string(),
+            (Some(ok), Some(failed)) if ok > failed => format!("recovered in round {ok}"),
+            (Some(ok), _) if p.live => format!("its answer of round {ok} stands"),
+            (Some(ok), _) => format!("absent at the end; last answered in round {ok}"),
         };
         let _ = writeln!(
             out,
@@ -281,8 +285,8 @@ fn failures(out: &mut Out, report: &Report) {
     }
 }
 
-/// The last round in which `name` was called and answered.
-fn last_answered(report: &Report, name: &str) -> Option<usize> {
+/// The last round in which `name` was called and answered (`answered`) or failed.
+fn calls_of(report: &Report, name: &str, answered: bool) -> Option<usize> {
     report
         .rounds
         .iter()
@@ -290,7 +294,7 @@ fn last_answered(report: &Report, name: &str) -> Option<usize> {
         .find(|r| {
             r.participants
                 .iter()
-                .any(|e| e.participant == name && e.called && e.error.is_none())
+                .any(|e| e.participant == name && e.called && e.error.is_none() == answered)
         })
         .map(|r| r.round)
 }
