@@ -9,8 +9,8 @@ use crate::consensus::vote::QuorumShare;
 /// What makes a strategy's decision final.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Rule {
-    /// The winner's `measure` (a share of the panel) must reach `share`, or exceed it
-    /// when `strict`.
+    /// The winner's `measure` (a share; `{}` in it stands for the value) must reach
+    /// `share`, or exceed it when `strict`.
     Share {
         measure: &'static str,
         share: f64,
@@ -28,7 +28,7 @@ pub fn rule(report: &Report) -> Rule {
     let threshold = report.details.threshold.unwrap_or(p.beta_2);
     match strategy(report) {
         StrategyKind::Metastable => Rule::Share {
-            measure: "support",
+            measure: "support {}",
             share: p.beta_2,
             strict: false,
         },
@@ -39,13 +39,13 @@ pub fn rule(report: &Report) -> Rule {
                 .parse::<QuorumShare>()
                 .unwrap_or(QuorumShare::MAJORITY);
             Rule::Share {
-                measure: "weight share",
+                measure: "weight share {}",
                 share: q.share,
                 strict: q.strict,
             }
         }
         StrategyKind::Rank => Rule::Share {
-            measure: "ranked first on",
+            measure: "ranked first on {} of the ballots",
             share: threshold,
             strict: false,
         },
@@ -57,7 +57,7 @@ pub fn rule(report: &Report) -> Rule {
             }
         }
         StrategyKind::Leader => Rule::Share {
-            measure: "accepted by",
+            measure: "accepted by {} of the answering seats",
             share: 0.5,
             strict: true,
         },
@@ -88,8 +88,8 @@ pub fn verdict(report: &Report) -> Option<String> {
             let support = winner?.support?;
             let bound = if strict { "more than" } else { "at least" };
             Some(format!(
-                "{measure} {} (needs {bound} {})",
-                pct(support),
+                "{} (needs {bound} {})",
+                measure.replace("{}", &pct(support)),
                 pct(share)
             ))
         }

@@ -55,12 +55,13 @@ pub fn render_quiet(report: &Report) -> String {
 pub fn render(report: &Report, style: Style) -> String {
     let mut out = Out::new(style);
     verdict(&mut out, report);
+    scripted(&mut out, report);
     strategy_details(&mut out, report);
     answer(&mut out, report);
     out.push_newline();
     table(&mut out, report);
     failures(&mut out, report);
-    notes(&mut out, report);
+    legend(&mut out, report);
     footer(&mut out, report);
     out.finish()
 }
@@ -299,8 +300,8 @@ fn calls_of(report: &Report, name: &str, answered: bool) -> Option<usize> {
         .map(|r| r.round)
 }
 
-/// What the columns mean, and which seats are scripted rather than real models.
-fn notes(out: &mut Out, report: &Report) {
+/// What the columns mean for the strategy that ran.
+fn legend(out: &mut Out, report: &Report) {
     out.push_newline();
     let mut legend = rules::legend(report).to_vec();
     legend.push(("latency", "mean time per call"));
@@ -310,6 +311,11 @@ fn notes(out: &mut Out, report: &Report) {
         out.paint(Paint::Dim, &format!("{lead:<9}{column:<8} {meaning}"));
         out.push_newline();
     }
+}
+
+/// Says, right under the verdict, which seats are scripted rather than real models: their
+/// latencies and answers would otherwise look measured.
+fn scripted(out: &mut Out, report: &Report) {
     let scripted: Vec<&str> = report
         .participants
         .iter()
@@ -319,7 +325,7 @@ fn notes(out: &mut Out, report: &Report) {
     let note = if scripted.is_empty() {
         return;
     } else if scripted.len() == report.participants.len() {
-        "Scripted panel (provider mock): its answers, latencies and token counts come from the config file; nothing was sent over a network.".to_string()
+        "Scripted panel (provider mock): answers, latencies and token counts come from the config file; nothing was sent over a network.".to_string()
     } else {
         format!(
             "Scripted seats (provider mock): {}; their answers, latencies and token counts come from the config file.",

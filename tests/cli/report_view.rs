@@ -164,7 +164,7 @@ fn each_strategy_states_its_own_rule_on_the_verdict_line() {
         ),
         (
             "leader",
-            "✘ NOT FINAL  accepted by 25% (needs more than 50%), 4 of 5 answered",
+            "✘ NOT FINAL  accepted by 25% of the answering seats (needs more than 50%), 4 of 5 answered",
         ),
         (
             "bft",
@@ -184,6 +184,35 @@ fn each_strategy_states_its_own_rule_on_the_verdict_line() {
             out.stdout
         );
     }
+    // vote with a share that is not a strict majority.
+    let out = run(
+        &sandbox,
+        &demo(),
+        &[
+            "--strategy",
+            "vote",
+            "--quorum-share",
+            "supermajority",
+            "Q?",
+        ],
+    );
+    assert_eq!(
+        out.stdout.lines().next(),
+        Some("✔ FINAL  weight share 75% (needs at least 67%), 4 of 5 answered"),
+        "{}",
+        out.stdout
+    );
+    // rank: the share of ballots that put the answer first.
+    let voter =
+        r#"{ output = "Final answer: Paris", ms = 100 }, { output = "Ranking: 1 > 2", ms = 100 }"#;
+    let config = panel(&sandbox, &[("a", voter), ("b", voter), ("c", voter)]);
+    let out = run(&sandbox, &config, &["--strategy", "rank", "Q?"]);
+    assert_eq!(
+        out.stdout.lines().next(),
+        Some("✔ FINAL  ranked first on 100% of the ballots (needs at least 80%), 3 of 3 answered"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
