@@ -122,10 +122,13 @@ pub fn legend(report: &Report) -> [(&'static str, &'static str); 3] {
     const LUM: (&str, &str) = ("lum", "speed weight of its answers (the fastest = 1.00)");
     match strategy(report) {
         StrategyKind::Metastable => [
-            ("conf", "agreement with the peers it was shown (0-1)"),
+            (
+                "conf",
+                "agreement with the peers it was shown, averaged over rounds (0-1)",
+            ),
             (
                 "support",
-                "share of the answering participants that agree with its answer",
+                "weighted share of the answering participants that agree with its answer",
             ),
             (
                 "lum",
@@ -133,7 +136,10 @@ pub fn legend(report: &Report) -> [(&'static str, &'static str); 3] {
             ),
         ],
         StrategyKind::Hanzo => [
-            ("conf", "agreement with the sample shared by all (0-1)"),
+            (
+                "conf",
+                "agreement with the sample shared by all, averaged over rounds (0-1)",
+            ),
             ("support", "not measured by hanzo"),
             (
                 "lum",
@@ -168,7 +174,7 @@ pub fn legend(report: &Report) -> [(&'static str, &'static str); 3] {
             ),
             (
                 "support",
-                "share of the answering participants that accepted the proposal",
+                "the winner's: share of the answering participants that accepted its proposal",
             ),
             LUM,
         ],

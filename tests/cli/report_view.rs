@@ -223,7 +223,7 @@ fn the_demo_report_shows_its_failed_call_explains_its_columns_and_says_it_is_scr
     for needle in [
         "2 (1 failed)",
         "Failed calls:\n  503-then-canberra: round 0: HTTP 503 overloaded (scripted); recovered in round 1\n",
-        "Columns: conf     agreement with the peers it was shown (0-1)\n",
+        "Columns: conf     agreement with the peers it was shown, averaged over rounds (0-1)\n",
         "         lum      speed weight",
         "Scripted panel (provider mock)",
         "nothing was sent over a network",
