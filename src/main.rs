@@ -23,7 +23,8 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         // Printed once; a configuration problem (nothing was sent) is exit 2.
         Err(e) => {
-            stderr_line!("error: {e:#}");
+            // A config value or a server's message may carry control characters.
+            stderr_line!("error: {}", report::text::visible(&format!("{e:#}")));
             let usage = e.downcast_ref::<ConfigError>().is_some();
             ExitCode::from(if usage { 2 } else { 3 })
         }
@@ -221,10 +222,7 @@ fn print_result(report: &Report, args: &AskArgs) -> anyhow::Result<()> {
     let text = if args.output.json {
         report::json::render(report)
     } else if args.output.quiet {
-        match &report.synthesis {
-            Some(s) => format!("{}\n", s.trim_end()),
-            None => String::new(),
-        }
+        report::text::render_quiet(report)
     } else {
         report::text::render(
             report,
@@ -236,7 +234,7 @@ fn print_result(report: &Report, args: &AskArgs) -> anyhow::Result<()> {
     if args.output.quiet
         && let Some(error) = &report.error
     {
-        stderr_line!("error: {error}");
+        stderr_line!("error: {}", report::text::visible(error));
     }
     Ok(print_stdout(text.as_bytes())?)
 }

@@ -15,5 +15,6 @@ mod provider_edges;
 mod providers;
 mod reference;
 mod replay;
+mod report_view;
 mod secrets;
 mod strategies;
