@@ -1,7 +1,11 @@
 //! Accuracy of every strategy on recorded MMLU-Pro answers of 8 real models, next to a
 //! plain plurality vote and the best single model.
 //!
-//!     cargo run --release --example mmlu_replay -- ../shared/data/mmlu_pro_replay.jsonl
+//!     cargo run --release --example mmlu_replay [-- PATH]
+//!
+//! PATH is a JSONL file of recorded questions; by default the 250-question slice in
+//! `tests/fixtures/mmlu_pro_replay_250.jsonl` (source, licence and the full 2,743-question
+//! file it comes from: `tests/fixtures/README.md`).
 //!
 //! Each seat serves its model's recorded text (the models cannot refine: this measures
 //! selection), keys are `--answer choice`, parameters are the defaults, seed 7. Where a
@@ -40,10 +44,18 @@ fn gold(q: &Question) -> char {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "../shared/data/mmlu_pro_replay.jsonl".into());
-    let questions = replay::parse(&std::fs::read_to_string(&path)?)?;
+    let path = std::env::args().nth(1).unwrap_or_else(|| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/mmlu_pro_replay_250.jsonl"
+        )
+        .into()
+    });
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    let questions = replay::parse(&text).map_err(|e| format!("{path}: {e}"))?;
+    if questions.is_empty() {
+        return Err(format!("{path}: no questions").into());
+    }
     println!("{} questions from {path}\n", questions.len());
 
     let single: Vec<(f64, &str)> = MODELS

@@ -2,9 +2,20 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
 use crate::consensus::StrategyKind;
+
+/// `--strategy`: the engine's names, each with its one-line description (listed in
+/// `--help` and completions), parsed by the engine's own `FromStr` so that the engine
+/// needs no clap.
+fn strategy_parser() -> impl TypedValueParser<Value = StrategyKind> {
+    PossibleValuesParser::new(
+        StrategyKind::ALL.map(|k| PossibleValue::new(k.name()).help(k.about())),
+    )
+    .try_map(|name| name.parse::<StrategyKind>())
+}
 
 const EXAMPLES: &str = "\
 Examples:
@@ -35,6 +46,19 @@ pub enum Command {
     /// Show the resolved panel: each seat's provider, kind, endpoint and key variable;
     /// with --check, make one small call per seat.
     Providers(ProvidersArgs),
+    /// Print a shell completion script: bash, zsh, fish, powershell or elvish
+    /// (e.g. `llm-consensus completions bash > ~/.local/share/bash-completion/completions/llm-consensus`).
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `llm-consensus man | man -l -`; `man ask` for the
+    /// page of one command.
+    Man {
+        /// A command (ask, providers, ...) whose page to print instead of the main one.
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +100,7 @@ pub struct AskArgs {
     pub config: Option<PathBuf>,
 
     /// A system prompt for every seat (replaces the default `Final answer:` instruction).
+    /// Key `system`.
     #[arg(long, value_name = "TEXT")]
     pub system: Option<String>,
 
@@ -89,121 +114,138 @@ pub struct AskArgs {
     pub output: OutputArgs,
 }
 
-/// How the panel decides. Unset flags fall back to the config's [consensus] table.
+/// How the panel decides. Unset flags fall back to the config's [consensus] table, whose
+/// key for each flag is named in its help ("key `beta_1`"); ranges are in the README.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Consensus")]
 pub struct ConsensusArgs {
-    /// Decision procedure.
+    /// Decision procedure (docs/strategies.md) [default: metastable]. Key `strategy`.
     #[arg(long, value_name = "NAME", value_parser = strategy_parser())]
     pub strategy: Option<StrategyKind>,
 
-    /// Sampling rounds after the first answers (vote: refinement rounds; leader: terms)
-    /// [default: 3; vote: 0].
+    /// Sampling rounds after the first answers, 0–100 (vote: refinement rounds; leader:
+    /// terms) [default: 3; vote: 0]. Key `rounds`.
     #[arg(long, value_name = "N")]
     pub rounds: Option<usize>,
 
-    /// Peers shown to each participant per round [default: 3].
+    /// Peers shown to each participant per round, 1–100 [default: 3]. Key `k`.
     #[arg(short = 'k', long = "k", value_name = "N")]
     pub k: Option<usize>,
 
-    /// Agreement threshold: j supports i when their keys' similarity is at least this [default: 0.6].
+    /// Agreement threshold, 0–1: j supports i when their keys' similarity is at least this
+    /// [default: 0.6]. Key `alpha`.
     #[arg(long, value_name = "0..1")]
     pub alpha: Option<f64>,
 
-    /// Confidence at which a participant is settled and not asked again [default: 0.5].
-    #[arg(long = "beta1", value_name = "0..1")]
+    /// Confidence, 0–1, at which a participant is settled and not asked again; above 1
+    /// (up to 2), never [default: 0.5]. Key `beta_1`.
+    #[arg(long = "beta1", value_name = "0..2")]
     pub beta_1: Option<f64>,
 
-    /// Support the winner needs for the decision to be final [default: 0.8].
+    /// Support, 0–1, the winner needs for the decision to be final [default: 0.8].
+    /// Key `beta_2`.
     #[arg(long = "beta2", value_name = "0..1")]
     pub beta_2: Option<f64>,
 
-    /// Seed of every random draw; a random one is chosen and reported when absent.
+    /// Seed of every random draw; a random one is chosen and reported when absent. Key `seed`.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
 
-    /// Participants that must answer for a decision to count [default: a majority of the seats].
+    /// Participants that must answer for a decision to count, 1–seats [default: a majority
+    /// of the seats]. Key `quorum`.
     #[arg(long, value_name = "N")]
     pub quorum: Option<usize>,
 
     /// What part of an answer is compared: auto (the `Final answer:` line if any, else
     /// everything), full, line (only the `Final answer:` line), number, choice (A–J),
-    /// regex:<RE> (its first capture group) or json:<POINTER> [default: auto].
+    /// regex:<RE> (its first capture group) or json:<POINTER> [default: auto]. Key `answer`.
     #[arg(long, value_name = "MODE")]
     pub answer: Option<String>,
 
-    /// Relative tolerance under which two numeric keys agree (0.01 = within 1%) [default: 0].
+    /// Relative tolerance, 0–1, under which two numeric keys agree (0.01 = within 1%)
+    /// [default: 0]. Key `tolerance`.
     #[arg(long, value_name = "REL")]
     pub tolerance: Option<f64>,
 
     /// vote: share of the live seat weight the top group needs to be final: majority
-    /// (more than half), supermajority (2/3), unanimous, or a number in (0, 1] [default: majority].
+    /// (more than half), supermajority (2/3), unanimous, or a number in (0, 1]
+    /// [default: majority]. Key `quorum_share`.
     #[arg(long, value_name = "SHARE")]
     pub quorum_share: Option<String>,
 
-    /// rank: how ballots are aggregated: borda, or chb (Constrained Hybrid Borda) [default: borda].
+    /// rank: how ballots are aggregated: borda, or chb (Constrained Hybrid Borda)
+    /// [default: borda]. Key `rule`.
     #[arg(long, value_name = "RULE")]
     pub rule: Option<String>,
 
     /// bft: faulty participants to tolerate; needs at least 3f+1 seats [default: the most
-    /// the panel allows, (n-1)/3].
+    /// the panel allows, (n-1)/3]. Key `faults`.
     #[arg(long, value_name = "F")]
     pub faults: Option<usize>,
 
     /// A separate model that writes the synthesis from the final answers and the agreement
     /// found, listing dissent (any strategy). The winner's answer is used verbatim when
-    /// this call fails.
+    /// this call fails. Key `synthesize`.
     #[arg(long, value_name = "PROVIDER:MODEL")]
     pub synthesize: Option<String>,
 
     /// metastable and vote: participants also state a confidence (`Confidence: N%`),
     /// recalibrated into low / medium / high buckets (weights 0.5 / 0.75 / 1) that
-    /// multiply their seat weight.
+    /// multiply their seat weight. Key `confidence`.
     #[arg(long)]
     pub confidence: bool,
 
-    /// How keys are compared [default: jaccard].
+    /// How keys are compared: jaccard (shared words over all words), dice, levenshtein
+    /// (over words), jaro-winkler or exact [default: jaccard]. Key `similarity`.
     #[arg(long, value_name = "METRIC")]
     pub similarity: Option<String>,
 }
 
-/// How calls are made.
+/// How calls are made. Each flag but --temperature, --max-tokens and --stream has a
+/// [consensus] key of the same name with `_` for `-`.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Calls")]
 pub struct CallArgs {
     /// Seconds one attempt of a call may take, and the longest silence while reading an
-    /// answer [default: 120].
+    /// answer; more than 0, at most 3600 [default: 120]. Key `timeout`.
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
 
-    /// Extra attempts after a retryable failure (429, 5xx, timeouts) [default: 2].
+    /// Extra attempts after a retryable failure (429, 5xx, timeouts), 0–10 [default: 2].
+    /// Key `retries`.
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
 
     /// Seconds the whole run may take: calls still out then are abandoned, no new round
-    /// starts, and the decision is made on the answers so far.
+    /// starts, and the decision is made on the answers so far; more than 0, at most 86400
+    /// [default: 600]. Key `deadline`.
     #[arg(long, value_name = "SECONDS")]
     pub deadline: Option<f64>,
 
     /// Seconds after which a round closes once the quorum has answered; participants
-    /// still out are absent for that round.
+    /// still out are absent for that round; more than 0, at most 3600 [default: none].
+    /// Key `round_timeout`.
     #[arg(long, value_name = "SECONDS")]
     pub round_timeout: Option<f64>,
 
     /// Stop before a round whose worst case would bring the run's cost over this many USD
-    /// (exit 3); every seat needs a price (bundled or from the config).
+    /// (exit 3); every seat needs a price (bundled or from the config). More than 0, at
+    /// most 1000000. Key `max_cost`.
     #[arg(long, value_name = "USD")]
     pub max_cost: Option<f64>,
 
-    /// Sampling temperature for seats that set none (omitted from requests when unset).
+    /// Sampling temperature, 0–2, for seats that set none (omitted from requests when
+    /// unset). Per seat: `temperature` in [[participants]].
     #[arg(long, value_name = "T")]
     pub temperature: Option<f64>,
 
-    /// Output-token limit per call (omitted from requests when unset).
+    /// Output-token limit per call, 1–1000000, for seats that set none (omitted from
+    /// requests when unset). Per seat: `max_tokens` in [[participants]].
     #[arg(long, value_name = "N")]
     pub max_tokens: Option<u32>,
 
     /// Stream answers (server-sent events, or NDJSON from Ollama) from HTTP providers.
+    /// Per provider: `stream` in [providers.NAME].
     #[arg(long)]
     pub stream: bool,
 }
@@ -224,16 +266,26 @@ pub struct OutputArgs {
     #[arg(short, long)]
     pub verbose: bool,
 
-    /// Also write the full JSON result to FILE (written even when the run fails).
+    /// Also write the full JSON result to FILE (written even when the run fails); its
+    /// directory must exist, checked before any call.
     #[arg(long, value_name = "FILE")]
     pub transcript: Option<PathBuf>,
 }
 
-/// `--strategy`: the engine's names, each with its one-line description in `--help`.
-fn strategy_parser() -> impl clap::builder::TypedValueParser<Value = StrategyKind> {
-    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
-    PossibleValuesParser::new(
-        StrategyKind::ALL.map(|k| PossibleValue::new(k.name()).help(k.about())),
-    )
-    .try_map(|name| name.parse::<StrategyKind>())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_strategy_parses() {
+        for kind in StrategyKind::ALL {
+            assert_eq!(kind.name().parse::<StrategyKind>(), Ok(kind));
+        }
+    }
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

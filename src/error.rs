@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::usage::Usage;
+
 /// A usage or configuration problem: nothing was sent, exit code 2.
 #[derive(Debug, Error)]
 #[error("{0}")]
@@ -31,6 +33,9 @@ pub enum ErrorKind {
     Unavailable,
     /// No answer in time.
     Timeout,
+    /// No data within the idle timeout. A read cannot name the limit, so the retry loop
+    /// turns it into a [`ErrorKind::Timeout`] whose message does.
+    Idle,
     /// Could not connect, or the connection broke.
     Network,
     /// A response that is not what the protocol promises (HTML, bad JSON, truncated stream, no choices).
@@ -51,6 +56,7 @@ impl ErrorKind {
             ErrorKind::RateLimited
                 | ErrorKind::Unavailable
                 | ErrorKind::Timeout
+                | ErrorKind::Idle
                 | ErrorKind::Network
                 | ErrorKind::Malformed
         )
@@ -77,6 +83,9 @@ pub struct ProviderError {
     pub retry_after: Option<Duration>,
     /// Text the call produced despite failing (scripted panels record it).
     pub output: String,
+    /// Tokens the provider reported before the attempt failed (a stream that broke after
+    /// its usage): paid for, so counted even though the answer is lost.
+    pub usage: Option<Box<Usage>>,
 }
 
 impl ProviderError {
@@ -87,6 +96,7 @@ impl ProviderError {
             message: message.into(),
             retry_after: None,
             output: String::new(),
+            usage: None,
         }
     }
 

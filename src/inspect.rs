@@ -61,14 +61,15 @@ impl Panel {
     }
 }
 
-/// The settings `ask` would resolve with these panel flags.
+/// The settings `ask` would resolve with these panel flags; seats whose key is not set
+/// are kept (with `missing_key`), so that every seat is shown.
 pub fn resolve(args: ProvidersArgs, env: &Env) -> anyhow::Result<Settings> {
     let blank = AskArgs::augment_args(clap::Command::new("ask")).try_get_matches_from(["ask"])?;
     let mut ask = AskArgs::from_arg_matches(&blank)?;
     ask.models = args.models;
     ask.config = args.config;
     ask.calls = args.calls;
-    Ok(config::resolve(&ask, env)?)
+    Ok(config::resolve_lenient(&ask, env)?)
 }
 
 fn info(seat: &SeatSpec, env: &Env) -> SeatInfo {
@@ -77,7 +78,7 @@ fn info(seat: &SeatSpec, env: &Env) -> SeatInfo {
         provider: seat.provider_name.clone(),
         kind: seat.provider.kind().to_string(),
         model: seat.model.clone(),
-        base_url: seat.provider.base_url().map(str::to_string),
+        base_url: seat.provider.base_url().map(mask_userinfo),
         key_env: seat.key_env.clone(),
         key_set: seat
             .key_env
@@ -86,6 +87,29 @@ fn info(seat: &SeatSpec, env: &Env) -> SeatInfo {
         max_concurrency: seat.max_concurrency,
         price: seat.price,
         check: None,
+    }
+}
+
+/// The URL with the password of its userinfo (`https://user:PASSWORD@host`) masked:
+/// the table and its JSON are pasted into issues and chats.
+pub fn mask_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    // The last `@` ends the userinfo; a password may itself contain `@`.
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                "***".to_string()
+            };
+            format!("{scheme}://{masked}@{host}{path}")
+        }
+        None => url.to_string(),
     }
 }
 
@@ -106,7 +130,20 @@ pub async fn panel(settings: &Settings, env: &Env, check: bool) -> anyhow::Resul
                 max_tokens: seat.max_tokens,
             };
             let key_env = seat.key_env.clone();
+            let missing_key = seat.missing_key.clone();
             set.spawn(async move {
+                // A call without its key would only be refused (or sent where it should not).
+                if let Some(message) = missing_key {
+                    let result = CheckResult {
+                        ok: false,
+                        latency_ms: 0.0,
+                        attempts: 0,
+                        usage: Usage::default(),
+                        answer: None,
+                        error: Some(message),
+                    };
+                    return (i, result);
+                }
                 let t0 = Instant::now();
                 let mut outcome = provider.complete(&transport, &request, 0, |_| {}).await;
                 if let Err(e) = &mut outcome.result {
@@ -218,4 +255,25 @@ pub fn render(panel: &Panel) -> String {
         let _ = writeln!(out, "{}", line.trim_end());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_userinfo;
+
+    #[test]
+    fn userinfo_is_masked_and_the_rest_kept() {
+        assert_eq!(
+            mask_userinfo("https://alice:s3cr%40t@proxy.example:8443/v1?x=1"),
+            "https://alice:***@proxy.example:8443/v1?x=1"
+        );
+        assert_eq!(mask_userinfo("http://token@host/v1"), "http://***@host/v1");
+        assert_eq!(mask_userinfo("http://a:b@c@host"), "http://a:***@host");
+        assert_eq!(
+            mask_userinfo("http://host/v1/a@b"),
+            "http://host/v1/a@b",
+            "an @ in the path is not userinfo"
+        );
+        assert_eq!(mask_userinfo("not a url"), "not a url");
+    }
 }

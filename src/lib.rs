@@ -24,5 +24,6 @@ pub mod replay;
 pub mod report;
 pub mod run;
 pub mod similarity;
+pub mod stderr;
 pub mod text;
 pub mod usage;

@@ -2,35 +2,86 @@ use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use llm_consensus::cli::{AskArgs, Cli, Command, ProvidersArgs};
 use llm_consensus::config::{self, Env};
 use llm_consensus::error::ConfigError;
 use llm_consensus::report::{self, Report, text::Style};
 use llm_consensus::run::{self, RunOptions};
+use llm_consensus::stderr_line;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Ask(args) => ask(args),
         Command::Providers(args) => providers(args),
+        Command::Completions { shell } => completions(shell),
+        Command::Man { command } => man(command.as_deref()),
     };
     match result {
         Ok(code) => ExitCode::from(code),
         // Printed once; a configuration problem (nothing was sent) is exit 2.
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // A config value or a server's message may carry control characters.
+            stderr_line!("error: {}", report::text::visible(&format!("{e:#}")));
             let usage = e.downcast_ref::<ConfigError>().is_some();
             ExitCode::from(if usage { 2 } else { 3 })
         }
     }
 }
 
+/// Writes all of `text` to stdout; a reader that went away (`| head`) is not an error.
+fn print_stdout(text: &[u8]) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// `completions SHELL`: the completion script, generated from the clap definitions.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<u8> {
+    let mut cmd = Cli::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "llm-consensus", &mut script);
+    print_stdout(&script)?;
+    Ok(0)
+}
+
+/// `man [COMMAND]`: the manual page in roff, generated from the clap definitions.
+fn man(command: Option<&str>) -> anyhow::Result<u8> {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let (page, title) = match command {
+        None => (cmd, "llm-consensus".to_string()),
+        Some(name) => {
+            let names: Vec<String> = cmd
+                .get_subcommands()
+                .map(|c| c.get_name().to_string())
+                .collect();
+            let sub = cmd.find_subcommand(name).cloned().ok_or_else(|| {
+                ConfigError::new(format!(
+                    "man {name}: no such command (use one of {})",
+                    names.join(", ")
+                ))
+            })?;
+            // The page is named after the full command, as git's pages are.
+            let title = format!("llm-consensus-{}", sub.get_name());
+            (sub, title)
+        }
+    };
+    let mut roff = Vec::new();
+    clap_mangen::Man::new(page).title(title).render(&mut roff)?;
+    print_stdout(&roff)?;
+    Ok(0)
+}
+
 /// `providers`: the resolved panel, checked with --check; exit 3 when a check fails.
 fn providers(args: ProvidersArgs) -> anyhow::Result<u8> {
     let env = Env::from_process();
     let (json, check) = (args.json, args.check);
+    // Every seat is shown, also those whose key is not set; that is an error after the table.
     let settings = llm_consensus::inspect::resolve(args, &env)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -45,13 +96,9 @@ fn providers(args: ProvidersArgs) -> anyhow::Result<u8> {
     } else {
         llm_consensus::inspect::render(&panel)
     };
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        other => other?,
+    print_stdout(text.as_bytes())?;
+    if let Some(missing) = settings.seats.iter().find_map(|s| s.missing_key.as_deref()) {
+        return Err(ConfigError::new(missing).into());
     }
     Ok(if panel.any_failed() { 3 } else { 0 })
 }
@@ -67,10 +114,20 @@ fn read_prompt(arg: Option<&str>) -> Result<String, ConfigError> {
                     "no question: pass it as an argument (llm-consensus ask \"...\") or pipe it on standard input",
                 ));
             }
-            let mut text = String::new();
-            stdin.lock().read_to_string(&mut text).map_err(|e| {
+            let mut bytes = Vec::new();
+            stdin.lock().read_to_end(&mut bytes).map_err(|e| {
                 ConfigError::new(format!("cannot read the question from standard input: {e}"))
             })?;
+            let mut text = String::from_utf8(bytes).map_err(|_| {
+                ConfigError::new("the question on standard input is not UTF-8 text")
+            })?;
+            // `echo question |` adds a newline that is no part of the question.
+            if text.ends_with('\n') {
+                text.pop();
+                if text.ends_with('\r') {
+                    text.pop();
+                }
+            }
             text
         }
     };
@@ -90,11 +147,16 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
         progress: std::io::stderr().is_terminal() && !output.quiet && !output.json,
     };
     if output.verbose {
-        eprintln!(
-            "{} seat(s), strategy {}, seed {}{}",
+        stderr_line!(
+            "{} seat(s), strategy {}, seed {}, deadline {}{}",
             settings.seats.len(),
             settings.params.strategy.name(),
             settings.params.seed,
+            settings
+                .policy
+                .run_deadline
+                .map(|d| format!("{} s", d.as_secs_f64()))
+                .unwrap_or_else(|| "none".to_string()),
             settings
                 .config_path
                 .as_ref()
@@ -109,11 +171,12 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
     let report = runtime.block_on(async {
         let interrupt = async {
             if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!(
+                stderr_line!(
                     "interrupted: finishing with the answers so far (Ctrl-C again to quit at once)"
                 );
                 tokio::spawn(async {
                     if tokio::signal::ctrl_c().await.is_ok() {
+                        llm_consensus::provider::command::stop_all();
                         std::process::exit(130);
                     }
                 });
@@ -127,6 +190,7 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
     // written to a pipe that is not read: the runtime stays up to listen for it.
     runtime.spawn(async {
         if tokio::signal::ctrl_c().await.is_ok() {
+            llm_consensus::provider::command::stop_all();
             std::process::exit(130);
         }
     });
@@ -134,7 +198,7 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
     if let Some(path) = &output.transcript
         && let Err(e) = run::write_transcript(path, &report::json::render(&report))
     {
-        eprintln!(
+        stderr_line!(
             "warning: cannot write the transcript to {}: {e}",
             path.display()
         );
@@ -144,9 +208,10 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
     printed?;
     // A hint for people; scripts find the seed in the result.
     if !settings.seed_given && !output.json && !output.quiet && std::io::stderr().is_terminal() {
-        eprintln!(
+        stderr_line!(
             "(seed {}: pass --seed {} to replay the same draws)",
-            report.seed, report.seed
+            report.seed,
+            report.seed
         );
     }
     Ok(report.status.exit_code() as u8)
@@ -157,23 +222,26 @@ fn print_result(report: &Report, args: &AskArgs) -> anyhow::Result<()> {
     let text = if args.output.json {
         report::json::render(report)
     } else if args.output.quiet {
-        match &report.synthesis {
-            Some(s) => format!("{}\n", s.trim_end()),
-            None => String::new(),
-        }
+        report::text::render_quiet(report)
     } else {
-        let color =
-            stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-        report::text::render(report, Style { color })
+        report::text::render(
+            report,
+            Style {
+                color: color(stdout.is_terminal()),
+            },
+        )
     };
     if args.output.quiet
         && let Some(error) = &report.error
     {
-        eprintln!("error: {error}");
+        stderr_line!("error: {}", report::text::visible(error));
     }
-    let mut lock = stdout.lock();
-    match lock.write_all(text.as_bytes()).and_then(|()| lock.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => Ok(other?),
-    }
+    Ok(print_stdout(text.as_bytes())?)
+}
+
+/// Colour on a terminal, unless NO_COLOR is set or TERM says the terminal has none.
+fn color(terminal: bool) -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let dumb = std::env::var_os("TERM").is_some_and(|t| t == "dumb");
+    terminal && !no_color && !dumb
 }

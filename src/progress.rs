@@ -1,10 +1,13 @@
 //! Progress on standard error while calls are in flight: one line per participant.
 //! Disabled (every method a no-op) when stderr is not a terminal or the output is
-//! --quiet or --json.
+//! --quiet or --json. Seat names, error messages and log lines are untrusted: they pass
+//! [`visible`] on their way to the terminal.
 
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::report::text::visible;
 
 pub struct Progress {
     bars: Option<(MultiProgress, Vec<ProgressBar>)>,
@@ -16,6 +19,7 @@ impl Progress {
             return Progress { bars: None };
         }
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let names: Vec<String> = names.iter().map(|n| visible(n).into_owned()).collect();
         let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
         let style =
             ProgressStyle::with_template(&format!("{{spinner}} {{prefix:<{width}}}  {{msg}}"))
@@ -52,7 +56,7 @@ impl Progress {
                 None => format!("round {round}: answered in {:.1} s", latency_ms / 1000.0),
                 Some(e) => format!(
                     "round {round}: failed: {}",
-                    e.chars().take(80).collect::<String>()
+                    visible(&e.chars().take(80).collect::<String>())
                 ),
             };
             bars[seat].disable_steady_tick();
@@ -67,18 +71,20 @@ impl Progress {
         if let Some((_, bars)) = &self.bars {
             bars[seat].set_message(format!(
                 "round {round}: attempt {attempt} failed ({}), retrying in {}",
-                reason.chars().take(60).collect::<String>(),
+                visible(&reason.chars().take(60).collect::<String>()),
                 crate::provider::http::human_duration(delay)
             ));
         }
     }
 
-    /// Prints a log line on stderr, above the progress lines when they are shown so that
-    /// neither garbles the other.
+    /// Prints a log line on stderr (the `-v` lines), above the progress lines when they
+    /// are shown so that neither garbles the other. A line that cannot be written is
+    /// dropped: a log never fails the run.
     pub fn log(&self, line: &str) {
+        let line = visible(line);
         match &self.bars {
-            Some((multi, _)) if multi.println(line).is_ok() => {}
-            _ => eprintln!("{line}"),
+            Some((multi, _)) if multi.println(&line).is_ok() => {}
+            _ => crate::stderr_line!("{line}"),
         }
     }
 
@@ -114,6 +120,24 @@ mod tests {
         assert_eq!(line(0), "waiting");
         progress.finished(1, 0, 2100.0, None);
         assert_eq!(line(1), "round 0: answered in 2.1 s");
+        progress.clear();
+    }
+
+    #[test]
+    fn untrusted_names_and_errors_are_shown_as_escapes() {
+        let progress = Progress::new(&["evil\x1b]0;title\x07".to_string()], true);
+        let Some((_, bars)) = &progress.bars else {
+            unreachable!("enabled")
+        };
+        assert_eq!(bars[0].prefix(), "evil\\u{1b}]0;title\\u{7}");
+        progress.retrying(0, 0, 1, Duration::from_millis(10), "503\r\u{202e}x");
+        assert!(
+            bars[0].message().contains("503\\u{d}\\u{202e}x"),
+            "{}",
+            bars[0].message()
+        );
+        progress.finished(0, 0, 5.0, Some("boom\x1b[2J"));
+        assert_eq!(bars[0].message(), "round 0: failed: boom\\u{1b}[2J");
         progress.clear();
     }
 }

@@ -1,6 +1,6 @@
 //! Answer keys and similarity metrics: pure functions, no I/O.
 //!
-//! A *key* is the part of an answer that is compared (PROTOCOL.md §1). It is normalized
+//! A *key* is the part of an answer that is compared (docs/protocol.md §1). It is normalized
 //! once into tokens (maximal runs of Unicode letters and digits, lowercased, so `Paris.`
 //! equals `paris`) and, when the key is a number, into that number (`4` equals `4.0`,
 //! `1,000` equals `1000`). Metrics then compare normalized keys and return a value in

@@ -1,4 +1,4 @@
-//! `--strategy bft`: a PBFT-style quorum with attestations (PROTOCOL.md §4).
+//! `--strategy bft`: a PBFT-style quorum with attestations (docs/protocol.md §4).
 //!
 //! With f tolerated faulty participants (`--faults`, default ⌊(n−1)/3⌋; the run is
 //! refused when n < 3f+1):

@@ -1,5 +1,5 @@
 //! `--strategy hanzo`: the seed protocol of hanzo-consensus 0.1.0, reproduced exactly,
-//! defects included (PROTOCOL.md §2). Its value is parity: the same scripted answers and
+//! defects included (docs/protocol.md §2). Its value is parity: the same scripted answers and
 //! seed give the same winner, confidences, luminances, synthesis and prompts, byte for byte.
 
 use crate::similarity::{TokenClass, TokenSet, Vocabulary, hash};

@@ -1,4 +1,4 @@
-//! `--strategy leader`: Raft / Multi-Paxos style propose–accept terms (PROTOCOL.md §4).
+//! `--strategy leader`: Raft / Multi-Paxos style propose–accept terms (docs/protocol.md §4).
 //!
 //! - Round 0: every seat answers; latencies order the seats (fastest first).
 //! - Term t = 1..=`--rounds`: the leader is the t-th live seat in that order (round-robin

@@ -1,5 +1,5 @@
 //! `--strategy metastable` (the default): the seed protocol's shape with its defects fixed
-//! (PROTOCOL.md §3).
+//! (docs/protocol.md §3).
 //!
 //! - Round 0: every seat answers the question.
 //! - Sampling rounds: every unsettled seat sees its own previous answer and a sample of

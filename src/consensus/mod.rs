@@ -127,7 +127,7 @@ pub struct Params {
 }
 
 impl Params {
-    /// Defaults of PROTOCOL.md (rounds 3, k 3, alpha 0.6, beta_1 0.5, beta_2 0.8) for a panel of `seats`.
+    /// Defaults of docs/protocol.md (rounds 3, k 3, alpha 0.6, beta_1 0.5, beta_2 0.8) for a panel of `seats`.
     pub fn defaults(seats: usize) -> Params {
         Params {
             strategy: StrategyKind::Metastable,
@@ -236,7 +236,7 @@ pub struct SeatOutcome {
     pub key: Option<Text>,
 }
 
-/// One participant's line in one round of the trace (PROTOCOL P9).
+/// One participant's line in one round of the trace (docs/protocol.md P9).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct TraceEntry {
     pub participant: Text,

@@ -1,4 +1,4 @@
-//! `--strategy rank`: peer review by ranked ballots (PROTOCOL.md §4).
+//! `--strategy rank`: peer review by ranked ballots (docs/protocol.md §4).
 //!
 //! - Round 0: every seat answers the question.
 //! - Round 1: every live seat ranks the *other* live seats' answers (never its own),

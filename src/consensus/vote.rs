@@ -1,4 +1,4 @@
-//! `--strategy vote`: the baseline every other strategy must beat (PROTOCOL.md §4).
+//! `--strategy vote`: the baseline every other strategy must beat (docs/protocol.md §4).
 //!
 //! - Round 0: every seat answers the question independently.
 //! - Optional refinement rounds (`--rounds`, default 0 for this strategy): each live seat

@@ -1,13 +1,13 @@
-//! Anthropic Messages API (PROVIDERS.md §4): `POST {base}/v1/messages` with `x-api-key`
+//! Anthropic Messages API (docs/providers.md, Kinds): `POST {base}/v1/messages` with `x-api-key`
 //! and `anthropic-version`, a top-level `system`, a required `max_tokens`, and SSE with
 //! named events when streaming.
-
-use std::time::Instant;
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::http::{self, Transport};
+use super::body;
+use super::framing::Framing;
+use super::http::{self, Answer, Call, Transport};
 use super::{ChatRequest, Completion, Finish, Secret, Usage, answer};
 use crate::error::{ErrorKind, ProviderError};
 
@@ -67,27 +67,18 @@ impl Endpoint {
         &self,
         transport: &Transport,
         request: &ChatRequest,
-        _deadline: Instant,
     ) -> Result<Completion, ProviderError> {
-        let builder = transport
-            .post_json(
-                &self.url(),
-                &self.body(request),
-                self.key.as_ref(),
-                http::KeyHeader::Named("x-api-key"),
-                &self.headers,
-            )
-            .header("anthropic-version", API_VERSION);
-        let mut response = http::send(builder, classify).await?;
-        let content_type = http::content_type(&response);
-        if content_type == "text/event-stream" {
-            let mut state = StreamState::default();
-            http::read_sse(&mut response, |event, data| state.event(event, data)).await?;
-            state.finish()
-        } else {
-            let body = http::read_body(&mut response).await?;
-            parse_message(&body, &content_type)
-        }
+        let call = Call {
+            url: self.url(),
+            body: self.body(request),
+            key: self.key.as_ref(),
+            key_header: http::KeyHeader::Named("x-api-key"),
+            protocol_headers: &[("anthropic-version", API_VERSION)],
+            headers: &self.headers,
+        };
+        transport
+            .exchange(call, classify, StreamState::default())
+            .await
     }
 }
 
@@ -109,7 +100,12 @@ impl WireUsage {
             self.cache_read_input_tokens,
         ) {
             (None, None, None) => None,
-            (a, b, c) => Some(a.unwrap_or(0) + b.unwrap_or(0) + c.unwrap_or(0)),
+            // Saturating: a hostile provider may report any count.
+            (a, b, c) => Some(
+                a.unwrap_or(0)
+                    .saturating_add(b.unwrap_or(0))
+                    .saturating_add(c.unwrap_or(0)),
+            ),
         }
     }
 }
@@ -192,7 +188,7 @@ pub fn classify(status: u16, body: &[u8]) -> ProviderError {
         kind = ErrorKind::Quota;
     }
     let detail = if error.message.is_empty() {
-        http::snippet(body)
+        body::snippet(body)
     } else {
         error.message
     };
@@ -223,11 +219,11 @@ pub fn classify(status: u16, body: &[u8]) -> ProviderError {
 
 /// Parses a non-streaming message.
 pub fn parse_message(body: &[u8], content_type: &str) -> Result<Completion, ProviderError> {
-    let value = http::json_object(body, content_type)?;
+    let value = body::json_object(body, content_type)?;
     if value.get("type").and_then(Value::as_str) == Some("error") {
         return Err(classify(0, body));
     }
-    let message: WireMessage = http::typed(value, "message")?;
+    let message: WireMessage = body::typed(value, "message")?;
     let usage = message
         .usage
         .map(|u| Usage {
@@ -297,7 +293,7 @@ impl StreamState {
         if event == Some("error") || value.get("type").and_then(Value::as_str) == Some("error") {
             return Err(classify(0, data.as_bytes()));
         }
-        let ev: WireEvent = http::typed(value, "stream event")?;
+        let ev: WireEvent = body::typed(value, "stream event")?;
         match ev.kind.as_str() {
             "message_start" => {
                 if let Some(u) = ev.message.and_then(|m| m.usage) {
@@ -312,7 +308,7 @@ impl StreamState {
                     && let Some(text) = delta.text
                 {
                     self.text.push_str(&text);
-                    http::check_answer_size(&self.text)?;
+                    body::check_answer_size(&self.text)?;
                 }
             }
             "message_delta" => {
@@ -335,21 +331,50 @@ impl StreamState {
         Ok(self.stopped)
     }
 
-    /// The answer once the stream has ended.
-    pub fn finish(self) -> Result<Completion, ProviderError> {
-        if !self.stopped && self.finish.is_none() {
-            return Err(ProviderError::new(
-                ErrorKind::Malformed,
-                "the stream ended before the answer was complete",
-            ));
-        }
-        let usage = Usage {
+    fn usage(&self) -> Usage {
+        Usage {
             input_tokens: self.input,
             output_tokens: self.output,
             cached_input_tokens: self.cached,
             ..Usage::default()
-        };
+        }
+    }
+
+    /// The answer once the stream has ended: only a stream whose `message_delta` said why
+    /// the model stopped (`stop_reason`) is an answer, even if `message_stop` came.
+    pub fn finish(self) -> Result<Completion, ProviderError> {
+        if self.finish.is_none() {
+            let why = if self.stopped {
+                "the stream ended with message_stop but no stop_reason: the answer may be cut off"
+            } else {
+                "the stream ended before the answer was complete"
+            };
+            return Err(ProviderError::new(ErrorKind::Malformed, why));
+        }
+        let usage = self.usage();
         answer(self.text, None, self.finish, usage)
+    }
+}
+
+impl Answer for StreamState {
+    fn framing(&self, content_type: &str) -> Option<Framing> {
+        (content_type == "text/event-stream").then_some(Framing::Sse)
+    }
+
+    fn frame(&mut self, event: Option<&str>, data: &str) -> Result<bool, ProviderError> {
+        self.event(event, data)
+    }
+
+    fn body(&mut self, body: &[u8], content_type: &str) -> Result<Completion, ProviderError> {
+        parse_message(body, content_type)
+    }
+
+    fn finish(&mut self) -> Result<Completion, ProviderError> {
+        std::mem::take(self).finish()
+    }
+
+    fn usage(&self) -> Usage {
+        StreamState::usage(self)
     }
 }
 
@@ -413,5 +438,32 @@ mod tests {
         .unwrap();
         assert_eq!(c.text, "4");
         assert_eq!(c.usage.input_tokens, Some(8));
+    }
+
+    #[test]
+    fn message_stop_without_a_stop_reason_is_cut_off_and_max_tokens_is_kept_as_cut() {
+        let delta = r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"The key is"}}"#;
+        let mut s = StreamState::default();
+        s.event(None, delta).unwrap();
+        assert!(s.event(None, r#"{"type":"message_stop"}"#).unwrap());
+        let e = s.finish().unwrap_err();
+        assert!(
+            e.kind.retryable() && e.message.contains("no stop_reason"),
+            "{e}"
+        );
+
+        let mut s = StreamState::default();
+        s.event(None, delta).unwrap();
+        s.event(
+            None,
+            r#"{"type":"message_delta","delta":{"stop_reason":"max_tokens"},"usage":{"output_tokens":3}}"#,
+        )
+        .unwrap();
+        s.event(None, r#"{"type":"message_stop"}"#).unwrap();
+        let c = s.finish().unwrap();
+        assert_eq!(
+            (c.text.as_str(), c.finish),
+            ("The key is", Some(Finish::Length))
+        );
     }
 }

@@ -1,16 +1,33 @@
 //! Any local program as a provider: the prompt goes to its standard input, or into its
-//! arguments where one contains `{prompt}`; the answer is its standard output. A non-zero
-//! exit or a timeout is a failed call whose error is the last line of standard error.
-//! Calls are not retried: a program does its own retrying.
+//! arguments where one contains `{prompt}`; it is also in the environment
+//! ([`PROMPT_VAR`], [`SYSTEM_VAR`], [`MODEL_VAR`]), the safe way to hand it to a shell.
+//! The answer is its standard output. A non-zero exit or a timeout is a failed call whose
+//! error is the last line of standard error. Calls are not retried: a program does its
+//! own retrying.
+//!
+//! The program runs in its own process group, and the whole group is killed when the call
+//! ends, times out or is abandoned (Ctrl-C): a wrapper's children make no calls after.
 
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use super::http::{self, MAX_ANSWER_BYTES, human_duration};
+use super::body::{MAX_ANSWER_BYTES, check_answer_size};
+use super::http::human_duration;
 use super::{ChatRequest, Completion, Finish, Outcome, Transport, Usage};
 use crate::error::{ErrorKind, ProviderError};
+
+/// The environment variable that holds the prompt.
+pub const PROMPT_VAR: &str = "LLM_CONSENSUS_PROMPT";
+/// The environment variable that holds the system prompt (empty when there is none).
+pub const SYSTEM_VAR: &str = "LLM_CONSENSUS_SYSTEM";
+/// The environment variable that holds the model name.
+pub const MODEL_VAR: &str = "LLM_CONSENSUS_MODEL";
+/// The longest value put in one environment variable: Linux refuses to start a program
+/// with a longer one (`MAX_ARG_STRLEN`, 128 KiB), so a longer prompt is not in the
+/// environment, and a command that names the variable fails with a clear message.
+pub const MAX_ENV_VALUE: usize = 128 * 1024 - 64;
 
 /// A program and its arguments, with `{prompt}`, `{system}` and `{model}` placeholders.
 #[derive(Clone, Debug)]
@@ -50,6 +67,36 @@ impl Program {
         }
     }
 
+    /// The variables set for the program: each of [`PROMPT_VAR`], [`SYSTEM_VAR`] and
+    /// [`MODEL_VAR`] that fits in [`MAX_ENV_VALUE`]. A value too long is an error when
+    /// the arguments name its variable (the program would read an empty prompt).
+    pub fn env(&self, request: &ChatRequest) -> Result<Vec<(&'static str, String)>, ProviderError> {
+        let values = [
+            (PROMPT_VAR, request.user.to_string()),
+            (
+                SYSTEM_VAR,
+                request.system.as_deref().unwrap_or("").to_string(),
+            ),
+            (MODEL_VAR, request.model.clone()),
+        ];
+        let mut vars = Vec::new();
+        for (name, value) in values {
+            if value.len() <= MAX_ENV_VALUE {
+                vars.push((name, value));
+            } else if self.argv.iter().any(|a| a.contains(name)) {
+                return Err(ProviderError::new(
+                    ErrorKind::Rejected,
+                    format!(
+                        "the value of {name} is {} KiB, more than an environment variable can hold ({} KiB): read the prompt from standard input instead",
+                        value.len() / 1024,
+                        MAX_ENV_VALUE / 1024
+                    ),
+                ));
+            }
+        }
+        Ok(vars)
+    }
+
     /// One call, bounded by the call timeout and the run deadline.
     pub async fn complete(&self, transport: &Transport, request: &ChatRequest) -> Outcome {
         let budget = transport.attempt_budget();
@@ -68,6 +115,7 @@ impl Program {
             }),
             attempts: 1,
             reported_ms: None,
+            failed_usage: Usage::default(),
         }
     }
 
@@ -83,16 +131,23 @@ impl Program {
                 "the command is empty: set command = [\"program\", \"arg\", ...]",
             ));
         };
-        let mut child = tokio::process::Command::new(program)
+        let mut command = tokio::process::Command::new(program);
+        command
             .args(rest)
+            .envs(self.env(request)?)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| {
-                ProviderError::new(ErrorKind::Rejected, format!("cannot run `{program}`: {e}"))
-            })?;
+            .kill_on_drop(true);
+        // Its own group, so that the whole group can be killed (and a terminal's Ctrl-C
+        // reaches only us: we decide when the program stops).
+        #[cfg(unix)]
+        command.process_group(0);
+        let mut child = command.spawn().map_err(|e| {
+            ProviderError::new(ErrorKind::Rejected, format!("cannot run `{program}`: {e}"))
+        })?;
+        // Declared after `child`, so dropped before it: the group dies first.
+        let _group = group::Guard::new(child.id());
         let input = self.stdin(request);
         let mut stdin = child.stdin.take();
         let stdout = child.stdout.take();
@@ -172,13 +227,72 @@ impl Program {
                 format!("`{program}` exited successfully but wrote nothing"),
             ));
         }
-        http::check_answer_size(&text)?;
+        check_answer_size(&text)?;
         Ok(Completion {
             text,
             finish: Some(Finish::Stop),
             usage: Usage::default(),
         })
     }
+}
+
+/// The process groups of the programs running now, so that each can be killed with all
+/// its descendants.
+mod group {
+    use std::sync::Mutex;
+
+    /// Groups alive now, for [`stop_all`].
+    static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+    /// Kills the process group led by a child when dropped: the call ended, timed out or
+    /// was abandoned.
+    pub struct Guard(Option<u32>);
+
+    impl Guard {
+        pub fn new(pid: Option<u32>) -> Guard {
+            if let Some(pid) = pid {
+                LIVE.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
+            }
+            Guard(pid)
+        }
+    }
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            if let Some(pid) = self.0 {
+                kill(pid);
+                LIVE.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|&p| p != pid);
+            }
+        }
+    }
+
+    /// Kills every running program's group: for an exit that skips destructors.
+    pub fn stop_all() {
+        let live = std::mem::take(&mut *LIVE.lock().unwrap_or_else(|e| e.into_inner()));
+        for pid in live {
+            kill(pid);
+        }
+    }
+
+    #[cfg(unix)]
+    fn kill(pid: u32) {
+        use rustix::process::{Pid, Signal, kill_process_group};
+        if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+            // Gone already is fine.
+            let _ = kill_process_group(pid, Signal::KILL);
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn kill(_pid: u32) {}
+}
+
+/// Kills the process groups of all command providers still running. Call it before an
+/// exit that skips destructors (`std::process::exit` on a second Ctrl-C).
+pub fn stop_all() {
+    group::stop_all();
 }
 
 /// Reads a pipe to its end, keeping at most the answer cap (the rest is drained so that

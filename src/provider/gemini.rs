@@ -1,13 +1,15 @@
-//! Google Gemini (PROVIDERS.md §5): `POST {base}/models/{model}:generateContent`, or
+//! Google Gemini (docs/providers.md, Kinds): `POST {base}/models/{model}:generateContent`, or
 //! `:streamGenerateContent?alt=sse` when streaming, with `x-goog-api-key`,
 //! `systemInstruction` and a camelCase `generationConfig`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::http::{self, Transport};
+use super::body;
+use super::framing::Framing;
+use super::http::{self, Answer, Call, Transport};
 use super::{ChatRequest, Completion, Finish, Secret, Usage, answer};
 use crate::error::{ErrorKind, ProviderError};
 
@@ -27,7 +29,7 @@ impl Endpoint {
     pub fn url(&self, model: &str) -> String {
         let base = self.base_url.trim_end_matches('/');
         let model = model.strip_prefix("models/").unwrap_or(model);
-        let model = http::path_segment(model);
+        let model = body::path_segment(model);
         if self.stream {
             format!("{base}/models/{model}:streamGenerateContent?alt=sse")
         } else {
@@ -66,36 +68,16 @@ impl Endpoint {
         &self,
         transport: &Transport,
         request: &ChatRequest,
-        _deadline: Instant,
     ) -> Result<Completion, ProviderError> {
-        let builder = transport.post_json(
-            &self.url(&request.model),
-            &self.body(request),
-            self.key.as_ref(),
-            http::KeyHeader::Named("x-goog-api-key"),
-            &self.headers,
-        );
-        let mut response = http::send(builder, classify).await?;
-        let content_type = http::content_type(&response);
-        let mut state = State::default();
-        if content_type == "text/event-stream" {
-            http::read_sse_with(
-                &mut response,
-                http::SseParser::with_bare_json(),
-                |_, data| {
-                    let data = data.trim();
-                    if !data.is_empty() {
-                        state.apply(http::json_object(data.as_bytes(), "an event")?)?;
-                    }
-                    Ok(false)
-                },
-            )
-            .await?;
-        } else {
-            let body = http::read_body(&mut response).await?;
-            state.apply(http::json_object(&body, &content_type)?)?;
-        }
-        state.finish()
+        let call = Call {
+            url: self.url(&request.model),
+            body: self.body(request),
+            key: self.key.as_ref(),
+            key_header: http::KeyHeader::Named("x-goog-api-key"),
+            protocol_headers: &[],
+            headers: &self.headers,
+        };
+        transport.exchange(call, classify, State::default()).await
     }
 }
 
@@ -148,7 +130,7 @@ impl From<WireUsage> for Usage {
     fn from(u: WireUsage) -> Usage {
         let output = match (u.candidates_token_count, u.thoughts_token_count) {
             (None, None) => None,
-            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+            (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
         };
         Usage {
             input_tokens: u.prompt_token_count,
@@ -173,7 +155,7 @@ fn finish(reason: &str) -> Finish {
 /// Accumulates one answer: a whole response, or the events of a stream (each carries the
 /// new text; usage is repeated, so the last one counts).
 #[derive(Default)]
-struct State {
+pub(crate) struct State {
     text: String,
     finish: Option<Finish>,
     usage: Usage,
@@ -193,7 +175,7 @@ impl State {
             e.message = format!("error in a 200 response: {}", e.message);
             return Err(e);
         }
-        let response: WireResponse = http::typed(value, "response")?;
+        let response: WireResponse = body::typed(value, "response")?;
         if let Some(usage) = response.usage_metadata {
             self.usage = usage.into();
         }
@@ -214,7 +196,7 @@ impl State {
                     self.text.push_str(&text);
                 }
             }
-            http::check_answer_size(&self.text)?;
+            body::check_answer_size(&self.text)?;
             if let Some(reason) = candidate.finish_reason {
                 self.finish = Some(finish(&reason));
             }
@@ -222,6 +204,8 @@ impl State {
         Ok(())
     }
 
+    /// The answer: only a response with a `finishReason` is one (a stream that ends
+    /// without it was cut off).
     fn finish(self) -> Result<Completion, ProviderError> {
         if self.text.trim().is_empty()
             && let Some(reason) = self.blocked
@@ -240,6 +224,33 @@ impl State {
             return Err(ProviderError::new(ErrorKind::Malformed, what));
         }
         answer(self.text, None, self.finish, self.usage)
+    }
+}
+
+impl Answer for State {
+    fn framing(&self, content_type: &str) -> Option<Framing> {
+        (content_type == "text/event-stream").then_some(Framing::SseWithBareJson)
+    }
+
+    fn frame(&mut self, _event: Option<&str>, data: &str) -> Result<bool, ProviderError> {
+        let data = data.trim();
+        if !data.is_empty() {
+            self.apply(body::json_object(data.as_bytes(), "an event")?)?;
+        }
+        Ok(false)
+    }
+
+    fn body(&mut self, body: &[u8], content_type: &str) -> Result<Completion, ProviderError> {
+        self.apply(body::json_object(body, content_type)?)?;
+        Answer::finish(self)
+    }
+
+    fn finish(&mut self) -> Result<Completion, ProviderError> {
+        std::mem::take(self).finish()
+    }
+
+    fn usage(&self) -> Usage {
+        self.usage.clone()
     }
 }
 
@@ -272,10 +283,11 @@ struct WireViolation {
     quota_id: Option<String>,
 }
 
-/// A protobuf duration (`"38s"`, `"45.837906927s"`).
+/// A protobuf duration (`"38s"`, `"45.837906927s"`), capped like every duration a
+/// server gives.
 pub fn parse_delay(text: &str) -> Option<Duration> {
     let secs: f64 = text.trim().strip_suffix('s')?.parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+    super::retry::server_secs(secs)
 }
 
 /// Classifies an error response: RetryInfo gives the delay, a per-day quota is final.
@@ -305,7 +317,7 @@ pub fn classify(status: u16, body: &[u8]) -> ProviderError {
         delay = None;
     }
     let detail = if error.message.is_empty() {
-        http::snippet(body)
+        body::snippet(body)
     } else {
         error.message
     };
@@ -403,5 +415,18 @@ mod tests {
         let e = s.finish().unwrap_err();
         assert_eq!(e.kind, ErrorKind::Refused);
         assert!(!e.kind.retryable());
+    }
+
+    #[test]
+    fn no_finish_reason_is_cut_off_and_max_tokens_is_kept_as_cut() {
+        let mut s = State::default();
+        s.apply(json!({"candidates":[{"content":{"parts":[{"text":"The key is"}]}}]}))
+            .unwrap();
+        let e = s.finish().unwrap_err();
+        assert!(e.kind.retryable(), "{e}");
+        let mut s = State::default();
+        s.apply(json!({"candidates":[{"content":{"parts":[{"text":"The key is"}]},"finishReason":"MAX_TOKENS"}]}))
+            .unwrap();
+        assert_eq!(s.finish().unwrap().finish, Some(Finish::Length));
     }
 }

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{Completion, Finish, Outcome, Usage};
+use super::http::human_duration;
+use super::{Completion, Finish, Outcome, Transport, Usage};
 use crate::error::{ErrorKind, ProviderError};
 
 /// One scripted call.
@@ -58,10 +59,31 @@ impl Script {
         &self.steps[call_index.min(self.steps.len() - 1)]
     }
 
-    pub async fn complete(&self, call_index: usize) -> Outcome {
+    /// The scripted call. With `sleep`, it really takes `ms`; like any call it is stopped
+    /// by the call timeout (so `ms = inf` is a call that times out, not a crash).
+    pub async fn complete(&self, transport: &Transport, call_index: usize) -> Outcome {
         let step = self.step(call_index);
         if self.sleep && step.ms > 0.0 {
-            tokio::time::sleep(Duration::from_secs_f64(step.ms / 1000.0)).await;
+            let limit = transport.policy.call_timeout;
+            match Duration::try_from_secs_f64(step.ms / 1000.0) {
+                Ok(wait) if wait <= limit => tokio::time::sleep(wait).await,
+                _ => {
+                    tokio::time::sleep(limit).await;
+                    let e = ProviderError::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "no complete answer within {} (raise --timeout)",
+                            human_duration(limit)
+                        ),
+                    );
+                    return Outcome {
+                        result: Err(e),
+                        attempts: 1,
+                        reported_ms: Some(step.ms),
+                        failed_usage: Usage::default(),
+                    };
+                }
+            }
         }
         let result = if step.ok {
             Ok(Completion {
@@ -87,6 +109,34 @@ impl Script {
             result,
             attempts: 1,
             reported_ms: Some(step.ms),
+            failed_usage: Usage::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::http::Policy;
+
+    #[tokio::test]
+    async fn an_endless_scripted_call_times_out() {
+        let transport = Transport::new(Policy {
+            call_timeout: Duration::from_millis(20),
+            ..Policy::default()
+        })
+        .unwrap();
+        for ms in [f64::INFINITY, 1e300, 60_000.0] {
+            let script = Script {
+                steps: vec![Step {
+                    ms,
+                    ..Step::answer("4")
+                }],
+                sleep: true,
+            };
+            let outcome = script.complete(&transport, 0).await;
+            let e = outcome.result.unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Timeout, "{ms}");
         }
     }
 }

@@ -4,14 +4,21 @@
 //! OpenAI-compatible vendor is data (base URL, key variable, dialect), not a new type.
 
 pub mod anthropic;
+pub mod body;
 pub mod command;
+pub mod framing;
 pub mod gemini;
 pub mod http;
 pub mod mock;
 pub mod ollama;
 pub mod openai;
 pub mod pricing;
+pub mod retry;
+pub mod scrub;
 pub mod vendors;
+
+#[cfg(test)]
+mod no_panic;
 
 use std::fmt;
 
@@ -20,6 +27,7 @@ use serde::Serialize;
 use crate::error::{ErrorKind, ProviderError};
 pub use crate::usage::Usage;
 pub use http::Transport;
+pub use scrub::Scrubber;
 
 /// Why the model stopped.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -71,7 +79,7 @@ pub(crate) fn answer(
         };
         return Err(ProviderError::new(kind, format!("empty answer{why}")));
     }
-    http::check_answer_size(&text)?;
+    body::check_answer_size(&text)?;
     Ok(Completion {
         text,
         finish,
@@ -115,11 +123,7 @@ impl Secret {
     /// `text` with every occurrence of the key replaced by `<redacted>`. Keys too short to
     /// be told apart from ordinary text are left alone.
     pub fn redact(&self, text: &str) -> String {
-        if self.0.len() >= 8 && text.contains(&self.0) {
-            text.replace(&self.0, "<redacted>")
-        } else {
-            text.to_string()
-        }
+        Scrubber::new([self.expose()]).scrub(text).into_owned()
     }
 }
 
@@ -182,23 +186,23 @@ impl Provider {
     ) -> Outcome {
         match self {
             Provider::OpenAi(e) => {
-                let attempt = |deadline| e.complete(transport, request, deadline);
+                let attempt = || e.complete(transport, request);
                 self.retried(&e.name, transport, attempt, on_retry).await
             }
             Provider::Anthropic(e) => {
-                let attempt = |deadline| e.complete(transport, request, deadline);
+                let attempt = || e.complete(transport, request);
                 self.retried(&e.name, transport, attempt, on_retry).await
             }
             Provider::Gemini(e) => {
-                let attempt = |deadline| e.complete(transport, request, deadline);
+                let attempt = || e.complete(transport, request);
                 self.retried(&e.name, transport, attempt, on_retry).await
             }
             Provider::Ollama(e) => {
-                let attempt = |deadline| e.complete(transport, request, deadline);
+                let attempt = || e.complete(transport, request);
                 self.retried(&e.name, transport, attempt, on_retry).await
             }
             Provider::Command(program) => program.complete(transport, request).await,
-            Provider::Mock(script) => script.complete(call_index).await,
+            Provider::Mock(script) => script.complete(transport, call_index).await,
         }
     }
 
@@ -212,7 +216,7 @@ impl Provider {
         mut on_retry: impl FnMut(&http::Retry<'_>),
     ) -> Outcome
     where
-        F: FnMut(std::time::Instant) -> Fut,
+        F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<Completion, ProviderError>>,
     {
         // A provider may quote the key it was sent (in an error page, a 401 message...).
@@ -260,4 +264,7 @@ pub struct Outcome {
     pub attempts: u32,
     /// A latency the provider reports instead of the measured one (scripted panels).
     pub reported_ms: Option<f64>,
+    /// Tokens reported by attempts that failed (retried, or the last one): paid for
+    /// though no answer came of them, so they count toward the cost and `--max-cost`.
+    pub failed_usage: Usage,
 }

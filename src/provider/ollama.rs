@@ -1,13 +1,13 @@
-//! Ollama's native chat API (PROVIDERS.md §6): `POST {host}/api/chat`, one JSON object,
+//! Ollama's native chat API (docs/providers.md, Kinds): `POST {host}/api/chat`, one JSON object,
 //! or NDJSON lines when streaming. `stream` defaults to true on the server, so it is
 //! always sent.
-
-use std::time::Instant;
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::http::{self, Transport};
+use super::body;
+use super::framing::Framing;
+use super::http::{self, Answer, Call, Transport};
 use super::{ChatRequest, Completion, Finish, Secret, Usage, answer};
 use crate::error::{ErrorKind, ProviderError};
 
@@ -79,30 +79,18 @@ impl Endpoint {
         &self,
         transport: &Transport,
         request: &ChatRequest,
-        _deadline: Instant,
     ) -> Result<Completion, ProviderError> {
-        let builder = transport.post_json(
-            &self.url(),
-            &self.body(request),
-            self.key.as_ref(),
-            http::KeyHeader::Bearer,
-            &self.headers,
-        );
-        let model = request.model.clone();
-        let mut response =
-            http::send(builder, |status, body| classify(status, body, &model)).await?;
-        let content_type = http::content_type(&response);
-        let mut state = State::default();
-        if content_type == "application/x-ndjson" {
-            http::read_ndjson(&mut response, |line| {
-                state.apply(http::json_object(line.as_bytes(), "a line")?)
-            })
-            .await?;
-        } else {
-            let body = http::read_body(&mut response).await?;
-            state.apply(http::json_object(&body, &content_type)?)?;
-        }
-        state.finish()
+        let call = Call {
+            url: self.url(),
+            body: self.body(request),
+            key: self.key.as_ref(),
+            key_header: http::KeyHeader::Bearer,
+            protocol_headers: &[],
+            headers: &self.headers,
+        };
+        let model = &request.model;
+        let classify = |status, body: &[u8]| classify(status, body, model);
+        transport.exchange(call, classify, State::default()).await
     }
 }
 
@@ -123,7 +111,7 @@ struct WireMessage {
 }
 
 #[derive(Default)]
-struct State {
+pub(crate) struct State {
     text: String,
     done: bool,
     finish: Option<Finish>,
@@ -143,10 +131,10 @@ impl State {
                 format!("error in the response: {message}"),
             ));
         }
-        let chunk: WireChunk = http::typed(value, "reply")?;
+        let chunk: WireChunk = body::typed(value, "reply")?;
         if let Some(content) = chunk.message.and_then(|m| m.content) {
             self.text.push_str(&content);
-            http::check_answer_size(&self.text)?;
+            body::check_answer_size(&self.text)?;
         }
         if chunk.done {
             self.done = true;
@@ -175,12 +163,35 @@ impl State {
     }
 }
 
+impl Answer for State {
+    fn framing(&self, content_type: &str) -> Option<Framing> {
+        (content_type == "application/x-ndjson").then_some(Framing::Ndjson)
+    }
+
+    fn frame(&mut self, _event: Option<&str>, line: &str) -> Result<bool, ProviderError> {
+        self.apply(body::json_object(line.as_bytes(), "a line")?)
+    }
+
+    fn body(&mut self, body: &[u8], content_type: &str) -> Result<Completion, ProviderError> {
+        self.apply(body::json_object(body, content_type)?)?;
+        Answer::finish(self)
+    }
+
+    fn finish(&mut self) -> Result<Completion, ProviderError> {
+        std::mem::take(self).finish()
+    }
+
+    fn usage(&self) -> Usage {
+        self.usage.clone()
+    }
+}
+
 /// Classifies an error response `{"error": "text"}`; a missing model names `ollama pull`.
 pub fn classify(status: u16, body: &[u8], model: &str) -> ProviderError {
     let message = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
-        .unwrap_or_else(|| http::snippet(body));
+        .unwrap_or_else(|| body::snippet(body));
     let mut text = if message.is_empty() {
         format!("HTTP {status}")
     } else {
@@ -246,5 +257,19 @@ mod tests {
         s.apply(json!({"message": {"content": "Pa"}, "done": false}))
             .unwrap();
         assert!(s.finish().is_err());
+    }
+
+    #[test]
+    fn no_done_line_is_cut_off_and_length_is_kept_as_cut() {
+        let mut s = State::default();
+        s.apply(json!({"message": {"content": "The key is"}, "done": false}))
+            .unwrap();
+        assert!(s.finish().unwrap_err().kind.retryable());
+        let mut s = State::default();
+        s.apply(
+            json!({"message": {"content": "The key is"}, "done": true, "done_reason": "length"}),
+        )
+        .unwrap();
+        assert_eq!(s.finish().unwrap().finish, Some(Finish::Length));
     }
 }

@@ -1,13 +1,13 @@
 //! OpenAI chat completions, spoken by OpenAI and every OpenAI-compatible server
-//! (PROVIDERS.md §1–2): `POST {base}/chat/completions`, JSON or SSE answers. Azure
-//! OpenAI (§3) is the same protocol with another auth header and URL scheme.
-
-use std::time::Instant;
+//! (docs/providers.md, Kinds): `POST {base}/chat/completions`, JSON or SSE answers. Azure
+//! OpenAI is the same protocol with another auth header and URL scheme.
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::http::{self, Transport};
+use super::body;
+use super::framing::Framing;
+use super::http::{self, Answer, Call, Transport};
 use super::{ChatRequest, Completion, Finish, Secret, Usage, answer};
 use crate::error::{ErrorKind, ProviderError};
 
@@ -104,8 +104,8 @@ impl Endpoint {
             Route::ChatCompletions => format!("{base}/chat/completions"),
             Route::AzureDeployment { api_version } => format!(
                 "{base}/openai/deployments/{}/chat/completions?api-version={}",
-                http::path_segment(model),
-                http::path_segment(api_version)
+                body::path_segment(model),
+                body::path_segment(api_version)
             ),
         }
     }
@@ -142,27 +142,22 @@ impl Endpoint {
         &self,
         transport: &Transport,
         request: &ChatRequest,
-        _deadline: Instant,
     ) -> Result<Completion, ProviderError> {
         let key_header = match self.auth {
             Auth::Bearer => http::KeyHeader::Bearer,
             Auth::ApiKey => http::KeyHeader::Named("api-key"),
         };
-        let builder = transport.post_json(
-            &self.url(&request.model),
-            &self.body(request),
-            self.key.as_ref(),
+        let call = Call {
+            url: self.url(&request.model),
+            body: self.body(request),
+            key: self.key.as_ref(),
             key_header,
-            &self.headers,
-        );
-        let mut response = http::send(builder, classify).await?;
-        let content_type = http::content_type(&response);
-        if content_type == "text/event-stream" {
-            read_stream(&mut response).await
-        } else {
-            let body = http::read_body(&mut response).await?;
-            parse_completion(&body, &content_type)
-        }
+            protocol_headers: &[],
+            headers: &self.headers,
+        };
+        transport
+            .exchange(call, classify, StreamState::default())
+            .await
     }
 }
 
@@ -279,7 +274,7 @@ pub fn classify(status: u16, body: &[u8]) -> ProviderError {
         kind = ErrorKind::Refused;
     }
     let detail = if message.is_empty() {
-        http::snippet(body)
+        body::snippet(body)
     } else {
         message
     };
@@ -300,14 +295,14 @@ pub fn classify(status: u16, body: &[u8]) -> ProviderError {
 
 /// Parses a non-streaming answer.
 pub fn parse_completion(body: &[u8], content_type: &str) -> Result<Completion, ProviderError> {
-    let value = http::json_object(body, content_type)?;
+    let value = body::json_object(body, content_type)?;
     if let Some(err) = value.get("error").filter(|e| !e.is_null()) {
         let body = json!({ "error": err }).to_string();
         let mut e = classify(500, body.as_bytes());
         e.message = e.message.replacen("HTTP 500", "error in a 200 response", 1);
         return Err(e);
     }
-    let wire: WireCompletion = http::typed(value, "completion")?;
+    let wire: WireCompletion = body::typed(value, "completion")?;
     let usage = wire.usage.map(Usage::from).unwrap_or_default();
     let Some(choice) = wire.choices.into_iter().next() else {
         return Err(ProviderError::new(
@@ -401,32 +396,49 @@ impl StreamState {
                 self.finish = Some(Finish::from_openai(&reason));
             }
         }
-        if self.text.len() > http::MAX_BODY_BYTES {
-            return Err(http::too_large());
+        if self.text.len() > body::MAX_BODY_BYTES {
+            return Err(body::too_large());
         }
         Ok(())
     }
 
-    /// The answer once the stream has ended.
+    /// The answer once the stream has ended: only a stream in which some chunk said why
+    /// the model stopped is an answer. `[DONE]` alone proves nothing (a llama.cpp-based
+    /// server ends an interrupted answer with it).
     pub fn finish(self) -> Result<Completion, ProviderError> {
-        if !self.done && self.finish.is_none() {
-            return Err(ProviderError::new(
-                ErrorKind::Malformed,
-                "the stream ended before the answer was complete",
-            ));
+        if self.finish.is_none() {
+            let why = if self.done {
+                "the stream ended with [DONE] but no chunk said why the model stopped (no finish_reason): the answer may be cut off"
+            } else {
+                "the stream ended before the answer was complete"
+            };
+            return Err(ProviderError::new(ErrorKind::Malformed, why));
         }
         answer(self.text, self.refusal, self.finish, self.usage)
     }
 }
 
-async fn read_stream(response: &mut reqwest::Response) -> Result<Completion, ProviderError> {
-    let mut state = StreamState::default();
-    http::read_sse(response, |event, data| {
-        state.event(event, data)?;
-        Ok(state.done)
-    })
-    .await?;
-    state.finish()
+impl Answer for StreamState {
+    fn framing(&self, content_type: &str) -> Option<Framing> {
+        (content_type == "text/event-stream").then_some(Framing::Sse)
+    }
+
+    fn frame(&mut self, event: Option<&str>, data: &str) -> Result<bool, ProviderError> {
+        self.event(event, data)?;
+        Ok(self.done)
+    }
+
+    fn body(&mut self, body: &[u8], content_type: &str) -> Result<Completion, ProviderError> {
+        parse_completion(body, content_type)
+    }
+
+    fn finish(&mut self) -> Result<Completion, ProviderError> {
+        std::mem::take(self).finish()
+    }
+
+    fn usage(&self) -> Usage {
+        self.usage.clone()
+    }
 }
 
 #[cfg(test)]
@@ -521,5 +533,31 @@ mod tests {
         let c = s.finish().unwrap();
         assert_eq!(c.text, "Paris");
         assert_eq!(c.usage.input_tokens, Some(3));
+    }
+
+    #[test]
+    fn done_without_a_finish_reason_is_cut_off_and_length_is_kept_as_cut() {
+        let mut s = StreamState::default();
+        s.event(None, r#"{"choices":[{"delta":{"content":"The key is"}}]}"#)
+            .unwrap();
+        s.event(None, "[DONE]").unwrap();
+        let e = s.finish().unwrap_err();
+        assert!(
+            e.kind.retryable() && e.message.contains("no finish_reason"),
+            "{e}"
+        );
+
+        let mut s = StreamState::default();
+        s.event(
+            None,
+            r#"{"choices":[{"delta":{"content":"The key is"},"finish_reason":"length"}]}"#,
+        )
+        .unwrap();
+        s.event(None, "[DONE]").unwrap();
+        let c = s.finish().unwrap();
+        assert_eq!(
+            (c.text.as_str(), c.finish),
+            ("The key is", Some(Finish::Length))
+        );
     }
 }

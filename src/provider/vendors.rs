@@ -71,7 +71,7 @@ pub const VENDORS: &[Vendor] = &[
             "claude-haiku-4-5",
         )
     },
-    // The Gemini SDK prefers GOOGLE_API_KEY when both are set (PROVIDERS.md §5.1).
+    // The Gemini SDK prefers GOOGLE_API_KEY when both are set (docs/providers.md, Built-in names).
     Vendor {
         kind: "gemini",
         ..hosted(

@@ -2,12 +2,15 @@
 //! [`Report`].
 
 pub mod json;
+pub mod rules;
+mod terminal;
 pub mod text;
 
 use serde::Serialize;
 
+use crate::config::SeatSpec;
 use crate::config::Settings;
-use crate::consensus::{Decision, Details, RoundTrace, Text};
+use crate::consensus::{Decision, Details, RoundTrace, SeatOutcome, Text};
 use crate::provider::Usage;
 use crate::provider::pricing::Price;
 
@@ -31,7 +34,7 @@ pub enum Status {
 }
 
 impl Status {
-    /// The exit code contract of the README (PROTOCOL.md §5).
+    /// The exit code contract of the README (docs/protocol.md §5).
     pub fn exit_code(self) -> i32 {
         match self {
             Status::Final => 0,
@@ -80,13 +83,10 @@ pub struct ParticipantReport {
     pub model: String,
     pub kind: String,
     pub weight: f64,
-    pub confidence: f64,
-    pub support: Option<f64>,
-    pub luminance: f64,
-    pub score: f64,
-    pub live: bool,
-    /// The key of its latest answer.
-    pub key: Option<Text>,
+    /// How the seat stands in the decision (confidence, support, luminance, score, live,
+    /// key): the engine's own record, serialized in place.
+    #[serde(flatten)]
+    pub outcome: SeatOutcome,
     pub calls: usize,
     /// Its successful answers, in call order.
     pub answers: Vec<Text>,
@@ -101,6 +101,14 @@ pub struct ParticipantReport {
     pub price: Option<Price>,
     /// What its calls cost in USD; null when unpriced or a token count is unknown.
     pub cost_usd: Option<f64>,
+}
+
+/// The engine's record of a seat reads as the participant's own fields.
+impl std::ops::Deref for ParticipantReport {
+    type Target = SeatOutcome;
+    fn deref(&self) -> &SeatOutcome {
+        &self.outcome
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -168,113 +176,9 @@ impl Report {
             .seats
             .iter()
             .enumerate()
-            .map(|(i, seat)| {
-                let outcome = decision.seats.get(i);
-                let mut usage = Usage::default();
-                let (mut calls, mut answers, mut errors, mut latency) =
-                    (0, Vec::new(), Vec::new(), Vec::new());
-                // An answer without token counts makes the cost unknown.
-                let mut counted = true;
-                for round in &decision.rounds {
-                    let Some(entry) = round
-                        .participants
-                        .iter()
-                        .find(|e| e.participant == seat.name)
-                    else {
-                        continue;
-                    };
-                    if !entry.called {
-                        continue;
-                    }
-                    calls += 1;
-                    if let Some(u) = &entry.usage {
-                        usage.add(u);
-                    }
-                    if let Some(ms) = entry.latency_ms {
-                        latency.push(ms);
-                    }
-                    match &entry.error {
-                        Some(e) => errors.push(format!("round {}: {e}", round.round)),
-                        None => {
-                            answers.extend(entry.answer.clone());
-                            counted &= entry.usage.as_ref().is_some_and(|u| {
-                                u.input_tokens.is_some() && u.output_tokens.is_some()
-                            });
-                        }
-                    }
-                }
-                ParticipantReport {
-                    name: seat.name.clone(),
-                    provider: seat.provider_name.clone(),
-                    model: seat.model.clone(),
-                    kind: seat.provider.kind().to_string(),
-                    weight: seat.weight,
-                    confidence: outcome.map_or(0.0, |o| o.confidence),
-                    support: outcome.and_then(|o| o.support),
-                    luminance: outcome.map_or(0.0, |o| o.luminance),
-                    score: outcome.map_or(0.0, |o| o.score),
-                    live: outcome.is_some_and(|o| o.live),
-                    key: outcome.and_then(|o| o.key.clone()),
-                    calls,
-                    answers,
-                    errors,
-                    latency_ms: (!latency.is_empty())
-                        .then(|| latency.iter().sum::<f64>() / latency.len() as f64),
-                    cost_usd: seat.price.filter(|_| counted).map(|p| {
-                        p.bound(
-                            usage.input_tokens.unwrap_or(0),
-                            usage.output_tokens.unwrap_or(0),
-                        )
-                    }),
-                    usage,
-                    retries: 0,
-                    price: seat.price,
-                }
-            })
+            .map(|(i, seat)| participant(seat, decision.seats.get(i), &decision.rounds))
             .collect();
-        let mut total = Usage::default();
-        for p in &participants {
-            total.add(&p.usage);
-        }
-        let calls = participants.iter().map(|p| p.calls).sum();
-        let cost_usd = participants.iter().map(|p| p.cost_usd).sum::<Option<f64>>();
-        let (status, error) = if interrupted {
-            (
-                Status::Interrupted,
-                Some("interrupted before the run finished".to_string()),
-            )
-        } else if let Some(failure) = &decision.details.failure {
-            (Status::Failed, Some(failure.clone()))
-        } else if decision.live == 0 {
-            let causes: Vec<String> = participants
-                .iter()
-                .map(|p| {
-                    format!(
-                        "{}: {}",
-                        p.name,
-                        p.errors.last().map_or("no answer", |e| e.as_str())
-                    )
-                })
-                .collect();
-            (
-                Status::Failed,
-                Some(format!("no participant answered ({})", causes.join("; "))),
-            )
-        } else if decision.live < decision.quorum {
-            (
-                Status::Degraded,
-                Some(format!(
-                    "only {} of {} participants answered; the quorum is {}",
-                    decision.live,
-                    participants.len(),
-                    decision.quorum
-                )),
-            )
-        } else if decision.finalized {
-            (Status::Final, None)
-        } else {
-            (Status::NoConsensus, None)
-        };
+        let (status, error) = status(decision, &participants, interrupted);
         let p = &settings.params;
         Report {
             schema_version: SCHEMA_VERSION,
@@ -292,39 +196,167 @@ impl Report {
             rounds_executed: decision.rounds_executed,
             live: decision.live,
             quorum: decision.quorum,
-            params: ParamsReport {
-                rounds: p.rounds,
-                k: p.k,
-                alpha: p.alpha,
-                beta_1: p.beta_1,
-                beta_2: p.beta_2,
-                quorum: p.quorum,
-                answer: p.answer.to_string(),
-                similarity: p.similarity.to_string(),
-                tolerance: p.tolerance,
-                quorum_share: p.quorum_share.to_string(),
-                rule: p.rule.to_string(),
-                faults: (p.strategy == crate::consensus::StrategyKind::Bft).then(|| {
-                    p.faults.unwrap_or_else(|| {
-                        crate::consensus::bft::default_faults(settings.seats.len())
-                    })
-                }),
-                confidence: p.confidence,
-            },
+            params: params(settings),
             prompt: prompt.to_string(),
+            usage: usage(&participants),
             participants,
             rounds: decision.rounds.clone(),
-            usage: UsageReport {
-                input_tokens: total.input_tokens,
-                output_tokens: total.output_tokens,
-                total_tokens: total.total(),
-                calls,
-                retries: 0,
-                cost_usd,
-            },
             elapsed_ms,
             error,
             details: decision.details.clone(),
         }
+    }
+}
+
+/// A seat's part of the report: the engine's outcome, and its calls added up from the
+/// trace.
+fn participant(
+    seat: &SeatSpec,
+    outcome: Option<&SeatOutcome>,
+    rounds: &[RoundTrace],
+) -> ParticipantReport {
+    let mut usage = Usage::default();
+    let (mut calls, mut answers, mut errors, mut latency) = (0, Vec::new(), Vec::new(), Vec::new());
+    // An answer without token counts makes the cost unknown.
+    let mut counted = true;
+    for round in rounds {
+        let Some(entry) = round
+            .participants
+            .iter()
+            .find(|e| e.participant == seat.name)
+            .filter(|e| e.called)
+        else {
+            continue;
+        };
+        calls += 1;
+        if let Some(u) = &entry.usage {
+            usage.add(u);
+        }
+        if let Some(ms) = entry.latency_ms {
+            latency.push(ms);
+        }
+        match &entry.error {
+            Some(e) => errors.push(format!("round {}: {e}", round.round)),
+            None => {
+                answers.extend(entry.answer.clone());
+                counted &= entry
+                    .usage
+                    .as_ref()
+                    .is_some_and(|u| u.input_tokens.is_some() && u.output_tokens.is_some());
+            }
+        }
+    }
+    ParticipantReport {
+        name: seat.name.clone(),
+        provider: seat.provider_name.clone(),
+        model: seat.model.clone(),
+        kind: seat.provider.kind().to_string(),
+        weight: seat.weight,
+        // A seat the engine has no outcome for never answered.
+        outcome: outcome.cloned().unwrap_or(SeatOutcome {
+            confidence: 0.0,
+            support: None,
+            luminance: 0.0,
+            score: 0.0,
+            live: false,
+            key: None,
+        }),
+        calls,
+        answers,
+        errors,
+        latency_ms: (!latency.is_empty())
+            .then(|| latency.iter().sum::<f64>() / latency.len() as f64),
+        cost_usd: seat.price.filter(|_| counted).map(|p| {
+            p.bound(
+                usage.input_tokens.unwrap_or(0),
+                usage.output_tokens.unwrap_or(0),
+            )
+        }),
+        usage,
+        retries: 0,
+        price: seat.price,
+    }
+}
+
+/// How the run ended, and why in one line when it did not end well.
+fn status(
+    decision: &Decision,
+    participants: &[ParticipantReport],
+    interrupted: bool,
+) -> (Status, Option<String>) {
+    if interrupted {
+        (
+            Status::Interrupted,
+            Some("interrupted before the run finished".to_string()),
+        )
+    } else if let Some(failure) = &decision.details.failure {
+        (Status::Failed, Some(failure.clone()))
+    } else if decision.live == 0 {
+        let causes: Vec<String> = participants
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}: {}",
+                    p.name,
+                    p.errors.last().map_or("no answer", |e| e.as_str())
+                )
+            })
+            .collect();
+        (
+            Status::Failed,
+            Some(format!("no participant answered ({})", causes.join("; "))),
+        )
+    } else if decision.live < decision.quorum {
+        (
+            Status::Degraded,
+            Some(format!(
+                "only {} of {} participants answered; the quorum is {}",
+                decision.live,
+                participants.len(),
+                decision.quorum
+            )),
+        )
+    } else if decision.finalized {
+        (Status::Final, None)
+    } else {
+        (Status::NoConsensus, None)
+    }
+}
+
+fn params(settings: &Settings) -> ParamsReport {
+    let p = &settings.params;
+    ParamsReport {
+        rounds: p.rounds,
+        k: p.k,
+        alpha: p.alpha,
+        beta_1: p.beta_1,
+        beta_2: p.beta_2,
+        quorum: p.quorum,
+        answer: p.answer.to_string(),
+        similarity: p.similarity.to_string(),
+        tolerance: p.tolerance,
+        quorum_share: p.quorum_share.to_string(),
+        rule: p.rule.to_string(),
+        faults: (p.strategy == crate::consensus::StrategyKind::Bft).then(|| {
+            p.faults
+                .unwrap_or_else(|| crate::consensus::bft::default_faults(settings.seats.len()))
+        }),
+        confidence: p.confidence,
+    }
+}
+
+/// The run's totals over its participants.
+fn usage(participants: &[ParticipantReport]) -> UsageReport {
+    let mut total = Usage::default();
+    for p in participants {
+        total.add(&p.usage);
+    }
+    UsageReport {
+        input_tokens: total.input_tokens,
+        output_tokens: total.output_tokens,
+        total_tokens: total.total(),
+        calls: participants.iter().map(|p| p.calls).sum(),
+        retries: 0,
+        cost_usd: participants.iter().map(|p| p.cost_usd).sum::<Option<f64>>(),
     }
 }

@@ -1,39 +1,12 @@
-//! The human-readable report.
+//! The human-readable report. Everything it writes passes [`visible`] (through
+//! [`Out`]), so an answer, an error message or a seat name cannot steer the terminal.
 
 use std::fmt::Write;
 
-use super::{Report, Status};
-
-/// Terminal styling, off unless stdout is a terminal and NO_COLOR is unset.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Style {
-    pub color: bool,
-}
-
-impl Style {
-    fn paint(self, code: &str, text: &str) -> String {
-        if self.color {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_string()
-        }
-    }
-    fn bold(self, t: &str) -> String {
-        self.paint("1", t)
-    }
-    fn green(self, t: &str) -> String {
-        self.paint("1;32", t)
-    }
-    fn yellow(self, t: &str) -> String {
-        self.paint("1;33", t)
-    }
-    fn red(self, t: &str) -> String {
-        self.paint("1;31", t)
-    }
-    fn dim(self, t: &str) -> String {
-        self.paint("2", t)
-    }
-}
+use super::terminal::{Out, Paint};
+pub use super::terminal::{Style, visible};
+use super::{ParticipantReport, Report, Status, rules};
+use crate::usage::Usage;
 
 fn pct(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{:.0}%", v * 100.0))
@@ -47,6 +20,18 @@ fn ms(v: Option<f64>) -> String {
     }
 }
 
+/// Token counts as `IN in / OUT out tokens` (`?` for an unknown count), or `tokens
+/// unknown`. Every text path that shows token counts writes them with this.
+pub fn tokens(usage: &Usage) -> String {
+    match (usage.input_tokens, usage.output_tokens) {
+        (None, None) => "tokens unknown".to_string(),
+        (i, o) => {
+            let count = |v: Option<u64>| v.map_or("?".to_string(), |v| v.to_string());
+            format!("{} in / {} out tokens", count(i), count(o))
+        }
+    }
+}
+
 fn one_line(text: &str, width: usize) -> String {
     let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if flat.chars().count() > width {
@@ -57,78 +42,80 @@ fn one_line(text: &str, width: usize) -> String {
     }
 }
 
-/// The default report: verdict, answer, synthesis, then the table of participants.
+/// `-q`: the synthesis alone, one trailing newline; empty when there is none.
+pub fn render_quiet(report: &Report) -> String {
+    match &report.synthesis {
+        Some(s) => format!("{}\n", visible(s.trim_end())),
+        None => String::new(),
+    }
+}
+
+/// The default report: verdict, answer, synthesis, the table of participants, what
+/// failed, what the columns mean, and the run's totals.
 pub fn render(report: &Report, style: Style) -> String {
-    let mut out = String::new();
-    let headline = match report.status {
-        Status::Final => style.green(&format!("✔ {}", report.status.label())),
-        Status::NoConsensus => style.yellow(&format!("✘ {}", report.status.label())),
-        _ => style.red(&format!("✘ {}", report.status.label())),
+    let mut out = Out::new(style);
+    verdict(&mut out, report);
+    scripted(&mut out, report);
+    strategy_details(&mut out, report);
+    answer(&mut out, report);
+    out.push_newline();
+    table(&mut out, report);
+    failures(&mut out, report);
+    legend(&mut out, report);
+    footer(&mut out, report);
+    out.finish()
+}
+
+fn verdict(out: &mut Out, report: &Report) {
+    let (paint, mark) = match report.status {
+        Status::Final => (Paint::Green, "✔"),
+        Status::NoConsensus => (Paint::Yellow, "✘"),
+        _ => (Paint::Red, "✘"),
     };
-    let winner_support = report
-        .winner
-        .as_ref()
-        .and_then(|w| report.participants.iter().find(|p| &p.name == w))
-        .and_then(|p| p.support);
-    let _ = write!(out, "{headline}");
-    match report.status {
-        Status::Final | Status::NoConsensus if winner_support.is_some() => {
-            let _ = write!(
-                out,
-                "  support {} (needs {}), {} of {} answered",
-                pct(winner_support),
-                pct(Some(
-                    report.details.threshold.unwrap_or(report.params.beta_2)
-                )),
-                report.live,
-                report.participants.len()
-            );
+    out.paint(paint, &format!("{mark} {}", report.status.label()));
+    if matches!(report.status, Status::Final | Status::NoConsensus) {
+        let answered = format!("{} of {} answered", report.live, report.participants.len());
+        match rules::verdict(report) {
+            Some(rule) => {
+                let _ = write!(out, "  {rule}, {answered}");
+            }
+            None => {
+                let _ = write!(out, "  {answered}");
+            }
         }
-        Status::Final | Status::NoConsensus => {
-            let _ = write!(
-                out,
-                "  {} of {} answered",
-                report.live,
-                report.participants.len()
-            );
-        }
-        _ => {}
     }
-    out.push('\n');
+    out.push_newline();
     if let Some(error) = &report.error {
-        let _ = writeln!(out, "{}", style.red(&format!("  {error}")));
+        out.paint(Paint::Red, &format!("  {error}"));
+        out.push_newline();
     }
-    if !report.details.tie.is_empty() {
-        let sides: Vec<String> = report
-            .details
+}
+
+/// What the strategy found beyond the verdict: ties, dropped ballots, terms, the bft
+/// proposal and suspects.
+fn strategy_details(out: &mut Out, report: &Report) {
+    let details = &report.details;
+    if !details.tie.is_empty() {
+        let sides: Vec<String> = details
             .groups
             .iter()
-            .filter(|g| report.details.tie.contains(&g.key))
+            .filter(|g| details.tie.contains(&g.key))
             .map(|g| format!("{} ({})", one_line(&g.key, 60), g.members.join(", ")))
             .collect();
-        let _ = writeln!(
-            out,
-            "{} {} — no winner",
-            style.bold("Tie:"),
-            sides.join(" vs ")
-        );
+        out.paint(Paint::Bold, "Tie:");
+        let _ = writeln!(out, " {} — no winner", sides.join(" vs "));
     }
-    let details = &report.details;
     for b in &details.ballots {
         if let Some(why) = &b.dropped {
-            let _ = writeln!(
-                out,
-                "{} {}: {why}",
-                style.yellow("Ballot dropped:"),
-                b.voter
-            );
+            out.paint(Paint::Yellow, "Ballot dropped:");
+            let _ = writeln!(out, " {}: {why}", b.voter);
         }
     }
     for t in &details.terms {
+        out.paint(Paint::Bold, &format!("Term {}:", t.term));
         let _ = writeln!(
             out,
-            "{} {} led, proposed {}; accepted by {}, rejected by {}{}",
-            style.bold(&format!("Term {}:", t.term)),
+            " {} led, proposed {}; accepted by {}, rejected by {}{}",
             t.leader,
             t.proposal
                 .as_deref()
@@ -146,29 +133,29 @@ pub fn render(report: &Report, style: Style) -> String {
                 .filter(|a| a.phase == phase && a.verdict == Some("AGREE"))
                 .count()
         };
+        out.paint(Paint::Bold, "Proposal:");
         let _ = writeln!(
             out,
-            "{} sha256 {}…; AGREE in prepare {}, in commit {}",
-            style.bold("Proposal:"),
-            &digest[..digest.len().min(12)],
+            " sha256 {}…; AGREE in prepare {}, in commit {}",
+            digest.chars().take(12).collect::<String>(),
             count("prepare"),
             count("commit")
         );
     }
     for s in &details.suspects {
-        let _ = writeln!(
-            out,
-            "{} {}: {}",
-            style.yellow("Suspected faulty:"),
-            s.participant,
-            s.reasons.join("; ")
-        );
+        out.paint(Paint::Yellow, "Suspected faulty:");
+        let _ = writeln!(out, " {}: {}", s.participant, s.reasons.join("; "));
     }
+}
+
+fn answer(out: &mut Out, report: &Report) {
     if let Some(winner) = &report.winner {
-        let _ = writeln!(out, "{} {winner}", style.bold("Winner:"));
+        out.paint(Paint::Bold, "Winner:");
+        let _ = writeln!(out, " {winner}");
     }
     if let Some(answer) = &report.answer {
-        let _ = writeln!(out, "{} {}", style.bold("Answer:"), one_line(answer, 200));
+        out.paint(Paint::Bold, "Answer:");
+        let _ = writeln!(out, " {}", one_line(answer, 200));
     }
     if let Some(synthesis) = &report.synthesis {
         let title = match (report.synthesis_source, &report.synthesizer) {
@@ -179,13 +166,25 @@ pub fn render(report: &Report, style: Style) -> String {
             ),
             _ => "Synthesis (the winner's answer, verbatim):".to_string(),
         };
-        let _ = writeln!(out, "\n{}", style.bold(&title));
+        out.push_newline();
+        out.paint(Paint::Bold, &title);
+        out.push_newline();
         for line in synthesis.trim_end().lines() {
             let _ = writeln!(out, "  {line}");
         }
     }
-    out.push('\n');
+}
 
+/// Failed calls: the table shows only the latest answer, so a seat that failed and
+/// recovered would leave no trace there.
+fn calls_cell(p: &ParticipantReport) -> String {
+    match p.errors.len() {
+        0 => p.calls.to_string(),
+        n => format!("{} ({n} failed)", p.calls),
+    }
+}
+
+fn table(out: &mut Out, report: &Report) {
     let header = [
         "",
         "participant",
@@ -196,32 +195,38 @@ pub fn render(report: &Report, style: Style) -> String {
         "latency",
         "calls",
         "answer / error",
-    ];
-    let mut rows: Vec<[String; 9]> = Vec::new();
-    for p in &report.participants {
-        let mark = if report.winner.as_deref() == Some(p.name.as_str()) {
-            "*"
-        } else {
-            " "
-        };
-        let last = match (&p.key, p.errors.last()) {
-            (Some(key), _) if p.live => one_line(key, 40),
-            (_, Some(e)) => one_line(e, 60),
-            _ => "-".into(),
-        };
-        rows.push([
-            mark.into(),
-            p.name.clone(),
-            format!("{}:{}", p.provider, p.model),
-            format!("{:.2}", p.confidence),
-            pct(p.support),
-            format!("{:.2}", p.luminance),
-            ms(p.latency_ms),
-            p.calls.to_string(),
-            last,
-        ]);
-    }
-    let mut widths = header.map(|h| h.chars().count());
+    ]
+    .map(String::from);
+    let rows: Vec<[String; 9]> = report
+        .participants
+        .iter()
+        .map(|p| {
+            let mark = if report.winner.as_deref() == Some(p.name.as_str()) {
+                "*"
+            } else {
+                " "
+            };
+            let last = match (&p.key, p.errors.last()) {
+                (Some(key), _) if p.live => one_line(key, 40),
+                (_, Some(e)) => one_line(e, 60),
+                _ => "-".into(),
+            };
+            // Widths are measured on what the terminal will show.
+            [
+                mark.into(),
+                p.name.clone(),
+                format!("{}:{}", p.provider, p.model),
+                format!("{:.2}", p.confidence),
+                pct(p.support),
+                format!("{:.2}", p.luminance),
+                ms(p.latency_ms),
+                calls_cell(p),
+                last,
+            ]
+            .map(|cell| visible(&cell).into_owned())
+        })
+        .collect();
+    let mut widths = header.clone().map(|h| h.chars().count());
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -238,26 +243,113 @@ pub fn render(report: &Report, style: Style) -> String {
         }
         s.trim_end().to_string()
     };
-    let _ = writeln!(out, "{}", style.dim(&line(&header.map(String::from))));
+    out.paint(Paint::Dim, &line(&header));
+    out.push_newline();
     for row in &rows {
         let _ = writeln!(out, "{}", line(row));
     }
-    let tokens = match (report.usage.input_tokens, report.usage.output_tokens) {
-        (None, None) => "tokens unknown".to_string(),
-        (i, o) => format!(
-            "{} in / {} out tokens",
-            i.map_or("?".into(), |v| v.to_string()),
-            o.map_or("?".into(), |v| v.to_string())
-        ),
+}
+
+/// Every failed call, by seat, and how the seat stands at the end.
+fn failures(out: &mut Out, report: &Report) {
+    let failed: Vec<&ParticipantReport> = report
+        .participants
+        .iter()
+        .filter(|p| !p.errors.is_empty())
+        .collect();
+    if failed.is_empty() {
+        return;
+    }
+    out.push_newline();
+    out.paint(Paint::Yellow, "Failed calls:");
+    out.push_newline();
+    for p in failed {
+        let standing = match (
+            calls_of(report, &p.name, true),
+            calls_of(report, &p.name, false),
+        ) {
+            (None, _) => "never answered".to_string(),
+            (Some(ok), Some(failed)) if ok > failed => format!("recovered in round {ok}"),
+            (Some(ok), _) if p.live => format!("its answer of round {ok} stands"),
+            (Some(ok), _) => format!("absent at the end; last answered in round {ok}"),
+        };
+        let _ = writeln!(
+            out,
+            "  {}: {}; {standing}",
+            p.name,
+            p.errors
+                .iter()
+                .map(|e| one_line(e, 100))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+}
+
+/// The last round in which `name` was called and answered (`answered`) or failed.
+fn calls_of(report: &Report, name: &str, answered: bool) -> Option<usize> {
+    report
+        .rounds
+        .iter()
+        .rev()
+        .find(|r| {
+            r.participants
+                .iter()
+                .any(|e| e.participant == name && e.called && e.error.is_none() == answered)
+        })
+        .map(|r| r.round)
+}
+
+/// What the columns mean for the strategy that ran.
+fn legend(out: &mut Out, report: &Report) {
+    out.push_newline();
+    let mut legend = rules::legend(report).to_vec();
+    legend.push(("latency", "mean time per call"));
+    legend.push(("*", "the winner"));
+    for (i, (column, meaning)) in legend.iter().enumerate() {
+        let lead = if i == 0 { "Columns:" } else { "" };
+        out.paint(Paint::Dim, &format!("{lead:<9}{column:<8} {meaning}"));
+        out.push_newline();
+    }
+}
+
+/// Says, right under the verdict, which seats are scripted rather than real models: their
+/// latencies and answers would otherwise look measured.
+fn scripted(out: &mut Out, report: &Report) {
+    let scripted: Vec<&str> = report
+        .participants
+        .iter()
+        .filter(|p| p.kind == "mock")
+        .map(|p| p.name.as_str())
+        .collect();
+    let note = if scripted.is_empty() {
+        return;
+    } else if scripted.len() == report.participants.len() {
+        "Scripted panel (provider mock): answers, latencies and token counts come from the config file; nothing was sent over a network.".to_string()
+    } else {
+        format!(
+            "Scripted seats (provider mock): {}; their answers, latencies and token counts come from the config file.",
+            scripted.join(", ")
+        )
+    };
+    out.paint(Paint::Dim, &note);
+    out.push_newline();
+}
+
+fn footer(out: &mut Out, report: &Report) {
+    let usage = Usage {
+        input_tokens: report.usage.input_tokens,
+        output_tokens: report.usage.output_tokens,
+        ..Usage::default()
     };
     let tokens = match report.usage.cost_usd {
-        Some(usd) => format!("{tokens} · ${usd:.4}"),
-        None => tokens,
+        Some(usd) => format!("{} · ${usd:.4}", tokens(&usage)),
+        None => tokens(&usage),
     };
-    let _ = writeln!(
-        out,
-        "\n{}",
-        style.dim(&format!(
+    out.push_newline();
+    out.paint(
+        Paint::Dim,
+        &format!(
             "{} · seed {} · {} sampling round(s) · {} call(s) · {} · quorum {} · {}",
             report.strategy,
             report.seed,
@@ -266,7 +358,7 @@ pub fn render(report: &Report, style: Style) -> String {
             tokens,
             report.quorum,
             ms(Some(report.elapsed_ms))
-        ))
+        ),
     );
-    out
+    out.push_newline();
 }

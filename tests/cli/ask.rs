@@ -1,6 +1,6 @@
 //! `llm-consensus ask` end to end: the real binary, a hermetic environment, and an
-//! OpenAI-compatible chat completions server on 127.0.0.1 (PROVIDERS.md §1). The tests
-//! assert what a user or a script sees: stdout, stderr, the exit code (PROTOCOL.md §5), and
+//! OpenAI-compatible chat completions server on 127.0.0.1 (docs/providers.md). The tests
+//! assert what a user or a script sees: stdout, stderr, the exit code (docs/protocol.md §5), and
 //! the requests that reached the provider.
 
 use std::time::Duration;

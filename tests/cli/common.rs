@@ -810,7 +810,7 @@ fn sse_event(name: Option<&str>, data: &str, eol: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------------------
-// OpenAI chat completions (PROVIDERS.md §1.3–1.5)
+// OpenAI chat completions (docs/providers.md, Kinds)
 // ---------------------------------------------------------------------------------------
 
 /// A non-streaming `chat.completion` with `finish_reason: "stop"`.
@@ -902,7 +902,7 @@ pub fn openai_error(status: u16, message: &str, type_: &str, code: Option<&str>)
 }
 
 // ---------------------------------------------------------------------------------------
-// Anthropic Messages (PROVIDERS.md §4.3–4.5)
+// Anthropic Messages (docs/providers.md, Kinds)
 // ---------------------------------------------------------------------------------------
 
 /// A non-streaming `message` with one text block and `stop_reason: "end_turn"`.
@@ -985,7 +985,7 @@ pub fn anthropic_error(status: u16, type_: &str, message: &str) -> Reply {
 }
 
 // ---------------------------------------------------------------------------------------
-// Gemini (PROVIDERS.md §5.3–5.5)
+// Gemini (docs/providers.md, Kinds)
 // ---------------------------------------------------------------------------------------
 
 fn gemini_response(text: &str, finish: bool, usage: Value) -> Value {
@@ -1071,7 +1071,7 @@ pub fn gemini_error(
 }
 
 // ---------------------------------------------------------------------------------------
-// Ollama native /api/chat (PROVIDERS.md §6.2–6.4)
+// Ollama native /api/chat (docs/providers.md, Kinds)
 // ---------------------------------------------------------------------------------------
 
 const OLLAMA_CREATED_AT: &str = "2026-01-01T00:00:00.000000000Z";

@@ -6,13 +6,16 @@ mod common;
 
 mod ask;
 mod cli_strategies;
+mod config_edges;
 mod costs;
 mod faults;
 mod hanzo_binary;
 mod metastable;
+mod provider_edges;
 mod providers;
 mod reference;
 mod replay;
+mod report_view;
 mod run_edges;
 mod secrets;
 mod strategies;

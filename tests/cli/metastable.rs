@@ -1,4 +1,4 @@
-//! The properties of the default protocol (PROTOCOL.md §3, P1–P9), shown on scripted
+//! The properties of the default protocol (docs/protocol.md §3, P1–P9), shown on scripted
 //! panels driven through the engine directly.
 
 use llm_consensus::consensus::{self, CallResult, CallSpec, Decision, Params, Seat};

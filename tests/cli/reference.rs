@@ -1,20 +1,22 @@
-//! PROTOCOL.md P0: `--strategy hanzo` reproduces the 21 recorded runs of hanzo-consensus
-//! 0.1.0 in `../shared/reference/hanzo-0.1.0-scenarios.json`: with the same scripted
-//! outputs, ok flags and ms and seed 0, the shared samples, the per-round prompts (byte for
-//! byte), agreements, confidences, luminances, scores, winner, finalized flag, synthesis
-//! and every recorded response are equal (floats to 1e-12).
+//! docs/protocol.md P0: `--strategy hanzo` reproduces the 21 recorded runs of
+//! hanzo-consensus 0.1.0 in `tests/fixtures/hanzo-0.1.0-scenarios.json`: with the same
+//! scripted outputs, ok flags and ms and seed 0, the shared samples, the per-round prompts
+//! (byte for byte), agreements, confidences, luminances, scores, winner, finalized flag,
+//! synthesis and every recorded response are equal (floats to 1e-12).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use llm_consensus::consensus::{self, CallResult, CallSpec, Params, Seat, StrategyKind};
 use serde_json::Value;
 
-fn reference() -> Option<Value> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/reference/hanzo-0.1.0-scenarios.json");
-    let text = std::fs::read_to_string(&path).ok()?;
-    Some(serde_json::from_str(&text).expect("the reference file is JSON"))
+/// The recorded runs, part of the repository: a missing or unreadable file fails the test.
+pub(crate) fn reference() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/hanzo-0.1.0-scenarios.json"
+    );
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: not JSON: {e}"))
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -70,12 +72,7 @@ fn run_scenario(s: &Value, seed: u64) -> Run {
 
 #[test]
 fn hanzo_reproduces_every_recorded_run() {
-    let Some(reference) = reference() else {
-        eprintln!(
-            "skipped: ../shared/reference/hanzo-0.1.0-scenarios.json is not beside the checkout"
-        );
-        return;
-    };
+    let reference = reference();
     let scenarios = reference["scenarios"].as_array().unwrap();
     assert_eq!(scenarios.len(), 21);
     for s in scenarios {
@@ -203,7 +200,8 @@ fn hanzo_reproduces_every_recorded_run() {
 
 #[test]
 fn hanzo_is_deterministic_for_other_seeds() {
-    let Some(reference) = reference() else { return };
+    let reference = reference();
+    assert_eq!(reference["scenarios"].as_array().unwrap().len(), 21);
     for s in reference["scenarios"].as_array().unwrap() {
         for seed in [1, 42, 1 << 40] {
             let a = run_scenario(s, seed);

@@ -1,5 +1,6 @@
 //! The default strategy against a plain plurality vote, on a slice of the recorded
-//! answers of 8 real models to MMLU-Pro questions (`../shared/data`, skipped when absent).
+//! answers of 8 real models to MMLU-Pro questions (`tests/fixtures/mmlu_pro_replay_250.jsonl`,
+//! Apache-2.0; see `tests/fixtures/README.md`).
 
 use llm_consensus::consensus::{Params, StrategyKind};
 use llm_consensus::replay::{self, Question};
@@ -18,15 +19,14 @@ const MODELS: [&str; 8] = [
     "Mixtral-8x7B-Instruct-v0.1",
 ];
 
-fn slice() -> Option<Vec<Question>> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/mmlu_pro_replay.jsonl");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!("skipped: {} is absent", path.display());
-        return None;
-    };
-    let head: String = text.lines().take(SLICE).collect::<Vec<_>>().join("\n");
-    Some(replay::parse(&head).expect("the recorded answers parse"))
+/// The slice is part of the repository: a missing or unreadable file fails the test.
+fn slice() -> Vec<Question> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/mmlu_pro_replay_250.jsonl"
+    );
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    replay::parse(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 fn gold(q: &Question) -> char {
@@ -35,9 +35,7 @@ fn gold(q: &Question) -> char {
 
 #[test]
 fn the_default_strategy_is_not_worse_than_plurality_on_recorded_answers() {
-    let Some(questions) = slice() else {
-        return;
-    };
+    let questions = slice();
     assert_eq!(questions.len(), SLICE);
     for size in [8, 3] {
         let panel = &MODELS[..size];

@@ -1,5 +1,5 @@
 //! The decision rules of the strategies other than metastable and hanzo, shown on
-//! scripted panels built to separate them (PROTOCOL.md §4), driven through the engine.
+//! scripted panels built to separate them (docs/protocol.md §4), driven through the engine.
 
 use llm_consensus::consensus::{self, CallResult, CallSpec, Decision, Params, Seat, StrategyKind};
 use llm_consensus::similarity::AnswerMode;
