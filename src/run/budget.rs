@@ -33,11 +33,39 @@ impl Budget {
     }
 
     /// Counts a call that answered: its cost, or `bound` when a count it needs is unknown.
-    // TODO: attempts that failed before a retry cost tokens too; count them once the
-    // transport reports their usage.
     pub(super) fn charge(&mut self, price: Option<Price>, usage: &Usage, bound: f64) {
         self.spent += price.and_then(|p| p.cost(usage)).unwrap_or(bound);
     }
+
+    /// Counts a call that failed: the tokens its attempts reported (often none).
+    pub(super) fn charge_reported(&mut self, price: Option<Price>, usage: &Usage) {
+        self.spent += reported_cost(price, usage);
+    }
+}
+
+/// The cost of the tokens `usage` reports, an unknown count as none.
+pub(super) fn reported_cost(price: Option<Price>, usage: &Usage) -> f64 {
+    price.map_or(0.0, |p| {
+        p.bound(
+            usage.input_tokens.unwrap_or(0),
+            usage.output_tokens.unwrap_or(0),
+        )
+    })
+}
+
+/// An answer's usage with the tokens its failed attempts reported added. A count the
+/// answer itself did not report stays unknown: the failed attempts' share alone would
+/// understate it.
+pub(super) fn with_failed(answer: Usage, failed: &Usage) -> Usage {
+    let known = Usage {
+        input_tokens: answer.input_tokens.and(failed.input_tokens),
+        output_tokens: answer.output_tokens.and(failed.output_tokens),
+        reasoning_tokens: answer.reasoning_tokens.and(failed.reasoning_tokens),
+        cached_input_tokens: answer.cached_input_tokens.and(failed.cached_input_tokens),
+    };
+    let mut usage = answer;
+    usage.add(&known);
+    usage
 }
 
 /// The most a call can cost: every byte of its prompt a token, and the seat's output
@@ -73,5 +101,28 @@ mod tests {
         budget.charge(Some(price), &Usage::default(), 0.25);
         assert!(budget.refuse(0.0).is_some());
         assert_eq!(Budget::new(None).refuse(f64::MAX), None);
+    }
+
+    #[test]
+    fn failed_attempts_add_to_the_counts_an_answer_reported() {
+        let failed = Usage {
+            input_tokens: Some(50),
+            output_tokens: Some(2),
+            ..Usage::default()
+        };
+        let answer = Usage {
+            input_tokens: Some(10),
+            output_tokens: None,
+            ..Usage::default()
+        };
+        let usage = with_failed(answer, &failed);
+        assert_eq!((usage.input_tokens, usage.output_tokens), (Some(60), None));
+        let mut budget = Budget::new(Some(1.0));
+        let price = Price {
+            input: 1e4,
+            output: 1e4,
+        };
+        budget.charge_reported(Some(price), &failed);
+        assert!((budget.spent - 0.52).abs() < 1e-12);
     }
 }

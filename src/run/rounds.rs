@@ -67,12 +67,17 @@ pub(super) async fn run(
             set.spawn(ask(run, call, index, limit));
         }
         let results = collect(run, set, &called, &mut rounds.retries, stop).await;
-        for r in results.iter().filter(|r| r.ok) {
-            let bound = called
-                .iter()
-                .position(|&s| s == r.seat)
-                .map_or(0.0, |i| bounds[i]);
-            budget.charge(run.settings.seats[r.seat].price, &r.usage, bound);
+        for r in &results {
+            let price = run.settings.seats[r.seat].price;
+            if r.ok {
+                let bound = called
+                    .iter()
+                    .position(|&s| s == r.seat)
+                    .map_or(0.0, |i| bounds[i]);
+                budget.charge(price, &r.usage, bound);
+            } else {
+                budget.charge_reported(price, &r.usage);
+            }
         }
         // A sampling round the run deadline cut before anyone answered adds nothing: the
         // decision stands on the rounds before it.
@@ -228,6 +233,8 @@ async fn collect(
     results
 }
 
+/// The engine's view of a call. Its usage includes the tokens that failed attempts
+/// reported: they were paid for.
 fn to_result(call: &CallSpec, outcome: Outcome, measured_ms: f64) -> CallResult {
     let latency_ms = outcome.reported_ms.unwrap_or(measured_ms);
     match outcome.result {
@@ -238,7 +245,7 @@ fn to_result(call: &CallSpec, outcome: Outcome, measured_ms: f64) -> CallResult 
             error: None,
             fatal: false,
             latency_ms,
-            usage: c.usage,
+            usage: budget::with_failed(c.usage, &outcome.failed_usage),
         },
         Err(e) => {
             let mut message = e.message.clone();
@@ -252,7 +259,7 @@ fn to_result(call: &CallSpec, outcome: Outcome, measured_ms: f64) -> CallResult 
                 error: Some(message),
                 fatal: e.kind.fatal(),
                 latency_ms,
-                usage: Default::default(),
+                usage: outcome.failed_usage,
             }
         }
     }

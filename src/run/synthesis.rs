@@ -11,7 +11,7 @@ use crate::config::SeatSpec;
 use crate::consensus;
 use crate::progress::Progress;
 use crate::provider::http::Retry;
-use crate::provider::{ChatRequest, Completion};
+use crate::provider::{ChatRequest, Usage};
 use crate::report::{Report, Status};
 
 pub(super) async fn run(
@@ -74,17 +74,23 @@ pub(super) async fn run(
     };
     scrub::outcome(&run.scrubber, &mut outcome);
     let ms = t0.elapsed().as_secs_f64() * 1000.0;
+    // Tokens of failed attempts were paid for, whatever the outcome.
+    let failed = outcome.failed_usage;
     match outcome.result {
         Ok(c) if !c.text.trim().is_empty() => {
             if verbose {
                 log::line(&format!("[synthesis] {}: ok in {ms:.0} ms", synth.name));
             }
-            budget.charge(synth.price, &c.usage, worst);
-            count(report, synth, &c);
+            let usage = budget::with_failed(c.usage, &failed);
+            budget.charge(synth.price, &usage, worst);
+            count(report, synth, &usage, true);
             report.synthesis = Some(c.text);
             report.synthesis_source = "synthesizer";
         }
-        Ok(_) => {
+        Ok(c) => {
+            let usage = budget::with_failed(c.usage, &failed);
+            budget.charge(synth.price, &usage, worst);
+            count(report, synth, &usage, false);
             report.synthesis_error = Some("empty answer".to_string());
             log::line(&format!(
                 "warning: the synthesizer {} gave an empty answer; the winner's answer is used verbatim",
@@ -92,6 +98,10 @@ pub(super) async fn run(
             ));
         }
         Err(e) => {
+            budget.charge_reported(synth.price, &failed);
+            if failed != crate::provider::Usage::default() {
+                count(report, synth, &failed, false);
+            }
             let warning = format!("the synthesizer {} failed ({})", synth.name, e.message);
             fall_back(report, &warning, e.message);
         }
@@ -132,20 +142,28 @@ fn request(prompt: &str, synth: &SeatSpec, report: &Report) -> ChatRequest {
     }
 }
 
-/// Adds the synthesis call to the run's tokens, calls and cost. The cost becomes
-/// unknown when the synthesizer is unpriced or did not report its tokens.
-fn count(report: &mut Report, synth: &SeatSpec, c: &Completion) {
-    let mut total = crate::provider::Usage {
+/// Adds the synthesis call's tokens and cost to the run's (and, when it `answered`, the
+/// call). The cost becomes unknown when the synthesizer is unpriced or an answer came
+/// without token counts; a failed call costs what its attempts reported.
+fn count(report: &mut Report, synth: &SeatSpec, usage: &Usage, answered: bool) {
+    let mut total = Usage {
         input_tokens: report.usage.input_tokens,
         output_tokens: report.usage.output_tokens,
         ..Default::default()
     };
-    total.add(&c.usage);
+    total.add(usage);
     report.usage.input_tokens = total.input_tokens;
     report.usage.output_tokens = total.output_tokens;
     report.usage.total_tokens = total.total();
-    report.usage.calls += 1;
-    let cost = synth.price.and_then(|p| p.cost(&c.usage));
+    if answered {
+        report.usage.calls += 1;
+    }
+    let cost = match answered {
+        true => synth.price.and_then(|p| p.cost(usage)),
+        false => synth
+            .price
+            .map(|_| budget::reported_cost(synth.price, usage)),
+    };
     report.usage.cost_usd = report.usage.cost_usd.zip(cost).map(|(a, b)| a + b);
 }
 

@@ -550,3 +550,86 @@ fn a_full_stderr_loses_the_synthesis_warning_not_the_run() {
             .contains("also sits on the panel")
     );
 }
+
+#[test]
+fn tokens_of_a_failed_attempt_count_in_the_cost() {
+    // The first attempt's stream breaks off after reporting 50 input tokens and 1 output
+    // token; the retry answers with 10 and 5.
+    let server = TestServer::sequence(vec![
+        truncated(anthropic_sse(&["Final answer: 4"], 50, 2), 1, End::Abort),
+        anthropic_sse(&["Final answer: 4"], 10, 5),
+    ]);
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "panel.toml",
+        &format!(
+            "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nstream = true\n\
+             price = {{ input = 1000.0, output = 1000.0 }}\n\n\
+             [[participants]]\nprovider = \"a\"\nname = \"a\"\nmodel = \"m\"\nmax_tokens = 10\n",
+            server.url()
+        ),
+    );
+    let out = sb
+        .cmd()
+        .args(["ask", "--json", "--seed", "1", "--retries", "1", "--config"])
+        .arg(&cfg)
+        .arg(QUESTION)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(server.count(), 2);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let a = &report["participants"][0];
+    assert_eq!(a["retries"], 1, "{a:#}");
+    assert_eq!(a["usage"]["input_tokens"], 60, "{a:#}");
+    assert_eq!(a["usage"]["output_tokens"], 6, "{a:#}");
+    let cost = report["usage"]["cost_usd"].as_f64().unwrap();
+    assert!((cost - 66.0 * 1000.0 / 1e6).abs() < 1e-12, "{report:#}");
+}
+
+#[test]
+fn tokens_of_a_failed_attempt_count_toward_max_cost() {
+    // Seat a's first attempt breaks off after reporting 5000 input tokens ($5 at $1000
+    // per million); the retry answers. Seat b dissents, so a refinement round follows,
+    // unless the $5 already spent leaves too little of --max-cost 3 for it.
+    let a = TestServer::sequence(vec![
+        truncated(anthropic_sse(&["Final answer: 4"], 5000, 2), 1, End::Abort),
+        anthropic_sse(&["Final answer: 4"], 10, 5),
+        anthropic_sse(&["Final answer: 4"], 10, 5),
+    ]);
+    let b = TestServer::always(openai_ok("Final answer: 5", 10, 5));
+    let sb = Sandbox::new();
+    let price = "price = { input = 1000.0, output = 1000.0 }";
+    let cfg = sb.write(
+        "panel.toml",
+        &format!(
+            "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nstream = true\n{price}\n\n\
+             [providers.b]\nkind = \"openai\"\nbase_url = \"{}\"\n{price}\n\n\
+             [[participants]]\nprovider = \"a\"\nname = \"a\"\nmodel = \"m\"\nmax_tokens = 10\n\n\
+             [[participants]]\nprovider = \"b\"\nname = \"b\"\nmodel = \"m\"\nmax_tokens = 10\n",
+            a.url(),
+            b.url()
+        ),
+    );
+    let out = sb
+        .cmd()
+        .args(["ask", "--json", "--seed", "1", "--retries", "1"])
+        .args(["--max-cost", "3", "--config"])
+        .arg(&cfg)
+        .arg(QUESTION)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(3), "{report:#}");
+    let error = report["error"].as_str().unwrap();
+    assert!(
+        error.contains("before round 1") && error.contains("--max-cost"),
+        "{error}"
+    );
+    assert_eq!((a.count(), b.count()), (2, 1));
+    assert!(
+        report["usage"]["cost_usd"].as_f64().unwrap() > 5.0,
+        "{report:#}"
+    );
+}
