@@ -8,14 +8,8 @@ use std::borrow::Cow;
 
 use crate::config::Settings;
 use crate::provider::Outcome;
+pub use crate::provider::Scrubber;
 use crate::provider::http::Retry;
-
-/// What a secret is replaced with.
-pub const REDACTED: &str = "<redacted>";
-
-/// Secrets shorter than this are not scrubbed: they cannot be told apart from ordinary
-/// words, and replacing them would garble answers (the same rule as `Secret::redact`).
-pub const MIN_SECRET_LEN: usize = 8;
 
 /// The secrets of a run: every seat's and the synthesizer's key, and any
 /// `user:password@` in their base URLs, in each form it is sent in.
@@ -55,43 +49,6 @@ pub fn retry(scrubber: &Scrubber, retry: &Retry<'_>, f: impl FnOnce(&Retry<'_>))
         reason: &reason,
         ..*retry
     })
-}
-
-/// A set of secrets to remove from text.
-#[derive(Clone, Default)]
-pub struct Scrubber {
-    /// Longest first, so a secret that contains another is replaced whole.
-    secrets: Vec<String>,
-}
-
-impl std::fmt::Debug for Scrubber {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Scrubber({} secrets)", self.secrets.len())
-    }
-}
-
-impl Scrubber {
-    pub fn new<S: AsRef<str>>(secrets: impl IntoIterator<Item = S>) -> Scrubber {
-        let mut secrets: Vec<String> = secrets
-            .into_iter()
-            .map(|s| s.as_ref().to_string())
-            .filter(|s| s.len() >= MIN_SECRET_LEN)
-            .collect();
-        secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-        secrets.dedup();
-        Scrubber { secrets }
-    }
-
-    /// `text` with every secret replaced by [`REDACTED`]; borrowed when there is none.
-    pub fn scrub<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        let mut out = Cow::Borrowed(text);
-        for secret in &self.secrets {
-            if out.contains(secret.as_str()) {
-                out = Cow::Owned(out.replace(secret.as_str(), REDACTED));
-            }
-        }
-        out
-    }
 }
 
 /// The secrets in a URL's `user:password@`: the user info and the password, as written
