@@ -1,6 +1,4 @@
-//! Lines on stderr: `-v`'s one line per call and per retry, and warnings.
-
-use std::io::Write;
+//! `-v`: one stderr line per call and per retry.
 
 use crate::consensus::{CallResult, CallSpec};
 use crate::progress::Progress;
@@ -49,13 +47,4 @@ pub(super) fn retry(progress: &Progress, stage: &str, name: &str, model: &str, r
         human_duration(retry.delay),
         retry.reason
     ));
-}
-
-/// One line on stderr. A closed or full stderr loses the line, not the run (`eprintln!`
-/// would panic).
-pub(super) fn line(text: &str) {
-    let mut err = std::io::stderr().lock();
-    let _ = err
-        .write_all(text.as_bytes())
-        .and_then(|()| err.write_all(b"\n"));
 }

@@ -32,7 +32,7 @@ pub(super) async fn run(
             "the synthesizer {} also sits on the panel: its own answer may be favoured",
             synth.name
         );
-        log::line(&format!("warning: {warning}"));
+        crate::stderr_line!("warning: {warning}");
         report.warnings.push(warning);
     }
     let request = request(run.prompt, synth, report);
@@ -79,7 +79,7 @@ pub(super) async fn run(
     match outcome.result {
         Ok(c) if !c.text.trim().is_empty() => {
             if verbose {
-                log::line(&format!("[synthesis] {}: ok in {ms:.0} ms", synth.name));
+                crate::stderr_line!("[synthesis] {}: ok in {ms:.0} ms", synth.name);
             }
             let usage = budget::with_failed(c.usage, &failed);
             budget.charge(synth.price, &usage, worst);
@@ -92,10 +92,10 @@ pub(super) async fn run(
             budget.charge(synth.price, &usage, worst);
             count(report, synth, &usage, false);
             report.synthesis_error = Some("empty answer".to_string());
-            log::line(&format!(
+            crate::stderr_line!(
                 "warning: the synthesizer {} gave an empty answer; the winner's answer is used verbatim",
                 synth.name
-            ));
+            );
         }
         Err(e) => {
             budget.charge_reported(synth.price, &failed);
@@ -158,19 +158,18 @@ fn count(report: &mut Report, synth: &SeatSpec, usage: &Usage, answered: bool) {
     if answered {
         report.usage.calls += 1;
     }
-    let cost = match answered {
-        true => synth.price.and_then(|p| p.cost(usage)),
-        false => synth
+    let cost = if answered {
+        synth.price.and_then(|p| p.cost(usage))
+    } else {
+        synth
             .price
-            .map(|_| budget::reported_cost(synth.price, usage)),
+            .map(|_| budget::reported_cost(synth.price, usage))
     };
     report.usage.cost_usd = report.usage.cost_usd.zip(cost).map(|(a, b)| a + b);
 }
 
 /// The winner's answer stays: stderr says what happened, the report why.
 fn fall_back(report: &mut Report, what: &str, why: String) {
-    log::line(&format!(
-        "warning: {what}; the winner's answer is used verbatim"
-    ));
+    crate::stderr_line!("warning: {what}; the winner's answer is used verbatim");
     report.synthesis_error = Some(why);
 }
