@@ -73,7 +73,7 @@ pub async fn execute(
         && report.synthesis.is_some()
         && report.status != Status::Failed
     {
-        synthesis::run(&run, synth, &mut report, &mut budget, &mut stop).await;
+        synthesis::run(&run, synth, &mut report, &budget, &mut stop).await;
         report.elapsed_ms = run.elapsed_ms();
     }
     Ok(report)

@@ -18,7 +18,7 @@ pub(super) async fn run(
     run: &Run<'_>,
     synth: &SeatSpec,
     report: &mut Report,
-    budget: &mut Budget,
+    budget: &Budget,
     stop: &mut Interrupt<'_>,
 ) {
     report.synthesizer = Some(synth.name.clone());
@@ -81,16 +81,12 @@ pub(super) async fn run(
             if verbose {
                 crate::stderr_line!("[synthesis] {}: ok in {ms:.0} ms", synth.name);
             }
-            let usage = budget::with_failed(c.usage, &failed);
-            budget.charge(synth.price, &usage, worst);
-            count(report, synth, &usage, true);
+            count(report, synth, &budget::with_failed(c.usage, &failed), true);
             report.synthesis = Some(c.text);
             report.synthesis_source = "synthesizer";
         }
         Ok(c) => {
-            let usage = budget::with_failed(c.usage, &failed);
-            budget.charge(synth.price, &usage, worst);
-            count(report, synth, &usage, false);
+            count(report, synth, &budget::with_failed(c.usage, &failed), false);
             report.synthesis_error = Some("empty answer".to_string());
             crate::stderr_line!(
                 "warning: the synthesizer {} gave an empty answer; the winner's answer is used verbatim",
@@ -98,8 +94,7 @@ pub(super) async fn run(
             );
         }
         Err(e) => {
-            budget.charge_reported(synth.price, &failed);
-            if failed != crate::provider::Usage::default() {
+            if failed != Usage::default() {
                 count(report, synth, &failed, false);
             }
             let warning = format!("the synthesizer {} failed ({})", synth.name, e.message);
