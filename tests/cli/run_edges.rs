@@ -633,3 +633,40 @@ fn tokens_of_a_failed_attempt_count_toward_max_cost() {
         "{report:#}"
     );
 }
+
+#[test]
+fn tokens_of_a_failed_synthesis_count_in_the_cost() {
+    let a = TestServer::always(openai_ok("Final answer: 4", 10, 5));
+    // The synthesizer's stream breaks off after reporting 100 input tokens and 1 output.
+    let judge = TestServer::always(truncated(anthropic_sse(&["Four."], 100, 2), 1, End::Abort));
+    let sb = Sandbox::new();
+    let price = "price = { input = 1000.0, output = 1000.0 }";
+    let cfg = sb.write(
+        "panel.toml",
+        &format!(
+            "[providers.a]\nkind = \"openai\"\nbase_url = \"{}\"\n{price}\n\n\
+             [providers.judge]\nkind = \"anthropic\"\nbase_url = \"{}\"\nstream = true\n{price}\n\n\
+             [[participants]]\nprovider = \"a\"\nname = \"a\"\nmodel = \"m\"\n",
+            a.url(),
+            judge.url()
+        ),
+    );
+    let out = sb
+        .cmd()
+        .args(["ask", "--json", "--seed", "1", "--retries", "0"])
+        .args(["--synthesize", "judge:m", "--config"])
+        .arg(&cfg)
+        .arg(QUESTION)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(judge.count(), 1);
+    assert_eq!(report["synthesis_source"], "winner_verbatim");
+    let panel = report["participants"][0]["cost_usd"].as_f64().unwrap();
+    let cost = report["usage"]["cost_usd"].as_f64().unwrap();
+    assert!(
+        (cost - panel - 101.0 * 1000.0 / 1e6).abs() < 1e-12,
+        "{report:#}"
+    );
+}
