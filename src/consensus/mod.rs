@@ -14,6 +14,8 @@ pub mod metastable;
 pub mod prompt;
 pub mod pyrandom;
 pub mod rank;
+mod sampling;
+mod seats;
 pub mod vote;
 
 use serde::Serialize;
@@ -230,9 +232,12 @@ pub struct SeatOutcome {
     pub support: Option<f64>,
     pub luminance: f64,
     pub score: f64,
-    /// The latest call succeeded.
+    /// It has a standing answer (its latest successful one): it counts.
     pub live: bool,
-    /// The key of the latest answer.
+    /// Its latest call failed: it stands on an earlier answer.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
+    /// The key of the standing answer.
     pub key: Option<Text>,
 }
 
@@ -254,6 +259,10 @@ pub struct TraceEntry {
     pub latency_ms: Option<f64>,
     pub usage: Option<Usage>,
     pub error: Option<String>,
+    /// The call failed and the participant stands on an earlier answer, which still
+    /// counts (PROTOCOL.md P4). Left out of the JSON when false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
 }
 
 /// Participants' names, in order. Held as seat numbers into the panel's names, which
@@ -413,6 +422,50 @@ pub struct Details {
     /// Why the strategy could not decide (the run then fails).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
+    /// The rule that made the decision final or not, for the report to state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<Rule>,
+    /// What a reader of the result should know about how it was reached (a bft panel
+    /// too small to tolerate a fault...), one sentence each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// A strategy's verdict rule as data: what it measures and what the winner needs for the
+/// decision to be final, so a report states the rule actually applied.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Rule {
+    /// What is measured: `support` (metastable), `score` (hanzo), `share` (vote),
+    /// `first_places` (rank), `attestations` (bft), `accepts` (leader).
+    pub measure: &'static str,
+    /// What the winner needs, as a fraction of the measure's whole (for `attestations`,
+    /// the count needed in each phase over the seats).
+    pub threshold: f64,
+    /// Strictly more than `threshold` (a majority is more than half); else at least.
+    pub strict: bool,
+    /// For counted rules: how many are needed (bft: 2f+1 matching attestations).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<usize>,
+    /// What the winner needs, to follow the word "needs": `more than 50% of the live seat
+    /// weight`, `3 matching AGREE attestations in prepare and commit`.
+    pub needs: String,
+}
+
+impl Rule {
+    /// A rule on a fraction: `at least` or `more than` `threshold` of `whole`.
+    pub fn share(measure: &'static str, threshold: f64, strict: bool, whole: &str) -> Rule {
+        let pct = format!("{:.0}%", threshold * 100.0);
+        Rule {
+            measure,
+            threshold,
+            strict,
+            count: None,
+            needs: format!(
+                "{} {pct} {whole}",
+                if strict { "more than" } else { "at least" }
+            ),
+        }
+    }
 }
 
 /// One participant's ranking of the others' answers.

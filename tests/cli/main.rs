@@ -14,4 +14,5 @@ mod providers;
 mod reference;
 mod replay;
 mod secrets;
+mod standing;
 mod strategies;

@@ -1,0 +1,167 @@
+//! Standing answers (PROTOCOL.md P4, P10): a seat that answered keeps its latest
+//! successful answer when a later call fails. It still counts in support, so an outage
+//! never turns a split panel FINAL, and a round in which every call fails leaves the
+//! previous round's decision standing. The real binary runs scripted (mock) seats.
+
+use crate::common::Sandbox;
+use serde_json::Value;
+
+/// One scripted seat: its name and, per call, `Some(answer)` or `None` for a failure.
+type Seat<'a> = (&'a str, &'a [Option<&'a str>]);
+
+fn config(sandbox: &Sandbox, seats: &[Seat<'_>]) -> String {
+    let mut out = String::new();
+    for (i, (name, steps)) in seats.iter().enumerate() {
+        let steps: Vec<String> = steps
+            .iter()
+            .map(|step| match step {
+                // Distinct latencies, so the order of the fastest seats is fixed.
+                Some(text) => format!("{{ output = {text:?}, ms = {} }}", 100 * (i + 1)),
+                None => {
+                    "{ ok = false, error = \"HTTP 503 (scripted outage)\", ms = 5 }".to_string()
+                }
+            })
+            .collect();
+        out.push_str(&format!(
+            "[[participants]]\nprovider = \"mock\"\nname = \"{name}\"\nscript = [ {} ]\n\n",
+            steps.join(", ")
+        ));
+    }
+    let path = sandbox.write("panel.toml", &out);
+    path.to_str().unwrap().to_string()
+}
+
+fn run(seats: &[Seat<'_>], flags: &[&str]) -> (i32, Value) {
+    let sandbox = Sandbox::new();
+    let config = config(&sandbox, seats);
+    let out = sandbox
+        .cmd()
+        .args(["ask", "--json", "--seed", "5", "--config", &config])
+        .args(flags)
+        .arg("What is the capital of France?")
+        .output()
+        .expect("run llm-consensus");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), report)
+}
+
+fn entry<'a>(report: &'a Value, round: usize, name: &str) -> &'a Value {
+    report["rounds"][round]["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["participant"] == name)
+        .unwrap_or_else(|| panic!("no entry for {name} in round {round}: {report:#}"))
+}
+
+fn participant<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no participant {name}: {report:#}"))
+}
+
+const PARIS: Option<&str> = Some("Final answer: Paris");
+const LYON: Option<&str> = Some("Final answer: Lyon");
+
+#[test]
+fn a_dissenter_whose_refinement_fails_still_dissents() {
+    // Round 0: 2 for Paris, 1 for Lyon (67%, below beta_2 80%). The Paris seats settle;
+    // only the dissenter is asked to refine, and that call fails.
+    let seats: [Seat<'_>; 3] = [("a", &[PARIS]), ("b", &[PARIS]), ("c", &[LYON, None])];
+    let (code, report) = run(&seats, &[]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report["status"], "no_consensus");
+    assert_eq!(report["answer"], "Paris");
+    assert_eq!(report["live"], 3);
+    let c = participant(&report, "c");
+    assert_eq!(c["live"], true, "{c:#}");
+    assert_eq!(c["key"], "Lyon");
+    let winner = participant(&report, "a");
+    let support = winner["support"].as_f64().unwrap();
+    assert!((support - 2.0 / 3.0).abs() < 1e-9, "{winner:#}");
+    // The failed call is in the trace, marked stale, with its error.
+    let stale = entry(&report, 1, "c");
+    assert_eq!(stale["called"], true);
+    assert_eq!(stale["stale"], true, "{stale:#}");
+    assert!(stale["error"].as_str().unwrap().contains("scripted outage"));
+    // Entries of calls that answered carry no `stale` field.
+    assert!(entry(&report, 0, "c").get("stale").is_none());
+}
+
+#[test]
+fn a_round_in_which_every_call_fails_leaves_the_previous_decision() {
+    // Round 0: 2 for Paris, one each for Lyon and Nice: nobody settles (agreement 1/3),
+    // so all four are asked to refine, and every call of round 1 fails.
+    let seats: [Seat<'_>; 4] = [
+        ("a", &[PARIS, None]),
+        ("b", &[PARIS, None]),
+        ("c", &[LYON, None]),
+        ("d", &[Some("Final answer: Nice"), None]),
+    ];
+    let (code, report) = run(&seats, &[]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report["status"], "no_consensus");
+    assert_eq!(report["error"], Value::Null);
+    assert_eq!(report["answer"], "Paris");
+    assert_eq!(report["live"], 4);
+    assert!(
+        report["synthesis"].as_str().unwrap().contains("Paris"),
+        "{report:#}"
+    );
+    for name in ["a", "b", "c", "d"] {
+        let e = entry(&report, 1, name);
+        assert_eq!(e["called"], true, "{e:#}");
+        assert_eq!(e["stale"], true, "{e:#}");
+    }
+}
+
+#[test]
+fn vote_refinement_outage_does_not_make_a_split_vote_unanimous() {
+    // Unanimity is required; the dissenter's refinement call fails.
+    let seats: [Seat<'_>; 3] = [("a", &[PARIS]), ("b", &[PARIS]), ("c", &[LYON, None])];
+    let (code, report) = run(
+        &seats,
+        &[
+            "--strategy",
+            "vote",
+            "--rounds",
+            "1",
+            "--quorum-share",
+            "unanimous",
+        ],
+    );
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report["status"], "no_consensus");
+    assert_eq!(report["answer"], "Paris");
+    let share = report["groups"][0]["share"].as_f64().unwrap();
+    assert!((share - 2.0 / 3.0).abs() < 1e-9, "{report:#}");
+    assert_eq!(entry(&report, 1, "c")["stale"], true);
+}
+
+#[test]
+fn leader_a_follower_that_cannot_vote_still_counts_in_the_majority() {
+    // a (fastest) leads with Paris; b accepts; c and d dissent in round 0 and c's vote
+    // call fails. 2 accepts of 4 seats is not a majority.
+    let seats: [Seat<'_>; 4] = [
+        ("a", &[PARIS]),
+        ("b", &[PARIS, Some("Vote: ACCEPT\nCritique: none")]),
+        ("c", &[LYON, None]),
+        ("d", &[LYON, Some("Vote: REJECT\nCritique: it is Lyon")]),
+    ];
+    let (code, report) = run(&seats, &["--strategy", "leader", "--rounds", "1"]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report["status"], "no_consensus");
+    assert_eq!(report["terms"][0]["leader"], "a");
+    assert_eq!(report["terms"][0]["committed"], false);
+    assert_eq!(report["live"], 4);
+    assert_eq!(entry(&report, 1, "c")["stale"], true);
+}
