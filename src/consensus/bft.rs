@@ -527,8 +527,9 @@ impl Strategy for Bft {
                     strict: false,
                     count: Some(self.needed()),
                     needs: format!(
-                        "{} matching AGREE attestations in both prepare and commit (2f+1, f = {})",
+                        "{} matching AGREE attestation{} in both prepare and commit (2f+1, f = {})",
                         self.needed(),
+                        if self.needed() == 1 { "" } else { "s" },
                         self.faults
                     ),
                 }),
