@@ -14,7 +14,8 @@
 //!   confidence, then the key's text, then seat order); finalized when that support reaches beta_2 and
 //!   the quorum is live.
 //! - Phase I ends early when the decision is final, every live seat is settled
-//!   (confidence >= beta_1), or a round changed no answer.
+//!   (confidence >= beta_1), or a round changed no answer. "Live" is a seat with a
+//!   standing answer ([`super::seats`]): a failed call leaves it standing, unscored.
 
 use super::confidence;
 use super::prompt;
@@ -217,19 +218,6 @@ impl Metastable {
         supporters
     }
 
-    fn max_luminance(&self) -> f64 {
-        self.live_seats()
-            .filter_map(|i| self.book[i].luminance)
-            .fold(0.0, f64::max)
-    }
-
-    fn normalized_luminance(&self, seat: usize, max: f64) -> f64 {
-        match (self.book[seat].live(), self.book[seat].luminance) {
-            (true, Some(l)) if max > 0.0 => l / max,
-            _ => 0.0,
-        }
-    }
-
     /// For each live seat with a key, how central its position is: the mean, over the
     /// seats that support it, of their full answers' mean Jaccard similarity to every other
     /// live answer. Members of one position share the value; it breaks ties in support
@@ -331,7 +319,7 @@ impl Metastable {
 
     /// Phase II on the current state: (winner, its support).
     fn winner(&self) -> Option<(usize, f64)> {
-        let max_lum = self.max_luminance();
+        let max_lum = self.book.max_luminance();
         let central = self.centrality();
         let mut best: Option<(usize, f64)> = None;
         for i in self.live_seats() {
@@ -347,8 +335,8 @@ impl Metastable {
                         central[i] > central[b]
                     } else {
                         let (si, sb) = (
-                            self.state[i].confidence * self.normalized_luminance(i, max_lum),
-                            self.state[b].confidence * self.normalized_luminance(b, max_lum),
+                            self.state[i].confidence * self.book.luminance(i, max_lum),
+                            self.state[b].confidence * self.book.luminance(b, max_lum),
                         );
                         let bk = self.book[b].key.as_ref().map_or("", |k| k.text());
                         si.total_cmp(&sb)

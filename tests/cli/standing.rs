@@ -349,3 +349,67 @@ fn bft_on_three_seats_says_it_tolerates_no_fault() {
     assert!(report.get("notes").is_none(), "{report:#}");
     assert_eq!(report["rule"]["count"], 3);
 }
+
+// ---------------------------------------------------------------------------------------
+// Ctrl-C during a refinement round.
+
+#[test]
+fn ctrl_c_during_a_refinement_round_reports_the_answers_already_in() {
+    use crate::common::{Reply, TestServer, openai_ok};
+    use std::time::{Duration, Instant};
+    // Round 0 splits 2-1-1 (nobody settles); every refinement call then hangs.
+    let first = |answer: &str| TestServer::sequence(vec![openai_ok(answer, 10, 5), Reply::Hang]);
+    let servers = [
+        first("Final answer: Paris"),
+        first("Final answer: Paris"),
+        first("Final answer: Lyon"),
+        first("Final answer: Nice"),
+    ];
+    let mut config = String::new();
+    for (i, server) in servers.iter().enumerate() {
+        config.push_str(&format!(
+            "[providers.p{i}]\nkind = \"openai\"\nbase_url = \"{}/v1\"\n\n[[participants]]\nprovider = \"p{i}\"\nmodel = \"m\"\nname = \"s{i}\"\n\n",
+            server.url()
+        ));
+    }
+    let sandbox = Sandbox::new();
+    let path = sandbox.write("panel.toml", &config);
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("llm-consensus"))
+        .env_clear()
+        .env("HOME", sandbox.path())
+        .env("NO_COLOR", "1")
+        .current_dir(sandbox.path())
+        .args(["ask", "--json", "--seed", "1", "--config"])
+        .arg(&path)
+        .arg("What is the capital of France?")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    // Interrupt once every seat has been asked to refine.
+    while servers.iter().any(|s| s.count() < 2) {
+        if t0.elapsed() > Duration::from_secs(10) {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &child.id().to_string()])
+                .status();
+            panic!("the refinement round never started");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "interrupted");
+    // Round 0's decision stands: Paris, from the answers already in.
+    assert_eq!(report["answer"], "Paris", "{report:#}");
+    assert_eq!(report["live"], 4);
+    for name in ["s0", "s1", "s2", "s3"] {
+        assert_eq!(entry(&report, 1, name)["stale"], true, "{name}");
+    }
+}
