@@ -369,7 +369,7 @@ pub struct Decision {
     pub rounds_executed: usize,
     pub seats: Vec<SeatOutcome>,
     pub rounds: Vec<RoundTrace>,
-    /// Participants whose latest call succeeded.
+    /// Participants with a standing answer (hanzo: whose latest call succeeded).
     pub live: usize,
     pub quorum: usize,
     /// What the strategy found beyond the common fields (groups, ties...).
@@ -381,7 +381,9 @@ pub trait Strategy: Send {
     /// The calls of the next round, or None when the run is over.
     fn next_round(&mut self) -> Option<Vec<CallSpec>>;
     /// The results of the round just issued, in any order. A call missing from
-    /// `results` counts as failed (it did not answer in time).
+    /// `results` counts as failed (it did not answer in time); a failed call leaves the
+    /// seat's standing answer in place, so a round in which every call failed (or that
+    /// Ctrl-C cut) leaves the decision of the rounds before it.
     fn absorb(&mut self, results: Vec<CallResult>);
     /// The decision on what is known now.
     fn decide(&self) -> Decision;

@@ -6,6 +6,10 @@
 //! counts in support and can still be sampled, so an outage never silences a dissenter
 //! and a round in which every call fails leaves the previous decision standing. A seat
 //! that never answered is absent: never counted, never sampled, never a dissenter.
+//!
+//! `hanzo` keeps its own books: it reproduces the reference's, where a failed call's
+//! output becomes the seat's latest, luminance starts at 1.0 and the system prompt asks
+//! for no answer format.
 
 use std::sync::Arc;
 
