@@ -118,6 +118,8 @@ struct TermState {
     leader: usize,
     proposal: Option<(String, Option<Key>)>,
     votes: Vec<(usize, Option<FollowerVote>)>,
+    /// The followers were asked to vote (whether or not any vote came back).
+    polled: bool,
     committed: bool,
 }
 
@@ -194,6 +196,9 @@ impl Leader {
                 .into(),
             })
             .collect();
+        if let Some(t) = self.terms.last_mut() {
+            t.polled = true;
+        }
         self.pending = Some((Batch::Vote, self.batches, followers));
         Some(calls)
     }
@@ -211,6 +216,7 @@ impl Leader {
                 leader,
                 proposal: Some((text, key)),
                 votes: Vec::new(),
+                polled: false,
                 committed: false,
             });
             return self.vote_calls();
@@ -245,6 +251,7 @@ impl Leader {
             leader,
             proposal: None,
             votes: Vec::new(),
+            polled: false,
             committed: false,
         });
         self.pending = Some((Batch::Propose, self.batches, vec![leader]));
@@ -277,7 +284,7 @@ impl Strategy for Leader {
         // A proposal just arrived: the followers vote on it.
         if let Some(t) = self.terms.last()
             && t.proposal.is_some()
-            && t.votes.is_empty()
+            && !t.polled
             && let Some(calls) = self.vote_calls()
         {
             return Some(calls);

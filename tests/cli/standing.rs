@@ -413,3 +413,60 @@ fn ctrl_c_during_a_refinement_round_reports_the_answers_already_in() {
         assert_eq!(entry(&report, 1, name)["stale"], true, "{name}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Every strategy, driven directly: after round 0, every call fails.
+
+#[test]
+fn in_every_strategy_a_round_of_failures_leaves_round_0_standing() {
+    use llm_consensus::consensus::{self, CallResult, Params, StrategyKind};
+    let answers = [
+        "Final answer: Paris",
+        "Final answer: Paris",
+        "Final answer: Lyon",
+        "Final answer: Nice",
+    ];
+    for kind in [
+        StrategyKind::Metastable,
+        StrategyKind::Vote,
+        StrategyKind::Rank,
+        StrategyKind::Bft,
+        StrategyKind::Leader,
+    ] {
+        let mut params = Params::defaults(answers.len());
+        params.strategy = kind;
+        params.rounds = 1;
+        let seats = (0..answers.len())
+            .map(|i| consensus::Seat::new(format!("s{i}")))
+            .collect();
+        let mut strategy = consensus::build(&params, seats, "What is the capital of France?");
+        let mut made = 0;
+        let decision = consensus::drive(strategy.as_mut(), |call| {
+            // A strategy that asks again and again for what keeps failing never ends.
+            made += 1;
+            assert!(made < 100, "{}: {made} calls", kind.name());
+            let ms = 100.0 * (call.seat + 1) as f64;
+            if call.round == 0 {
+                CallResult::ok(call.seat, answers[call.seat], ms)
+            } else {
+                CallResult::failed(call.seat, "HTTP 503", ms)
+            }
+        });
+        let name = kind.name();
+        assert_eq!(decision.live, 4, "{name}");
+        assert!(!decision.finalized, "{name}");
+        assert!(decision.seats.iter().all(|s| s.live), "{name}");
+        assert!(decision.rounds.len() > 1, "{name}: no later round");
+        for round in &decision.rounds[1..] {
+            for e in round.participants.iter().filter(|e| e.called) {
+                assert!(e.stale, "{name}: round {} {}", round.round, e.participant);
+            }
+        }
+        if kind == StrategyKind::Rank {
+            // Rank decides on ballots alone: with none, it says so.
+            assert!(decision.details.failure.is_some(), "{name}");
+        } else {
+            assert_eq!(decision.answer.as_deref(), Some("Paris"), "{name}");
+        }
+    }
+}
