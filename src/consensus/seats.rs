@@ -264,3 +264,52 @@ impl std::ops::Index<usize> for SeatBook {
         &self.state[seat]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::similarity::{AnswerMode, Comparator, Metric};
+
+    #[test]
+    fn a_failed_call_leaves_the_standing_answer_stale_and_counted() {
+        let params = Params::defaults(2);
+        let cmp = Comparator::new(Metric::Jaccard, 0.0);
+        let mut book = SeatBook::new(&params, vec![Seat::new("a"), Seat::new("b")]);
+        let key = |text: &Text| (cmp.key(text, &AnswerMode::Auto), None);
+        let same = |a: &Key, b: &Key| a.text() == b.text();
+
+        // b fails before it ever answered: absent, not stale.
+        let mut failed = CallResult::failed(1, "HTTP 503", 5.0);
+        assert_eq!(book.take_answer(&mut failed, key, same), None);
+        assert!(!book[1].live() && !book.entry(1, Some(&failed), false).stale);
+
+        let mut first = CallResult::ok(0, "Final answer: Paris", 1000.0);
+        assert_eq!(book.take_answer(&mut first, key, same), Some(true));
+        assert_eq!(
+            book.entry(0, Some(&first), true).answer.unwrap(),
+            "Final answer: Paris"
+        );
+
+        // a's next call fails: its answer stands, counted, marked stale.
+        let mut later = CallResult::failed(0, "HTTP 503", 5.0);
+        assert_eq!(book.take_answer(&mut later, key, same), None);
+        assert!(book[0].live() && book[0].stale);
+        assert_eq!(book.live().collect::<Vec<_>>(), [0]);
+        assert_eq!(book.key_text(0), "Paris");
+        assert_eq!(
+            book[0].luminance,
+            Some(0.5),
+            "the luminance of the answer that stands"
+        );
+        let entry = book.entry(0, Some(&later), false);
+        assert!(entry.stale && entry.answer.is_none());
+        assert_eq!(entry.error.as_deref(), Some("HTTP 503"));
+        assert!(book.outcome(0, 0.0, None, 0.0, 0.5).stale);
+
+        // An empty reply to a judging call is a failure too; a reply is not.
+        assert!(!book.take_judgement(&CallResult::ok(0, "  ", 5.0)));
+        assert!(book[0].stale);
+        assert!(book.take_judgement(&CallResult::ok(0, "Vote: ACCEPT", 5.0)));
+        assert!(!book[0].stale);
+    }
+}
