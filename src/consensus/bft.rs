@@ -521,7 +521,7 @@ impl Strategy for Bft {
                 digest: self.digest.clone(),
                 attestations,
                 suspects: self.suspects(decided),
-                rule: Some(Rule {
+                verdict_rule: Some(Rule {
                     measure: "attestations",
                     threshold: self.needed() as f64 / n.max(1) as f64,
                     strict: false,

@@ -57,7 +57,7 @@ pub struct Details {
     pub failure: Option<String>,
     /// The rule that made the decision final or not, for the report to state.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rule: Option<Rule>,
+    pub verdict_rule: Option<Rule>,
     /// What a reader of the result should know about how it was reached (a bft panel
     /// too small to tolerate a fault...), one sentence each.
     #[serde(skip_serializing_if = "Vec::is_empty")]

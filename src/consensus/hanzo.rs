@@ -354,7 +354,7 @@ impl Hanzo {
             live,
             quorum: self.params.quorum,
             details: super::Details {
-                rule: Some(super::Rule::share(
+                verdict_rule: Some(super::Rule::share(
                     "score",
                     self.params.beta_2,
                     false,

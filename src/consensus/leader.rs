@@ -479,7 +479,7 @@ impl Strategy for Leader {
             details: Details {
                 threshold: Some(0.5),
                 terms,
-                rule: Some(Rule::share(
+                verdict_rule: Some(Rule::share(
                     "accepts",
                     0.5,
                     true,

@@ -586,7 +586,7 @@ impl Metastable {
             quorum: self.params.quorum,
             details: super::Details {
                 self_confidence: self.book.self_confidence(&self.params),
-                rule: Some(Rule::share(
+                verdict_rule: Some(Rule::share(
                     "support",
                     self.params.beta_2,
                     false,

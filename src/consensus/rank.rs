@@ -509,7 +509,7 @@ impl Strategy for Rank {
             quorum: self.params.quorum,
             details: Details {
                 threshold: Some(self.params.beta_2),
-                rule: Some(Rule::share(
+                verdict_rule: Some(Rule::share(
                     "first_places",
                     self.params.beta_2,
                     false,

@@ -411,7 +411,7 @@ impl Strategy for Vote {
                 groups,
                 tie,
                 self_confidence: self.book.self_confidence(&self.params),
-                rule: Some(Rule::share(
+                verdict_rule: Some(Rule::share(
                     "share",
                     share.share,
                     share.strict,

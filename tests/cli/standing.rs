@@ -316,8 +316,8 @@ fn each_strategy_states_the_rule_its_verdict_applied() {
         args.extend_from_slice(flags);
         let (code, report) = run(&seats, &args);
         assert_eq!(code, 0, "{strategy}: {report:#}");
-        assert_eq!(report["rule"]["measure"], measure, "{strategy}");
-        assert_eq!(report["rule"]["needs"], needs, "{strategy}");
+        assert_eq!(report["verdict_rule"]["measure"], measure, "{strategy}");
+        assert_eq!(report["verdict_rule"]["needs"], needs, "{strategy}");
     }
 }
 
@@ -336,7 +336,7 @@ fn bft_on_three_seats_says_it_tolerates_no_fault() {
         notes.contains("tolerates no faulty participant (f = 0)") && notes.contains("4 or more"),
         "{report:#}"
     );
-    assert_eq!(report["rule"]["count"], 1);
+    assert_eq!(report["verdict_rule"]["count"], 1);
     // Four seats tolerate one fault: nothing to note.
     let four: [Seat<'_>; 4] = [
         ("a", &[PARIS, agree]),
@@ -347,7 +347,7 @@ fn bft_on_three_seats_says_it_tolerates_no_fault() {
     let (code, report) = run(&four, &["--strategy", "bft"]);
     assert_eq!(code, 0, "{report:#}");
     assert!(report.get("notes").is_none(), "{report:#}");
-    assert_eq!(report["rule"]["count"], 3);
+    assert_eq!(report["verdict_rule"]["count"], 3);
 }
 
 // ---------------------------------------------------------------------------------------
