@@ -23,10 +23,11 @@ use regex::Regex;
 use sha2::{Digest, Sha256};
 
 use super::prompt;
+use super::seats::SeatBook;
 use super::vote::group_keys;
 use super::{
-    Attestation, CallResult, CallSpec, Decision, Details, Params, RoundTrace, Seat, SeatOutcome,
-    Strategy, Suspect, Text, TraceEntry, complete_results,
+    Attestation, CallResult, CallSpec, Decision, Details, Params, RoundTrace, Rule, Seat, Strategy,
+    Suspect, Text, complete_results,
 };
 use crate::similarity::{Comparator, Key};
 
@@ -159,24 +160,17 @@ Attestation: AGREE {digest}  (or: Attestation: DISAGREE {digest})\nReason: <one 
     out
 }
 
-#[derive(Default)]
-struct SeatState {
-    text: Option<String>,
-    key: Option<Key>,
-    live: bool,
-    luminance: Option<f64>,
-    /// Per phase (prepare, commit): None when not asked; Some(None) when unreadable or
-    /// absent.
-    attestations: [Option<Option<Parsed>>; 2],
-}
+/// A seat's attestations, per phase (prepare, commit): None when not asked; Some(None)
+/// when unreadable or absent.
+type Attested = [Option<Option<Parsed>>; 2];
 
 pub struct Bft {
     params: Params,
-    seats: Vec<Seat>,
+    book: SeatBook,
     prompt: Text,
     cmp: Comparator,
     faults: usize,
-    state: Vec<SeatState>,
+    attested: Vec<Attested>,
     proposer: Option<usize>,
     digest: Option<String>,
     pending: Option<(usize, Vec<usize>)>,
@@ -190,10 +184,10 @@ impl Bft {
         let faults = params.faults.unwrap_or_else(|| default_faults(n));
         Bft {
             cmp: Comparator::new(params.similarity, params.tolerance),
-            state: seats.iter().map(|_| SeatState::default()).collect(),
+            attested: vec![Attested::default(); n],
             faults,
+            book: SeatBook::new(&params, seats),
             params,
-            seats,
             prompt: Text::from(prompt),
             proposer: None,
             digest: None,
@@ -204,9 +198,7 @@ impl Bft {
     }
 
     fn live(&self) -> Vec<usize> {
-        (0..self.seats.len())
-            .filter(|&i| self.state[i].live)
-            .collect()
+        self.book.live().collect()
     }
 
     fn needed(&self) -> usize {
@@ -222,9 +214,9 @@ impl Bft {
     }
 
     fn agreements(&self, phase: usize) -> usize {
-        self.state
+        self.attested
             .iter()
-            .filter(|s| matches!(&s.attestations[phase], Some(Some(a)) if self.matching(a)))
+            .filter(|s| matches!(&s[phase], Some(Some(a)) if self.matching(a)))
             .count()
     }
 
@@ -232,7 +224,7 @@ impl Bft {
         let Some(p) = self.proposer else {
             return false;
         };
-        match (&self.state[seat].key, &self.state[p].key) {
+        match (&self.book[seat].key, &self.book[p].key) {
             (Some(a), Some(b)) => seat == p || self.cmp.at_least(a, b, self.params.alpha),
             _ => false,
         }
@@ -243,10 +235,10 @@ impl Bft {
             .live()
             .into_iter()
             .filter_map(|i| {
-                self.state[i]
+                self.book[i]
                     .key
                     .as_ref()
-                    .map(|k| (i, self.seats[i].weight, k))
+                    .map(|k| (i, self.book.seat(i).weight, k))
             })
             .collect();
         let groups = group_keys(&self.cmp, self.params.alpha, &keyed);
@@ -260,7 +252,7 @@ impl Bft {
         let live = self.live();
         let texts: Vec<Key> = live
             .iter()
-            .map(|&i| self.cmp.key_of(self.state[i].text.as_deref().unwrap_or("")))
+            .map(|&i| self.cmp.key_of(self.book[i].text.as_deref().unwrap_or("")))
             .collect();
         let central = |seat: usize| -> f64 {
             let Some(a) = live.iter().position(|&i| i == seat) else {
@@ -286,25 +278,26 @@ impl Bft {
         self.proposer = best.map(|(g, _)| groups[g].0[0]);
         self.digest = self
             .proposer
-            .and_then(|p| self.state[p].text.as_deref())
+            .and_then(|p| self.book[p].text.as_deref())
             .map(sha256_hex);
     }
 
     fn suspects(&self, decided: bool) -> Vec<Suspect> {
         let digest = self.digest.as_deref().unwrap_or("");
         let mut out = Vec::new();
-        for seat in 0..self.seats.len() {
-            let s = &self.state[seat];
+        for seat in 0..self.book.len() {
+            let s = &self.book[seat];
+            let attested = &self.attested[seat];
             let mut reasons = Vec::new();
             let ours = self.agrees_with_proposal(seat);
-            if decided && s.live && !ours {
+            if decided && s.live() && !ours {
                 reasons.push(format!(
                     "its answer ({}) is outside the decided group",
                     s.key.as_ref().map_or("no key", |k| k.text())
                 ));
             }
             for (phase, name) in [(0, "prepare"), (1, "commit")] {
-                match &s.attestations[phase] {
+                match &attested[phase] {
                     Some(None) => reasons.push(format!("no readable {name} attestation")),
                     Some(Some(a)) => {
                         if a.digest.as_deref().is_some_and(|d| d != digest) {
@@ -327,7 +320,7 @@ impl Bft {
                     None => {}
                 }
             }
-            if let [Some(Some(p)), Some(Some(c))] = &s.attestations
+            if let [Some(Some(p)), Some(Some(c))] = attested
                 && p.verdict != c.verdict
             {
                 reasons.push(format!(
@@ -338,7 +331,7 @@ impl Bft {
             }
             if !reasons.is_empty() {
                 out.push(Suspect {
-                    participant: self.seats[seat].name.to_string(),
+                    participant: self.book.name(seat).to_string(),
                     reasons,
                 });
             }
@@ -353,15 +346,12 @@ impl Strategy for Bft {
             return None;
         }
         let round = self.absorbed;
-        let system = |seat: usize| {
-            prompt::system_prompt(
-                self.seats[seat].system.as_deref(),
-                self.params.system.as_deref(),
-                self.params.answer.asks_for_final_line(),
-            )
-        };
+        if round == 0 {
+            let (called, calls) = self.book.answer_calls(&self.prompt);
+            self.pending = Some((0, called));
+            return Some(calls);
+        }
         let called: Vec<usize> = match round {
-            0 => (0..self.seats.len()).collect(),
             1 => self.live(),
             2 if self.agreements(0) >= self.needed() => self.live(),
             _ => return None,
@@ -371,10 +361,10 @@ impl Strategy for Bft {
         }
         let proposal = self
             .proposer
-            .and_then(|p| self.state[p].text.clone())
+            .and_then(|p| self.book[p].text.clone())
             .unwrap_or_default();
         let digest = self.digest.clone().unwrap_or_default();
-        if round > 0 && proposal.is_empty() {
+        if proposal.is_empty() {
             return None;
         }
         let prepared = (round == 2).then(|| (self.agreements(0), self.live().len()));
@@ -383,27 +373,15 @@ impl Strategy for Bft {
             .map(|&seat| CallSpec {
                 seat,
                 round,
-                system: if round == 0 {
-                    system(seat)
-                } else {
-                    self.seats[seat]
-                        .system
-                        .clone()
-                        .or_else(|| self.params.system.clone())
-                }
-                .map(Text::from),
-                user: if round == 0 {
-                    self.prompt.clone().into()
-                } else {
-                    attestation_prompt(
-                        &self.prompt,
-                        self.state[seat].text.as_deref(),
-                        &proposal,
-                        &digest,
-                        prepared,
-                    )
-                    .into()
-                },
+                system: self.book.judge_system(&self.params, seat),
+                user: attestation_prompt(
+                    &self.prompt,
+                    self.book[seat].text.as_deref(),
+                    &proposal,
+                    &digest,
+                    prepared,
+                )
+                .into(),
             })
             .collect();
         self.pending = Some((round, called));
@@ -414,55 +392,53 @@ impl Strategy for Bft {
         let Some((round, called)) = self.pending.take() else {
             return;
         };
-        let results = complete_results(&called, results);
-        for r in &results {
-            let answered = r.ok && !r.text.trim().is_empty();
-            let s = &mut self.state[r.seat];
+        let mut results = complete_results(&called, results);
+        let mut took = vec![false; results.len()];
+        for (r, took) in results.iter_mut().zip(&mut took) {
             if round == 0 {
-                if answered {
-                    s.key = self.cmp.key(&r.text, &self.params.answer);
-                    s.text = Some(r.text.clone());
-                    s.live = true;
-                    s.luminance = Some(1.0 / (1.0 + r.latency_ms.max(0.0) / 1000.0));
-                }
+                let (cmp, params) = (&self.cmp, &self.params);
+                *took = self
+                    .book
+                    .take_answer(
+                        r,
+                        |text| (cmp.key(text, &params.answer), None),
+                        |a, b| a.text() == b.text(),
+                    )
+                    .is_some();
             } else {
+                let answered = self.book.take_judgement(r);
                 // A failed call is absence, never a faulty attestation.
-                s.attestations[round - 1] =
+                self.attested[r.seat][round - 1] =
                     r.ok.then(|| answered.then(|| parse_attestation(&r.text)).flatten());
             }
         }
         if round == 0 {
             self.choose_proposal();
         }
-        let entries = (0..self.seats.len())
+        let entries = (0..self.book.len())
             .map(|seat| {
-                let result = results.iter().find(|r| r.seat == seat);
-                let s = &self.state[seat];
-                TraceEntry {
-                    participant: self.seats[seat].name.clone(),
-                    called: result.is_some(),
-                    answer: result.filter(|r| r.ok).map(|r| Text::from(r.text.as_str())),
-                    key: if round == 0 {
-                        s.live
-                            .then(|| s.key.as_ref().map(Key::shared_text))
-                            .flatten()
-                    } else {
-                        match &s.attestations[round - 1] {
-                            Some(Some(a)) => Some(Text::from(a.verdict.label())),
-                            _ => None,
-                        }
-                    },
-                    luminance: s.luminance.filter(|_| round == 0 && s.live),
-                    latency_ms: result.map(|r| r.latency_ms),
-                    usage: result.map(|r| r.usage.clone()),
-                    error: result.and_then(|r| r.error.clone()).or_else(|| {
-                        (round > 0
-                            && result.is_some()
-                            && matches!(s.attestations[round - 1], Some(None)))
-                        .then(|| "unreadable attestation".to_string())
-                    }),
-                    ..TraceEntry::default()
-                }
+                let idx = called.iter().position(|&c| c == seat);
+                let result = idx.map(|i| &results[i]);
+                let s = &self.book[seat];
+                let mut entry = self.book.entry(seat, result, idx.is_some_and(|i| took[i]));
+                entry.key = if round == 0 {
+                    s.live()
+                        .then(|| s.key.as_ref().map(Key::shared_text))
+                        .flatten()
+                } else {
+                    match &self.attested[seat][round - 1] {
+                        Some(Some(a)) => Some(Text::from(a.verdict.label())),
+                        _ => None,
+                    }
+                };
+                entry.luminance = s.luminance.filter(|_| round == 0 && s.live());
+                entry.error = result.and_then(|r| r.error.clone()).or_else(|| {
+                    (round > 0
+                        && result.is_some()
+                        && matches!(self.attested[seat][round - 1], Some(None)))
+                    .then(|| "unreadable attestation".to_string())
+                });
+                entry
             })
             .collect();
         self.trace.push(RoundTrace {
@@ -483,10 +459,10 @@ impl Strategy for Bft {
         let digest = self.digest.clone().unwrap_or_default();
         let mut attestations = Vec::new();
         for (phase, name) in [(0, "prepare"), (1, "commit")] {
-            for (seat, s) in self.state.iter().enumerate() {
-                if let Some(a) = &s.attestations[phase] {
+            for (seat, s) in self.attested.iter().enumerate() {
+                if let Some(a) = &s[phase] {
                     attestations.push(Attestation {
-                        participant: self.seats[seat].name.to_string(),
+                        participant: self.book.name(seat).to_string(),
                         phase: name,
                         verdict: a.as_ref().map(|a| a.verdict.label()),
                         reason: a.as_ref().and_then(|a| a.reason.clone()),
@@ -495,59 +471,69 @@ impl Strategy for Bft {
                 }
             }
         }
-        let max_lum = live
-            .iter()
-            .filter_map(|&i| self.state[i].luminance)
-            .fold(0.0, f64::max);
+        let max_lum = self.book.max_luminance();
         let n_live = live.len().max(1) as f64;
-        let seats = (0..self.seats.len())
+        let seats = (0..self.book.len())
             .map(|i| {
-                let s = &self.state[i];
-                let agreeing = s
-                    .attestations
+                let s = &self.book[i];
+                let agreeing = self.attested[i]
                     .iter()
                     .filter(|a| matches!(a, Some(Some(a)) if self.matching(a)))
                     .count() as f64;
-                let support = (s.live && s.key.is_some()).then(|| {
+                let support = (s.live() && s.key.is_some()).then(|| {
                     live.iter()
                         .filter(|&&j| {
-                            matches!((&s.key, &self.state[j].key), (Some(a), Some(b)) if self.cmp.at_least(a, b, self.params.alpha))
+                            matches!((&s.key, &self.book[j].key), (Some(a), Some(b)) if self.cmp.at_least(a, b, self.params.alpha))
                         })
                         .count() as f64
                         / n_live
                 });
-                SeatOutcome {
-                    confidence: agreeing / 2.0,
-                    support: support.or(s.live.then_some(0.0)),
-                    luminance: match s.luminance {
-                        Some(l) if s.live && max_lum > 0.0 => l / max_lum,
-                        _ => 0.0,
-                    },
-                    score: support.unwrap_or(0.0),
-                    live: s.live,
-                    key: s
-                        .live
-                        .then(|| s.key.as_ref().map(Key::shared_text))
-                        .flatten(),
-                }
+                self.book.outcome(
+                    i,
+                    agreeing / 2.0,
+                    support.or(s.live().then_some(0.0)),
+                    support.unwrap_or(0.0),
+                    max_lum,
+                )
             })
             .collect();
         let winner = self.proposer;
+        let n = self.book.len();
+        let mut notes = Vec::new();
+        if self.faults == 0 && n > 1 {
+            notes.push(format!(
+                "bft with {n} participants tolerates no faulty participant (f = 0): a single matching AGREE attestation in each phase decides; {} or more participants tolerate one",
+                (n + 1).max(4)
+            ));
+        }
         Decision {
             winner,
             finalized: decided,
-            answer: winner.and_then(|w| self.state[w].key.as_ref().map(|k| k.text().to_string())),
-            synthesis: winner.and_then(|w| self.state[w].text.clone()),
+            answer: winner.and_then(|w| self.book[w].key.as_ref().map(|k| k.text().to_string())),
+            synthesis: winner.and_then(|w| self.book[w].text.as_deref().map(str::to_string)),
             rounds_executed: self.absorbed.saturating_sub(1),
             seats,
             rounds: self.trace.clone(),
             live: live.len(),
             quorum: self.params.quorum,
             details: Details {
-                threshold: Some(self.needed() as f64 / self.seats.len().max(1) as f64),
+                threshold: Some(self.needed() as f64 / n.max(1) as f64),
                 digest: self.digest.clone(),
                 attestations,
                 suspects: self.suspects(decided),
+                verdict_rule: Some(Rule {
+                    measure: "attestations",
+                    threshold: self.needed() as f64 / n.max(1) as f64,
+                    strict: false,
+                    count: Some(self.needed()),
+                    needs: format!(
+                        "{} matching AGREE attestation{} in both prepare and commit (2f+1, f = {})",
+                        self.needed(),
+                        if self.needed() == 1 { "" } else { "s" },
+                        self.faults
+                    ),
+                }),
+                notes,
                 ..Details::default()
             },
         }

@@ -168,6 +168,7 @@ impl Hanzo {
             latency_ms: Some(result.latency_ms),
             usage: Some(result.usage.clone()),
             error: result.error.clone(),
+            stale: false,
         }
     }
 }
@@ -343,13 +344,24 @@ impl Hanzo {
                     luminance: s.luminance,
                     score,
                     live: s.ok,
+                    // The reference keeps no standing answers: a failed call's output
+                    // becomes the latest.
+                    stale: false,
                     key: s.ok.then(|| s.latest.clone()),
                 })
                 .collect(),
             rounds,
             live,
             quorum: self.params.quorum,
-            details: Default::default(),
+            details: super::Details {
+                verdict_rule: Some(super::Rule::share(
+                    "score",
+                    self.params.beta_2,
+                    false,
+                    "confidence × luminance",
+                )),
+                ..Default::default()
+            },
         }
     }
 }

@@ -15,9 +15,10 @@ use std::sync::OnceLock;
 use regex::Regex;
 
 use super::prompt;
+use super::seats::SeatBook;
 use super::{
-    CallResult, CallSpec, Decision, Details, Params, RoundTrace, Seat, SeatOutcome, Strategy, Term,
-    Text, TraceEntry, complete_results,
+    CallResult, CallSpec, Decision, Details, Params, RoundTrace, Rule, Seat, Strategy, Term, Text,
+    complete_results,
 };
 use crate::similarity::{Comparator, Key};
 
@@ -105,14 +106,6 @@ The critiques of the participants who rejected it follow as quoted data ({} in a
     out
 }
 
-#[derive(Default)]
-struct SeatState {
-    text: Option<String>,
-    key: Option<Key>,
-    live: bool,
-    luminance: Option<f64>,
-}
-
 /// What the pending batch is.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Batch {
@@ -125,15 +118,16 @@ struct TermState {
     leader: usize,
     proposal: Option<(String, Option<Key>)>,
     votes: Vec<(usize, Option<FollowerVote>)>,
+    /// The followers were asked to vote (whether or not any vote came back).
+    polled: bool,
     committed: bool,
 }
 
 pub struct Leader {
     params: Params,
-    seats: Vec<Seat>,
+    book: SeatBook,
     prompt: Text,
     cmp: Comparator,
-    state: Vec<SeatState>,
     /// Live seats after round 0, fastest first.
     order: Vec<usize>,
     terms: Vec<TermState>,
@@ -147,9 +141,8 @@ impl Leader {
     pub fn new(params: Params, seats: Vec<Seat>, prompt: &str) -> Leader {
         Leader {
             cmp: Comparator::new(params.similarity, params.tolerance),
-            state: seats.iter().map(|_| SeatState::default()).collect(),
+            book: SeatBook::new(&params, seats),
             params,
-            seats,
             prompt: Text::from(prompt),
             order: Vec::new(),
             terms: Vec::new(),
@@ -161,9 +154,7 @@ impl Leader {
     }
 
     fn live(&self) -> Vec<usize> {
-        (0..self.seats.len())
-            .filter(|&i| self.state[i].live)
-            .collect()
+        self.book.live().collect()
     }
 
     /// The leader of term `t` (1-based): round-robin over the live seats, fastest first.
@@ -172,7 +163,7 @@ impl Leader {
             .order
             .iter()
             .copied()
-            .filter(|&i| self.state[i].live)
+            .filter(|&i| self.book[i].live())
             .collect();
         (!live.is_empty()).then(|| live[(t - 1) % live.len()])
     }
@@ -195,20 +186,19 @@ impl Leader {
             .map(|&seat| CallSpec {
                 seat,
                 round: self.batches,
-                system: self.seats[seat]
-                    .system
-                    .clone()
-                    .or_else(|| self.params.system.clone())
-                    .map(Text::from),
+                system: self.book.judge_system(&self.params, seat),
                 user: vote_prompt(
                     &self.prompt,
-                    self.state[seat].text.as_deref(),
+                    self.book[seat].text.as_deref(),
                     proposal,
                     term,
                 )
                 .into(),
             })
             .collect();
+        if let Some(t) = self.terms.last_mut() {
+            t.polled = true;
+        }
         self.pending = Some((Batch::Vote, self.batches, followers));
         Some(calls)
     }
@@ -220,12 +210,13 @@ impl Leader {
         }
         let leader = self.leader_of(t)?;
         if t == 1 {
-            let text = self.state[leader].text.clone()?;
-            let key = self.state[leader].key.clone();
+            let text = self.book[leader].text.as_deref()?.to_string();
+            let key = self.book[leader].key.clone();
             self.terms.push(TermState {
                 leader,
                 proposal: Some((text, key)),
                 votes: Vec::new(),
+                polled: false,
                 committed: false,
             });
             return self.vote_calls();
@@ -246,12 +237,7 @@ impl Leader {
         let call = CallSpec {
             seat: leader,
             round: self.batches,
-            system: prompt::system_prompt(
-                self.seats[leader].system.as_deref(),
-                self.params.system.as_deref(),
-                self.params.answer.asks_for_final_line(),
-            )
-            .map(Text::from),
+            system: self.book.system(leader),
             user: leader_prompt(
                 &self.prompt,
                 &previous_text,
@@ -265,6 +251,7 @@ impl Leader {
             leader,
             proposal: None,
             votes: Vec::new(),
+            polled: false,
             committed: false,
         });
         self.pending = Some((Batch::Propose, self.batches, vec![leader]));
@@ -286,21 +273,7 @@ impl Strategy for Leader {
             return None;
         }
         if self.batches == 0 {
-            let called: Vec<usize> = (0..self.seats.len()).collect();
-            let calls = called
-                .iter()
-                .map(|&seat| CallSpec {
-                    seat,
-                    round: 0,
-                    system: prompt::system_prompt(
-                        self.seats[seat].system.as_deref(),
-                        self.params.system.as_deref(),
-                        self.params.answer.asks_for_final_line(),
-                    )
-                    .map(Text::from),
-                    user: self.prompt.clone().into(),
-                })
-                .collect();
+            let (called, calls) = self.book.answer_calls(&self.prompt);
             self.pending = Some((Batch::Answers, 0, called));
             return Some(calls);
         }
@@ -311,7 +284,7 @@ impl Strategy for Leader {
         // A proposal just arrived: the followers vote on it.
         if let Some(t) = self.terms.last()
             && t.proposal.is_some()
-            && t.votes.is_empty()
+            && !t.polled
             && let Some(calls) = self.vote_calls()
         {
             return Some(calls);
@@ -325,37 +298,40 @@ impl Strategy for Leader {
         let Some((batch, round, called)) = self.pending.take() else {
             return;
         };
-        let results = complete_results(&called, results);
-        for r in &results {
-            let answered = r.ok && !r.text.trim().is_empty();
+        let mut results = complete_results(&called, results);
+        let mut took = vec![false; results.len()];
+        for (r, took) in results.iter_mut().zip(&mut took) {
             match batch {
                 Batch::Answers => {
-                    let s = &mut self.state[r.seat];
-                    if answered {
-                        s.key = self.cmp.key(&r.text, &self.params.answer);
-                        s.text = Some(r.text.clone());
-                        s.live = true;
-                        s.luminance = Some(1.0 / (1.0 + r.latency_ms.max(0.0) / 1000.0));
-                    }
+                    let (cmp, params) = (&self.cmp, &self.params);
+                    *took = self
+                        .book
+                        .take_answer(
+                            r,
+                            |text| (cmp.key(text, &params.answer), None),
+                            |a, b| a.text() == b.text(),
+                        )
+                        .is_some();
                 }
                 Batch::Propose => {
-                    if answered {
+                    // A new proposal becomes the leader's standing answer (its luminance
+                    // stays the one of round 0, which orders the leaders); a failed call
+                    // leaves the earlier one standing.
+                    if self.book.take_judgement(r) {
                         let key = self.cmp.key(&r.text, &self.params.answer);
-                        let s = &mut self.state[r.seat];
-                        s.text = Some(r.text.clone());
+                        let s = self.book.get_mut(r.seat);
+                        s.text = Some(Text::from(r.text.as_str()));
                         s.key = key.clone();
                         if let Some(t) = self.terms.last_mut() {
                             t.proposal = Some((r.text.clone(), key));
                         }
-                    } else {
-                        self.state[r.seat].live = false;
                     }
                 }
                 Batch::Vote => {
-                    // A failed call is absence: the follower leaves the live count and
-                    // casts no vote, rather than rejecting.
+                    // A failed call is absence: the follower casts no vote, rather than
+                    // rejecting, and still counts among the seats a majority needs.
+                    let answered = self.book.take_judgement(r);
                     if !r.ok {
-                        self.state[r.seat].live = false;
                         continue;
                     }
                     let vote = answered.then(|| parse_vote(&r.text)).flatten();
@@ -368,8 +344,8 @@ impl Strategy for Leader {
         if batch == Batch::Answers {
             let mut order = self.live();
             order.sort_by(|&a, &b| {
-                let la = self.state[a].luminance.unwrap_or(0.0);
-                let lb = self.state[b].luminance.unwrap_or(0.0);
+                let la = self.book[a].luminance.unwrap_or(0.0);
+                let lb = self.book[b].luminance.unwrap_or(0.0);
                 lb.total_cmp(&la).then(a.cmp(&b))
             });
             self.order = order;
@@ -383,10 +359,11 @@ impl Strategy for Leader {
                 }
             }
         }
-        let entries = (0..self.seats.len())
+        let entries = (0..self.book.len())
             .map(|seat| {
-                let result = results.iter().find(|r| r.seat == seat);
-                let s = &self.state[seat];
+                let idx = called.iter().position(|&c| c == seat);
+                let result = idx.map(|i| &results[i]);
+                let s = &self.book[seat];
                 let vote = (batch == Batch::Vote)
                     .then(|| {
                         self.terms
@@ -394,26 +371,20 @@ impl Strategy for Leader {
                             .and_then(|t| t.votes.iter().find(|(i, _)| *i == seat))
                     })
                     .flatten();
-                TraceEntry {
-                    participant: self.seats[seat].name.clone(),
-                    called: result.is_some(),
-                    answer: result.filter(|r| r.ok).map(|r| Text::from(r.text.as_str())),
-                    key: match (batch, vote) {
-                        (Batch::Vote, Some((_, Some(v)))) => {
-                            Some(Text::from(if v.accept { "ACCEPT" } else { "REJECT" }))
-                        }
-                        (Batch::Vote, _) => None,
-                        _ if result.is_some_and(|r| r.ok) => s.key.as_ref().map(Key::shared_text),
-                        _ => None,
-                    },
-                    luminance: s.luminance.filter(|_| batch == Batch::Answers && s.live),
-                    latency_ms: result.map(|r| r.latency_ms),
-                    usage: result.map(|r| r.usage.clone()),
-                    error: result.and_then(|r| r.error.clone()).or_else(|| {
-                        matches!(vote, Some((_, None))).then(|| "unreadable vote".to_string())
-                    }),
-                    ..TraceEntry::default()
-                }
+                let mut entry = self.book.entry(seat, result, idx.is_some_and(|i| took[i]));
+                entry.key = match (batch, vote) {
+                    (Batch::Vote, Some((_, Some(v)))) => {
+                        Some(Text::from(if v.accept { "ACCEPT" } else { "REJECT" }))
+                    }
+                    (Batch::Vote, _) => None,
+                    _ if result.is_some_and(|r| r.ok) => s.key.as_ref().map(Key::shared_text),
+                    _ => None,
+                };
+                entry.luminance = s.luminance.filter(|_| batch == Batch::Answers && s.live());
+                entry.error = result.and_then(|r| r.error.clone()).or_else(|| {
+                    matches!(vote, Some((_, None))).then(|| "unreadable vote".to_string())
+                });
+                entry
             })
             .collect();
         self.trace.push(RoundTrace {
@@ -440,46 +411,35 @@ impl Strategy for Leader {
             // Only one seat answered: no term ran, its answer stands alone.
             None if live.len() == 1 => (
                 Some(live[0]),
-                self.state[live[0]]
+                self.book[live[0]]
                     .key
                     .as_ref()
                     .map(|k| k.text().to_string()),
-                self.state[live[0]].text.clone(),
+                self.book[live[0]].text.as_deref().map(str::to_string),
             ),
             None => (None, None, None),
         };
         let finalized = live.len() >= self.params.quorum && committed;
-        let max_lum = live
-            .iter()
-            .filter_map(|&i| self.state[i].luminance)
-            .fold(0.0, f64::max);
+        let max_lum = self.book.max_luminance();
         let accept_share = last.map_or(0.0, |t| self.accepts(t) as f64 / live.len().max(1) as f64);
-        let seats = (0..self.seats.len())
+        let seats = (0..self.book.len())
             .map(|i| {
-                let s = &self.state[i];
                 let accepted = last.is_some_and(|t| {
                     t.leader == i
                         || t.votes
                             .iter()
                             .any(|(j, v)| *j == i && v.as_ref().is_some_and(|v| v.accept))
                 });
-                SeatOutcome {
-                    confidence: if accepted { 1.0 } else { 0.0 },
-                    support: (s.live && Some(i) == winner).then_some(accept_share),
-                    luminance: match s.luminance {
-                        Some(l) if s.live && max_lum > 0.0 => l / max_lum,
-                        _ => 0.0,
-                    },
-                    score: if Some(i) == winner { accept_share } else { 0.0 },
-                    live: s.live,
-                    key: s
-                        .live
-                        .then(|| s.key.as_ref().map(Key::shared_text))
-                        .flatten(),
-                }
+                self.book.outcome(
+                    i,
+                    if accepted { 1.0 } else { 0.0 },
+                    (self.book[i].live() && Some(i) == winner).then_some(accept_share),
+                    if Some(i) == winner { accept_share } else { 0.0 },
+                    max_lum,
+                )
             })
             .collect();
-        let name = |i: usize| self.seats[i].name.to_string();
+        let name = |i: usize| self.book.name(i).to_string();
         let terms = self
             .terms
             .iter()
@@ -519,6 +479,12 @@ impl Strategy for Leader {
             details: Details {
                 threshold: Some(0.5),
                 terms,
+                verdict_rule: Some(Rule::share(
+                    "accepts",
+                    0.5,
+                    true,
+                    "of the live seats accepting the proposal (the leader accepts its own)",
+                )),
                 ..Details::default()
             },
         }

@@ -14,13 +14,16 @@
 //!   confidence, then the key's text, then seat order); finalized when that support reaches beta_2 and
 //!   the quorum is live.
 //! - Phase I ends early when the decision is final, every live seat is settled
-//!   (confidence >= beta_1), or a round changed no answer.
+//!   (confidence >= beta_1), or a round changed no answer. "Live" is a seat with a
+//!   standing answer ([`super::seats`]): a failed call leaves it standing, unscored.
 
 use super::confidence;
 use super::prompt;
+use super::sampling::{Sampler, SplitMix};
+use super::seats::SeatBook;
 use super::{
-    CallResult, CallSpec, Decision, Names, Params, RoundTrace, Seat, SeatOutcome, Strategy, Text,
-    TraceEntry, complete_results,
+    CallResult, CallSpec, Decision, Names, Params, RoundTrace, Rule, Seat, Strategy, Text,
+    complete_results,
 };
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -30,140 +33,12 @@ use crate::similarity::{Comparator, Key, SetTable, TokenSet, table};
 /// Supports equal within this margin are ties.
 const TIE: f64 = 1e-12;
 
-/// SplitMix64: a tiny, well-mixed, seedable stream. The engine's draws are a documented
-/// function of (seed, round, seat name), so they must never change with a dependency.
-pub(crate) struct SplitMix(u64);
-
-impl SplitMix {
-    pub(crate) fn for_draw(seed: u64, round: usize, name: &str) -> SplitMix {
-        let mut h = seed ^ 0x9e37_79b9_7f4a_7c15;
-        for b in name.bytes().chain((round as u64).to_le_bytes()) {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        let mut s = SplitMix(h);
-        s.next_u64();
-        s
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1].
-    pub(crate) fn unit(&mut self) -> f64 {
-        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
-    }
-
-    pub(crate) fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * n as f64) as usize
-    }
-}
-
-/// The live seats of a round with their luminance, for weighted draws of peers.
-struct Sampler {
-    seats: Vec<usize>,
-    /// Running sums of the weights: `prefix[i]` = weight of `seats[..=i]`.
-    prefix: Vec<f64>,
-}
-
-impl Sampler {
-    fn new(weighted: impl Iterator<Item = (usize, f64)>) -> Sampler {
-        let mut seats = Vec::new();
-        let mut prefix = Vec::new();
-        let mut total = 0.0;
-        for (seat, w) in weighted {
-            total += w.max(f64::MIN_POSITIVE);
-            seats.push(seat);
-            prefix.push(total);
-        }
-        Sampler { seats, prefix }
-    }
-
-    fn weight(&self, i: usize) -> f64 {
-        self.prefix[i] - if i == 0 { 0.0 } else { self.prefix[i - 1] }
-    }
-
-    /// `m` seats other than `asker`, without replacement, each pick proportional to its
-    /// weight among those not yet picked; returned in a shuffled order.
-    fn draw(&self, rng: &mut SplitMix, asker: usize, m: usize) -> Vec<usize> {
-        let others = self.seats.len() - usize::from(self.seats.contains(&asker));
-        let m = m.min(others);
-        let mut picked: Vec<usize> = Vec::with_capacity(m);
-        if m == others {
-            picked.extend(self.seats.iter().copied().filter(|&s| s != asker));
-        } else {
-            let total = *self.prefix.last().unwrap_or(&0.0);
-            while picked.len() < m {
-                // Rejection keeps each draw O(log n); a run of rejections (one seat holds
-                // nearly all the weight) falls back to an exact draw over the rest.
-                let mut chosen = None;
-                for _ in 0..32 {
-                    let x = rng.unit() * total;
-                    let i = self
-                        .prefix
-                        .partition_point(|&p| p < x)
-                        .min(self.seats.len() - 1);
-                    let seat = self.seats[i];
-                    if seat != asker && !picked.contains(&seat) {
-                        chosen = Some(seat);
-                        break;
-                    }
-                }
-                let seat = chosen.unwrap_or_else(|| {
-                    let rest: Vec<usize> = (0..self.seats.len())
-                        .filter(|&i| self.seats[i] != asker && !picked.contains(&self.seats[i]))
-                        .collect();
-                    let sum: f64 = rest.iter().map(|&i| self.weight(i)).sum();
-                    let mut x = rng.unit() * sum;
-                    for &i in &rest {
-                        x -= self.weight(i);
-                        if x <= 0.0 {
-                            return self.seats[i];
-                        }
-                    }
-                    self.seats[*rest.last().expect("fewer picks than candidates")]
-                });
-                picked.push(seat);
-            }
-        }
-        for i in (1..picked.len()).rev() {
-            let j = rng.below(i + 1);
-            picked.swap(i, j);
-        }
-        picked
-    }
-}
-
-/// `m` of `candidates` without replacement, each pick proportional to its weight among
-/// those not yet picked, in a shuffled order.
-pub(crate) fn weighted_sample(
-    rng: &mut SplitMix,
-    candidates: &[(usize, f64)],
-    m: usize,
-) -> Vec<usize> {
-    Sampler::new(candidates.iter().copied()).draw(rng, usize::MAX, m)
-}
-
+/// What metastable keeps per seat beyond its standing answer.
 #[derive(Default)]
 struct SeatState {
-    /// `--confidence`: the confidence stated with the latest answer.
-    reported: Option<f64>,
-    /// The latest successful answer (kept while absent, for its next prompt).
-    text: Option<Text>,
-    key: Option<Key>,
-    /// The latest call succeeded.
-    live: bool,
-    /// 1 / (1 + ms/1000) of the latest successful call.
-    luminance: Option<f64>,
     confidence: f64,
     scored: bool,
     settled: bool,
-    /// A call failed in a way that cannot succeed if repeated.
-    dead: bool,
     support: Option<f64>,
 }
 
@@ -175,11 +50,7 @@ struct Pending {
 
 pub struct Metastable {
     params: Params,
-    seats: Vec<Seat>,
-    /// Every seat's name, by seat, shared by the trace's lists of peers.
-    names: Arc<[Text]>,
-    /// Each seat's system prompt, the same in every round.
-    systems: Vec<Option<Text>>,
+    book: SeatBook,
     prompt: Text,
     cmp: Comparator,
     state: Vec<SeatState>,
@@ -210,10 +81,8 @@ impl Metastable {
             counted: false,
             counted_at: Vec::new(),
             counted_keys: 0,
-            systems: prompt::seat_systems(&params, &seats),
-            names: seats.iter().map(|seat| seat.name.clone()).collect(),
+            book: SeatBook::new(&params, seats),
             params,
-            seats,
             prompt: Text::from(prompt),
             state,
             pending: None,
@@ -224,33 +93,15 @@ impl Metastable {
         }
     }
 
-    fn system_for(&self, seat: usize) -> Option<Text> {
-        self.systems[seat].clone()
-    }
-
-    fn weight(&self, seat: usize) -> f64 {
-        confidence::seat_weight(&self.params, &self.seats[seat], self.state[seat].reported)
-    }
-
-    fn self_confidence(&self) -> Vec<confidence::SelfConfidence> {
-        confidence::report(
-            &self.params,
-            self.seats
-                .iter()
-                .zip(&self.state)
-                .map(|(seat, s)| (seat.name.as_str(), s.live, s.reported)),
-        )
-    }
-
     fn live_seats(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.seats.len()).filter(|&i| self.state[i].live)
+        self.book.live()
     }
 
     /// The live seats weighted by luminance, to draw samples from.
     fn sampler(&self) -> Sampler {
         Sampler::new(
             self.live_seats()
-                .map(|j| (j, self.state[j].luminance.unwrap_or(0.0))),
+                .map(|j| (j, self.book[j].luminance.unwrap_or(0.0))),
         )
     }
 
@@ -259,24 +110,24 @@ impl Metastable {
         if self.params.k == 0 {
             return Vec::new();
         }
-        let mut rng = SplitMix::for_draw(self.params.seed, round, &self.seats[seat].name);
+        let mut rng = SplitMix::for_draw(self.params.seed, round, self.book.name(seat));
         sampler.draw(&mut rng, seat, self.params.k)
     }
 
     /// Mean similarity of `seat`'s key to its live sampled peers' keys; None when no
     /// sampled peer is live (absence is never disagreement).
     fn agreement(&self, seat: usize, sample: &[usize]) -> Option<f64> {
-        let peers = || sample.iter().copied().filter(|&j| self.state[j].live);
+        let peers = || sample.iter().copied().filter(|&j| self.book[j].live());
         let count = peers().count();
         if count == 0 {
             return None;
         }
-        let Some(own) = &self.state[seat].key else {
+        let Some(own) = &self.book[seat].key else {
             return Some(0.0);
         };
         let total: f64 = peers()
             .map(|j| {
-                self.state[j]
+                self.book[j]
                     .key
                     .as_ref()
                     .map_or(0.0, |k| self.similarity(seat, j, own, k))
@@ -311,18 +162,20 @@ impl Metastable {
     /// whose room is reused).
     fn compute_support(&mut self, mut supporters: Vec<Vec<usize>>) -> Vec<Vec<usize>> {
         let live: Vec<usize> = self.live_seats().collect();
-        let weights: Vec<f64> = (0..self.seats.len()).map(|i| self.weight(i)).collect();
+        let weights: Vec<f64> = (0..self.book.len())
+            .map(|i| self.book.weight(&self.params, i))
+            .collect();
         let total: f64 = live.iter().map(|&i| weights[i]).sum();
-        supporters.resize_with(self.seats.len(), Vec::new);
+        supporters.resize_with(self.book.len(), Vec::new);
         supporters.iter_mut().for_each(Vec::clear);
         let keyed: Vec<usize> = live
             .iter()
             .copied()
-            .filter(|&i| self.state[i].key.is_some())
+            .filter(|&i| self.book[i].key.is_some())
             .collect();
         let keys: Vec<&Key> = keyed
             .iter()
-            .filter_map(|&i| self.state[i].key.as_ref())
+            .filter_map(|&i| self.book[i].key.as_ref())
             .collect();
         for &i in &keyed {
             supporters[i].push(i);
@@ -339,38 +192,30 @@ impl Metastable {
         );
         self.commons = commons;
         self.counted_at.clear();
-        self.counted_at.resize(self.seats.len(), None);
+        self.counted_at.resize(self.book.len(), None);
         for (at, &i) in keyed.iter().enumerate() {
             self.counted_at[i] = Some(at);
         }
         self.counted_keys = keyed.len();
         // In seat order, as the sums below need to be the same whatever found the pairs.
-        let mut acc = vec![0.0; self.seats.len()];
+        let mut acc = vec![0.0; self.book.len()];
         for &i in &keyed {
             supporters[i].sort_unstable();
             acc[i] = supporters[i].iter().map(|&j| weights[j]).sum();
         }
         for (i, s) in self.state.iter_mut().enumerate() {
-            s.support = if s.live && total > 0.0 {
-                Some(if s.key.is_some() { acc[i] / total } else { 0.0 })
+            let standing = &self.book[i];
+            s.support = if standing.live() && total > 0.0 {
+                Some(if standing.key.is_some() {
+                    acc[i] / total
+                } else {
+                    0.0
+                })
             } else {
                 None
             };
         }
         supporters
-    }
-
-    fn max_luminance(&self) -> f64 {
-        self.live_seats()
-            .filter_map(|i| self.state[i].luminance)
-            .fold(0.0, f64::max)
-    }
-
-    fn normalized_luminance(&self, seat: usize, max: f64) -> f64 {
-        match (self.state[seat].live, self.state[seat].luminance) {
-            (true, Some(l)) if max > 0.0 => l / max,
-            _ => 0.0,
-        }
     }
 
     /// For each live seat with a key, how central its position is: the mean, over the
@@ -385,7 +230,7 @@ impl Metastable {
     fn centrality(&self) -> Vec<f64> {
         let supporters = &self.supporters;
         let live: Vec<usize> = self.live_seats().collect();
-        let n = self.seats.len();
+        let n = self.book.len();
         let mut out = vec![0.0; n];
         if live.len() < 2 {
             return out;
@@ -397,7 +242,7 @@ impl Metastable {
         let leaders: Vec<usize> = live
             .iter()
             .copied()
-            .filter(|&i| self.state[i].key.is_some())
+            .filter(|&i| self.book[i].key.is_some())
             .filter(|&i| {
                 self.state[i]
                     .support
@@ -416,7 +261,7 @@ impl Metastable {
         let m = live.len();
         let mut total = vec![0.0; m];
         let whole = |i: usize| {
-            let s = &self.state[i];
+            let s = &self.book[i];
             matches!((&s.key, s.text.as_deref()), (Some(key), Some(text)) if key.text() == text.trim())
         };
         let with_text: Vec<usize>;
@@ -426,7 +271,7 @@ impl Metastable {
             with_text = (0..m).collect();
             let lens: Vec<u32> = live
                 .iter()
-                .filter_map(|&i| self.state[i].key.as_ref())
+                .filter_map(|&i| self.book[i].key.as_ref())
                 .map(|key| key.tokens().len() as u32)
                 .collect();
             let mut commons = self.commons.iter();
@@ -444,7 +289,7 @@ impl Metastable {
             let full: Vec<Option<Cow<'_, TokenSet>>> = live
                 .iter()
                 .map(|&i| {
-                    let s = &self.state[i];
+                    let s = &self.book[i];
                     let text = s.text.as_deref()?;
                     Some(match &s.key {
                         Some(key) if whole(i) => Cow::Borrowed(key.tokens()),
@@ -474,11 +319,11 @@ impl Metastable {
 
     /// Phase II on the current state: (winner, its support).
     fn winner(&self) -> Option<(usize, f64)> {
-        let max_lum = self.max_luminance();
+        let max_lum = self.book.max_luminance();
         let central = self.centrality();
         let mut best: Option<(usize, f64)> = None;
         for i in self.live_seats() {
-            let (Some(support), Some(key)) = (self.state[i].support, &self.state[i].key) else {
+            let (Some(support), Some(key)) = (self.state[i].support, &self.book[i].key) else {
                 continue;
             };
             let better = match best {
@@ -490,10 +335,10 @@ impl Metastable {
                         central[i] > central[b]
                     } else {
                         let (si, sb) = (
-                            self.state[i].confidence * self.normalized_luminance(i, max_lum),
-                            self.state[b].confidence * self.normalized_luminance(b, max_lum),
+                            self.state[i].confidence * self.book.luminance(i, max_lum),
+                            self.state[b].confidence * self.book.luminance(b, max_lum),
                         );
-                        let bk = self.state[b].key.as_ref().map_or("", |k| k.text());
+                        let bk = self.book[b].key.as_ref().map_or("", |k| k.text());
                         si.total_cmp(&sb)
                             .then(
                                 self.state[i]
@@ -517,7 +362,7 @@ impl Metastable {
         // The winner has the top support, whichever of the tied positions it comes from.
         let top = self
             .live_seats()
-            .filter(|&i| self.state[i].key.is_some())
+            .filter(|&i| self.book[i].key.is_some())
             .filter_map(|i| self.state[i].support)
             .fold(None, |best: Option<f64>, s| {
                 Some(best.map_or(s, |b| b.max(s)))
@@ -532,16 +377,7 @@ impl Strategy for Metastable {
             return None;
         }
         if self.absorbed == 0 {
-            let called: Vec<usize> = (0..self.seats.len()).collect();
-            let calls = called
-                .iter()
-                .map(|&seat| CallSpec {
-                    seat,
-                    round: 0,
-                    system: self.system_for(seat),
-                    user: self.prompt.clone().into(),
-                })
-                .collect();
+            let (called, calls) = self.book.answer_calls(&self.prompt);
             self.pending = Some(Pending {
                 round: 0,
                 called,
@@ -563,16 +399,13 @@ impl Strategy for Metastable {
         let asks = self.params.answer.asks_for_final_line();
         let sampler = self.sampler();
         // Each answer is cut and fenced once, for every prompt of the round that shows it.
-        let quoted = self
-            .state
-            .iter()
-            .map(|s| s.text.as_ref().map(prompt::Quoted::new))
+        let quoted = (0..self.book.len())
+            .map(|i| self.book[i].text.as_ref().map(prompt::Quoted::new))
             .collect();
         let mut called = Vec::new();
         let mut samples = Vec::new();
-        for seat in 0..self.seats.len() {
-            let s = &self.state[seat];
-            if s.settled || s.dead {
+        for seat in 0..self.book.len() {
+            if self.state[seat].settled || self.book[seat].dead {
                 continue;
             }
             let sample = self.draw(&sampler, seat, round);
@@ -598,13 +431,13 @@ impl Strategy for Metastable {
             .iter()
             .zip(&samples)
             .map(|(&seat, sample)| {
-                let previous = self.state[seat].text.is_some().then_some(seat);
+                let previous = self.book[seat].text.is_some().then_some(seat);
                 let peers = at..at + sample.len();
                 at = peers.end;
                 CallSpec {
                     seat,
                     round,
-                    system: self.system_for(seat),
+                    system: self.book.system(seat),
                     user: prompt::refine_in(&shared, previous, peers),
                 }
             })
@@ -628,29 +461,25 @@ impl Strategy for Metastable {
         };
         let mut results = complete_results(&called, results);
         let mut changed = false;
-        // Per result: whether it is an answer, whose text then moves into the seat's state.
+        // Per result: whether it is an answer, whose text then moves into the seat's
+        // standing answer. A failure leaves the standing answer (stale).
         let mut answered_at = vec![false; results.len()];
         for (r, answered_at) in results.iter_mut().zip(&mut answered_at) {
-            let s = &mut self.state[r.seat];
-            let answered = r.ok && !r.text.trim().is_empty();
-            *answered_at = answered;
-            if answered {
-                let text = Text::from(std::mem::take(&mut r.text));
-                let key = if self.params.confidence {
-                    s.reported = confidence::parse(&text);
-                    self.cmp.key(&confidence::strip(&text), &self.params.answer)
-                } else {
-                    self.cmp.key_in(&text, &self.params.answer)
-                };
-                changed |= !s.live || s.key.as_ref().map(Key::text) != key.as_ref().map(Key::text);
-                s.text = Some(text);
-                s.key = key;
-                s.live = true;
-                s.luminance = Some(1.0 / (1.0 + r.latency_ms.max(0.0) / 1000.0));
-            } else {
-                s.live = false;
-                s.dead |= r.fatal;
-            }
+            let (cmp, params) = (&self.cmp, &self.params);
+            let took = self.book.take_answer(
+                r,
+                |text| {
+                    if params.confidence {
+                        let key = cmp.key(&confidence::strip(text), &params.answer);
+                        (key, confidence::parse(text))
+                    } else {
+                        (cmp.key_in(text, &params.answer), None)
+                    }
+                },
+                |a, b| a.text() == b.text(),
+            );
+            *answered_at = took.is_some();
+            changed |= took == Some(true);
         }
         if round == 0 {
             let sampler = self.sampler();
@@ -663,9 +492,10 @@ impl Strategy for Metastable {
         // agreements below read.
         let last = std::mem::take(&mut self.supporters);
         self.supporters = self.compute_support(last);
-        let mut agreements = vec![None; self.seats.len()];
+        // Only a seat that answered this round is scored: a stale one's confidence stands.
+        let mut agreements = vec![None; self.book.len()];
         for (idx, &seat) in called.iter().enumerate() {
-            if !self.state[seat].live {
+            if !answered_at[idx] {
                 continue;
             }
             if let Some(a) = self.agreement(seat, &samples[idx]) {
@@ -680,49 +510,32 @@ impl Strategy for Metastable {
                 s.settled = s.confidence >= self.params.beta_1;
             }
         }
-        let max_lum = self.max_luminance();
-        let mut entries = Vec::with_capacity(self.seats.len());
-        let mut position = vec![None; self.seats.len()];
+        let max_lum = self.book.max_luminance();
+        let mut entries = Vec::with_capacity(self.book.len());
+        let mut position = vec![None; self.book.len()];
         for (i, &seat) in called.iter().enumerate() {
             position[seat] = Some(i);
         }
         for (seat, &agreement) in agreements.iter().enumerate() {
             let idx = position[seat];
-            let result = idx.map(|i| &results[i]);
-            let answered = idx.is_some_and(|i| answered_at[i]);
-            let s = &self.state[seat];
-            entries.push(TraceEntry {
-                participant: self.seats[seat].name.clone(),
-                called: idx.is_some(),
-                sampled: idx
-                    .map(|i| Names::of_seats(&self.names, std::mem::take(&mut samples[i])))
-                    .unwrap_or_default(),
-                answer: result.filter(|r| r.ok).map(|r| {
-                    if answered {
-                        s.text.clone().unwrap_or_else(|| Text::from(""))
-                    } else {
-                        Text::from(r.text.as_str())
-                    }
-                }),
-                key: if result.is_some_and(|r| r.ok) || (idx.is_none() && s.live) {
-                    s.key.as_ref().map(Key::shared_text)
-                } else {
-                    None
-                },
-                agreement,
-                confidence: s.confidence,
-                support: s.support,
-                luminance: s.live.then(|| self.normalized_luminance(seat, max_lum)),
-                latency_ms: result.map(|r| r.latency_ms),
-                usage: result.map(|r| r.usage.clone()),
-                error: result.and_then(|r| {
-                    if r.ok && !answered {
-                        Some("empty answer".to_string())
-                    } else {
-                        r.error.clone()
-                    }
-                }),
-            });
+            let standing = &self.book[seat];
+            let mut entry = self.book.entry(
+                seat,
+                idx.map(|i| &results[i]),
+                idx.is_some_and(|i| answered_at[i]),
+            );
+            if let Some(i) = idx {
+                entry.sampled = Names::of_seats(self.book.names(), std::mem::take(&mut samples[i]));
+            }
+            entry.key = standing
+                .live()
+                .then(|| standing.key.as_ref().map(Key::shared_text))
+                .flatten();
+            entry.agreement = agreement;
+            entry.confidence = self.state[seat].confidence;
+            entry.support = self.state[seat].support;
+            entry.luminance = standing.live().then(|| self.book.luminance(seat, max_lum));
+            entries.push(entry);
         }
         self.trace.push(RoundTrace {
             round,
@@ -747,42 +560,38 @@ impl Metastable {
     /// The decision on the current state, with `rounds` as its trace (the strategy's).
     fn decision(&self, rounds: Vec<RoundTrace>) -> Decision {
         let winner = self.winner();
-        let max_lum = self.max_luminance();
-        let live = self.live_seats().count();
-        let seats = (0..self.seats.len())
+        let max_lum = self.book.max_luminance();
+        let seats = (0..self.book.len())
             .map(|i| {
                 let s = &self.state[i];
-                let luminance = self.normalized_luminance(i, max_lum);
-                SeatOutcome {
-                    confidence: s.confidence,
-                    support: s.support,
-                    luminance,
-                    score: if s.live {
-                        s.confidence * luminance
-                    } else {
-                        0.0
-                    },
-                    live: s.live,
-                    key: s
-                        .live
-                        .then(|| s.key.as_ref().map(Key::shared_text))
-                        .flatten(),
-                }
+                let luminance = self.book.luminance(i, max_lum);
+                let score = if self.book[i].live() {
+                    s.confidence * luminance
+                } else {
+                    0.0
+                };
+                self.book
+                    .outcome(i, s.confidence, s.support, score, max_lum)
             })
             .collect();
         Decision {
             winner: winner.map(|(w, _)| w),
             finalized: self.is_final(),
-            answer: winner
-                .and_then(|(w, _)| self.state[w].key.as_ref().map(|k| k.text().to_string())),
-            synthesis: winner.and_then(|(w, _)| self.state[w].text.as_deref().map(str::to_string)),
+            answer: winner.map(|(w, _)| self.book.key_text(w)),
+            synthesis: winner.and_then(|(w, _)| self.book[w].text.as_deref().map(str::to_string)),
             rounds_executed: self.absorbed.saturating_sub(1),
             seats,
             rounds,
-            live,
+            live: self.book.live_count(),
             quorum: self.params.quorum,
             details: super::Details {
-                self_confidence: self.self_confidence(),
+                self_confidence: self.book.self_confidence(&self.params),
+                verdict_rule: Some(Rule::share(
+                    "support",
+                    self.params.beta_2,
+                    false,
+                    "of the live seats' weight agreeing with the winner",
+                )),
                 ..Default::default()
             },
         }

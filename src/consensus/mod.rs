@@ -8,15 +8,20 @@
 
 pub mod bft;
 pub mod confidence;
+mod details;
 pub mod hanzo;
 pub mod leader;
 pub mod metastable;
 pub mod prompt;
 pub mod pyrandom;
 pub mod rank;
+mod sampling;
+mod seats;
 pub mod vote;
 
 use serde::Serialize;
+
+pub use details::{Attestation, BallotReport, Details, Group, Rule, ScoreReport, Suspect, Term};
 
 use crate::similarity::{AnswerMode, Metric};
 pub use crate::text::{Prompt, Text};
@@ -230,9 +235,12 @@ pub struct SeatOutcome {
     pub support: Option<f64>,
     pub luminance: f64,
     pub score: f64,
-    /// The latest call succeeded.
+    /// It has a standing answer (its latest successful one): it counts.
     pub live: bool,
-    /// The key of the latest answer.
+    /// Its latest call failed: it stands on an earlier answer.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
+    /// The key of the standing answer.
     pub key: Option<Text>,
 }
 
@@ -254,6 +262,10 @@ pub struct TraceEntry {
     pub latency_ms: Option<f64>,
     pub usage: Option<Usage>,
     pub error: Option<String>,
+    /// The call failed and the participant stands on an earlier answer, which still
+    /// counts (PROTOCOL.md P4). Left out of the JSON when false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
 }
 
 /// Participants' names, in order. Held as seat numbers into the panel's names, which
@@ -357,113 +369,11 @@ pub struct Decision {
     pub rounds_executed: usize,
     pub seats: Vec<SeatOutcome>,
     pub rounds: Vec<RoundTrace>,
-    /// Participants whose latest call succeeded.
+    /// Participants with a standing answer (hanzo: whose latest call succeeded).
     pub live: usize,
     pub quorum: usize,
     /// What the strategy found beyond the common fields (groups, ties...).
     pub details: Details,
-}
-
-/// Answers that agree (sim >= alpha with the group's first member).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Group {
-    /// The key of the group's representative.
-    pub key: String,
-    pub members: Vec<String>,
-    /// Sum of the members' seat weights.
-    pub weight: f64,
-    /// `weight` over the live seats' total weight.
-    pub share: f64,
-}
-
-/// Strategy-specific results; empty fields are left out of the JSON.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Details {
-    /// The share (or support) the winner needed for the decision to be final, when it is
-    /// not beta_2.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub threshold: Option<f64>,
-    /// The answer groups, largest first.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub groups: Vec<Group>,
-    /// The keys tied for first place; when not empty there is no winner.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tie: Vec<String>,
-    /// rank: every ballot, readable or not.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub ballots: Vec<BallotReport>,
-    /// rank: the aggregated scores, best first.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub scores: Vec<ScoreReport>,
-    /// bft: the proposal's SHA-256 digest (hex).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub digest: Option<String>,
-    /// bft: every attestation, both phases.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub attestations: Vec<Attestation>,
-    /// bft: participants suspected of being faulty, and why.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub suspects: Vec<Suspect>,
-    /// leader: one entry per term.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub terms: Vec<Term>,
-    /// `--confidence`: each live participant's reported and recalibrated confidence.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub self_confidence: Vec<confidence::SelfConfidence>,
-    /// Why the strategy could not decide (the run then fails).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub failure: Option<String>,
-}
-
-/// One participant's ranking of the others' answers.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct BallotReport {
-    pub voter: String,
-    /// Best first; None when the ballot could not be read.
-    pub ranking: Option<Vec<String>>,
-    /// Why the ballot was dropped.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dropped: Option<String>,
-}
-
-/// A candidate's aggregated ranking score.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ScoreReport {
-    pub participant: String,
-    pub borda: f64,
-    /// Ballots that rank it first.
-    pub first_places: usize,
-}
-
-/// One participant's verdict on the proposal in one phase.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Attestation {
-    pub participant: String,
-    /// `prepare` or `commit`.
-    pub phase: &'static str,
-    /// `AGREE`, `DISAGREE`, or None when unreadable or absent.
-    pub verdict: Option<&'static str>,
-    pub reason: Option<String>,
-    /// SHA-256 of the proposal this attestation refers to.
-    pub digest: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Suspect {
-    pub participant: String,
-    pub reasons: Vec<String>,
-}
-
-/// One leader term.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Term {
-    pub term: usize,
-    pub leader: String,
-    /// The proposal's key.
-    pub proposal: Option<String>,
-    pub accepted_by: Vec<String>,
-    pub rejected_by: Vec<String>,
-    pub committed: bool,
 }
 
 /// A consensus procedure, driven by the runner.
@@ -471,7 +381,9 @@ pub trait Strategy: Send {
     /// The calls of the next round, or None when the run is over.
     fn next_round(&mut self) -> Option<Vec<CallSpec>>;
     /// The results of the round just issued, in any order. A call missing from
-    /// `results` counts as failed (it did not answer in time).
+    /// `results` counts as failed (it did not answer in time); a failed call leaves the
+    /// seat's standing answer in place, so a round in which every call failed (or that
+    /// Ctrl-C cut) leaves the decision of the rounds before it.
     fn absorb(&mut self, results: Vec<CallResult>);
     /// The decision on what is known now.
     fn decide(&self) -> Decision;

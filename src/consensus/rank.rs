@@ -20,11 +20,12 @@ use std::sync::OnceLock;
 
 use regex::Regex;
 
-use super::metastable::{SplitMix, weighted_sample};
 use super::prompt;
+use super::sampling::{SplitMix, weighted_sample};
+use super::seats::SeatBook;
 use super::{
-    BallotReport, CallResult, CallSpec, Decision, Details, Names, Params, RoundTrace, ScoreReport,
-    Seat, SeatOutcome, Strategy, Text, TraceEntry, complete_results,
+    BallotReport, CallResult, CallSpec, Decision, Details, Params, RoundTrace, Rule, ScoreReport,
+    Seat, Strategy, Text, complete_results,
 };
 use crate::similarity::{Comparator, Key};
 
@@ -144,12 +145,9 @@ pub fn parse_ballot(text: &str, m: usize) -> Result<Vec<usize>, String> {
     Ok(order)
 }
 
+/// What rank keeps per seat beyond its standing answer: its ballot.
 #[derive(Default)]
 struct SeatState {
-    text: Option<String>,
-    key: Option<Key>,
-    live: bool,
-    luminance: Option<f64>,
     /// The seats this voter was shown, in the order shown.
     shown: Vec<usize>,
     /// The ballot: seats best first, or why it was dropped.
@@ -160,7 +158,7 @@ struct SeatState {
 
 pub struct Rank {
     params: Params,
-    seats: Vec<Seat>,
+    book: SeatBook,
     prompt: Text,
     cmp: Comparator,
     state: Vec<SeatState>,
@@ -182,8 +180,8 @@ impl Rank {
         let state = seats.iter().map(|_| SeatState::default()).collect();
         Rank {
             cmp: Comparator::new(params.similarity, params.tolerance),
+            book: SeatBook::new(&params, seats),
             params,
-            seats,
             prompt: Text::from(prompt),
             state,
             pending: None,
@@ -193,9 +191,7 @@ impl Rank {
     }
 
     fn live(&self) -> Vec<usize> {
-        (0..self.seats.len())
-            .filter(|&i| self.state[i].live)
-            .collect()
+        self.book.live().collect()
     }
 
     fn ballots(&self) -> impl Iterator<Item = (usize, &Result<Vec<usize>, String>)> + '_ {
@@ -206,7 +202,7 @@ impl Rank {
     }
 
     fn scores(&self) -> Vec<Score> {
-        let mut scores = vec![Score::default(); self.seats.len()];
+        let mut scores = vec![Score::default(); self.book.len()];
         for (_, ballot) in self.ballots() {
             if let Ok(order) = ballot {
                 let m = order.len();
@@ -288,13 +284,6 @@ impl Rank {
         };
         best_by(&eligible, &hybrid)
     }
-
-    fn key_text(&self, seat: usize) -> String {
-        self.state[seat]
-            .key
-            .as_ref()
-            .map_or(String::new(), |k| k.text().to_string())
-    }
 }
 
 impl Strategy for Rank {
@@ -302,25 +291,9 @@ impl Strategy for Rank {
         if self.pending.is_some() {
             return None;
         }
-        let system = |seat: usize| {
-            prompt::system_prompt(
-                self.seats[seat].system.as_deref(),
-                self.params.system.as_deref(),
-                self.params.answer.asks_for_final_line(),
-            )
-        };
         match self.absorbed {
             0 => {
-                let called: Vec<usize> = (0..self.seats.len()).collect();
-                let calls = called
-                    .iter()
-                    .map(|&seat| CallSpec {
-                        seat,
-                        round: 0,
-                        system: system(seat).map(Text::from),
-                        user: self.prompt.clone().into(),
-                    })
-                    .collect();
+                let (called, calls) = self.book.answer_calls(&self.prompt);
                 self.pending = Some((0, called));
                 Some(calls)
             }
@@ -336,20 +309,16 @@ impl Strategy for Rank {
                         .filter(|&&j| j != voter)
                         .map(|&j| (j, 1.0))
                         .collect();
-                    let mut rng = SplitMix::for_draw(self.params.seed, 1, &self.seats[voter].name);
+                    let mut rng = SplitMix::for_draw(self.params.seed, 1, self.book.name(voter));
                     let shown = weighted_sample(&mut rng, &others, others.len());
                     let texts: Vec<&str> = shown
                         .iter()
-                        .map(|&j| self.state[j].text.as_deref().unwrap_or(""))
+                        .map(|&j| self.book[j].text.as_deref().unwrap_or(""))
                         .collect();
                     calls.push(CallSpec {
                         seat: voter,
                         round: 1,
-                        system: self.seats[voter]
-                            .system
-                            .clone()
-                            .or_else(|| self.params.system.clone())
-                            .map(Text::from),
+                        system: self.book.judge_system(&self.params, voter),
                         user: ballot_prompt(&self.prompt, &texts).into(),
                     });
                     self.state[voter].shown = shown;
@@ -365,18 +334,21 @@ impl Strategy for Rank {
         let Some((round, called)) = self.pending.take() else {
             return;
         };
-        let results = complete_results(&called, results);
-        for r in &results {
-            let answered = r.ok && !r.text.trim().is_empty();
+        let mut results = complete_results(&called, results);
+        let mut took = vec![false; results.len()];
+        for (r, took) in results.iter_mut().zip(&mut took) {
             if round == 0 {
-                let s = &mut self.state[r.seat];
-                if answered {
-                    s.key = self.cmp.key(&r.text, &self.params.answer);
-                    s.text = Some(r.text.clone());
-                    s.live = true;
-                    s.luminance = Some(1.0 / (1.0 + r.latency_ms.max(0.0) / 1000.0));
-                }
+                let (cmp, params) = (&self.cmp, &self.params);
+                *took = self
+                    .book
+                    .take_answer(
+                        r,
+                        |text| (cmp.key(text, &params.answer), None),
+                        |a, b| a.text() == b.text(),
+                    )
+                    .is_some();
             } else {
+                let answered = self.book.take_judgement(r);
                 let shown = self.state[r.seat].shown.clone();
                 let ballot = if answered {
                     parse_ballot(&r.text, shown.len())
@@ -393,36 +365,34 @@ impl Strategy for Rank {
                 self.state[r.seat].ballot = Some(ballot);
             }
         }
-        let entries = (0..self.seats.len())
+        let entries = (0..self.book.len())
             .map(|seat| {
-                let result = results.iter().find(|r| r.seat == seat);
-                let s = &self.state[seat];
-                TraceEntry {
-                    participant: self.seats[seat].name.clone(),
-                    called: result.is_some(),
-                    sampled: if round == 1 && result.is_some() {
-                        s.shown
-                            .iter()
-                            .map(|&j| self.seats[j].name.clone())
-                            .collect()
-                    } else {
-                        Names::default()
-                    },
-                    answer: result.filter(|r| r.ok).map(|r| Text::from(r.text.as_str())),
-                    key: (round == 0 && s.live)
-                        .then(|| s.key.as_ref().map(Key::shared_text))
-                        .flatten(),
-                    luminance: s.luminance.filter(|_| round == 0 && s.live),
-                    latency_ms: result.map(|r| r.latency_ms),
-                    usage: result.map(|r| r.usage.clone()),
-                    error: result.and_then(|r| match (&r.error, round, &s.ballot) {
+                let idx = called.iter().position(|&c| c == seat);
+                let result = idx.map(|i| &results[i]);
+                let s = &self.book[seat];
+                let mut entry = self.book.entry(seat, result, idx.is_some_and(|i| took[i]));
+                if round == 1 && result.is_some() {
+                    entry.sampled = self.state[seat]
+                        .shown
+                        .iter()
+                        .map(|&j| self.book.name(j).clone())
+                        .collect();
+                }
+                entry.key = (round == 0 && s.live())
+                    .then(|| s.key.as_ref().map(Key::shared_text))
+                    .flatten();
+                entry.luminance = s.luminance.filter(|_| round == 0 && s.live());
+                entry.error =
+                    result.and_then(|r| match (&r.error, round, &self.state[seat].ballot) {
                         (Some(e), _, _) => Some(e.clone()),
                         (None, 1, Some(Err(why))) => Some(format!("ballot dropped: {why}")),
-                        _ if r.text.trim().is_empty() => Some("empty answer".to_string()),
+                        // A text that became the standing answer has moved out of `r`.
+                        _ if !idx.is_some_and(|i| took[i]) && r.text.trim().is_empty() => {
+                            Some("empty answer".to_string())
+                        }
                         _ => None,
-                    }),
-                    ..TraceEntry::default()
-                }
+                    });
+                entry
             })
             .collect();
         self.trace.push(RoundTrace {
@@ -457,7 +427,7 @@ impl Strategy for Rank {
             let agree =
                 leaders
                     .windows(2)
-                    .all(|w| match (&self.state[w[0]].key, &self.state[w[1]].key) {
+                    .all(|w| match (&self.book[w[0]].key, &self.book[w[1]].key) {
                         (Some(a), Some(b)) => self.cmp.at_least(a, b, self.params.alpha),
                         _ => false,
                     });
@@ -465,12 +435,12 @@ impl Strategy for Rank {
                 [] => {}
                 [one] => winner = Some(*one),
                 [first, ..] if agree => winner = Some(*first),
-                several => tie = several.iter().map(|&i| self.key_text(i)).collect(),
+                several => tie = several.iter().map(|&i| self.book.key_text(i)).collect(),
             }
         }
         // A ballot backs an answer when its first choice says the same (sim >= alpha).
         let first_share = |i: usize| {
-            let Some(ki) = &self.state[i].key else {
+            let Some(ki) = &self.book[i].key else {
                 return 0.0;
             };
             let backing = self
@@ -478,7 +448,7 @@ impl Strategy for Rank {
                 .filter_map(|(_, b)| b.as_ref().ok().and_then(|o| o.first()))
                 .filter(|&&top| {
                     top == i
-                        || self.state[top]
+                        || self.book[top]
                             .key
                             .as_ref()
                             .is_some_and(|k| self.cmp.at_least(ki, k, self.params.alpha))
@@ -494,36 +464,20 @@ impl Strategy for Rank {
             && live.len() >= self.params.quorum
             && winner
                 .is_some_and(|w| live.len() == 1 || first_share(w) >= self.params.beta_2 - TIE);
-        let max_lum = live
-            .iter()
-            .filter_map(|&i| self.state[i].luminance)
-            .fold(0.0, f64::max);
+        let max_lum = self.book.max_luminance();
         let max_borda = scores.iter().map(|s| s.borda).fold(0.0, f64::max);
-        let seats = (0..self.seats.len())
+        let seats = (0..self.book.len())
             .map(|i| {
-                let s = &self.state[i];
                 let borda = if max_borda > 0.0 {
                     scores[i].borda / max_borda
                 } else {
                     0.0
                 };
-                SeatOutcome {
-                    confidence: borda,
-                    support: s.live.then(|| first_share(i)),
-                    luminance: match s.luminance {
-                        Some(l) if s.live && max_lum > 0.0 => l / max_lum,
-                        _ => 0.0,
-                    },
-                    score: borda,
-                    live: s.live,
-                    key: s
-                        .live
-                        .then(|| s.key.as_ref().map(Key::shared_text))
-                        .flatten(),
-                }
+                let support = self.book[i].live().then(|| first_share(i));
+                self.book.outcome(i, borda, support, borda, max_lum)
             })
             .collect();
-        let name = |i: usize| self.seats[i].name.to_string();
+        let name = |i: usize| self.book.name(i).to_string();
         let ballots = self
             .ballots()
             .map(|(voter, b)| BallotReport {
@@ -546,8 +500,8 @@ impl Strategy for Rank {
         Decision {
             winner,
             finalized,
-            answer: winner.map(|w| self.key_text(w)),
-            synthesis: winner.and_then(|w| self.state[w].text.clone()),
+            answer: winner.map(|w| self.book.key_text(w)),
+            synthesis: winner.and_then(|w| self.book[w].text.as_deref().map(str::to_string)),
             rounds_executed: self.absorbed.saturating_sub(1),
             seats,
             rounds: self.trace.clone(),
@@ -555,6 +509,12 @@ impl Strategy for Rank {
             quorum: self.params.quorum,
             details: Details {
                 threshold: Some(self.params.beta_2),
+                verdict_rule: Some(Rule::share(
+                    "first_places",
+                    self.params.beta_2,
+                    false,
+                    "of the readable ballots ranking first an answer that agrees with the winner's",
+                )),
                 tie,
                 ballots,
                 scores: if readable > 0 {

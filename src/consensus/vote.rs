@@ -15,11 +15,12 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::confidence;
-use super::metastable::{SplitMix, weighted_sample};
 use super::prompt;
+use super::sampling::{SplitMix, weighted_sample};
+use super::seats::SeatBook;
 use super::{
-    CallResult, CallSpec, Decision, Details, Group, Params, RoundTrace, Seat, SeatOutcome,
-    Strategy, Text, TraceEntry, complete_results,
+    CallResult, CallSpec, Decision, Details, Group, Params, RoundTrace, Rule, Seat, Strategy, Text,
+    complete_results,
 };
 use crate::similarity::{Comparator, Key};
 
@@ -140,17 +141,6 @@ pub(crate) fn group_keys(
     groups
 }
 
-#[derive(Default)]
-struct SeatState {
-    /// `--confidence`: the confidence stated with the latest answer.
-    reported: Option<f64>,
-    text: Option<String>,
-    key: Option<Key>,
-    live: bool,
-    luminance: Option<f64>,
-    dead: bool,
-}
-
 struct Pending {
     round: usize,
     called: Vec<usize>,
@@ -189,12 +179,9 @@ impl Tally {
 
 pub struct Vote {
     params: Params,
-    seats: Vec<Seat>,
-    /// Each seat's system prompt, the same in every round.
-    systems: Vec<Option<Text>>,
+    book: SeatBook,
     prompt: Text,
     cmp: Comparator,
-    state: Vec<SeatState>,
     pending: Option<Pending>,
     absorbed: usize,
     changed_last_round: bool,
@@ -204,14 +191,11 @@ pub struct Vote {
 
 impl Vote {
     pub fn new(params: Params, seats: Vec<Seat>, prompt: &str) -> Vote {
-        let state = seats.iter().map(|_| SeatState::default()).collect();
         Vote {
             cmp: Comparator::new(params.similarity, params.tolerance),
-            systems: prompt::seat_systems(&params, &seats),
+            book: SeatBook::new(&params, seats),
             params,
-            seats,
             prompt: Text::from(prompt),
-            state,
             pending: None,
             absorbed: 0,
             changed_last_round: true,
@@ -220,32 +204,18 @@ impl Vote {
         }
     }
 
-    fn system_for(&self, seat: usize) -> Option<Text> {
-        self.systems[seat].clone()
+    fn live_seats(&self) -> impl Iterator<Item = usize> + '_ {
+        self.book.live()
     }
 
     fn weight(&self, seat: usize) -> f64 {
-        confidence::seat_weight(&self.params, &self.seats[seat], self.state[seat].reported)
-    }
-
-    fn self_confidence(&self) -> Vec<confidence::SelfConfidence> {
-        confidence::report(
-            &self.params,
-            self.seats
-                .iter()
-                .zip(&self.state)
-                .map(|(seat, s)| (seat.name.as_str(), s.live, s.reported)),
-        )
-    }
-
-    fn live_seats(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.seats.len()).filter(|&i| self.state[i].live)
+        self.book.weight(&self.params, seat)
     }
 
     fn tally(&self) -> Tally {
         let keyed: Vec<(usize, f64, &Key)> = self
             .live_seats()
-            .filter_map(|i| self.state[i].key.as_ref().map(|k| (i, self.weight(i), k)))
+            .filter_map(|i| self.book[i].key.as_ref().map(|k| (i, self.weight(i), k)))
             .collect();
         Tally {
             groups: group_keys(&self.cmp, self.params.alpha, &keyed),
@@ -255,7 +225,7 @@ impl Vote {
 
     /// Each live seat's share: the share of the group it belongs to.
     fn shares(&self, tally: &Tally) -> Vec<Option<f64>> {
-        let mut out = vec![None; self.seats.len()];
+        let mut out = vec![None; self.book.len()];
         for i in self.live_seats() {
             out[i] = Some(0.0);
         }
@@ -266,19 +236,6 @@ impl Vote {
         }
         out
     }
-
-    fn luminances(&self) -> Vec<f64> {
-        let max = self
-            .live_seats()
-            .filter_map(|i| self.state[i].luminance)
-            .fold(0.0, f64::max);
-        (0..self.seats.len())
-            .map(|i| match (self.state[i].live, self.state[i].luminance) {
-                (true, Some(l)) if max > 0.0 => l / max,
-                _ => 0.0,
-            })
-            .collect()
-    }
 }
 
 impl Strategy for Vote {
@@ -288,16 +245,7 @@ impl Strategy for Vote {
         }
         let round = self.absorbed;
         if round == 0 {
-            let called: Vec<usize> = (0..self.seats.len()).collect();
-            let calls = called
-                .iter()
-                .map(|&seat| CallSpec {
-                    seat,
-                    round: 0,
-                    system: self.system_for(seat),
-                    user: self.prompt.clone().into(),
-                })
-                .collect();
+            let (called, calls) = self.book.answer_calls(&self.prompt);
             self.pending = Some(Pending {
                 round: 0,
                 called,
@@ -313,7 +261,7 @@ impl Strategy for Vote {
         let asks = self.params.answer.asks_for_final_line();
         let (mut called, mut samples, mut calls) = (Vec::new(), Vec::new(), Vec::new());
         for &seat in &live {
-            if self.state[seat].dead {
+            if self.book[seat].dead {
                 continue;
             }
             let candidates: Vec<(usize, f64)> = live
@@ -322,17 +270,17 @@ impl Strategy for Vote {
                 .map(|&j| (j, 1.0))
                 .collect();
             let m = self.params.k.min(candidates.len());
-            let mut rng = SplitMix::for_draw(self.params.seed, round, &self.seats[seat].name);
+            let mut rng = SplitMix::for_draw(self.params.seed, round, self.book.name(seat));
             let sample = weighted_sample(&mut rng, &candidates, m);
             let peers: Vec<&str> = sample
                 .iter()
-                .map(|&j| self.state[j].text.as_deref().unwrap_or(""))
+                .map(|&j| self.book[j].text.as_deref().unwrap_or(""))
                 .collect();
-            let user = prompt::refine(&self.prompt, self.state[seat].text.as_deref(), &peers, asks);
+            let user = prompt::refine(&self.prompt, self.book[seat].text.as_deref(), &peers, asks);
             calls.push(CallSpec {
                 seat,
                 round,
-                system: self.system_for(seat),
+                system: self.book.system(seat),
                 user,
             });
             called.push(seat);
@@ -359,64 +307,48 @@ impl Strategy for Vote {
         else {
             return;
         };
-        let results = complete_results(&called, results);
+        let mut results = complete_results(&called, results);
         let mut changed = false;
-        for r in &results {
-            let s = &mut self.state[r.seat];
-            if r.ok && !r.text.trim().is_empty() {
-                let key = if self.params.confidence {
-                    s.reported = confidence::parse(&r.text);
-                    self.cmp
-                        .key(&confidence::strip(&r.text), &self.params.answer)
-                } else {
-                    self.cmp.key(&r.text, &self.params.answer)
-                };
-                changed |= !s.live
-                    || s.key.as_ref().map(|k| k.normalized())
-                        != key.as_ref().map(|k| k.normalized());
-                s.text = Some(r.text.clone());
-                s.key = key;
-                s.live = true;
-                s.luminance = Some(1.0 / (1.0 + r.latency_ms.max(0.0) / 1000.0));
-            } else {
-                s.live = false;
-                s.dead |= r.fatal;
-            }
+        let mut took = vec![false; results.len()];
+        for (r, took) in results.iter_mut().zip(&mut took) {
+            let (cmp, params) = (&self.cmp, &self.params);
+            let answered = self.book.take_answer(
+                r,
+                |text| {
+                    if params.confidence {
+                        let key = cmp.key(&confidence::strip(text), &params.answer);
+                        (key, confidence::parse(text))
+                    } else {
+                        (cmp.key(text, &params.answer), None)
+                    }
+                },
+                |a, b| a.normalized() == b.normalized(),
+            );
+            *took = answered.is_some();
+            changed |= answered == Some(true);
         }
         let tally = self.tally();
         let shares = self.shares(&tally);
-        let lum = self.luminances();
-        let entries = (0..self.seats.len())
+        let max_lum = self.book.max_luminance();
+        let entries = (0..self.book.len())
             .map(|seat| {
                 let idx = called.iter().position(|&c| c == seat);
-                let result = idx.map(|i| &results[i]);
-                let s = &self.state[seat];
-                TraceEntry {
-                    participant: self.seats[seat].name.clone(),
-                    called: idx.is_some(),
-                    sampled: idx
-                        .and_then(|i| samples.get(i))
-                        .map(|sample| sample.iter().map(|&j| self.seats[j].name.clone()).collect())
-                        .unwrap_or_default(),
-                    answer: result.filter(|r| r.ok).map(|r| Text::from(r.text.as_str())),
-                    key: s
-                        .live
-                        .then(|| s.key.as_ref().map(Key::shared_text))
-                        .flatten(),
-                    agreement: None,
-                    confidence: shares[seat].unwrap_or(0.0),
-                    support: shares[seat],
-                    luminance: s.live.then_some(lum[seat]),
-                    latency_ms: result.map(|r| r.latency_ms),
-                    usage: result.map(|r| r.usage.clone()),
-                    error: result.and_then(|r| {
-                        if r.ok && r.text.trim().is_empty() {
-                            Some("empty answer".to_string())
-                        } else {
-                            r.error.clone()
-                        }
-                    }),
-                }
+                let s = &self.book[seat];
+                let mut entry =
+                    self.book
+                        .entry(seat, idx.map(|i| &results[i]), idx.is_some_and(|i| took[i]));
+                entry.sampled = idx
+                    .and_then(|i| samples.get(i))
+                    .map(|sample| sample.iter().map(|&j| self.book.name(j).clone()).collect())
+                    .unwrap_or_default();
+                entry.key = s
+                    .live()
+                    .then(|| s.key.as_ref().map(Key::shared_text))
+                    .flatten();
+                entry.confidence = shares[seat].unwrap_or(0.0);
+                entry.support = shares[seat];
+                entry.luminance = s.live().then(|| self.book.luminance(seat, max_lum));
+                entry
             })
             .collect();
         self.trace.push(RoundTrace {
@@ -431,15 +363,10 @@ impl Strategy for Vote {
     fn decide(&self) -> Decision {
         let tally = self.tally();
         let shares = self.shares(&tally);
-        let lum = self.luminances();
-        let live = self.live_seats().count();
+        let max_lum = self.book.max_luminance();
+        let live = self.book.live_count();
         let top = tally.top();
-        let key_of = |seat: usize| {
-            self.state[seat]
-                .key
-                .as_ref()
-                .map_or(String::new(), |k| k.text().to_string())
-        };
+        let key_of = |seat: usize| self.book.key_text(seat);
         let (winner, tie) = match top {
             [(members, _)] => (Some(members[0]), Vec::new()),
             [] => (None, Vec::new()),
@@ -449,20 +376,10 @@ impl Strategy for Vote {
             live >= self.params.quorum
                 && shares[w].is_some_and(|s| self.params.quorum_share.reached(s))
         });
-        let seats = (0..self.seats.len())
+        let seats = (0..self.book.len())
             .map(|i| {
-                let s = &self.state[i];
-                SeatOutcome {
-                    confidence: shares[i].unwrap_or(0.0),
-                    support: shares[i],
-                    luminance: lum[i],
-                    score: shares[i].unwrap_or(0.0),
-                    live: s.live,
-                    key: s
-                        .live
-                        .then(|| s.key.as_ref().map(Key::shared_text))
-                        .flatten(),
-                }
+                let share = shares[i].unwrap_or(0.0);
+                self.book.outcome(i, share, shares[i], share, max_lum)
             })
             .collect();
         let groups = tally
@@ -472,27 +389,34 @@ impl Strategy for Vote {
                 key: key_of(members[0]),
                 members: members
                     .iter()
-                    .map(|&m| self.seats[m].name.to_string())
+                    .map(|&m| self.book.name(m).to_string())
                     .collect(),
                 weight: *weight,
                 share: tally.share(*weight),
             })
             .collect();
+        let share = self.params.quorum_share;
         Decision {
             winner,
             finalized,
             answer: winner.map(key_of),
-            synthesis: winner.and_then(|w| self.state[w].text.clone()),
+            synthesis: winner.and_then(|w| self.book[w].text.as_deref().map(str::to_string)),
             rounds_executed: self.absorbed.saturating_sub(1),
             seats,
             rounds: self.trace.clone(),
             live,
             quorum: self.params.quorum,
             details: Details {
-                threshold: Some(self.params.quorum_share.share),
+                threshold: Some(share.share),
                 groups,
                 tie,
-                self_confidence: self.self_confidence(),
+                self_confidence: self.book.self_confidence(&self.params),
+                verdict_rule: Some(Rule::share(
+                    "share",
+                    share.share,
+                    share.strict,
+                    "of the live seats' weight in the winning group",
+                )),
                 ..Details::default()
             },
         }

@@ -259,6 +259,7 @@ fn participant(
             luminance: 0.0,
             score: 0.0,
             live: false,
+            stale: false,
             key: None,
         }),
         calls,

@@ -336,12 +336,18 @@ fn synthesize_asks_a_separate_model_with_every_final_answer() {
         .filter(|r| r.json()["model"] == "judge")
         .collect();
     assert_eq!(judge.len(), 1);
-    let asked = judge[0].json()["messages"].to_string();
+    // The third participant's compared part (A) is quoted, inside a fence, after its label.
+    let asked = judge[0].json()["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(
-        asked.contains("Participant 3 (compared answer: A)"),
+        asked.contains("\nParticipant 3 [")
+            && asked.contains("]:\nCompared part of its answer:\n```text\nA\n```\n"),
         "{asked}"
     );
-    assert!(asked.contains("Agreement found: final"), "{asked}");
+    assert!(asked.contains("Agreement found"), "{asked}");
+    assert!(asked.contains("```text\nfinal — "), "{asked}");
     assert!(asked.contains("Dissent:"), "{asked}");
 }
 

@@ -18,4 +18,5 @@ mod replay;
 mod report_view;
 mod run_edges;
 mod secrets;
+mod standing;
 mod strategies;

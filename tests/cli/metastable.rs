@@ -303,9 +303,9 @@ fn refinement_prompts_fence_anonymous_peers_and_exclude_the_asker() {
     for spec in refine {
         assert!(spec.user.contains("What is the capital of France?"));
         assert!(
-            spec.user.contains("Peer 1:")
-                && spec.user.contains("Peer 2:")
-                && !spec.user.contains("Peer 3:")
+            spec.user.contains("\nPeer 1 [")
+                && spec.user.contains("\nPeer 2 [")
+                && !spec.user.contains("\nPeer 3 [")
         );
         assert!(
             !spec.user.contains("[a]") && !spec.user.contains("[b]"),

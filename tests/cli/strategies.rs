@@ -217,7 +217,7 @@ fn vote_refinement_rounds_run_only_when_asked() {
     assert_eq!(r.decision.rounds_executed, 2);
     let round1: Vec<&CallSpec> = r.specs.iter().filter(|s| s.round == 1).collect();
     assert_eq!(round1.len(), 4);
-    assert!(round1.iter().all(|s| s.user.contains("Peer 1:")));
+    assert!(round1.iter().all(|s| s.user.contains("\nPeer 1 [")));
 }
 
 // ---------------------------------------------------------------------------------------
