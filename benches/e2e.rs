@@ -9,6 +9,9 @@
 //! one call (so the overhead splits into process, per-call and per-round time), then the median,
 //! minimum and maximum. `-- --runs N` sets the number of measured runs (default 10).
 
+// A benchmark prints its table with println!: a closed stdout only loses the table.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 #[path = "../tests/cli/common.rs"]
 mod common;
 

@@ -7,6 +7,9 @@
 //! prompts, agreements and supports, and the decision). `-- --quick` runs fewer samples;
 //! other arguments select cases: `-- metastable 200` runs only that strategy and size.
 
+// A benchmark prints its table with println!: a closed stdout only loses the table.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

@@ -11,6 +11,8 @@
 //! selection), keys are `--answer choice`, parameters are the defaults, seed 7. Where a
 //! strategy asks for ballots, attestations or votes, each model judges by its own
 //! recorded letter.
+// A measuring script run by hand: printing with println! is fine here.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use llm_consensus::consensus::{Params, StrategyKind};
 use llm_consensus::replay::{self, Question};
