@@ -11,6 +11,7 @@ mod costs;
 mod faults;
 mod hanzo_binary;
 mod metastable;
+mod promises;
 mod provider_edges;
 mod providers;
 mod reference;
