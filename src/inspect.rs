@@ -13,6 +13,8 @@ use crate::cli::{AskArgs, ProvidersArgs};
 use crate::config::{self, Env, SeatSpec, Settings};
 use crate::provider::pricing::Price;
 use crate::provider::{ChatRequest, Transport, Usage};
+use crate::report::text::visible;
+use crate::run::scrub::{self, Scrubber};
 
 /// What the check call asks.
 pub const CHECK_PROMPT: &str = "Reply with the single word OK.";
@@ -118,9 +120,13 @@ pub async fn panel(settings: &Settings, env: &Env, check: bool) -> anyhow::Resul
     let mut seats: Vec<SeatInfo> = settings.seats.iter().map(|s| info(s, env)).collect();
     if check {
         let transport = Arc::new(Transport::new(settings.policy.clone())?);
+        // The transport scrubs a seat's own key; a check answer or error may also quote
+        // another seat's key or a `base_url` password, as in a run.
+        let scrubber = Arc::new(Scrubber::new(scrub::secrets(settings)));
         let mut set = JoinSet::new();
         for (i, seat) in settings.seats.iter().enumerate() {
             let transport = Arc::clone(&transport);
+            let scrubber = Arc::clone(&scrubber);
             let provider = seat.provider.clone();
             let request = ChatRequest {
                 model: seat.model.clone(),
@@ -146,6 +152,8 @@ pub async fn panel(settings: &Settings, env: &Env, check: bool) -> anyhow::Resul
                 }
                 let t0 = Instant::now();
                 let mut outcome = provider.complete(&transport, &request, 0, |_| {}).await;
+                // Scrubbed before the answer is cut, so that no cut splits a secret.
+                scrub::outcome(&scrubber, &mut outcome);
                 if let Err(e) = &mut outcome.result {
                     e.hint_key(key_env.as_deref(), provider.key().is_some());
                 }
@@ -233,7 +241,7 @@ pub fn render(panel: &Panel) -> String {
                 format!("FAILED: {}", c.error.as_deref().unwrap_or("unknown error"))
             });
         }
-        rows.push(row);
+        rows.push(row.iter().map(|c| cell(c)).collect());
     }
     let columns = rows[0].len();
     let widths: Vec<usize> = (0..columns)
@@ -241,7 +249,7 @@ pub fn render(panel: &Panel) -> String {
         .collect();
     let mut out = String::new();
     if let Some(path) = &panel.config {
-        let _ = writeln!(out, "config: {path}");
+        let _ = writeln!(out, "config: {}", visible(path));
     }
     for row in rows {
         let mut line = String::new();
@@ -255,6 +263,12 @@ pub fn render(panel: &Panel) -> String {
         let _ = writeln!(out, "{}", line.trim_end());
     }
     out
+}
+
+/// A table cell: seat names, endpoints and errors come from a config file or a server,
+/// so control characters show as escapes and a line break cannot start a forged row.
+fn cell(text: &str) -> String {
+    visible(&text.replace(['\n', '\t'], " ")).into_owned()
 }
 
 #[cfg(test)]
