@@ -416,7 +416,19 @@ pub fn resolve_with(
         &a.synthesize,
         &c.synthesize,
     ) {
-        Some(p) => Some(panel::resolve_synthesizer(&p.value, args, file, env)?),
+        Some(synth) => {
+            let seat = panel::resolve_synthesizer(&synth.value, args, file, env)?;
+            // The synthesis is paid for too: without a price the budget cannot bound it.
+            if let Some(cost) = &max_cost
+                && seat.price.is_none()
+            {
+                return Err(ConfigError::new(format!(
+                    "{} needs a price for the synthesizer too, and {} {} has none: set price = {{ input = USD, output = USD }} (per million tokens) in [providers.{}]",
+                    cost.source, synth.source, synth.value, seat.provider_name
+                )));
+            }
+            Some(seat)
+        }
         None => None,
     };
 

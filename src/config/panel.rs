@@ -62,6 +62,7 @@ pub(super) fn resolve_synthesizer(
         price: None,
     };
     let (provider_value, model, key_env, missing_key) = resolve_provider(&req, args, file, env)?;
+    let price = seat_price(&req, &model, file);
     Ok(SeatSpec {
         name: format!("{provider}:{model}"),
         provider_name: provider,
@@ -73,9 +74,17 @@ pub(super) fn resolve_synthesizer(
         system: None,
         key_env,
         max_concurrency: None,
-        price: file.providers.get(&req.provider).and_then(|s| s.price),
+        price,
         missing_key,
     })
+}
+
+/// A seat's price: its `[[participants]]` entry's, else its provider section's, else the
+/// bundled table's for that provider and model.
+fn seat_price(req: &SeatRequest, model: &str, file: &FileConfig) -> Option<Price> {
+    req.price
+        .or_else(|| file.providers.get(&req.provider).and_then(|s| s.price))
+        .or_else(|| pricing::lookup(&req.provider, model))
 }
 
 /// Parses `PROVIDER:MODEL[@N]`, splitting on the first colon only.
@@ -194,10 +203,7 @@ set an API key variable such as OPENAI_API_KEY or GROQ_API_KEY, or write a confi
         }
         let temperature = req.temperature.or(args.calls.temperature);
         let (provider, model, key_env, missing_key) = resolve_provider(&req, args, file, env)?;
-        let price = req
-            .price
-            .or_else(|| file.providers.get(&req.provider).and_then(|s| s.price))
-            .or_else(|| pricing::lookup(&req.provider, &model));
+        let price = seat_price(&req, &model, file);
         let base = req
             .name
             .clone()
