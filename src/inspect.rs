@@ -13,7 +13,7 @@ use crate::cli::{AskArgs, ProvidersArgs};
 use crate::config::{self, Env, SeatSpec, Settings};
 use crate::provider::pricing::Price;
 use crate::provider::{ChatRequest, Transport, Usage};
-use crate::report::text::visible;
+use crate::report::text::{tokens, visible};
 use crate::run::scrub::{self, Scrubber};
 
 /// What the check call asks.
@@ -228,15 +228,7 @@ pub fn render(panel: &Panel) -> String {
         ];
         if let Some(c) = &s.check {
             row.push(if c.ok {
-                let tokens = match (c.usage.input_tokens, c.usage.output_tokens) {
-                    (None, None) => "tokens unknown".to_string(),
-                    (i, o) => format!(
-                        "{}/{} tokens",
-                        i.map_or("?".into(), |v| v.to_string()),
-                        o.map_or("?".into(), |v| v.to_string())
-                    ),
-                };
-                format!("ok in {:.0} ms, {tokens}", c.latency_ms)
+                format!("ok in {:.0} ms, {}", c.latency_ms, tokens(&c.usage))
             } else {
                 format!("FAILED: {}", c.error.as_deref().unwrap_or("unknown error"))
             });

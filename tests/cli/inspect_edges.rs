@@ -127,3 +127,37 @@ fn the_table_shows_control_characters_in_names_and_errors_as_escapes() {
     // One header and one seat: the error's line break starts no row of its own.
     assert_eq!(stdout.lines().count(), 3, "{stdout}");
 }
+
+#[test]
+fn token_counts_read_the_same_in_the_check_table_and_the_verbose_log() {
+    let server = TestServer::always(openai_ok("Final answer: 4", 12, 3));
+    let sb = Sandbox::new();
+    let config = format!(
+        "[providers.a]\nkind = \"openai\"\nbase_url = \"{}/v1\"\napi_key_env = \"KEY_A\"\n\n\
+         [[participants]]\nprovider = \"a\"\nmodel = \"m\"\n",
+        server.url()
+    );
+    let (code, stdout, stderr) = check(&sb, &config, &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains(", 12 in / 3 out tokens"), "{stdout}");
+
+    let path = sb.write("panel.toml", &config);
+    let out = sb
+        .cmd()
+        .env("KEY_A", KEY_A)
+        .args(["ask", "-v", "--json", "--config"])
+        .arg(&path)
+        .arg("q")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("[round 0] a:m (m): ok in "))
+        .unwrap_or_else(|| panic!("no call line:\n{stderr}"));
+    assert!(
+        line.ends_with(" ms, 12 in / 3 out tokens, 15 chars"),
+        "{line}"
+    );
+}
