@@ -48,6 +48,19 @@ pub struct CheckResult {
     pub error: Option<String>,
 }
 
+impl CheckResult {
+    fn failed(latency_ms: f64, attempts: u32, error: String) -> Self {
+        CheckResult {
+            ok: false,
+            latency_ms,
+            attempts,
+            usage: Usage::default(),
+            answer: None,
+            error: Some(error),
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct Panel {
     pub config: Option<String>,
@@ -140,15 +153,7 @@ pub async fn panel(settings: &Settings, env: &Env, check: bool) -> anyhow::Resul
             set.spawn(async move {
                 // A call without its key would only be refused (or sent where it should not).
                 if let Some(message) = missing_key {
-                    let result = CheckResult {
-                        ok: false,
-                        latency_ms: 0.0,
-                        attempts: 0,
-                        usage: Usage::default(),
-                        answer: None,
-                        error: Some(message),
-                    };
-                    return (i, result);
+                    return (i, CheckResult::failed(0.0, 0, message));
                 }
                 let t0 = Instant::now();
                 let mut outcome = provider.complete(&transport, &request, 0, |_| {}).await;
@@ -169,14 +174,7 @@ pub async fn panel(settings: &Settings, env: &Env, check: bool) -> anyhow::Resul
                         answer: Some(c.text.chars().take(80).collect()),
                         error: None,
                     },
-                    Err(e) => CheckResult {
-                        ok: false,
-                        latency_ms,
-                        attempts: outcome.attempts,
-                        usage: Usage::default(),
-                        answer: None,
-                        error: Some(e.message),
-                    },
+                    Err(e) => CheckResult::failed(latency_ms, outcome.attempts, e.message),
                 };
                 (i, result)
             });
