@@ -13,6 +13,8 @@ use crate::cli::{AskArgs, ProvidersArgs};
 use crate::config::{self, Env, SeatSpec, Settings};
 use crate::provider::pricing::Price;
 use crate::provider::{ChatRequest, Transport, Usage};
+use crate::report::text::{tokens, visible};
+use crate::run::scrub::{self, Scrubber};
 
 /// What the check call asks.
 pub const CHECK_PROMPT: &str = "Reply with the single word OK.";
@@ -44,6 +46,19 @@ pub struct CheckResult {
     pub usage: Usage,
     pub answer: Option<String>,
     pub error: Option<String>,
+}
+
+impl CheckResult {
+    fn failed(latency_ms: f64, attempts: u32, error: String) -> Self {
+        CheckResult {
+            ok: false,
+            latency_ms,
+            attempts,
+            usage: Usage::default(),
+            answer: None,
+            error: Some(error),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -118,9 +133,13 @@ pub async fn panel(settings: &Settings, env: &Env, check: bool) -> anyhow::Resul
     let mut seats: Vec<SeatInfo> = settings.seats.iter().map(|s| info(s, env)).collect();
     if check {
         let transport = Arc::new(Transport::new(settings.policy.clone())?);
+        // The transport scrubs a seat's own key; a check answer or error may also quote
+        // another seat's key or a `base_url` password, as in a run.
+        let scrubber = Arc::new(Scrubber::new(scrub::secrets(settings)));
         let mut set = JoinSet::new();
         for (i, seat) in settings.seats.iter().enumerate() {
             let transport = Arc::clone(&transport);
+            let scrubber = Arc::clone(&scrubber);
             let provider = seat.provider.clone();
             let request = ChatRequest {
                 model: seat.model.clone(),
@@ -134,18 +153,12 @@ pub async fn panel(settings: &Settings, env: &Env, check: bool) -> anyhow::Resul
             set.spawn(async move {
                 // A call without its key would only be refused (or sent where it should not).
                 if let Some(message) = missing_key {
-                    let result = CheckResult {
-                        ok: false,
-                        latency_ms: 0.0,
-                        attempts: 0,
-                        usage: Usage::default(),
-                        answer: None,
-                        error: Some(message),
-                    };
-                    return (i, result);
+                    return (i, CheckResult::failed(0.0, 0, message));
                 }
                 let t0 = Instant::now();
                 let mut outcome = provider.complete(&transport, &request, 0, |_| {}).await;
+                // Scrubbed before the answer is cut, so that no cut splits a secret.
+                scrub::outcome(&scrubber, &mut outcome);
                 if let Err(e) = &mut outcome.result {
                     e.hint_key(key_env.as_deref(), provider.key().is_some());
                 }
@@ -161,14 +174,7 @@ pub async fn panel(settings: &Settings, env: &Env, check: bool) -> anyhow::Resul
                         answer: Some(c.text.chars().take(80).collect()),
                         error: None,
                     },
-                    Err(e) => CheckResult {
-                        ok: false,
-                        latency_ms,
-                        attempts: outcome.attempts,
-                        usage: Usage::default(),
-                        answer: None,
-                        error: Some(e.message),
-                    },
+                    Err(e) => CheckResult::failed(latency_ms, outcome.attempts, e.message),
                 };
                 (i, result)
             });
@@ -220,20 +226,12 @@ pub fn render(panel: &Panel) -> String {
         ];
         if let Some(c) = &s.check {
             row.push(if c.ok {
-                let tokens = match (c.usage.input_tokens, c.usage.output_tokens) {
-                    (None, None) => "tokens unknown".to_string(),
-                    (i, o) => format!(
-                        "{}/{} tokens",
-                        i.map_or("?".into(), |v| v.to_string()),
-                        o.map_or("?".into(), |v| v.to_string())
-                    ),
-                };
-                format!("ok in {:.0} ms, {tokens}", c.latency_ms)
+                format!("ok in {:.0} ms, {}", c.latency_ms, tokens(&c.usage))
             } else {
                 format!("FAILED: {}", c.error.as_deref().unwrap_or("unknown error"))
             });
         }
-        rows.push(row);
+        rows.push(row.iter().map(|c| cell(c)).collect());
     }
     let columns = rows[0].len();
     let widths: Vec<usize> = (0..columns)
@@ -241,7 +239,7 @@ pub fn render(panel: &Panel) -> String {
         .collect();
     let mut out = String::new();
     if let Some(path) = &panel.config {
-        let _ = writeln!(out, "config: {path}");
+        let _ = writeln!(out, "config: {}", visible(path));
     }
     for row in rows {
         let mut line = String::new();
@@ -255,6 +253,12 @@ pub fn render(panel: &Panel) -> String {
         let _ = writeln!(out, "{}", line.trim_end());
     }
     out
+}
+
+/// A table cell: seat names, endpoints and errors come from a config file or a server,
+/// so control characters show as escapes and a line break cannot start a forged row.
+fn cell(text: &str) -> String {
+    visible(&text.replace(['\n', '\t'], " ")).into_owned()
 }
 
 #[cfg(test)]

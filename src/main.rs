@@ -83,10 +83,7 @@ fn providers(args: ProvidersArgs) -> anyhow::Result<u8> {
     let (json, check) = (args.json, args.check);
     // Every seat is shown, also those whose key is not set; that is an error after the table.
     let settings = llm_consensus::inspect::resolve(args, &env)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
+    let runtime = runtime()?;
     let panel = runtime.block_on(llm_consensus::inspect::panel(&settings, &env, check))?;
     runtime.shutdown_background();
     let text = if json {
@@ -164,22 +161,14 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
                 .unwrap_or_default()
         );
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
+    let runtime = runtime()?;
     let report = runtime.block_on(async {
         let interrupt = async {
             if tokio::signal::ctrl_c().await.is_ok() {
                 stderr_line!(
                     "interrupted: finishing with the answers so far (Ctrl-C again to quit at once)"
                 );
-                tokio::spawn(async {
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        llm_consensus::provider::command::stop_all();
-                        std::process::exit(130);
-                    }
-                });
+                tokio::spawn(quit_on_ctrl_c());
             } else {
                 std::future::pending::<()>().await;
             }
@@ -188,12 +177,7 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
     })?;
     // From here on a Ctrl-C ends the process at once, also while a large result is being
     // written to a pipe that is not read: the runtime stays up to listen for it.
-    runtime.spawn(async {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            llm_consensus::provider::command::stop_all();
-            std::process::exit(130);
-        }
-    });
+    runtime.spawn(quit_on_ctrl_c());
 
     if let Some(path) = &output.transcript
         && let Err(e) = run::write_transcript(path, &report::json::render(&report))
@@ -237,6 +221,21 @@ fn print_result(report: &Report, args: &AskArgs) -> anyhow::Result<()> {
         stderr_line!("error: {}", report::text::visible(error));
     }
     Ok(print_stdout(text.as_bytes())?)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
+}
+
+/// Ends the process at the next Ctrl-C, with the command providers' process groups.
+async fn quit_on_ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_ok() {
+        llm_consensus::provider::command::stop_all();
+        std::process::exit(130);
+    }
 }
 
 /// Colour on a terminal, unless NO_COLOR is set or TERM says the terminal has none.

@@ -128,19 +128,23 @@ impl Limit {
         source: &Source,
         value: T,
     ) -> Result<T, ConfigError> {
-        if self.contains(value.into()) {
-            Ok(value)
-        } else {
-            Err(ConfigError::new(format!(
-                "{source} must be {}, got {value}",
-                self.describe()
-            )))
-        }
+        self.admit(source, value, value.into())
     }
 
     /// Checks a count (whose conversion to f64 is exact within every limit here).
     pub fn check_count(&self, source: &Source, value: usize) -> Result<usize, ConfigError> {
-        if self.contains(value as f64) {
+        self.admit(source, value, value as f64)
+    }
+
+    /// `value` when `number` (its value as f64) is in range; the error shows `value` as
+    /// given, since a huge count would print rounded as an f64.
+    fn admit<T: fmt::Display>(
+        &self,
+        source: &Source,
+        value: T,
+        number: f64,
+    ) -> Result<T, ConfigError> {
+        if self.contains(number) {
             Ok(value)
         } else {
             Err(ConfigError::new(format!(
@@ -163,6 +167,19 @@ impl<T> Picked<T> {
             value: f(self.value),
             source: self.source,
         }
+    }
+}
+
+impl Picked<String> {
+    /// The text parsed as a `V`; the error names where the text came from.
+    pub fn parse<V>(&self) -> Result<V, ConfigError>
+    where
+        V: std::str::FromStr,
+        V::Err: fmt::Display,
+    {
+        self.value
+            .parse()
+            .map_err(|e| ConfigError::new(format!("{}: {e}", self.source)))
     }
 }
 

@@ -17,7 +17,6 @@ use crate::error::ConfigError;
 use crate::provider::Provider;
 use crate::provider::http::Policy;
 use crate::provider::pricing::Price;
-use crate::similarity::{AnswerMode, Metric};
 use limits::{DEFAULT_DEADLINE_SECS, Opt, Picked, Source, pick, pick_or, range};
 pub use panel::parse_model_flag;
 pub use schema::{ConsensusSection, FileConfig, ParticipantSection, ProviderSection};
@@ -252,10 +251,8 @@ pub fn resolve_with(
 
     let strategy = match pick(opt("--strategy", "strategy"), a.strategy, None) {
         Some(p) => p.value,
-        None => match &c.strategy {
-            Some(s) => s
-                .parse::<StrategyKind>()
-                .map_err(|e| ConfigError::new(format!("[consensus] strategy: {e}")))?,
+        None => match pick(opt("--strategy", "strategy"), None, c.strategy.clone()) {
+            Some(p) => p.parse()?,
             None => StrategyKind::Metastable,
         },
     };
@@ -332,36 +329,24 @@ pub fn resolve_with(
     let text =
         |o: Opt, flag: &Option<String>, key: &Option<String>| pick(o, flag.clone(), key.clone());
     if let Some(p) = text(opt("--answer", "answer"), &a.answer, &c.answer) {
-        params.answer = p
-            .value
-            .parse::<AnswerMode>()
-            .map_err(|e| ConfigError::new(format!("{}: {e}", p.source)))?;
+        params.answer = p.parse()?;
     }
     if let Some(p) = text(
         opt("--similarity", "similarity"),
         &a.similarity,
         &c.similarity,
     ) {
-        params.similarity = p
-            .value
-            .parse::<Metric>()
-            .map_err(|e| ConfigError::new(format!("{}: {e}", p.source)))?;
+        params.similarity = p.parse()?;
     }
     if let Some(p) = text(
         opt("--quorum-share", "quorum_share"),
         &a.quorum_share,
         &c.quorum_share,
     ) {
-        params.quorum_share = p
-            .value
-            .parse()
-            .map_err(|e| ConfigError::new(format!("{}: {e}", p.source)))?;
+        params.quorum_share = p.parse()?;
     }
     if let Some(p) = text(opt("--rule", "rule"), &a.rule, &c.rule) {
-        params.rule = p
-            .value
-            .parse()
-            .map_err(|e| ConfigError::new(format!("{}: {e}", p.source)))?;
+        params.rule = p.parse()?;
     }
     // A flag that is a switch can only turn the option on.
     let confidence = pick(
@@ -416,7 +401,19 @@ pub fn resolve_with(
         &a.synthesize,
         &c.synthesize,
     ) {
-        Some(p) => Some(panel::resolve_synthesizer(&p.value, args, file, env)?),
+        Some(synth) => {
+            let seat = panel::resolve_synthesizer(&synth.value, args, file, env)?;
+            // The synthesis is paid for too: without a price the budget cannot bound it.
+            if let Some(cost) = &max_cost
+                && seat.price.is_none()
+            {
+                return Err(ConfigError::new(format!(
+                    "{} needs a price for the synthesizer too, and {} {} has none: set price = {{ input = USD, output = USD }} (per million tokens) in [providers.{}]",
+                    cost.source, synth.source, synth.value, seat.provider_name
+                )));
+            }
+            Some(seat)
+        }
         None => None,
     };
 

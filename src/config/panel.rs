@@ -33,6 +33,27 @@ struct SeatRequest {
     origin: String,
 }
 
+impl SeatRequest {
+    /// A seat of `provider` with every per-seat setting left to the defaults (what `-m`,
+    /// `--synthesize` and a key found in the environment ask for).
+    fn plain(provider: String, model: Option<String>, count: usize, origin: String) -> Self {
+        SeatRequest {
+            provider,
+            model,
+            name: None,
+            count,
+            temperature: None,
+            weight: 1.0,
+            system: None,
+            max_tokens: None,
+            script: None,
+            sleep: false,
+            price: None,
+            origin,
+        }
+    }
+}
+
 /// The `--synthesize PROVIDER:MODEL` seat.
 pub(super) fn resolve_synthesizer(
     flag: &str,
@@ -47,21 +68,9 @@ pub(super) fn resolve_synthesizer(
             "--synthesize {flag}: one synthesizer, without @N"
         )));
     }
-    let req = SeatRequest {
-        provider: provider.clone(),
-        model,
-        name: None,
-        count: 1,
-        temperature: None,
-        weight: 1.0,
-        system: None,
-        max_tokens: None,
-        script: None,
-        sleep: false,
-        origin: format!("--synthesize {flag}"),
-        price: None,
-    };
+    let req = SeatRequest::plain(provider.clone(), model, 1, format!("--synthesize {flag}"));
     let (provider_value, model, key_env, missing_key) = resolve_provider(&req, args, file, env)?;
+    let price = seat_price(&req, &model, file);
     Ok(SeatSpec {
         name: format!("{provider}:{model}"),
         provider_name: provider,
@@ -73,9 +82,17 @@ pub(super) fn resolve_synthesizer(
         system: None,
         key_env,
         max_concurrency: None,
-        price: file.providers.get(&req.provider).and_then(|s| s.price),
+        price,
         missing_key,
     })
+}
+
+/// A seat's price: its `[[participants]]` entry's, else its provider section's, else the
+/// bundled table's for that provider and model.
+fn seat_price(req: &SeatRequest, model: &str, file: &FileConfig) -> Option<Price> {
+    req.price
+        .or_else(|| file.providers.get(&req.provider).and_then(|s| s.price))
+        .or_else(|| pricing::lookup(&req.provider, model))
 }
 
 /// Parses `PROVIDER:MODEL[@N]`, splitting on the first colon only.
@@ -117,20 +134,12 @@ pub(super) fn resolve_panel(
             .iter()
             .map(|flag| {
                 let (provider, model, count) = parse_model_flag(flag)?;
-                Ok(SeatRequest {
+                Ok(SeatRequest::plain(
                     provider,
                     model,
-                    name: None,
                     count,
-                    temperature: None,
-                    weight: 1.0,
-                    system: None,
-                    max_tokens: None,
-                    script: None,
-                    sleep: false,
-                    price: None,
-                    origin: format!("-m {flag}"),
-                })
+                    format!("-m {flag}"),
+                ))
             })
             .collect::<Result<_>>()?
     } else if !file.participants.is_empty() {
@@ -194,10 +203,7 @@ set an API key variable such as OPENAI_API_KEY or GROQ_API_KEY, or write a confi
         }
         let temperature = req.temperature.or(args.calls.temperature);
         let (provider, model, key_env, missing_key) = resolve_provider(&req, args, file, env)?;
-        let price = req
-            .price
-            .or_else(|| file.providers.get(&req.provider).and_then(|s| s.price))
-            .or_else(|| pricing::lookup(&req.provider, &model));
+        let price = seat_price(&req, &model, file);
         let base = req
             .name
             .clone()
@@ -281,20 +287,12 @@ fn auto_panel(env: &Env) -> Vec<SeatRequest> {
             } else {
                 return None;
             };
-            Some(SeatRequest {
-                provider: v.name.to_string(),
-                model: None,
-                name: None,
-                count: 1,
-                temperature: None,
-                weight: 1.0,
-                system: None,
-                max_tokens: None,
-                script: None,
-                sleep: false,
-                price: None,
-                origin: format!("the {var} variable"),
-            })
+            Some(SeatRequest::plain(
+                v.name.to_string(),
+                None,
+                1,
+                format!("the {var} variable"),
+            ))
         })
         .collect()
 }

@@ -3,6 +3,7 @@
 use crate::consensus::{CallResult, CallSpec};
 use crate::progress::Progress;
 use crate::provider::http::{Retry, human_duration};
+use crate::report::text::tokens;
 
 pub(super) fn call(
     progress: &Progress,
@@ -11,19 +12,12 @@ pub(super) fn call(
     call: &CallSpec,
     result: &CallResult,
 ) {
-    let tokens = match (result.usage.input_tokens, result.usage.output_tokens) {
-        (None, None) => "tokens unknown".to_string(),
-        (i, o) => format!(
-            "{}/{} tokens",
-            i.map_or("?".into(), |v| v.to_string()),
-            o.map_or("?".into(), |v| v.to_string())
-        ),
-    };
     let line = match &result.error {
         None => format!(
-            "[round {}] {name} ({model}): ok in {:.0} ms, {tokens}, {} chars",
+            "[round {}] {name} ({model}): ok in {:.0} ms, {}, {} chars",
             call.round,
             result.latency_ms,
+            tokens(&result.usage),
             result.text.chars().count()
         ),
         Some(e) => format!(

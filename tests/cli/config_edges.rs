@@ -711,3 +711,114 @@ fn term_dumb_gets_no_colour_on_a_terminal() {
     assert!(plain.contains("FINAL"), "{plain:?}");
     assert!(!plain.contains("\x1b["), "TERM=dumb: {plain:?}");
 }
+
+/// Two priced seats on `seats` and the providers `free` (unpriced) and `groq` (priced only
+/// by the bundled table), both on `judge`.
+fn synthesizer_panel(
+    sandbox: &Sandbox,
+    seats: &TestServer,
+    judge: &TestServer,
+    extra: &str,
+) -> std::path::PathBuf {
+    sandbox.write(
+        "panel.toml",
+        &format!(
+            "{extra}\n[providers.a]\nkind = \"openai\"\nbase_url = \"{}\"\nprice = {{ input = 1.0, output = 1.0 }}\n\n\
+             [providers.free]\nkind = \"openai\"\nbase_url = \"{}\"\n\n\
+             [providers.groq]\nbase_url = \"{}\"\n\n\
+             [[participants]]\nprovider = \"a\"\nname = \"a\"\nmodel = \"m\"\n\n\
+             [[participants]]\nprovider = \"a\"\nname = \"b\"\nmodel = \"m\"\n",
+            seats.url(),
+            judge.url(),
+            judge.url()
+        ),
+    )
+}
+
+#[test]
+fn an_unpriced_synthesizer_under_max_cost_is_a_config_error() {
+    let seats = TestServer::always(openai_ok("Final answer: 4", 10, 5));
+    let judge = TestServer::always(openai_ok("Four.\nDissent: none", 10, 5));
+    let sb = Sandbox::new();
+    let cfg = synthesizer_panel(&sb, &seats, &judge, "");
+    let out = sb
+        .cmd()
+        .args([
+            "ask",
+            "--synthesize",
+            "free:m",
+            "--max-cost",
+            "1",
+            "--config",
+        ])
+        .arg(&cfg)
+        .arg("q")
+        .output()
+        .unwrap();
+    assert_config_error(
+        &out,
+        "flags",
+        &[
+            "--max-cost needs a price for the synthesizer",
+            "--synthesize free:m has none",
+            "price = { input = USD, output = USD }",
+            "[providers.free]",
+        ],
+    );
+    // The same from the config file names its keys.
+    let cfg = synthesizer_panel(
+        &sb,
+        &seats,
+        &judge,
+        "[consensus]\nmax_cost = 1\nsynthesize = \"free:m\"\n",
+    );
+    let out = sb
+        .cmd()
+        .args(["ask", "--config"])
+        .arg(&cfg)
+        .arg("q")
+        .output()
+        .unwrap();
+    assert_config_error(
+        &out,
+        "keys",
+        &[
+            "[consensus] max_cost needs",
+            "[consensus] synthesize free:m has none",
+        ],
+    );
+    assert_eq!((seats.count(), judge.count()), (0, 0), "nothing is sent");
+}
+
+#[test]
+fn a_synthesizer_takes_its_price_from_the_bundled_table_as_seats_do() {
+    let seats = TestServer::always(openai_ok("Final answer: 4", 10, 5));
+    let judge = TestServer::always(openai_ok("Four.\nDissent: none", 1_000_000, 1_000_000));
+    let sb = Sandbox::new();
+    let cfg = synthesizer_panel(&sb, &seats, &judge, "");
+    let out = sb
+        .cmd()
+        .env("GROQ_API_KEY", KEY)
+        .args([
+            "ask",
+            "--json",
+            "--seed",
+            "1",
+            "--max-cost",
+            "1",
+            "--config",
+        ])
+        .arg(&cfg)
+        .args(["--synthesize", "groq:llama-3.1-8b-instant", "q"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["synthesis_source"], "synthesizer", "{report:#}");
+    assert_eq!(judge.count(), 1);
+    // Seats: 2 × (10 + 5) tokens at $1 per million; synthesizer: a million tokens each
+    // way at the bundled $0.05 / $0.08.
+    let cost = report["usage"]["cost_usd"].as_f64().unwrap();
+    assert!((cost - (30e-6 + 0.13)).abs() < 1e-9, "{report:#}");
+}

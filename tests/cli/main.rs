@@ -10,6 +10,7 @@ mod config_edges;
 mod costs;
 mod faults;
 mod hanzo_binary;
+mod inspect_edges;
 mod metastable;
 mod promises;
 mod provider_edges;
