@@ -77,7 +77,7 @@ fn verdict(out: &mut Out, report: &Report) {
         let answered = format!("{} of {} answered", report.live, report.participants.len());
         match rules::verdict(report) {
             Some(rule) => {
-                let _ = write!(out, "  {rule}, {answered}");
+                let _ = write!(out, "  {answered}; {rule}");
             }
             None => {
                 let _ = write!(out, "  {answered}");
@@ -88,6 +88,12 @@ fn verdict(out: &mut Out, report: &Report) {
     if let Some(error) = &report.error {
         out.paint(Paint::Red, &format!("  {error}"));
         out.push_newline();
+    }
+    // How the result was reached, when a reader should know (a bft panel that tolerates
+    // no fault...).
+    for note in &report.details.notes {
+        out.paint(Paint::Yellow, "  Note:");
+        let _ = writeln!(out, " {note}");
     }
 }
 
@@ -214,7 +220,11 @@ fn table(out: &mut Out, report: &Report) {
             // Widths are measured on what the terminal will show.
             [
                 mark.into(),
-                p.name.clone(),
+                if p.stale {
+                    format!("{} (stale)", p.name)
+                } else {
+                    p.name.clone()
+                },
                 format!("{}:{}", p.provider, p.model),
                 format!("{:.2}", p.confidence),
                 pct(p.support),
@@ -306,6 +316,12 @@ fn legend(out: &mut Out, report: &Report) {
     let mut legend = rules::legend(report).to_vec();
     legend.push(("latency", "mean time per call"));
     legend.push(("*", "the winner"));
+    if report.participants.iter().any(|p| p.stale) {
+        legend.push((
+            "(stale)",
+            "its latest call failed; its earlier answer stands and still counts",
+        ));
+    }
     for (i, (column, meaning)) in legend.iter().enumerate() {
         let lead = if i == 0 { "Columns:" } else { "" };
         out.paint(Paint::Dim, &format!("{lead:<9}{column:<8} {meaning}"));

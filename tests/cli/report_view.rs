@@ -156,23 +156,23 @@ fn each_strategy_states_its_own_rule_on_the_verdict_line() {
     let cases = [
         (
             "metastable",
-            "✔ FINAL  support 100% (needs at least 80%), 5 of 5 answered",
+            "✔ FINAL  5 of 5 answered; support 100%, needs at least 80% of the live seats' weight agreeing with the winner",
         ),
         (
             "vote",
-            "✔ FINAL  weight share 75% (needs more than 50%), 4 of 5 answered",
+            "✔ FINAL  4 of 5 answered; share 75%, needs more than 50% of the live seats' weight in the winning group",
         ),
         (
             "leader",
-            "✘ NOT FINAL  accepted by 25% of the answering seats (needs more than 50%), 4 of 5 answered",
+            "✘ NOT FINAL  4 of 5 answered; accepted by 25%, needs more than 50% of the live seats accepting the proposal (the leader accepts its own)",
         ),
         (
             "bft",
-            "✘ NOT FINAL  AGREE 0 in prepare, 0 in commit (needs 3 = 2f+1 in each, f = 1), 4 of 5 answered",
+            "✘ NOT FINAL  4 of 5 answered; AGREE 0 in prepare and 0 in commit, needs 3 matching AGREE attestations in both prepare and commit (2f+1, f = 1)",
         ),
         (
             "hanzo",
-            "✘ NOT FINAL  score 0.31 (needs at least 0.80), 5 of 5 answered",
+            "✘ NOT FINAL  5 of 5 answered; score 31%, needs at least 80% confidence × luminance",
         ),
     ];
     for (strategy, verdict) in cases {
@@ -198,7 +198,9 @@ fn each_strategy_states_its_own_rule_on_the_verdict_line() {
     );
     assert_eq!(
         out.stdout.lines().next(),
-        Some("✔ FINAL  weight share 75% (needs at least 67%), 4 of 5 answered"),
+        Some(
+            "✔ FINAL  4 of 5 answered; share 75%, needs at least 67% of the live seats' weight in the winning group"
+        ),
         "{}",
         out.stdout
     );
@@ -209,7 +211,9 @@ fn each_strategy_states_its_own_rule_on_the_verdict_line() {
     let out = run(&sandbox, &config, &["--strategy", "rank", "Q?"]);
     assert_eq!(
         out.stdout.lines().next(),
-        Some("✔ FINAL  ranked first on 100% of the ballots (needs at least 80%), 3 of 3 answered"),
+        Some(
+            "✔ FINAL  3 of 3 answered; first places 100%, needs at least 80% of the readable ballots ranking first an answer that agrees with the winner's"
+        ),
         "{}",
         out.stdout
     );
@@ -295,4 +299,57 @@ fn snapshot_hostile_text() {
     let config = hostile_panel(&sandbox);
     let out = run(&sandbox, &config, &["--seed", "1", "Q?"]);
     insta::assert_snapshot!("hostile", normalised(&out.stdout));
+}
+
+#[test]
+fn the_engines_notes_are_shown_under_the_verdict() {
+    let sandbox = Sandbox::new();
+    let agree = r#"{ output = "Final answer: Paris", ms = 100 }, { output = "Attestation: AGREE\nReason: it is Paris.", ms = 100 }"#;
+    let config = panel(&sandbox, &[("a", agree), ("b", agree), ("c", agree)]);
+    let out = run(&sandbox, &config, &["--strategy", "bft", "Q?"]);
+    assert_eq!(out.code, Some(0), "{}", out.stdout);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("✔ FINAL  3 of 3 answered; "),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines[1]
+            .starts_with("  Note: bft with 3 participants tolerates no faulty participant (f = 0)")
+            && lines[1].contains("4 or more participants tolerate one"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn a_seat_standing_on_an_earlier_answer_is_marked_stale_and_explained() {
+    let sandbox = Sandbox::new();
+    // Round 0: two for Paris, one for Lyon; the dissenter's refinement call fails, so
+    // its Lyon answer of round 0 stands.
+    let paris = r#"{ output = "Final answer: Paris", ms = 100 }"#;
+    let dissenter = r#"{ output = "Final answer: Lyon", ms = 300 }, { output = "", ok = false, error = "HTTP 503 overloaded", ms = 5 }"#;
+    let config = panel(&sandbox, &[("a", paris), ("b", paris), ("c", dissenter)]);
+    let out = run(&sandbox, &config, &["--seed", "5", "Q?"]);
+    assert_eq!(out.code, Some(1), "{}", out.stdout);
+    let row = out
+        .stdout
+        .lines()
+        .find(|l| l.contains(" c (stale) "))
+        .unwrap_or_else(|| panic!("no stale row for c:\n{}", out.stdout));
+    assert!(row.ends_with("Lyon"), "{row}");
+    // Only c is marked: once in the table, once in the legend.
+    assert_eq!(out.stdout.matches("(stale)").count(), 2, "{}", out.stdout);
+    assert!(
+        out.stdout.contains(
+            "         (stale)  its latest call failed; its earlier answer stands and still counts\n"
+        ),
+        "{}",
+        out.stdout
+    );
+    // Without a stale seat the legend does not mention it.
+    let config = panel(&sandbox, &[("a", paris), ("b", paris)]);
+    let out = run(&sandbox, &config, &["Q?"]);
+    assert!(!out.stdout.contains("(stale)"), "{}", out.stdout);
 }
