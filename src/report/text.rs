@@ -157,7 +157,15 @@ fn strategy_details(out: &mut Out, report: &Report) {
 fn answer(out: &mut Out, report: &Report) {
     if let Some(winner) = &report.winner {
         out.paint(Paint::Bold, "Winner:");
-        let _ = writeln!(out, " {winner}");
+        let _ = writeln!(
+            out,
+            " {winner}{}",
+            if standing_cut(report, winner) {
+                " (its answer was cut at the token limit)"
+            } else {
+                ""
+            }
+        );
     }
     if let Some(answer) = &report.answer {
         out.paint(Paint::Bold, "Answer:");
@@ -213,6 +221,9 @@ fn table(out: &mut Out, report: &Report) {
                 " "
             };
             let last = match (&p.key, p.errors.last()) {
+                (Some(key), _) if p.live && standing_cut(report, &p.name) => {
+                    format!("{} (cut at the token limit)", one_line(key, 40))
+                }
                 (Some(key), _) if p.live => one_line(key, 40),
                 (_, Some(e)) => one_line(e, 60),
                 _ => "-".into(),
@@ -294,6 +305,18 @@ fn failures(out: &mut Out, report: &Report) {
                 .join("; ")
         );
     }
+}
+
+/// Whether the answer `name` stands on stopped at the token limit: kept, but the reader
+/// should know it may be incomplete (docs/protocol.md P10).
+fn standing_cut(report: &Report, name: &str) -> bool {
+    report
+        .rounds
+        .iter()
+        .rev()
+        .flat_map(|r| &r.participants)
+        .find(|e| e.participant == name && e.called && e.error.is_none() && e.answer.is_some())
+        .is_some_and(|e| e.cut)
 }
 
 /// The last round in which `name` was called and answered (`answered`) or failed.

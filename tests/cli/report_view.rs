@@ -353,3 +353,92 @@ fn a_seat_standing_on_an_earlier_answer_is_marked_stale_and_explained() {
     let out = run(&sandbox, &config, &["Q?"]);
     assert!(!out.stdout.contains("(stale)"), "{}", out.stdout);
 }
+
+/// Runs `ask` against a loopback OpenAI server whose model `m-cut` (or every model, with
+/// `all_cut`) stops at the token limit; returns the text report and the JSON.
+fn ask_with_a_cut_answer(all_cut: bool) -> (Run, serde_json::Value) {
+    let server = TestServer::start(move |req, _| {
+        let model = req.json()["model"].as_str().unwrap_or_default().to_string();
+        if all_cut || model == "m-cut" {
+            openai_finished(
+                "Paris is the capital of France, and it has been since",
+                5,
+                8,
+                "length",
+            )
+        } else {
+            openai_ok("Final answer: Paris", 5, 3)
+        }
+    });
+    let sandbox = Sandbox::new();
+    let config = sandbox.write(
+        "providers.toml",
+        &format!(
+            "[providers.local]\nkind = \"openai\"\nbase_url = \"{}/v1\"\napi_key_env = \"LOCAL_KEY\"\n",
+            server.url()
+        ),
+    );
+    let ask = |json: bool| {
+        let mut cmd = sandbox.cmd();
+        cmd.env("LOCAL_KEY", "sk-test-cut")
+            .arg("ask")
+            .arg("--config")
+            .arg(&config)
+            .args(["-m", "local:m-a", "-m", "local:m-b", "-m", "local:m-cut"])
+            .args(["--answer", "full", "--seed", "2"]);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.arg("Q?").output().unwrap();
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        }
+    };
+    let text = ask(false);
+    let json = ask(true);
+    let value = serde_json::from_str(&json.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", json.stdout, json.stderr));
+    (text, value)
+}
+
+#[test]
+fn an_answer_cut_at_the_token_limit_is_kept_and_marked_as_cut() {
+    let (text, json) = ask_with_a_cut_answer(false);
+    // Kept: the cut answer counts (docs/protocol.md P10)...
+    let entries = json["rounds"][0]["participants"].as_array().unwrap();
+    let entry = |name: &str| {
+        entries
+            .iter()
+            .find(|e| e["participant"].as_str().unwrap().contains(name))
+            .unwrap_or_else(|| panic!("no {name} in {json:#}"))
+    };
+    assert_eq!(entry("m-cut")["cut"], true, "{json:#}");
+    assert!(entry("m-cut")["error"].is_null(), "{json:#}");
+    // ...and the other entries carry no `cut` field at all.
+    for name in ["m-a", "m-b"] {
+        assert!(entry(name).get("cut").is_none(), "{json:#}");
+    }
+    // The text report marks that seat's answer, and only it.
+    let rows: Vec<&str> = text
+        .stdout
+        .lines()
+        .filter(|l| l.contains("(cut at the token limit)"))
+        .collect();
+    assert_eq!(rows.len(), 1, "{}\n{}", text.stdout, text.stderr);
+    assert!(rows[0].contains("m-cut"), "{}", text.stdout);
+}
+
+#[test]
+fn a_winner_whose_answer_was_cut_says_so() {
+    let (text, json) = ask_with_a_cut_answer(true);
+    assert!(json["winner"].is_string(), "{json:#}");
+    assert!(
+        text.stdout.lines().any(|l| l.starts_with("Winner: ")
+            && l.ends_with(" (its answer was cut at the token limit)")),
+        "{}\n{}",
+        text.stdout,
+        text.stderr
+    );
+}
