@@ -169,6 +169,7 @@ impl Hanzo {
             usage: Some(result.usage.clone()),
             error: result.error.clone(),
             stale: false,
+            cut: result.ok && result.cut,
         }
     }
 }

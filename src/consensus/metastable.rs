@@ -501,7 +501,10 @@ impl Strategy for Metastable {
             if let Some(a) = self.agreement(seat, &samples[idx]) {
                 agreements[seat] = Some(a);
                 let s = &mut self.state[seat];
-                s.confidence = if s.scored {
+                // Confidence starts at the round-0 agreement; a seat first scored in a
+                // later round starts from 0 (c = λ·a), so a latecomer never outranks the
+                // seats that held the same answer from round 0 (docs/protocol.md §3).
+                s.confidence = if s.scored || round > 0 {
                     0.5 * s.confidence + 0.5 * a
                 } else {
                     a

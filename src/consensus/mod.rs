@@ -203,6 +203,9 @@ pub struct CallResult {
     pub fatal: bool,
     pub latency_ms: f64,
     pub usage: Usage,
+    /// The answer stopped at the token limit (max_tokens): kept, but marked as cut
+    /// (docs/protocol.md P10).
+    pub cut: bool,
 }
 
 impl CallResult {
@@ -266,6 +269,10 @@ pub struct TraceEntry {
     /// counts (PROTOCOL.md P4). Left out of the JSON when false.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub stale: bool,
+    /// The answer stopped at the token limit: it counts, marked as cut (P10). Left out of
+    /// the JSON when false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cut: bool,
 }
 
 /// Participants' names, in order. Held as seat numbers into the panel's names, which

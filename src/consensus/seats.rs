@@ -229,6 +229,7 @@ impl SeatBook {
                 }
             }),
             stale: result.is_some() && !answered && s.live(),
+            cut: answered && result.is_some_and(|r| r.cut),
             ..TraceEntry::default()
         }
     }

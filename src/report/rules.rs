@@ -1,68 +1,9 @@
-//! What each strategy's numbers mean, for the text report: the rule that makes its
-//! decision final (the verdict line states it) and what its table columns measure (the
-//! legend). Derived here, in one place, from the strategy and its parameters.
+//! What each strategy's numbers mean, for the text report: the verdict line, which
+//! states the rule the engine applied (`Details::verdict_rule`, the one source of it), and
+//! what the table columns measure (the legend).
 
 use super::Report;
 use crate::consensus::StrategyKind;
-use crate::consensus::vote::QuorumShare;
-
-/// What makes a strategy's decision final.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Rule {
-    /// The winner's `measure` (a share; `{}` in it stands for the value) must reach
-    /// `share`, or exceed it when `strict`.
-    Share {
-        measure: &'static str,
-        share: f64,
-        strict: bool,
-    },
-    /// hanzo: the winner's score (confidence × luminance) must reach `needed`.
-    Score { needed: f64 },
-    /// bft: `needed` = 2f+1 matching AGREE attestations in prepare and in commit.
-    Attestations { needed: usize, faults: usize },
-}
-
-/// The finality rule of the report's strategy.
-pub fn rule(report: &Report) -> Rule {
-    let p = &report.params;
-    let threshold = report.details.threshold.unwrap_or(p.beta_2);
-    match strategy(report) {
-        StrategyKind::Metastable => Rule::Share {
-            measure: "support {}",
-            share: p.beta_2,
-            strict: false,
-        },
-        StrategyKind::Hanzo => Rule::Score { needed: p.beta_2 },
-        StrategyKind::Vote => {
-            let q = p
-                .quorum_share
-                .parse::<QuorumShare>()
-                .unwrap_or(QuorumShare::MAJORITY);
-            Rule::Share {
-                measure: "weight share {}",
-                share: q.share,
-                strict: q.strict,
-            }
-        }
-        StrategyKind::Rank => Rule::Share {
-            measure: "ranked first on {} of the ballots",
-            share: threshold,
-            strict: false,
-        },
-        StrategyKind::Bft => {
-            let faults = p.faults.unwrap_or(0);
-            Rule::Attestations {
-                needed: 2 * faults + 1,
-                faults,
-            }
-        }
-        StrategyKind::Leader => Rule::Share {
-            measure: "accepted by {} of the answering seats",
-            share: 0.5,
-            strict: true,
-        },
-    }
-}
 
 fn strategy(report: &Report) -> StrategyKind {
     report.strategy.parse().unwrap_or(StrategyKind::Metastable)
@@ -72,48 +13,44 @@ fn pct(v: f64) -> String {
     format!("{:.0}%", v * 100.0)
 }
 
-/// The verdict line's measure and rule, e.g. `support 75% (needs at least 80%)`; None
-/// when the winner has no measure to show.
+/// The verdict line's measure and rule, e.g. `support 75%, needs at least 80% of the live
+/// seats' weight agreeing with the winner`; None when the engine stated no rule.
 pub fn verdict(report: &Report) -> Option<String> {
+    let rule = report.details.verdict_rule.as_ref()?;
     let winner = report
         .winner
         .as_ref()
         .and_then(|w| report.participants.iter().find(|p| &p.name == w));
-    match rule(report) {
-        Rule::Share {
-            measure,
-            share,
-            strict,
-        } => {
-            let support = winner?.support?;
-            let bound = if strict { "more than" } else { "at least" };
-            Some(format!(
-                "{} (needs {bound} {})",
-                measure.replace("{}", &pct(support)),
-                pct(share)
-            ))
-        }
-        Rule::Score { needed } => Some(format!(
-            "score {:.2} (needs at least {needed:.2})",
-            winner?.score
-        )),
-        Rule::Attestations { needed, faults } => {
-            let details = &report.details;
-            details.digest.as_ref()?;
+    // The winner's own value of the measure, when it has one to show.
+    let value = match rule.measure {
+        "attestations" => report.details.digest.as_ref().map(|_| {
             let agree = |phase: &str| {
-                details
+                report
+                    .details
                     .attestations
                     .iter()
                     .filter(|a| a.phase == phase && a.verdict == Some("AGREE"))
                     .count()
             };
-            Some(format!(
-                "AGREE {} in prepare, {} in commit (needs {needed} = 2f+1 in each, f = {faults})",
+            format!(
+                "AGREE {} in prepare and {} in commit",
                 agree("prepare"),
                 agree("commit")
-            ))
-        }
-    }
+            )
+        }),
+        // hanzo's score (confidence x luminance) is a fraction like its threshold.
+        "score" => winner.map(|w| format!("score {}", pct(w.score))),
+        "accepts" => winner
+            .and_then(|w| w.support)
+            .map(|s| format!("accepted by {}", pct(s))),
+        measure => winner
+            .and_then(|w| w.support)
+            .map(|s| format!("{} {}", measure.replace('_', " "), pct(s))),
+    };
+    Some(match value {
+        Some(value) => format!("{value}, needs {}", rule.needs),
+        None => format!("needs {}", rule.needs),
+    })
 }
 
 /// What the table's `conf`, `support` and `lum` columns measure for this strategy, as

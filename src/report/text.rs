@@ -77,7 +77,7 @@ fn verdict(out: &mut Out, report: &Report) {
         let answered = format!("{} of {} answered", report.live, report.participants.len());
         match rules::verdict(report) {
             Some(rule) => {
-                let _ = write!(out, "  {rule}, {answered}");
+                let _ = write!(out, "  {answered}; {rule}");
             }
             None => {
                 let _ = write!(out, "  {answered}");
@@ -88,6 +88,12 @@ fn verdict(out: &mut Out, report: &Report) {
     if let Some(error) = &report.error {
         out.paint(Paint::Red, &format!("  {error}"));
         out.push_newline();
+    }
+    // How the result was reached, when a reader should know (a bft panel that tolerates
+    // no fault...).
+    for note in &report.details.notes {
+        out.paint(Paint::Yellow, "  Note:");
+        let _ = writeln!(out, " {note}");
     }
 }
 
@@ -151,7 +157,15 @@ fn strategy_details(out: &mut Out, report: &Report) {
 fn answer(out: &mut Out, report: &Report) {
     if let Some(winner) = &report.winner {
         out.paint(Paint::Bold, "Winner:");
-        let _ = writeln!(out, " {winner}");
+        let _ = writeln!(
+            out,
+            " {winner}{}",
+            if standing_cut(report, winner) {
+                " (its answer was cut at the token limit)"
+            } else {
+                ""
+            }
+        );
     }
     if let Some(answer) = &report.answer {
         out.paint(Paint::Bold, "Answer:");
@@ -207,6 +221,9 @@ fn table(out: &mut Out, report: &Report) {
                 " "
             };
             let last = match (&p.key, p.errors.last()) {
+                (Some(key), _) if p.live && standing_cut(report, &p.name) => {
+                    format!("{} (cut at the token limit)", one_line(key, 40))
+                }
                 (Some(key), _) if p.live => one_line(key, 40),
                 (_, Some(e)) => one_line(e, 60),
                 _ => "-".into(),
@@ -214,7 +231,11 @@ fn table(out: &mut Out, report: &Report) {
             // Widths are measured on what the terminal will show.
             [
                 mark.into(),
-                p.name.clone(),
+                if p.stale {
+                    format!("{} (stale)", p.name)
+                } else {
+                    p.name.clone()
+                },
                 format!("{}:{}", p.provider, p.model),
                 format!("{:.2}", p.confidence),
                 pct(p.support),
@@ -286,6 +307,18 @@ fn failures(out: &mut Out, report: &Report) {
     }
 }
 
+/// Whether the answer `name` stands on stopped at the token limit: kept, but the reader
+/// should know it may be incomplete (docs/protocol.md P10).
+fn standing_cut(report: &Report, name: &str) -> bool {
+    report
+        .rounds
+        .iter()
+        .rev()
+        .flat_map(|r| &r.participants)
+        .find(|e| e.participant == name && e.called && e.error.is_none() && e.answer.is_some())
+        .is_some_and(|e| e.cut)
+}
+
 /// The last round in which `name` was called and answered (`answered`) or failed.
 fn calls_of(report: &Report, name: &str, answered: bool) -> Option<usize> {
     report
@@ -306,6 +339,12 @@ fn legend(out: &mut Out, report: &Report) {
     let mut legend = rules::legend(report).to_vec();
     legend.push(("latency", "mean time per call"));
     legend.push(("*", "the winner"));
+    if report.participants.iter().any(|p| p.stale) {
+        legend.push((
+            "(stale)",
+            "its latest call failed; its earlier answer stands and still counts",
+        ));
+    }
     for (i, (column, meaning)) in legend.iter().enumerate() {
         let lead = if i == 0 { "Columns:" } else { "" };
         out.paint(Paint::Dim, &format!("{lead:<9}{column:<8} {meaning}"));

@@ -246,6 +246,7 @@ fn to_result(call: &CallSpec, outcome: Outcome, measured_ms: f64) -> CallResult 
             fatal: false,
             latency_ms,
             usage: budget::with_failed(c.usage, &outcome.failed_usage),
+            cut: c.finish == Some(crate::provider::Finish::Length),
         },
         Err(e) => {
             let mut message = e.message.clone();
@@ -260,6 +261,7 @@ fn to_result(call: &CallSpec, outcome: Outcome, measured_ms: f64) -> CallResult 
                 fatal: e.kind.fatal(),
                 latency_ms,
                 usage: outcome.failed_usage,
+                cut: false,
             }
         }
     }

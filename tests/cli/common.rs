@@ -1195,3 +1195,20 @@ impl Sandbox {
         cmd
     }
 }
+
+/// A non-streaming `chat.completion` like [`openai_ok`] that stopped for `finish_reason`
+/// (`"length"`: cut at the token limit).
+pub fn openai_finished(
+    text: &str,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    finish_reason: &str,
+) -> Reply {
+    let mut reply = openai_ok(text, prompt_tokens, completion_tokens);
+    if let Reply::Full { body, .. } = &mut reply {
+        let mut value: Value = serde_json::from_slice(body).expect("openai_ok is JSON");
+        value["choices"][0]["finish_reason"] = j!(finish_reason);
+        *body = serde_json::to_vec(&value).expect("serialise JSON reply");
+    }
+    reply
+}

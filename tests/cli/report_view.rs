@@ -156,23 +156,23 @@ fn each_strategy_states_its_own_rule_on_the_verdict_line() {
     let cases = [
         (
             "metastable",
-            "✔ FINAL  support 100% (needs at least 80%), 5 of 5 answered",
+            "✔ FINAL  5 of 5 answered; support 100%, needs at least 80% of the live seats' weight agreeing with the winner",
         ),
         (
             "vote",
-            "✔ FINAL  weight share 75% (needs more than 50%), 4 of 5 answered",
+            "✔ FINAL  4 of 5 answered; share 75%, needs more than 50% of the live seats' weight in the winning group",
         ),
         (
             "leader",
-            "✘ NOT FINAL  accepted by 25% of the answering seats (needs more than 50%), 4 of 5 answered",
+            "✘ NOT FINAL  4 of 5 answered; accepted by 25%, needs more than 50% of the live seats accepting the proposal (the leader accepts its own)",
         ),
         (
             "bft",
-            "✘ NOT FINAL  AGREE 0 in prepare, 0 in commit (needs 3 = 2f+1 in each, f = 1), 4 of 5 answered",
+            "✘ NOT FINAL  4 of 5 answered; AGREE 0 in prepare and 0 in commit, needs 3 matching AGREE attestations in both prepare and commit (2f+1, f = 1)",
         ),
         (
             "hanzo",
-            "✘ NOT FINAL  score 0.31 (needs at least 0.80), 5 of 5 answered",
+            "✘ NOT FINAL  5 of 5 answered; score 31%, needs at least 80% confidence × luminance",
         ),
     ];
     for (strategy, verdict) in cases {
@@ -198,7 +198,9 @@ fn each_strategy_states_its_own_rule_on_the_verdict_line() {
     );
     assert_eq!(
         out.stdout.lines().next(),
-        Some("✔ FINAL  weight share 75% (needs at least 67%), 4 of 5 answered"),
+        Some(
+            "✔ FINAL  4 of 5 answered; share 75%, needs at least 67% of the live seats' weight in the winning group"
+        ),
         "{}",
         out.stdout
     );
@@ -209,7 +211,9 @@ fn each_strategy_states_its_own_rule_on_the_verdict_line() {
     let out = run(&sandbox, &config, &["--strategy", "rank", "Q?"]);
     assert_eq!(
         out.stdout.lines().next(),
-        Some("✔ FINAL  ranked first on 100% of the ballots (needs at least 80%), 3 of 3 answered"),
+        Some(
+            "✔ FINAL  3 of 3 answered; first places 100%, needs at least 80% of the readable ballots ranking first an answer that agrees with the winner's"
+        ),
         "{}",
         out.stdout
     );
@@ -295,4 +299,146 @@ fn snapshot_hostile_text() {
     let config = hostile_panel(&sandbox);
     let out = run(&sandbox, &config, &["--seed", "1", "Q?"]);
     insta::assert_snapshot!("hostile", normalised(&out.stdout));
+}
+
+#[test]
+fn the_engines_notes_are_shown_under_the_verdict() {
+    let sandbox = Sandbox::new();
+    let agree = r#"{ output = "Final answer: Paris", ms = 100 }, { output = "Attestation: AGREE\nReason: it is Paris.", ms = 100 }"#;
+    let config = panel(&sandbox, &[("a", agree), ("b", agree), ("c", agree)]);
+    let out = run(&sandbox, &config, &["--strategy", "bft", "Q?"]);
+    assert_eq!(out.code, Some(0), "{}", out.stdout);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("✔ FINAL  3 of 3 answered; "),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines[1]
+            .starts_with("  Note: bft with 3 participants tolerates no faulty participant (f = 0)")
+            && lines[1].contains("4 or more participants tolerate one"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn a_seat_standing_on_an_earlier_answer_is_marked_stale_and_explained() {
+    let sandbox = Sandbox::new();
+    // Round 0: two for Paris, one for Lyon; the dissenter's refinement call fails, so
+    // its Lyon answer of round 0 stands.
+    let paris = r#"{ output = "Final answer: Paris", ms = 100 }"#;
+    let dissenter = r#"{ output = "Final answer: Lyon", ms = 300 }, { output = "", ok = false, error = "HTTP 503 overloaded", ms = 5 }"#;
+    let config = panel(&sandbox, &[("a", paris), ("b", paris), ("c", dissenter)]);
+    let out = run(&sandbox, &config, &["--seed", "5", "Q?"]);
+    assert_eq!(out.code, Some(1), "{}", out.stdout);
+    let row = out
+        .stdout
+        .lines()
+        .find(|l| l.contains(" c (stale) "))
+        .unwrap_or_else(|| panic!("no stale row for c:\n{}", out.stdout));
+    assert!(row.ends_with("Lyon"), "{row}");
+    // Only c is marked: once in the table, once in the legend.
+    assert_eq!(out.stdout.matches("(stale)").count(), 2, "{}", out.stdout);
+    assert!(
+        out.stdout.contains(
+            "         (stale)  its latest call failed; its earlier answer stands and still counts\n"
+        ),
+        "{}",
+        out.stdout
+    );
+    // Without a stale seat the legend does not mention it.
+    let config = panel(&sandbox, &[("a", paris), ("b", paris)]);
+    let out = run(&sandbox, &config, &["Q?"]);
+    assert!(!out.stdout.contains("(stale)"), "{}", out.stdout);
+}
+
+/// Runs `ask` against a loopback OpenAI server whose model `m-cut` (or every model, with
+/// `all_cut`) stops at the token limit; returns the text report and the JSON.
+fn ask_with_a_cut_answer(all_cut: bool) -> (Run, serde_json::Value) {
+    let server = TestServer::start(move |req, _| {
+        let model = req.json()["model"].as_str().unwrap_or_default().to_string();
+        if all_cut || model == "m-cut" {
+            openai_finished(
+                "Paris is the capital of France, and it has been since",
+                5,
+                8,
+                "length",
+            )
+        } else {
+            openai_ok("Final answer: Paris", 5, 3)
+        }
+    });
+    let sandbox = Sandbox::new();
+    let config = sandbox.write(
+        "providers.toml",
+        &format!(
+            "[providers.local]\nkind = \"openai\"\nbase_url = \"{}/v1\"\napi_key_env = \"LOCAL_KEY\"\n",
+            server.url()
+        ),
+    );
+    let ask = |json: bool| {
+        let mut cmd = sandbox.cmd();
+        cmd.env("LOCAL_KEY", "sk-test-cut")
+            .arg("ask")
+            .arg("--config")
+            .arg(&config)
+            .args(["-m", "local:m-a", "-m", "local:m-b", "-m", "local:m-cut"])
+            .args(["--answer", "full", "--seed", "2"]);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.arg("Q?").output().unwrap();
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        }
+    };
+    let text = ask(false);
+    let json = ask(true);
+    let value = serde_json::from_str(&json.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", json.stdout, json.stderr));
+    (text, value)
+}
+
+#[test]
+fn an_answer_cut_at_the_token_limit_is_kept_and_marked_as_cut() {
+    let (text, json) = ask_with_a_cut_answer(false);
+    // Kept: the cut answer counts (docs/protocol.md P10)...
+    let entries = json["rounds"][0]["participants"].as_array().unwrap();
+    let entry = |name: &str| {
+        entries
+            .iter()
+            .find(|e| e["participant"].as_str().unwrap().contains(name))
+            .unwrap_or_else(|| panic!("no {name} in {json:#}"))
+    };
+    assert_eq!(entry("m-cut")["cut"], true, "{json:#}");
+    assert!(entry("m-cut")["error"].is_null(), "{json:#}");
+    // ...and the other entries carry no `cut` field at all.
+    for name in ["m-a", "m-b"] {
+        assert!(entry(name).get("cut").is_none(), "{json:#}");
+    }
+    // The text report marks that seat's answer, and only it.
+    let rows: Vec<&str> = text
+        .stdout
+        .lines()
+        .filter(|l| l.contains("(cut at the token limit)"))
+        .collect();
+    assert_eq!(rows.len(), 1, "{}\n{}", text.stdout, text.stderr);
+    assert!(rows[0].contains("m-cut"), "{}", text.stdout);
+}
+
+#[test]
+fn a_winner_whose_answer_was_cut_says_so() {
+    let (text, json) = ask_with_a_cut_answer(true);
+    assert!(json["winner"].is_string(), "{json:#}");
+    assert!(
+        text.stdout.lines().any(|l| l.starts_with("Winner: ")
+            && l.ends_with(" (its answer was cut at the token limit)")),
+        "{}\n{}",
+        text.stdout,
+        text.stderr
+    );
 }

@@ -470,3 +470,44 @@ fn in_every_strategy_a_round_of_failures_leaves_round_0_standing() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// A latecomer (docs/protocol.md §3 step 3): a seat whose first answer comes in a later
+// round starts from confidence 0, so its first update gives c = λ·a and it never outranks
+// the seats that held the same answer from round 0. Driven through the engine.
+
+#[test]
+fn a_latecomer_starts_from_zero_confidence_and_never_outranks_round_zero() {
+    use llm_consensus::consensus::{self, CallResult, Params, Seat};
+    // Round 0: three for Paris, one for Lyon, and `late` fails (75% support: not final).
+    // In round 1 Lyon comes round and `late`, the fastest seat, answers Paris.
+    let names = ["a", "b", "c", "lyon", "late"];
+    for seed in 0..20 {
+        let mut params = Params::defaults(names.len());
+        params.seed = seed;
+        let seats = names.iter().map(|n| Seat::new(*n)).collect();
+        let mut strategy = consensus::build(&params, seats, "What is the capital of France?");
+        let decision = consensus::drive(strategy.as_mut(), |call| {
+            let ms = [120.0, 150.0, 200.0, 300.0, 100.0][call.seat];
+            match (names[call.seat], call.round) {
+                ("late", 0) => CallResult::failed(call.seat, "HTTP 503 overloaded", 5.0),
+                ("lyon", 0) => CallResult::ok(call.seat, "Final answer: Lyon", ms),
+                _ => CallResult::ok(call.seat, "Final answer: Paris", ms),
+            }
+        });
+        let late = decision.rounds[1]
+            .participants
+            .iter()
+            .find(|e| e.participant == "late")
+            .unwrap_or_else(|| panic!("seed {seed}: late not in round 1"));
+        let agreement = late.agreement.expect("late was scored in round 1");
+        assert!(agreement > 0.0, "seed {seed}");
+        assert_eq!(late.confidence, 0.5 * agreement, "seed {seed}: c = λ·a");
+        assert_eq!(decision.answer.as_deref(), Some("Paris"), "seed {seed}");
+        let winner = decision.winner.map(|w| names[w]);
+        assert!(
+            matches!(winner, Some("a" | "b" | "c")),
+            "seed {seed}: {winner:?} won; a seat that answered Paris in round 0 should"
+        );
+    }
+}
