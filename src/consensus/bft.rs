@@ -38,10 +38,11 @@ pub fn default_faults(n: usize) -> usize {
 
 /// Why a panel of `n` cannot tolerate `f` faults, if it cannot.
 pub fn check_faults(n: usize, f: usize) -> Result<(), String> {
-    if n < 3 * f + 1 {
+    // Saturating: f comes from a flag or a config file and may be any number.
+    let needs = f.saturating_mul(3).saturating_add(1);
+    if n < needs {
         Err(format!(
-            "--strategy bft with --faults {f} needs at least {} participants (n >= 3f+1), the panel has {n}: add participants or lower --faults to {}",
-            3 * f + 1,
+            "--strategy bft with --faults {f} needs at least {needs} participants (n >= 3f+1), the panel has {n}: add participants or lower --faults to {}",
             default_faults(n)
         ))
     } else {

@@ -822,3 +822,26 @@ fn a_synthesizer_takes_its_price_from_the_bundled_table_as_seats_do() {
     let cost = report["usage"]["cost_usd"].as_f64().unwrap();
     assert!((cost - (30e-6 + 0.13)).abs() < 1e-9, "{report:#}");
 }
+
+/// Found by the config property test: 3f+1 overflowed for a huge `--faults`.
+#[test]
+fn a_huge_fault_count_is_a_config_error_not_a_crash() {
+    let sandbox = Sandbox::new();
+    let out = sandbox
+        .cmd()
+        .args([
+            "ask",
+            "--strategy",
+            "bft",
+            "--faults",
+            "9223372036854775807",
+        ])
+        .args(["-m", "mock:x@4", "q"])
+        .output()
+        .unwrap();
+    assert_config_error(
+        &out,
+        "huge --faults",
+        &["--faults 9223372036854775807 needs"],
+    );
+}
