@@ -32,8 +32,9 @@ pub(super) fn push_lower(out: &mut String, token: &str) {
 /// on. Sets of ids are only comparable when their ids come from one vocabulary.
 #[derive(Clone, Debug, Default)]
 pub struct Vocabulary {
-    /// Tokens of up to 15 bytes (nearly all words), packed with their length into one
-    /// number: hashing and comparing one is then an integer operation, not a string's.
+    /// Tokens of up to 15 bytes (nearly all words) as numbers: looking one up then hashes
+    /// and compares integers instead of strings (calls to `memcmp` took a sixth of the
+    /// reference workload's time).
     short: FxHashMap<u128, u32>,
     long: FxHashMap<Box<[u8]>, u32>,
 }
@@ -43,7 +44,7 @@ impl Vocabulary {
     /// before.
     pub fn id(&mut self, token: &[u8]) -> u32 {
         let next = u32::try_from(self.len()).expect("fewer than 2^32 distinct tokens");
-        match packed(token) {
+        match as_number(token) {
             Some(key) => *self.short.entry(key).or_insert(next),
             None => match self.long.get(token) {
                 Some(&id) => id,
@@ -68,7 +69,7 @@ impl Vocabulary {
 /// A token of at most 15 bytes as one number: a 1 bit, then the token's bytes. The
 /// highest set bit marks the length, so two tokens are equal exactly when their numbers
 /// are.
-fn packed(token: &[u8]) -> Option<u128> {
+fn as_number(token: &[u8]) -> Option<u128> {
     (token.len() <= 15).then(|| token.iter().fold(1u128, |key, &b| key << 8 | u128::from(b)))
 }
 
@@ -172,12 +173,33 @@ mod tests {
         // Tokens are compared as whole strings: no two distinct tokens share an id.
         assert_ne!(v.id(b"a"), v.id(b"a\0"));
         assert_ne!(v.id(b""), v.id(b"\0"));
+        assert_ne!(v.id(b"ab"), v.id(b"a"));
+        // Tokens longer than 15 bytes are kept apart from their prefixes too.
         let long = [b'a'; 16];
         assert_ne!(v.id(&long), v.id(&long[..15]));
         assert_eq!(v.id(&[b'a'; 16]), v.id(&long));
     }
 
     proptest! {
+        /// Two tokens get one id exactly when they are equal, short or long.
+        #[test]
+        fn ids_are_equal_exactly_when_tokens_are(
+            tokens in proptest::collection::vec(
+                proptest::collection::vec(prop_oneof![Just(0u8), Just(b'a'), any::<u8>()], 0..20),
+                0..40,
+            ),
+        ) {
+            let mut v = Vocabulary::default();
+            let ids: Vec<u32> = tokens.iter().map(|t| v.id(t)).collect();
+            for i in 0..tokens.len() {
+                for j in 0..tokens.len() {
+                    prop_assert_eq!(ids[i] == ids[j], tokens[i] == tokens[j]);
+                }
+            }
+            let distinct: BTreeSet<&Vec<u8>> = tokens.iter().collect();
+            prop_assert_eq!(v.len(), distinct.len());
+        }
+
         /// The bitset counts exactly what ordinary sets of the same ids count.
         #[test]
         fn set_measures_equal_those_of_ordinary_sets(
