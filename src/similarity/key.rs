@@ -35,16 +35,6 @@ impl Key {
         let text = text.trim();
         let mut set = TokenSet::default();
         let mut seq = String::new();
-        // Each token joins the set, and the sequence when the metric compares sequences.
-        let mut add = |token: &str| {
-            set.insert(vocabulary.id(token.as_bytes()));
-            if sequence {
-                if !seq.is_empty() {
-                    seq.push(' ');
-                }
-                seq.push_str(token);
-            }
-        };
         if text.is_ascii() && !sequence {
             // The common case, lowercased in one go (ASCII letters and digits stay letters
             // and digits, so the tokens are the same) and split byte by byte.
@@ -57,7 +47,13 @@ impl Key {
             for token in tokens(text) {
                 lowered.clear();
                 push_lower(&mut lowered, token);
-                add(&lowered);
+                set.insert(vocabulary.id(lowered.as_bytes()));
+                if sequence {
+                    if !seq.is_empty() {
+                        seq.push(' ');
+                    }
+                    seq.push_str(&lowered);
+                }
             }
         }
         let shared = whole.filter(|w| w.as_str() == text);
