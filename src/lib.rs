@@ -13,6 +13,8 @@
 //! - [`inspect`]: the `providers` command (the resolved panel, and a check call per seat);
 //! - [`replay`]: measuring strategies on recorded answers of real models.
 
+#![forbid(unsafe_code)]
+
 pub mod cli;
 pub mod config;
 pub mod consensus;

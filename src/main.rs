@@ -1,3 +1,5 @@
+#![forbid(unsafe_code)]
+
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 

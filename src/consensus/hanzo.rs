@@ -2,7 +2,7 @@
 //! defects included (docs/protocol.md §2). Its value is parity: the same scripted answers and
 //! seed give the same winner, confidences, luminances, synthesis and prompts, byte for byte.
 
-use crate::similarity::{TokenClass, TokenSet, Vocabulary, hash};
+use crate::similarity::{TokenSet, Vocabulary};
 
 use super::pyrandom::{PyRandom, REFERENCE_SUM, normalized_weights_with};
 use super::{
@@ -19,16 +19,21 @@ fn is_py_space(c: char) -> bool {
 /// `set(text.lower().split())`, its words interned in `vocabulary`.
 pub fn py_word_set(text: &str, vocabulary: &mut Vocabulary) -> TokenSet {
     if text.is_ascii() {
-        return vocabulary.set_of_ascii(text.as_bytes(), TokenClass::PyWord);
+        // The common case, split byte by byte: Python's ASCII whitespace is \t..\r, the
+        // space and \x1c..\x1f.
+        let lowered = text.to_ascii_lowercase();
+        return lowered
+            .as_bytes()
+            .split(|&b| is_py_space(char::from(b)))
+            .filter(|w| !w.is_empty())
+            .map(|w| vocabulary.id(w))
+            .collect();
     }
-    let mut set = TokenSet::with_capacity(vocabulary.len());
-    let mut lowered = String::new();
+    let mut set = TokenSet::default();
     for word in text.split(is_py_space).filter(|w| !w.is_empty()) {
         // Lowercasing word by word equals lowercasing the whole text first: the
         // final-sigma context never extends across whitespace.
-        lowered.clear();
-        lowered.push_str(&word.to_lowercase());
-        set.insert(vocabulary.id(hash(lowered.as_bytes())));
+        set.insert(vocabulary.id(word.to_lowercase().as_bytes()));
     }
     set
 }
@@ -378,7 +383,7 @@ mod tests {
         let lowered = text.to_lowercase();
         let mut set = TokenSet::default();
         for word in lowered.split(is_py_space).filter(|w| !w.is_empty()) {
-            set.insert(vocabulary.id(hash(word.as_bytes())));
+            set.insert(vocabulary.id(word.as_bytes()));
         }
         set
     }

@@ -28,7 +28,7 @@ use super::{
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use crate::similarity::{Comparator, Key, SetTable, TokenSet, table};
+use crate::similarity::{Comparator, Key, TokenSet};
 
 /// Supports equal within this margin are ties.
 const TIE: f64 = 1e-12;
@@ -56,13 +56,6 @@ pub struct Metastable {
     state: Vec<SeatState>,
     /// Each live seat's supporters (itself included) after the latest round.
     supporters: Vec<Vec<usize>>,
-    /// The tokens each pair of live keys shared in the latest support pass, pair by pair
-    /// (`a < b` in seat order), when `counted`: the pass counted every pair in full.
-    commons: Vec<u32>,
-    counted: bool,
-    /// Each keyed live seat's place among the keys of the latest support pass.
-    counted_at: Vec<Option<usize>>,
-    counted_keys: usize,
     pending: Option<Pending>,
     /// Rounds absorbed so far (round 0 included).
     absorbed: usize,
@@ -77,10 +70,6 @@ impl Metastable {
         Metastable {
             cmp: Comparator::new(params.similarity, params.tolerance),
             supporters: vec![Vec::new(); seats.len()],
-            commons: Vec::new(),
-            counted: false,
-            counted_at: Vec::new(),
-            counted_keys: 0,
             book: SeatBook::new(&params, seats),
             params,
             prompt: Text::from(prompt),
@@ -130,31 +119,10 @@ impl Metastable {
                 self.book[j]
                     .key
                     .as_ref()
-                    .map_or(0.0, |k| self.similarity(seat, j, own, k))
+                    .map_or(0.0, |k| self.cmp.sim(own, k))
             })
             .sum();
         Some(total / count as f64)
-    }
-
-    /// The similarity of two live seats' keys: read from the counts of the latest support
-    /// pass when it kept them (the same integers, so the same value), else compared.
-    fn similarity(&self, a: usize, b: usize, key_a: &Key, key_b: &Key) -> f64 {
-        let counted = (self.counted && (key_a.number().is_none() || key_b.number().is_none()))
-            .then(|| Some((self.counted_at[a]?, self.counted_at[b]?)))
-            .flatten();
-        match counted {
-            Some((x, y)) if x != y => {
-                let m = self.counted_keys;
-                let (x, y) = (x.min(y), x.max(y));
-                let common = self.commons[x * (2 * m - x - 1) / 2 + (y - x - 1)];
-                table::jaccard_of_counts(
-                    common,
-                    key_a.tokens().len() as u32,
-                    key_b.tokens().len() as u32,
-                )
-            }
-            _ => self.cmp.sim(key_a, key_b),
-        }
     }
 
     /// Weighted share of live seats supporting each live seat with a key; returns each
@@ -180,23 +148,10 @@ impl Metastable {
         for &i in &keyed {
             supporters[i].push(i);
         }
-        let mut commons = std::mem::take(&mut self.commons);
-        self.counted = self.cmp.pairs_at_least(
-            &keys,
-            self.params.alpha,
-            |a, b| {
-                supporters[keyed[a]].push(keyed[b]);
-                supporters[keyed[b]].push(keyed[a]);
-            },
-            Some(&mut commons),
-        );
-        self.commons = commons;
-        self.counted_at.clear();
-        self.counted_at.resize(self.book.len(), None);
-        for (at, &i) in keyed.iter().enumerate() {
-            self.counted_at[i] = Some(at);
-        }
-        self.counted_keys = keyed.len();
+        self.cmp.pairs_at_least(&keys, self.params.alpha, |a, b| {
+            supporters[keyed[a]].push(keyed[b]);
+            supporters[keyed[b]].push(keyed[a]);
+        });
         // In seat order, as the sums below need to be the same whatever found the pairs.
         let mut acc = vec![0.0; self.book.len()];
         for &i in &keyed {
@@ -264,51 +219,33 @@ impl Metastable {
             let s = &self.book[i];
             matches!((&s.key, s.text.as_deref()), (Some(key), Some(text)) if key.text() == text.trim())
         };
-        let with_text: Vec<usize>;
-        if self.counted && live.iter().all(|&i| whole(i)) {
-            // Every live key is its whole answer, so the last support pass compared these
-            // very sets (every live seat has a key) and counted what each pair shares.
-            with_text = (0..m).collect();
-            let lens: Vec<u32> = live
-                .iter()
-                .filter_map(|&i| self.book[i].key.as_ref())
-                .map(|key| key.tokens().len() as u32)
-                .collect();
-            let mut commons = self.commons.iter();
-            for a in 0..m {
-                for b in a + 1..m {
-                    let common = *commons.next().expect("a count per pair of live keys");
-                    let value = table::jaccard_of_counts(common, lens[a], lens[b]);
-                    total[a] += value;
-                    total[b] += value;
-                }
+        // Whole answers as token sets of the run's vocabulary; the key's own set when
+        // the key already is the whole answer.
+        let full: Vec<(usize, Cow<'_, TokenSet>)> = live
+            .iter()
+            .enumerate()
+            .filter_map(|(a, &i)| {
+                let s = &self.book[i];
+                let text = s.text.as_deref()?;
+                let set = match &s.key {
+                    Some(key) if whole(i) => Cow::Borrowed(key.tokens()),
+                    _ => Cow::Owned(self.cmp.key_of(text).into_tokens()),
+                };
+                Some((a, set))
+            })
+            .collect();
+        // Jaccard is symmetric to the bit (the same integer counts on either side):
+        // each pair of live seats is compared once.
+        for (x, (a, set_a)) in full.iter().enumerate() {
+            for (b, set_b) in &full[x + 1..] {
+                let value = set_a.jaccard(set_b);
+                total[*a] += value;
+                total[*b] += value;
             }
-        } else {
-            // Whole answers as token sets of the run's vocabulary; the key's own set when
-            // the key already is the whole answer.
-            let full: Vec<Option<Cow<'_, TokenSet>>> = live
-                .iter()
-                .map(|&i| {
-                    let s = &self.book[i];
-                    let text = s.text.as_deref()?;
-                    Some(match &s.key {
-                        Some(key) if whole(i) => Cow::Borrowed(key.tokens()),
-                        _ => Cow::Owned(self.cmp.key_of(text).into_tokens()),
-                    })
-                })
-                .collect();
-            with_text = (0..m).filter(|&a| full[a].is_some()).collect();
-            let sets: Vec<&TokenSet> = full.iter().filter_map(|s| s.as_deref()).collect();
-            // Jaccard is symmetric to the bit (the same integer counts on either side):
-            // each pair of live seats is compared once.
-            SetTable::new(&sets).all_pairs(|x, y, value| {
-                total[with_text[x]] += value;
-                total[with_text[y]] += value;
-            });
         }
         let mut own = vec![0.0; n];
-        for &a in &with_text {
-            own[live[a]] = total[a] / (m - 1) as f64;
+        for (a, _) in &full {
+            own[live[*a]] = total[*a] / (m - 1) as f64;
         }
         for &i in &leaders {
             let group = &supporters[i];
@@ -488,8 +425,7 @@ impl Strategy for Metastable {
                 .map(|&seat| self.draw(&sampler, seat, 0))
                 .collect();
         }
-        // Support first: its pass counts what every pair of keys shares, which the
-        // agreements below read.
+        // Support first, on the round's snapshot; then each called seat's agreement.
         let last = std::mem::take(&mut self.supporters);
         self.supporters = self.compute_support(last);
         // Only a seat that answered this round is scored: a stale one's confidence stands.

@@ -16,9 +16,8 @@ pub fn visible(text: &str) -> Cow<'_, str> {
     let mut chars = text.char_indices().peekable();
     let mut out: Option<String> = None;
     while let Some((i, c)) = chars.next() {
-        let unsafe_char =
-            steers(c) && !(c == '\r' && chars.peek().is_some_and(|&(_, n)| n == '\n'));
-        match (&mut out, unsafe_char) {
+        let risky = steers(c) && !(c == '\r' && chars.peek().is_some_and(|&(_, n)| n == '\n'));
+        match (&mut out, risky) {
             (None, false) => {}
             (None, true) => {
                 let mut s = String::with_capacity(text.len() + 8);
