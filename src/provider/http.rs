@@ -153,6 +153,9 @@ impl Transport {
             .body(call.body.to_string());
         if let Some(key) = call.key {
             builder = match call.key_header {
+                // One Authorization header: the `user:password` of the URL (sent as Basic)
+                // was written for this endpoint, and a second header would be ignored.
+                KeyHeader::Bearer if has_userinfo(&call.url) => builder,
                 KeyHeader::Bearer => builder.bearer_auth(key.expose()),
                 KeyHeader::Named(name) => builder.header(name, key.expose()),
             };
@@ -193,6 +196,11 @@ impl Transport {
         }
         Err(err)
     }
+}
+
+/// Whether the URL carries a `user:password` that the client sends as Basic authorization.
+fn has_userinfo(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|u| !u.username().is_empty() || u.password().is_some())
 }
 
 /// A 3xx: not followed, not retried; the message names the `Location` so that the user
