@@ -7,8 +7,8 @@ use serde_json::{Map, Value, json};
 
 use super::body;
 use super::framing::Framing;
-use super::http::{self, Answer, Call, Transport};
-use super::{ChatRequest, Completion, Finish, Secret, Usage, answer};
+use super::http::{self, Answer, KeyHeader};
+use super::{ChatRequest, Completion, Finish, Usage, answer};
 use crate::error::{ErrorKind, ProviderError};
 
 /// The API version every request names (the SDKs still send this one).
@@ -16,70 +16,43 @@ pub const API_VERSION: &str = "2023-06-01";
 /// `max_tokens` is required by the API; this is sent when the seat sets none.
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 
-/// An Anthropic Messages endpoint.
-#[derive(Clone, Debug)]
-pub struct Endpoint {
-    pub name: String,
-    /// `https://api.anthropic.com` (a trailing `/v1` is accepted too).
-    pub base_url: String,
-    pub key: Option<Secret>,
-    pub stream: bool,
-    /// Extra, non-secret headers (`anthropic-beta`...).
-    pub headers: Vec<(String, String)>,
+/// How the key travels.
+pub const KEY_HEADER: KeyHeader = KeyHeader::Named("x-api-key");
+/// Sent with every request.
+pub const HEADERS: &[(&str, &str)] = &[("anthropic-version", API_VERSION)];
+
+/// The messages URL of `base` (`https://api.anthropic.com`; a trailing `/v1` is accepted
+/// too), given without a trailing slash.
+pub fn url(base: &str) -> String {
+    if base.ends_with("/v1") {
+        format!("{base}/messages")
+    } else {
+        format!("{base}/v1/messages")
+    }
 }
 
-impl Endpoint {
-    pub fn url(&self) -> String {
-        let base = self.base_url.trim_end_matches('/');
-        if base.ends_with("/v1") {
-            format!("{base}/messages")
-        } else {
-            format!("{base}/v1/messages")
-        }
+/// The JSON body. The API takes temperatures in 0..=1, so higher ones are clamped.
+pub fn body(request: &ChatRequest, stream: bool) -> Value {
+    let mut body = Map::new();
+    body.insert("model".into(), json!(request.model));
+    body.insert(
+        "max_tokens".into(),
+        json!(request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)),
+    );
+    if let Some(system) = &request.system {
+        body.insert("system".into(), json!(system));
     }
-
-    /// The JSON body. The API takes temperatures in 0..=1, so higher ones are clamped.
-    pub fn body(&self, request: &ChatRequest) -> Value {
-        let mut body = Map::new();
-        body.insert("model".into(), json!(request.model));
-        body.insert(
-            "max_tokens".into(),
-            json!(request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)),
-        );
-        if let Some(system) = &request.system {
-            body.insert("system".into(), json!(system));
-        }
-        body.insert(
-            "messages".into(),
-            json!([{"role": "user", "content": request.user}]),
-        );
-        if let Some(t) = request.temperature {
-            body.insert("temperature".into(), json!(t.clamp(0.0, 1.0)));
-        }
-        if self.stream {
-            body.insert("stream".into(), json!(true));
-        }
-        Value::Object(body)
+    body.insert(
+        "messages".into(),
+        json!([{"role": "user", "content": request.user}]),
+    );
+    if let Some(t) = request.temperature {
+        body.insert("temperature".into(), json!(t.clamp(0.0, 1.0)));
     }
-
-    /// One attempt.
-    pub async fn complete(
-        &self,
-        transport: &Transport,
-        request: &ChatRequest,
-    ) -> Result<Completion, ProviderError> {
-        let call = Call {
-            url: self.url(),
-            body: self.body(request),
-            key: self.key.as_ref(),
-            key_header: http::KeyHeader::Named("x-api-key"),
-            protocol_headers: &[("anthropic-version", API_VERSION)],
-            headers: &self.headers,
-        };
-        transport
-            .exchange(call, classify, StreamState::default())
-            .await
+    if stream {
+        body.insert("stream".into(), json!(true));
     }
+    Value::Object(body)
 }
 
 #[derive(Deserialize, Default)]
@@ -357,6 +330,10 @@ impl StreamState {
 }
 
 impl Answer for StreamState {
+    fn classify(&self, status: u16, body: &[u8]) -> ProviderError {
+        classify(status, body)
+    }
+
     fn framing(&self, content_type: &str) -> Option<Framing> {
         (content_type == "text/event-stream").then_some(Framing::Sse)
     }
@@ -381,15 +358,10 @@ impl Answer for StreamState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::endpoint::{Endpoint, Protocol};
 
-    fn endpoint() -> Endpoint {
-        Endpoint {
-            name: "anthropic".into(),
-            base_url: "https://api.anthropic.com".into(),
-            key: None,
-            stream: false,
-            headers: vec![],
-        }
+    fn endpoint(base_url: &str) -> Endpoint {
+        Endpoint::new("anthropic", base_url, Protocol::Anthropic)
     }
 
     #[test]
@@ -401,17 +373,14 @@ mod tests {
             temperature: Some(1.5),
             max_tokens: None,
         };
+        let official = endpoint("https://api.anthropic.com");
         assert_eq!(
-            endpoint().body(&req),
+            official.body(&req),
             json!({"model": "claude-x", "max_tokens": 4096, "system": "Be terse.",
                    "messages": [{"role": "user", "content": "2+2?"}], "temperature": 1.0})
         );
-        assert_eq!(endpoint().url(), "https://api.anthropic.com/v1/messages");
-        let v1 = Endpoint {
-            base_url: "http://h/v1/".into(),
-            ..endpoint()
-        };
-        assert_eq!(v1.url(), "http://h/v1/messages");
+        assert_eq!(official.url("m"), "https://api.anthropic.com/v1/messages");
+        assert_eq!(endpoint("http://h/v1/").url("m"), "http://h/v1/messages");
     }
 
     #[test]

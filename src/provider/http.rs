@@ -91,9 +91,11 @@ pub struct Call<'a> {
     pub headers: &'a [(String, String)],
 }
 
-/// How a protocol reads its answer. The transport sends, checks the status and picks
+/// How a protocol reads its reply. The transport sends, checks the status and picks
 /// stream or body by content type; the protocol only parses.
 pub trait Answer {
+    /// The error of a response with a failure status, from its (scrubbed) body.
+    fn classify(&self, status: u16, body: &[u8]) -> ProviderError;
     /// The framing of a reply with this content type when it is a stream; None when it
     /// is one body.
     fn framing(&self, content_type: &str) -> Option<Framing>;
@@ -109,16 +111,16 @@ pub trait Answer {
 }
 
 impl Transport {
-    /// One attempt of a call: the request, the status check, then the answer read by
+    /// One attempt of a call: the request, the status check, then the reply read by
     /// `answer`. Every byte from the provider is scrubbed of the key before anything
     /// parses, quotes or cuts it. A failure carries the tokens reported before it.
     pub async fn exchange<A: Answer>(
         &self,
         call: Call<'_>,
-        classify: impl FnOnce(u16, &[u8]) -> ProviderError,
         mut answer: A,
     ) -> Result<Completion, ProviderError> {
         let scrubber = Scrubber::new(call.key.map(Secret::expose));
+        let classify = |status, body: &[u8]| answer.classify(status, body);
         let mut response = self.send(call, classify, &scrubber).await?;
         let content_type = content_type(&response);
         let result = match answer.framing(&content_type) {
@@ -310,7 +312,7 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
-    use crate::provider::{ChatRequest, Provider, anthropic};
+    use crate::provider::{ChatRequest, Endpoint, Protocol, Provider};
 
     /// Serves every connection `reply`, after reading the request, then closes it.
     async fn serve(reply: &'static str) -> String {
@@ -368,12 +370,9 @@ mod tests {
             ..Policy::default()
         })
         .unwrap();
-        let provider = Provider::Anthropic(anthropic::Endpoint {
-            name: "a".into(),
-            base_url: url,
-            key: None,
+        let provider = Provider::Http(Endpoint {
             stream: true,
-            headers: vec![],
+            ..Endpoint::new("a", url, Protocol::Anthropic)
         });
         let request = ChatRequest {
             model: "m".into(),

@@ -6,6 +6,7 @@
 pub mod anthropic;
 pub mod body;
 pub mod command;
+pub mod endpoint;
 pub mod framing;
 pub mod gemini;
 pub mod http;
@@ -26,6 +27,7 @@ use serde::Serialize;
 
 use crate::error::{ErrorKind, ProviderError};
 pub use crate::usage::Usage;
+pub use endpoint::{Endpoint, Protocol};
 pub use http::Transport;
 pub use scrub::Scrubber;
 
@@ -142,11 +144,8 @@ impl fmt::Display for Secret {
 /// A wire protocol with everything needed to reach it.
 #[derive(Clone, Debug)]
 pub enum Provider {
-    /// OpenAI chat completions: OpenAI, every compatible server, and Azure OpenAI.
-    OpenAi(openai::Endpoint),
-    Anthropic(anthropic::Endpoint),
-    Gemini(gemini::Endpoint),
-    Ollama(ollama::Endpoint),
+    /// OpenAI (and compatibles, and Azure), Anthropic, Gemini or Ollama.
+    Http(Endpoint),
     Command(command::Program),
     Mock(mock::Script),
 }
@@ -154,11 +153,7 @@ pub enum Provider {
 impl Provider {
     pub fn kind(&self) -> &'static str {
         match self {
-            Provider::OpenAi(e) if e.auth == openai::Auth::ApiKey => "azure",
-            Provider::OpenAi(_) => "openai",
-            Provider::Anthropic(_) => "anthropic",
-            Provider::Gemini(_) => "gemini",
-            Provider::Ollama(_) => "ollama",
+            Provider::Http(e) => e.kind(),
             Provider::Command(_) => "command",
             Provider::Mock(_) => "mock",
         }
@@ -167,10 +162,7 @@ impl Provider {
     /// The base URL called, when there is one.
     pub fn base_url(&self) -> Option<&str> {
         match self {
-            Provider::OpenAi(e) => Some(&e.base_url),
-            Provider::Anthropic(e) => Some(&e.base_url),
-            Provider::Gemini(e) => Some(&e.base_url),
-            Provider::Ollama(e) => Some(&e.base_url),
+            Provider::Http(e) => Some(&e.base_url),
             Provider::Command(_) | Provider::Mock(_) => None,
         }
     }
@@ -185,20 +177,8 @@ impl Provider {
         on_retry: impl FnMut(&http::Retry<'_>),
     ) -> Outcome {
         match self {
-            Provider::OpenAi(e) => {
-                let attempt = || e.complete(transport, request);
-                self.retried(&e.name, transport, attempt, on_retry).await
-            }
-            Provider::Anthropic(e) => {
-                let attempt = || e.complete(transport, request);
-                self.retried(&e.name, transport, attempt, on_retry).await
-            }
-            Provider::Gemini(e) => {
-                let attempt = || e.complete(transport, request);
-                self.retried(&e.name, transport, attempt, on_retry).await
-            }
-            Provider::Ollama(e) => {
-                let attempt = || e.complete(transport, request);
+            Provider::Http(e) => {
+                let attempt = || e.attempt(transport, request);
                 self.retried(&e.name, transport, attempt, on_retry).await
             }
             Provider::Command(program) => program.complete(transport, request).await,
@@ -247,10 +227,7 @@ impl Provider {
     /// The key sent with every call, when there is one.
     pub fn key(&self) -> Option<&Secret> {
         match self {
-            Provider::OpenAi(e) => e.key.as_ref(),
-            Provider::Anthropic(e) => e.key.as_ref(),
-            Provider::Gemini(e) => e.key.as_ref(),
-            Provider::Ollama(e) => e.key.as_ref(),
+            Provider::Http(e) => e.key.as_ref(),
             Provider::Command(_) | Provider::Mock(_) => None,
         }
     }
