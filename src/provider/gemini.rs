@@ -41,13 +41,7 @@ pub fn body(request: &ChatRequest) -> Value {
         "contents".into(),
         json!([{"role": "user", "parts": [{"text": request.user}]}]),
     );
-    let mut config = Map::new();
-    if let Some(t) = request.temperature {
-        config.insert("temperature".into(), json!(t));
-    }
-    if let Some(max) = request.max_tokens {
-        config.insert("maxOutputTokens".into(), json!(max));
-    }
+    let config = request.sampling("maxOutputTokens");
     if !config.is_empty() {
         body.insert("generationConfig".into(), Value::Object(config));
     }

@@ -24,6 +24,7 @@ mod no_panic;
 use std::fmt;
 
 use serde::Serialize;
+use serde_json::{Value, json};
 
 use crate::error::{ErrorKind, ProviderError};
 pub use crate::usage::Usage;
@@ -106,6 +107,31 @@ pub struct ChatRequest {
     pub user: crate::text::Prompt,
     pub temperature: Option<f64>,
     pub max_tokens: Option<u32>,
+}
+
+impl ChatRequest {
+    /// The messages in the chat format OpenAI and Ollama share, the system prompt first.
+    pub(crate) fn chat_messages(&self) -> Value {
+        let mut messages = Vec::new();
+        if let Some(system) = &self.system {
+            messages.push(json!({"role": "system", "content": system}));
+        }
+        messages.push(json!({"role": "user", "content": self.user}));
+        Value::Array(messages)
+    }
+
+    /// The sampling parameters the seat sets, under the protocol's name for the output
+    /// limit. Unset ones are left out, so that the provider's own defaults apply.
+    pub(crate) fn sampling(&self, max_tokens_field: &str) -> serde_json::Map<String, Value> {
+        let mut params = serde_json::Map::new();
+        if let Some(t) = self.temperature {
+            params.insert("temperature".into(), json!(t));
+        }
+        if let Some(max) = self.max_tokens {
+            params.insert(max_tokens_field.into(), json!(max));
+        }
+        params
+    }
 }
 
 /// An API key. Its value is never formatted: Debug and Display print a placeholder.

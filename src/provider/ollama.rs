@@ -40,22 +40,11 @@ pub fn url(base: &str) -> String {
 
 /// The JSON body: `stream` always, `options` only with what the seat sets.
 pub fn body(request: &ChatRequest, stream: bool) -> Value {
-    let mut messages = Vec::new();
-    if let Some(system) = &request.system {
-        messages.push(json!({"role": "system", "content": system}));
-    }
-    messages.push(json!({"role": "user", "content": request.user}));
     let mut body = Map::new();
     body.insert("model".into(), json!(request.model));
-    body.insert("messages".into(), Value::Array(messages));
+    body.insert("messages".into(), request.chat_messages());
     body.insert("stream".into(), json!(stream));
-    let mut options = Map::new();
-    if let Some(t) = request.temperature {
-        options.insert("temperature".into(), json!(t));
-    }
-    if let Some(max) = request.max_tokens {
-        options.insert("num_predict".into(), json!(max));
-    }
+    let options = request.sampling("num_predict");
     if !options.is_empty() {
         body.insert("options".into(), Value::Object(options));
     }

@@ -106,24 +106,14 @@ impl Dialect {
 
     /// The JSON body: unset sampling parameters are omitted, not sent as defaults.
     pub fn body(&self, request: &ChatRequest, stream: bool) -> Value {
-        let mut messages = Vec::new();
-        if let Some(system) = &request.system {
-            messages.push(json!({"role": "system", "content": system}));
-        }
-        messages.push(json!({"role": "user", "content": request.user}));
+        let max_tokens_field = match self.max_tokens_field {
+            MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
+            MaxTokensField::MaxTokens => "max_tokens",
+        };
         let mut body = Map::new();
         body.insert("model".into(), json!(request.model));
-        body.insert("messages".into(), Value::Array(messages));
-        if let Some(t) = request.temperature {
-            body.insert("temperature".into(), json!(t));
-        }
-        if let Some(max) = request.max_tokens {
-            let field = match self.max_tokens_field {
-                MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
-                MaxTokensField::MaxTokens => "max_tokens",
-            };
-            body.insert(field.into(), json!(max));
-        }
+        body.insert("messages".into(), request.chat_messages());
+        body.extend(request.sampling(max_tokens_field));
         if stream {
             body.insert("stream".into(), json!(true));
             body.insert("stream_options".into(), json!({"include_usage": true}));
