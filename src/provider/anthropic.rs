@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use super::body;
 use super::framing::Framing;
 use super::http::{self, Answer, KeyHeader};
-use super::{ChatRequest, Completion, Finish, Usage, answer};
+use super::{ChatRequest, Completion, Finish, Usage, answer, cut_off};
 use crate::error::{ErrorKind, ProviderError};
 
 /// The API version every request names (the SDKs still send this one).
@@ -99,13 +99,7 @@ struct WireBlock {
     text: Option<String>,
 }
 
-/// `{"type":"error","error":{"type","message","details"?}}`.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct WireErrorBody {
-    error: Option<WireError>,
-}
-
+/// The error object of `{"type":"error","error":{"type","message","details"?}}`.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct WireError {
@@ -146,10 +140,7 @@ fn kind_for_type(kind: &str) -> Option<ErrorKind> {
 /// Classifies an error response; `status` 0 means an error inside a 200 response (an
 /// `error` event of a stream, or an error object as the body).
 pub fn classify(status: u16, body: &[u8]) -> ProviderError {
-    let error = serde_json::from_slice::<WireErrorBody>(body)
-        .ok()
-        .and_then(|b| b.error)
-        .unwrap_or_default();
+    let error: WireError = body::error_object(body);
     let mut kind = if status == 0 {
         kind_for_type(&error.kind).unwrap_or(ErrorKind::Unavailable)
     } else {
@@ -303,6 +294,18 @@ impl StreamState {
         }
         Ok(self.stopped)
     }
+}
+
+impl Answer for StreamState {
+    const FRAMING: Framing = Framing::Sse;
+
+    fn frame(&mut self, event: Option<&str>, data: &str) -> Result<bool, ProviderError> {
+        self.event(event, data)
+    }
+
+    fn body(&mut self, body: &[u8], content_type: &str) -> Result<Completion, ProviderError> {
+        parse_message(body, content_type)
+    }
 
     fn usage(&self) -> Usage {
         Usage {
@@ -315,43 +318,17 @@ impl StreamState {
 
     /// The answer once the stream has ended: only a stream whose `message_delta` said why
     /// the model stopped (`stop_reason`) is an answer, even if `message_stop` came.
-    pub fn finish(self) -> Result<Completion, ProviderError> {
+    fn finish(self) -> Result<Completion, ProviderError> {
         if self.finish.is_none() {
-            let why = if self.stopped {
-                "the stream ended with message_stop but no stop_reason: the answer may be cut off"
-            } else {
-                "the stream ended before the answer was complete"
-            };
-            return Err(ProviderError::new(ErrorKind::Malformed, why));
+            let end = "message_stop but no stop_reason";
+            return Err(cut_off(self.stopped.then_some(end)));
         }
         let usage = self.usage();
         answer(self.text, None, self.finish, usage)
     }
-}
 
-impl Answer for StreamState {
     fn classify(&self, status: u16, body: &[u8]) -> ProviderError {
         classify(status, body)
-    }
-
-    fn framing(&self, content_type: &str) -> Option<Framing> {
-        (content_type == "text/event-stream").then_some(Framing::Sse)
-    }
-
-    fn frame(&mut self, event: Option<&str>, data: &str) -> Result<bool, ProviderError> {
-        self.event(event, data)
-    }
-
-    fn body(&mut self, body: &[u8], content_type: &str) -> Result<Completion, ProviderError> {
-        parse_message(body, content_type)
-    }
-
-    fn finish(&mut self) -> Result<Completion, ProviderError> {
-        std::mem::take(self).finish()
-    }
-
-    fn usage(&self) -> Usage {
-        StreamState::usage(self)
     }
 }
 

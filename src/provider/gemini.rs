@@ -170,6 +170,23 @@ impl State {
         }
         Ok(())
     }
+}
+
+impl Answer for State {
+    const FRAMING: Framing = Framing::SseWithBareJson;
+
+    fn frame(&mut self, _event: Option<&str>, data: &str) -> Result<bool, ProviderError> {
+        let data = data.trim();
+        if !data.is_empty() {
+            self.apply(body::json_object(data.as_bytes(), "an event")?)?;
+        }
+        Ok(false)
+    }
+
+    fn body(&mut self, body: &[u8], content_type: &str) -> Result<Completion, ProviderError> {
+        self.apply(body::json_object(body, content_type)?)?;
+        std::mem::take(self).finish()
+    }
 
     /// The answer: only a response with a `finishReason` is one (a stream that ends
     /// without it was cut off).
@@ -192,43 +209,14 @@ impl State {
         }
         answer(self.text, None, self.finish, self.usage)
     }
-}
-
-impl Answer for State {
-    fn classify(&self, status: u16, body: &[u8]) -> ProviderError {
-        classify(status, body)
-    }
-
-    fn framing(&self, content_type: &str) -> Option<Framing> {
-        (content_type == "text/event-stream").then_some(Framing::SseWithBareJson)
-    }
-
-    fn frame(&mut self, _event: Option<&str>, data: &str) -> Result<bool, ProviderError> {
-        let data = data.trim();
-        if !data.is_empty() {
-            self.apply(body::json_object(data.as_bytes(), "an event")?)?;
-        }
-        Ok(false)
-    }
-
-    fn body(&mut self, body: &[u8], content_type: &str) -> Result<Completion, ProviderError> {
-        self.apply(body::json_object(body, content_type)?)?;
-        Answer::finish(self)
-    }
-
-    fn finish(&mut self) -> Result<Completion, ProviderError> {
-        std::mem::take(self).finish()
-    }
 
     fn usage(&self) -> Usage {
         self.usage.clone()
     }
-}
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct WireErrorBody {
-    error: Option<WireError>,
+    fn classify(&self, status: u16, body: &[u8]) -> ProviderError {
+        classify(status, body)
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -263,10 +251,7 @@ pub fn parse_delay(text: &str) -> Option<Duration> {
 
 /// Classifies an error response: RetryInfo gives the delay, a per-day quota is final.
 pub fn classify(status: u16, body: &[u8]) -> ProviderError {
-    let error = serde_json::from_slice::<WireErrorBody>(body)
-        .ok()
-        .and_then(|b| b.error)
-        .unwrap_or_default();
+    let error: WireError = body::error_object(body);
     let mut kind = http::kind_for_status(status);
     let mut delay = None;
     let mut per_day = None;

@@ -93,19 +93,18 @@ pub struct Call<'a> {
 
 /// How a protocol reads its reply. The transport sends, checks the status and picks
 /// stream or body by content type; the protocol only parses.
-pub trait Answer {
+pub trait Answer: Default {
+    /// How the protocol's streams are framed; a reply of another content type is one body.
+    const FRAMING: Framing;
     /// The error of a response with a failure status, from its (scrubbed) body.
     fn classify(&self, status: u16, body: &[u8]) -> ProviderError;
-    /// The framing of a reply with this content type when it is a stream; None when it
-    /// is one body.
-    fn framing(&self, content_type: &str) -> Option<Framing>;
     /// Applies one frame of a stream; true when it was the protocol's end marker.
     fn frame(&mut self, event: Option<&str>, data: &str) -> Result<bool, ProviderError>;
     /// The answer in a whole body.
     fn body(&mut self, body: &[u8], content_type: &str) -> Result<Completion, ProviderError>;
     /// The answer once the stream has ended. A stream that never said why the model
     /// stopped was cut off: that is a failed (retryable) call, never an answer.
-    fn finish(&mut self) -> Result<Completion, ProviderError>;
+    fn finish(self) -> Result<Completion, ProviderError>;
     /// Tokens reported so far, kept when the attempt fails.
     fn usage(&self) -> Usage;
 }
@@ -123,12 +122,13 @@ impl Transport {
         let classify = |status, body: &[u8]| answer.classify(status, body);
         let mut response = self.send(call, classify, &scrubber).await?;
         let content_type = content_type(&response);
-        let result = match answer.framing(&content_type) {
-            Some(framing) => read_stream(&mut response, framing, &scrubber, &mut answer).await,
-            None => match read_body(&mut response).await {
+        let result = if content_type == A::FRAMING.content_type() {
+            read_stream(&mut response, &scrubber, &mut answer).await
+        } else {
+            match read_body(&mut response).await {
                 Ok(body) => answer.body(&scrubber.scrub_bytes(&body), &content_type),
                 Err(e) => Err(e),
-            },
+            }
         };
         result.map_err(|mut e| {
             let usage = answer.usage();
@@ -232,11 +232,10 @@ fn redirect_error(
 /// protocol's end marker or the body ends; then the answer.
 async fn read_stream<A: Answer>(
     response: &mut reqwest::Response,
-    framing: Framing,
     scrubber: &Scrubber,
     answer: &mut A,
 ) -> Result<Completion, ProviderError> {
-    let mut decoder = Decoder::new(framing);
+    let mut decoder = Decoder::new(A::FRAMING);
     'body: {
         while let Some(chunk) = super::body::next_chunk(response).await? {
             for frame in decoder.feed(&chunk)? {
@@ -251,7 +250,7 @@ async fn read_stream<A: Answer>(
             }
         }
     }
-    answer.finish()
+    std::mem::take(answer).finish()
 }
 
 /// The response's content type, lowercased, without parameters ("" when absent).

@@ -90,6 +90,17 @@ pub(crate) fn answer(
     })
 }
 
+/// The error of a stream that ended without saying why the model stopped: a failed
+/// (retryable) call, never an answer. `end` is the end marker it did send, and what was
+/// missing before it.
+pub(crate) fn cut_off(end: Option<&str>) -> ProviderError {
+    let why = match end {
+        Some(end) => format!("the stream ended with {end}: the answer may be cut off"),
+        None => "the stream ended before the answer was complete".to_string(),
+    };
+    ProviderError::new(ErrorKind::Malformed, why)
+}
+
 /// One answer.
 #[derive(Clone, Debug)]
 pub struct Completion {

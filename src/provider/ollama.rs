@@ -117,6 +117,19 @@ impl State {
         }
         Ok(self.done)
     }
+}
+
+impl Answer for State {
+    const FRAMING: Framing = Framing::Ndjson;
+
+    fn frame(&mut self, _event: Option<&str>, line: &str) -> Result<bool, ProviderError> {
+        self.apply(body::json_object(line.as_bytes(), "a line")?)
+    }
+
+    fn body(&mut self, body: &[u8], content_type: &str) -> Result<Completion, ProviderError> {
+        self.apply(body::json_object(body, content_type)?)?;
+        std::mem::take(self).finish()
+    }
 
     fn finish(self) -> Result<Completion, ProviderError> {
         if !self.done {
@@ -127,32 +140,13 @@ impl State {
         }
         answer(self.text, None, self.finish, self.usage)
     }
-}
-
-impl Answer for State {
-    fn classify(&self, status: u16, body: &[u8]) -> ProviderError {
-        classify(status, body, &self.model)
-    }
-
-    fn framing(&self, content_type: &str) -> Option<Framing> {
-        (content_type == "application/x-ndjson").then_some(Framing::Ndjson)
-    }
-
-    fn frame(&mut self, _event: Option<&str>, line: &str) -> Result<bool, ProviderError> {
-        self.apply(body::json_object(line.as_bytes(), "a line")?)
-    }
-
-    fn body(&mut self, body: &[u8], content_type: &str) -> Result<Completion, ProviderError> {
-        self.apply(body::json_object(body, content_type)?)?;
-        Answer::finish(self)
-    }
-
-    fn finish(&mut self) -> Result<Completion, ProviderError> {
-        std::mem::take(self).finish()
-    }
 
     fn usage(&self) -> Usage {
         self.usage.clone()
+    }
+
+    fn classify(&self, status: u16, body: &[u8]) -> ProviderError {
+        classify(status, body, &self.model)
     }
 }
 

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use super::body;
 use super::framing::Framing;
 use super::http::{self, Answer, KeyHeader};
-use super::{ChatRequest, Completion, Finish, Usage, answer};
+use super::{ChatRequest, Completion, Finish, Usage, answer, cut_off};
 use crate::error::{ErrorKind, ProviderError};
 
 /// Which field carries the output-token limit.
@@ -362,31 +362,10 @@ impl StreamState {
         }
         Ok(())
     }
-
-    /// The answer once the stream has ended: only a stream in which some chunk said why
-    /// the model stopped is an answer. `[DONE]` alone proves nothing (a llama.cpp-based
-    /// server ends an interrupted answer with it).
-    pub fn finish(self) -> Result<Completion, ProviderError> {
-        if self.finish.is_none() {
-            let why = if self.done {
-                "the stream ended with [DONE] but no chunk said why the model stopped (no finish_reason): the answer may be cut off"
-            } else {
-                "the stream ended before the answer was complete"
-            };
-            return Err(ProviderError::new(ErrorKind::Malformed, why));
-        }
-        answer(self.text, self.refusal, self.finish, self.usage)
-    }
 }
 
 impl Answer for StreamState {
-    fn classify(&self, status: u16, body: &[u8]) -> ProviderError {
-        classify(status, body)
-    }
-
-    fn framing(&self, content_type: &str) -> Option<Framing> {
-        (content_type == "text/event-stream").then_some(Framing::Sse)
-    }
+    const FRAMING: Framing = Framing::Sse;
 
     fn frame(&mut self, event: Option<&str>, data: &str) -> Result<bool, ProviderError> {
         self.event(event, data)?;
@@ -397,12 +376,23 @@ impl Answer for StreamState {
         parse_completion(body, content_type)
     }
 
-    fn finish(&mut self) -> Result<Completion, ProviderError> {
-        std::mem::take(self).finish()
+    /// The answer once the stream has ended: only a stream in which some chunk said why
+    /// the model stopped is an answer. `[DONE]` alone proves nothing (a llama.cpp-based
+    /// server ends an interrupted answer with it).
+    fn finish(self) -> Result<Completion, ProviderError> {
+        if self.finish.is_none() {
+            let end = "[DONE] but no chunk said why the model stopped (no finish_reason)";
+            return Err(cut_off(self.done.then_some(end)));
+        }
+        answer(self.text, self.refusal, self.finish, self.usage)
     }
 
     fn usage(&self) -> Usage {
         self.usage.clone()
+    }
+
+    fn classify(&self, status: u16, body: &[u8]) -> ProviderError {
+        classify(status, body)
     }
 }
 
