@@ -24,7 +24,7 @@ mod no_panic;
 use std::fmt;
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::error::{ErrorKind, ProviderError};
 pub use crate::usage::Usage;
@@ -133,8 +133,8 @@ impl ChatRequest {
 
     /// The sampling parameters the seat sets, under the protocol's name for the output
     /// limit. Unset ones are left out, so that the provider's own defaults apply.
-    pub(crate) fn sampling(&self, max_tokens_field: &str) -> serde_json::Map<String, Value> {
-        let mut params = serde_json::Map::new();
+    pub(crate) fn sampling(&self, max_tokens_field: &str) -> Map<String, Value> {
+        let mut params = Map::new();
         if let Some(t) = self.temperature {
             params.insert("temperature".into(), json!(t));
         }
