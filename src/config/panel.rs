@@ -10,11 +10,11 @@ use crate::cli::AskArgs;
 use crate::error::ConfigError;
 use crate::provider::command::Program;
 use crate::provider::mock::{Script, Step};
-use crate::provider::openai::{Endpoint, MaxTokensField};
+use crate::provider::ollama;
+use crate::provider::openai::{Dialect, MaxTokensField};
 use crate::provider::pricing::{self, Price};
 use crate::provider::vendors::{self, Vendor};
-use crate::provider::{Provider, Secret};
-use crate::provider::{anthropic, gemini, ollama};
+use crate::provider::{Endpoint, Protocol, Provider, Secret};
 
 /// One seat request before its provider is resolved.
 struct SeatRequest {
@@ -521,52 +521,39 @@ fn resolve_http(
             }
         }
     }
-    let provider = match kind {
-        "anthropic" => Provider::Anthropic(anthropic::Endpoint {
-            name: name.clone(),
-            base_url,
-            key,
-            stream,
-            headers,
-        }),
-        "gemini" => Provider::Gemini(gemini::Endpoint {
-            name: name.clone(),
-            base_url,
-            key,
-            stream,
-            headers,
-        }),
-        "ollama" => Provider::Ollama(ollama::Endpoint {
-            name: name.clone(),
-            base_url,
-            key,
-            stream,
-            headers,
-        }),
+    let (base_url, protocol) = match kind {
+        "anthropic" => (base_url, Protocol::Anthropic),
+        "gemini" => (base_url, Protocol::Gemini),
+        "ollama" => (base_url, Protocol::Ollama),
         _ => {
-            let mut endpoint = if kind == "azure" {
+            let (base_url, mut dialect) = if kind == "azure" {
                 let api_version = section
                     .and_then(|s| s.api_version.clone())
                     .or_else(|| env.get("OPENAI_API_VERSION").map(str::to_string));
-                Endpoint::azure(name.clone(), &base_url, api_version)
+                Dialect::azure(&base_url, api_version)
             } else {
-                Endpoint::new(name.clone(), base_url.clone())
+                (base_url, Dialect::default())
             };
             // OpenAI itself (also behind a proxy) and Azure take the current field.
             let official = base_url.contains("api.openai.com")
                 || defaults.is_some_and(|v| v.max_completion_tokens);
-            endpoint.max_tokens_field = section.and_then(|s| s.max_tokens_field).unwrap_or(
+            dialect.max_tokens_field = section.and_then(|s| s.max_tokens_field).unwrap_or(
                 if official || kind == "azure" {
                     MaxTokensField::MaxCompletionTokens
                 } else {
                     MaxTokensField::MaxTokens
                 },
             );
-            endpoint.key = key;
-            endpoint.stream = stream;
-            endpoint.headers = headers;
-            Provider::OpenAi(endpoint)
+            (base_url, Protocol::OpenAi(dialect))
         }
     };
+    let provider = Provider::Http(Endpoint {
+        name: name.clone(),
+        base_url,
+        key,
+        stream,
+        headers,
+        protocol,
+    });
     Ok((provider, model, key_env, missing_key))
 }

@@ -7,8 +7,8 @@ use serde_json::{Map, Value, json};
 
 use super::body;
 use super::framing::Framing;
-use super::http::{self, Answer, Call, Transport};
-use super::{ChatRequest, Completion, Finish, Secret, Usage, answer};
+use super::http::{self, Answer, KeyHeader};
+use super::{ChatRequest, Completion, Finish, Usage, answer, cut_off};
 use crate::error::{ErrorKind, ProviderError};
 
 /// The API version every request names (the SDKs still send this one).
@@ -16,70 +16,43 @@ pub const API_VERSION: &str = "2023-06-01";
 /// `max_tokens` is required by the API; this is sent when the seat sets none.
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 
-/// An Anthropic Messages endpoint.
-#[derive(Clone, Debug)]
-pub struct Endpoint {
-    pub name: String,
-    /// `https://api.anthropic.com` (a trailing `/v1` is accepted too).
-    pub base_url: String,
-    pub key: Option<Secret>,
-    pub stream: bool,
-    /// Extra, non-secret headers (`anthropic-beta`...).
-    pub headers: Vec<(String, String)>,
+/// How the key travels.
+pub const KEY_HEADER: KeyHeader = KeyHeader::Named("x-api-key");
+/// Sent with every request.
+pub const HEADERS: &[(&str, &str)] = &[("anthropic-version", API_VERSION)];
+
+/// The messages URL of `base` (`https://api.anthropic.com`; a trailing `/v1` is accepted
+/// too), given without a trailing slash.
+pub fn url(base: &str) -> String {
+    if base.ends_with("/v1") {
+        format!("{base}/messages")
+    } else {
+        format!("{base}/v1/messages")
+    }
 }
 
-impl Endpoint {
-    pub fn url(&self) -> String {
-        let base = self.base_url.trim_end_matches('/');
-        if base.ends_with("/v1") {
-            format!("{base}/messages")
-        } else {
-            format!("{base}/v1/messages")
-        }
+/// The JSON body. The API takes temperatures in 0..=1, so higher ones are clamped.
+pub fn body(request: &ChatRequest, stream: bool) -> Value {
+    let mut body = Map::new();
+    body.insert("model".into(), json!(request.model));
+    body.insert(
+        "max_tokens".into(),
+        json!(request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)),
+    );
+    if let Some(system) = &request.system {
+        body.insert("system".into(), json!(system));
     }
-
-    /// The JSON body. The API takes temperatures in 0..=1, so higher ones are clamped.
-    pub fn body(&self, request: &ChatRequest) -> Value {
-        let mut body = Map::new();
-        body.insert("model".into(), json!(request.model));
-        body.insert(
-            "max_tokens".into(),
-            json!(request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)),
-        );
-        if let Some(system) = &request.system {
-            body.insert("system".into(), json!(system));
-        }
-        body.insert(
-            "messages".into(),
-            json!([{"role": "user", "content": request.user}]),
-        );
-        if let Some(t) = request.temperature {
-            body.insert("temperature".into(), json!(t.clamp(0.0, 1.0)));
-        }
-        if self.stream {
-            body.insert("stream".into(), json!(true));
-        }
-        Value::Object(body)
+    body.insert(
+        "messages".into(),
+        json!([{"role": "user", "content": request.user}]),
+    );
+    if let Some(t) = request.temperature {
+        body.insert("temperature".into(), json!(t.clamp(0.0, 1.0)));
     }
-
-    /// One attempt.
-    pub async fn complete(
-        &self,
-        transport: &Transport,
-        request: &ChatRequest,
-    ) -> Result<Completion, ProviderError> {
-        let call = Call {
-            url: self.url(),
-            body: self.body(request),
-            key: self.key.as_ref(),
-            key_header: http::KeyHeader::Named("x-api-key"),
-            protocol_headers: &[("anthropic-version", API_VERSION)],
-            headers: &self.headers,
-        };
-        transport
-            .exchange(call, classify, StreamState::default())
-            .await
+    if stream {
+        body.insert("stream".into(), json!(true));
     }
+    Value::Object(body)
 }
 
 #[derive(Deserialize, Default)]
@@ -126,13 +99,7 @@ struct WireBlock {
     text: Option<String>,
 }
 
-/// `{"type":"error","error":{"type","message","details"?}}`.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct WireErrorBody {
-    error: Option<WireError>,
-}
-
+/// The error object of `{"type":"error","error":{"type","message","details"?}}`.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct WireError {
@@ -173,10 +140,7 @@ fn kind_for_type(kind: &str) -> Option<ErrorKind> {
 /// Classifies an error response; `status` 0 means an error inside a 200 response (an
 /// `error` event of a stream, or an error object as the body).
 pub fn classify(status: u16, body: &[u8]) -> ProviderError {
-    let error = serde_json::from_slice::<WireErrorBody>(body)
-        .ok()
-        .and_then(|b| b.error)
-        .unwrap_or_default();
+    let error: WireError = body::error_object(body);
     let mut kind = if status == 0 {
         kind_for_type(&error.kind).unwrap_or(ErrorKind::Unavailable)
     } else {
@@ -330,6 +294,18 @@ impl StreamState {
         }
         Ok(self.stopped)
     }
+}
+
+impl Answer for StreamState {
+    const FRAMING: Framing = Framing::Sse;
+
+    fn frame(&mut self, event: Option<&str>, data: &str) -> Result<bool, ProviderError> {
+        self.event(event, data)
+    }
+
+    fn body(&mut self, body: &[u8], content_type: &str) -> Result<Completion, ProviderError> {
+        parse_message(body, content_type)
+    }
 
     fn usage(&self) -> Usage {
         Usage {
@@ -342,54 +318,27 @@ impl StreamState {
 
     /// The answer once the stream has ended: only a stream whose `message_delta` said why
     /// the model stopped (`stop_reason`) is an answer, even if `message_stop` came.
-    pub fn finish(self) -> Result<Completion, ProviderError> {
+    fn finish(self) -> Result<Completion, ProviderError> {
         if self.finish.is_none() {
-            let why = if self.stopped {
-                "the stream ended with message_stop but no stop_reason: the answer may be cut off"
-            } else {
-                "the stream ended before the answer was complete"
-            };
-            return Err(ProviderError::new(ErrorKind::Malformed, why));
+            let end = "message_stop but no stop_reason";
+            return Err(cut_off(self.stopped.then_some(end)));
         }
         let usage = self.usage();
         answer(self.text, None, self.finish, usage)
     }
-}
 
-impl Answer for StreamState {
-    fn framing(&self, content_type: &str) -> Option<Framing> {
-        (content_type == "text/event-stream").then_some(Framing::Sse)
-    }
-
-    fn frame(&mut self, event: Option<&str>, data: &str) -> Result<bool, ProviderError> {
-        self.event(event, data)
-    }
-
-    fn body(&mut self, body: &[u8], content_type: &str) -> Result<Completion, ProviderError> {
-        parse_message(body, content_type)
-    }
-
-    fn finish(&mut self) -> Result<Completion, ProviderError> {
-        std::mem::take(self).finish()
-    }
-
-    fn usage(&self) -> Usage {
-        StreamState::usage(self)
+    fn classify(&self, status: u16, body: &[u8]) -> ProviderError {
+        classify(status, body)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::endpoint::{Endpoint, Protocol};
 
-    fn endpoint() -> Endpoint {
-        Endpoint {
-            name: "anthropic".into(),
-            base_url: "https://api.anthropic.com".into(),
-            key: None,
-            stream: false,
-            headers: vec![],
-        }
+    fn endpoint(base_url: &str) -> Endpoint {
+        Endpoint::new("anthropic", base_url, Protocol::Anthropic)
     }
 
     #[test]
@@ -401,17 +350,14 @@ mod tests {
             temperature: Some(1.5),
             max_tokens: None,
         };
+        let official = endpoint("https://api.anthropic.com");
         assert_eq!(
-            endpoint().body(&req),
+            official.body(&req),
             json!({"model": "claude-x", "max_tokens": 4096, "system": "Be terse.",
                    "messages": [{"role": "user", "content": "2+2?"}], "temperature": 1.0})
         );
-        assert_eq!(endpoint().url(), "https://api.anthropic.com/v1/messages");
-        let v1 = Endpoint {
-            base_url: "http://h/v1/".into(),
-            ..endpoint()
-        };
-        assert_eq!(v1.url(), "http://h/v1/messages");
+        assert_eq!(official.url("m"), "https://api.anthropic.com/v1/messages");
+        assert_eq!(endpoint("http://h/v1/").url("m"), "http://h/v1/messages");
     }
 
     #[test]

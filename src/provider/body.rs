@@ -86,6 +86,19 @@ pub fn json_object(body: &[u8], content_type: &str) -> Result<serde_json::Value,
     })
 }
 
+/// The error object of an error body `{"error": {...}}`; an empty one when the body is
+/// anything else, so that the message falls back to an excerpt of the body.
+pub fn error_object<E: serde::de::DeserializeOwned + Default>(body: &[u8]) -> E {
+    #[derive(serde::Deserialize)]
+    struct Envelope<E> {
+        error: Option<E>,
+    }
+    serde_json::from_slice::<Envelope<E>>(body)
+        .ok()
+        .and_then(|b| b.error)
+        .unwrap_or_default()
+}
+
 /// Deserializes a JSON value into a wire struct; a mismatch is a malformed response.
 pub fn typed<T: serde::de::DeserializeOwned>(
     value: serde_json::Value,

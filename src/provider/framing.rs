@@ -17,6 +17,16 @@ pub enum Framing {
     Ndjson,
 }
 
+impl Framing {
+    /// The content type of a stream framed this way.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Framing::Sse | Framing::SseWithBareJson => "text/event-stream",
+            Framing::Ndjson => "application/x-ndjson",
+        }
+    }
+}
+
 /// One frame: a server-sent event (with its `event:` name), or one NDJSON line.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Frame {

@@ -9,76 +9,43 @@ use serde_json::{Map, Value, json};
 
 use super::body;
 use super::framing::Framing;
-use super::http::{self, Answer, Call, Transport};
-use super::{ChatRequest, Completion, Finish, Secret, Usage, answer};
+use super::http::{self, Answer, KeyHeader};
+use super::{ChatRequest, Completion, Finish, Usage, answer};
 use crate::error::{ErrorKind, ProviderError};
 
-/// A Gemini API endpoint.
-#[derive(Clone, Debug)]
-pub struct Endpoint {
-    pub name: String,
-    /// `https://generativelanguage.googleapis.com/v1beta`.
-    pub base_url: String,
-    pub key: Option<Secret>,
-    pub stream: bool,
-    pub headers: Vec<(String, String)>,
+/// How the key travels.
+pub const KEY_HEADER: KeyHeader = KeyHeader::Named("x-goog-api-key");
+
+/// The URL of a call to `model` at `base` (`https://generativelanguage.googleapis.com/v1beta`,
+/// without a trailing slash). The model may be given with or without its `models/` prefix.
+pub fn url(base: &str, model: &str, stream: bool) -> String {
+    let model = model.strip_prefix("models/").unwrap_or(model);
+    let model = body::path_segment(model);
+    if stream {
+        format!("{base}/models/{model}:streamGenerateContent?alt=sse")
+    } else {
+        format!("{base}/models/{model}:generateContent")
+    }
 }
 
-impl Endpoint {
-    /// The model may be given with or without its `models/` prefix.
-    pub fn url(&self, model: &str) -> String {
-        let base = self.base_url.trim_end_matches('/');
-        let model = model.strip_prefix("models/").unwrap_or(model);
-        let model = body::path_segment(model);
-        if self.stream {
-            format!("{base}/models/{model}:streamGenerateContent?alt=sse")
-        } else {
-            format!("{base}/models/{model}:generateContent")
-        }
-    }
-
-    /// The JSON body; `generationConfig` holds only what the seat sets.
-    pub fn body(&self, request: &ChatRequest) -> Value {
-        let mut body = Map::new();
-        if let Some(system) = &request.system {
-            body.insert(
-                "systemInstruction".into(),
-                json!({"parts": [{"text": system}]}),
-            );
-        }
+/// The JSON body; `generationConfig` holds only what the seat sets.
+pub fn body(request: &ChatRequest) -> Value {
+    let mut body = Map::new();
+    if let Some(system) = &request.system {
         body.insert(
-            "contents".into(),
-            json!([{"role": "user", "parts": [{"text": request.user}]}]),
+            "systemInstruction".into(),
+            json!({"parts": [{"text": system}]}),
         );
-        let mut config = Map::new();
-        if let Some(t) = request.temperature {
-            config.insert("temperature".into(), json!(t));
-        }
-        if let Some(max) = request.max_tokens {
-            config.insert("maxOutputTokens".into(), json!(max));
-        }
-        if !config.is_empty() {
-            body.insert("generationConfig".into(), Value::Object(config));
-        }
-        Value::Object(body)
     }
-
-    /// One attempt.
-    pub async fn complete(
-        &self,
-        transport: &Transport,
-        request: &ChatRequest,
-    ) -> Result<Completion, ProviderError> {
-        let call = Call {
-            url: self.url(&request.model),
-            body: self.body(request),
-            key: self.key.as_ref(),
-            key_header: http::KeyHeader::Named("x-goog-api-key"),
-            protocol_headers: &[],
-            headers: &self.headers,
-        };
-        transport.exchange(call, classify, State::default()).await
+    body.insert(
+        "contents".into(),
+        json!([{"role": "user", "parts": [{"text": request.user}]}]),
+    );
+    let config = request.sampling("maxOutputTokens");
+    if !config.is_empty() {
+        body.insert("generationConfig".into(), Value::Object(config));
     }
+    Value::Object(body)
 }
 
 #[derive(Deserialize, Default)]
@@ -203,6 +170,23 @@ impl State {
         }
         Ok(())
     }
+}
+
+impl Answer for State {
+    const FRAMING: Framing = Framing::SseWithBareJson;
+
+    fn frame(&mut self, _event: Option<&str>, data: &str) -> Result<bool, ProviderError> {
+        let data = data.trim();
+        if !data.is_empty() {
+            self.apply(body::json_object(data.as_bytes(), "an event")?)?;
+        }
+        Ok(false)
+    }
+
+    fn body(&mut self, body: &[u8], content_type: &str) -> Result<Completion, ProviderError> {
+        self.apply(body::json_object(body, content_type)?)?;
+        std::mem::take(self).finish()
+    }
 
     /// The answer: only a response with a `finishReason` is one (a stream that ends
     /// without it was cut off).
@@ -225,39 +209,14 @@ impl State {
         }
         answer(self.text, None, self.finish, self.usage)
     }
-}
-
-impl Answer for State {
-    fn framing(&self, content_type: &str) -> Option<Framing> {
-        (content_type == "text/event-stream").then_some(Framing::SseWithBareJson)
-    }
-
-    fn frame(&mut self, _event: Option<&str>, data: &str) -> Result<bool, ProviderError> {
-        let data = data.trim();
-        if !data.is_empty() {
-            self.apply(body::json_object(data.as_bytes(), "an event")?)?;
-        }
-        Ok(false)
-    }
-
-    fn body(&mut self, body: &[u8], content_type: &str) -> Result<Completion, ProviderError> {
-        self.apply(body::json_object(body, content_type)?)?;
-        Answer::finish(self)
-    }
-
-    fn finish(&mut self) -> Result<Completion, ProviderError> {
-        std::mem::take(self).finish()
-    }
 
     fn usage(&self) -> Usage {
         self.usage.clone()
     }
-}
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct WireErrorBody {
-    error: Option<WireError>,
+    fn classify(&self, status: u16, body: &[u8]) -> ProviderError {
+        classify(status, body)
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -292,10 +251,7 @@ pub fn parse_delay(text: &str) -> Option<Duration> {
 
 /// Classifies an error response: RetryInfo gives the delay, a per-day quota is final.
 pub fn classify(status: u16, body: &[u8]) -> ProviderError {
-    let error = serde_json::from_slice::<WireErrorBody>(body)
-        .ok()
-        .and_then(|b| b.error)
-        .unwrap_or_default();
+    let error: WireError = body::error_object(body);
     let mut kind = http::kind_for_status(status);
     let mut delay = None;
     let mut per_day = None;
@@ -339,14 +295,12 @@ pub fn classify(status: u16, body: &[u8]) -> ProviderError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::endpoint::{Endpoint, Protocol};
 
     fn endpoint(stream: bool) -> Endpoint {
         Endpoint {
-            name: "gemini".into(),
-            base_url: "https://g/v1beta/".into(),
-            key: None,
             stream,
-            headers: vec![],
+            ..Endpoint::new("gemini", "https://g/v1beta/", Protocol::Gemini)
         }
     }
 

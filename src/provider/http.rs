@@ -91,42 +91,44 @@ pub struct Call<'a> {
     pub headers: &'a [(String, String)],
 }
 
-/// How a protocol reads its answer. The transport sends, checks the status and picks
+/// How a protocol reads its reply. The transport sends, checks the status and picks
 /// stream or body by content type; the protocol only parses.
-pub trait Answer {
-    /// The framing of a reply with this content type when it is a stream; None when it
-    /// is one body.
-    fn framing(&self, content_type: &str) -> Option<Framing>;
+pub trait Answer: Default {
+    /// How the protocol's streams are framed; a reply of another content type is one body.
+    const FRAMING: Framing;
+    /// The error of a response with a failure status, from its (scrubbed) body.
+    fn classify(&self, status: u16, body: &[u8]) -> ProviderError;
     /// Applies one frame of a stream; true when it was the protocol's end marker.
     fn frame(&mut self, event: Option<&str>, data: &str) -> Result<bool, ProviderError>;
     /// The answer in a whole body.
     fn body(&mut self, body: &[u8], content_type: &str) -> Result<Completion, ProviderError>;
     /// The answer once the stream has ended. A stream that never said why the model
     /// stopped was cut off: that is a failed (retryable) call, never an answer.
-    fn finish(&mut self) -> Result<Completion, ProviderError>;
+    fn finish(self) -> Result<Completion, ProviderError>;
     /// Tokens reported so far, kept when the attempt fails.
     fn usage(&self) -> Usage;
 }
 
 impl Transport {
-    /// One attempt of a call: the request, the status check, then the answer read by
+    /// One attempt of a call: the request, the status check, then the reply read by
     /// `answer`. Every byte from the provider is scrubbed of the key before anything
     /// parses, quotes or cuts it. A failure carries the tokens reported before it.
     pub async fn exchange<A: Answer>(
         &self,
         call: Call<'_>,
-        classify: impl FnOnce(u16, &[u8]) -> ProviderError,
         mut answer: A,
     ) -> Result<Completion, ProviderError> {
         let scrubber = Scrubber::new(call.key.map(Secret::expose));
+        let classify = |status, body: &[u8]| answer.classify(status, body);
         let mut response = self.send(call, classify, &scrubber).await?;
         let content_type = content_type(&response);
-        let result = match answer.framing(&content_type) {
-            Some(framing) => read_stream(&mut response, framing, &scrubber, &mut answer).await,
-            None => match read_body(&mut response).await {
+        let result = if content_type == A::FRAMING.content_type() {
+            read_stream(&mut response, &scrubber, &mut answer).await
+        } else {
+            match read_body(&mut response).await {
                 Ok(body) => answer.body(&scrubber.scrub_bytes(&body), &content_type),
                 Err(e) => Err(e),
-            },
+            }
         };
         result.map_err(|mut e| {
             let usage = answer.usage();
@@ -153,6 +155,9 @@ impl Transport {
             .body(call.body.to_string());
         if let Some(key) = call.key {
             builder = match call.key_header {
+                // One Authorization header: the `user:password` of the URL (sent as Basic)
+                // was written for this endpoint, and a second header would be ignored.
+                KeyHeader::Bearer if has_userinfo(&call.url) => builder,
                 KeyHeader::Bearer => builder.bearer_auth(key.expose()),
                 KeyHeader::Named(name) => builder.header(name, key.expose()),
             };
@@ -195,6 +200,11 @@ impl Transport {
     }
 }
 
+/// Whether the URL carries a `user:password` that the client sends as Basic authorization.
+fn has_userinfo(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|u| !u.username().is_empty() || u.password().is_some())
+}
+
 /// A 3xx: not followed, not retried; the message names the `Location` so that the user
 /// can fix `base_url`.
 fn redirect_error(
@@ -222,11 +232,10 @@ fn redirect_error(
 /// protocol's end marker or the body ends; then the answer.
 async fn read_stream<A: Answer>(
     response: &mut reqwest::Response,
-    framing: Framing,
     scrubber: &Scrubber,
     answer: &mut A,
 ) -> Result<Completion, ProviderError> {
-    let mut decoder = Decoder::new(framing);
+    let mut decoder = Decoder::new(A::FRAMING);
     'body: {
         while let Some(chunk) = super::body::next_chunk(response).await? {
             for frame in decoder.feed(&chunk)? {
@@ -241,7 +250,7 @@ async fn read_stream<A: Answer>(
             }
         }
     }
-    answer.finish()
+    std::mem::take(answer).finish()
 }
 
 /// The response's content type, lowercased, without parameters ("" when absent).
@@ -302,7 +311,7 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
-    use crate::provider::{ChatRequest, Provider, anthropic};
+    use crate::provider::{ChatRequest, Endpoint, Protocol, Provider};
 
     /// Serves every connection `reply`, after reading the request, then closes it.
     async fn serve(reply: &'static str) -> String {
@@ -360,12 +369,9 @@ mod tests {
             ..Policy::default()
         })
         .unwrap();
-        let provider = Provider::Anthropic(anthropic::Endpoint {
-            name: "a".into(),
-            base_url: url,
-            key: None,
+        let provider = Provider::Http(Endpoint {
             stream: true,
-            headers: vec![],
+            ..Endpoint::new("a", url, Protocol::Anthropic)
         });
         let request = ChatRequest {
             model: "m".into(),

@@ -6,6 +6,7 @@
 pub mod anthropic;
 pub mod body;
 pub mod command;
+pub mod endpoint;
 pub mod framing;
 pub mod gemini;
 pub mod http;
@@ -23,9 +24,11 @@ mod no_panic;
 use std::fmt;
 
 use serde::Serialize;
+use serde_json::{Map, Value, json};
 
 use crate::error::{ErrorKind, ProviderError};
 pub use crate::usage::Usage;
+pub use endpoint::{Endpoint, Protocol};
 pub use http::Transport;
 pub use scrub::Scrubber;
 
@@ -87,6 +90,17 @@ pub(crate) fn answer(
     })
 }
 
+/// The error of a stream that ended without saying why the model stopped: a failed
+/// (retryable) call, never an answer. `end` is the end marker it did send, and what was
+/// missing before it.
+pub(crate) fn cut_off(end: Option<&str>) -> ProviderError {
+    let why = match end {
+        Some(end) => format!("the stream ended with {end}: the answer may be cut off"),
+        None => "the stream ended before the answer was complete".to_string(),
+    };
+    ProviderError::new(ErrorKind::Malformed, why)
+}
+
 /// One answer.
 #[derive(Clone, Debug)]
 pub struct Completion {
@@ -104,6 +118,31 @@ pub struct ChatRequest {
     pub user: crate::text::Prompt,
     pub temperature: Option<f64>,
     pub max_tokens: Option<u32>,
+}
+
+impl ChatRequest {
+    /// The messages in the chat format OpenAI and Ollama share, the system prompt first.
+    pub(crate) fn chat_messages(&self) -> Value {
+        let mut messages = Vec::new();
+        if let Some(system) = &self.system {
+            messages.push(json!({"role": "system", "content": system}));
+        }
+        messages.push(json!({"role": "user", "content": self.user}));
+        Value::Array(messages)
+    }
+
+    /// The sampling parameters the seat sets, under the protocol's name for the output
+    /// limit. Unset ones are left out, so that the provider's own defaults apply.
+    pub(crate) fn sampling(&self, max_tokens_field: &str) -> Map<String, Value> {
+        let mut params = Map::new();
+        if let Some(t) = self.temperature {
+            params.insert("temperature".into(), json!(t));
+        }
+        if let Some(max) = self.max_tokens {
+            params.insert(max_tokens_field.into(), json!(max));
+        }
+        params
+    }
 }
 
 /// An API key. Its value is never formatted: Debug and Display print a placeholder.
@@ -142,11 +181,8 @@ impl fmt::Display for Secret {
 /// A wire protocol with everything needed to reach it.
 #[derive(Clone, Debug)]
 pub enum Provider {
-    /// OpenAI chat completions: OpenAI, every compatible server, and Azure OpenAI.
-    OpenAi(openai::Endpoint),
-    Anthropic(anthropic::Endpoint),
-    Gemini(gemini::Endpoint),
-    Ollama(ollama::Endpoint),
+    /// OpenAI (and compatibles, and Azure), Anthropic, Gemini or Ollama.
+    Http(Endpoint),
     Command(command::Program),
     Mock(mock::Script),
 }
@@ -154,11 +190,7 @@ pub enum Provider {
 impl Provider {
     pub fn kind(&self) -> &'static str {
         match self {
-            Provider::OpenAi(e) if e.auth == openai::Auth::ApiKey => "azure",
-            Provider::OpenAi(_) => "openai",
-            Provider::Anthropic(_) => "anthropic",
-            Provider::Gemini(_) => "gemini",
-            Provider::Ollama(_) => "ollama",
+            Provider::Http(e) => e.kind(),
             Provider::Command(_) => "command",
             Provider::Mock(_) => "mock",
         }
@@ -167,10 +199,7 @@ impl Provider {
     /// The base URL called, when there is one.
     pub fn base_url(&self) -> Option<&str> {
         match self {
-            Provider::OpenAi(e) => Some(&e.base_url),
-            Provider::Anthropic(e) => Some(&e.base_url),
-            Provider::Gemini(e) => Some(&e.base_url),
-            Provider::Ollama(e) => Some(&e.base_url),
+            Provider::Http(e) => Some(&e.base_url),
             Provider::Command(_) | Provider::Mock(_) => None,
         }
     }
@@ -185,20 +214,8 @@ impl Provider {
         on_retry: impl FnMut(&http::Retry<'_>),
     ) -> Outcome {
         match self {
-            Provider::OpenAi(e) => {
-                let attempt = || e.complete(transport, request);
-                self.retried(&e.name, transport, attempt, on_retry).await
-            }
-            Provider::Anthropic(e) => {
-                let attempt = || e.complete(transport, request);
-                self.retried(&e.name, transport, attempt, on_retry).await
-            }
-            Provider::Gemini(e) => {
-                let attempt = || e.complete(transport, request);
-                self.retried(&e.name, transport, attempt, on_retry).await
-            }
-            Provider::Ollama(e) => {
-                let attempt = || e.complete(transport, request);
+            Provider::Http(e) => {
+                let attempt = || e.attempt(transport, request);
                 self.retried(&e.name, transport, attempt, on_retry).await
             }
             Provider::Command(program) => program.complete(transport, request).await,
@@ -247,10 +264,7 @@ impl Provider {
     /// The key sent with every call, when there is one.
     pub fn key(&self) -> Option<&Secret> {
         match self {
-            Provider::OpenAi(e) => e.key.as_ref(),
-            Provider::Anthropic(e) => e.key.as_ref(),
-            Provider::Gemini(e) => e.key.as_ref(),
-            Provider::Ollama(e) => e.key.as_ref(),
+            Provider::Http(e) => e.key.as_ref(),
             Provider::Command(_) | Provider::Mock(_) => None,
         }
     }

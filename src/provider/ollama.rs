@@ -7,21 +7,9 @@ use serde_json::{Map, Value, json};
 
 use super::body;
 use super::framing::Framing;
-use super::http::{self, Answer, Call, Transport};
-use super::{ChatRequest, Completion, Finish, Secret, Usage, answer};
+use super::http::{self, Answer};
+use super::{ChatRequest, Completion, Finish, Usage, answer};
 use crate::error::{ErrorKind, ProviderError};
-
-/// An Ollama server.
-#[derive(Clone, Debug)]
-pub struct Endpoint {
-    pub name: String,
-    /// `http://localhost:11434` (or `https://ollama.com` for the cloud).
-    pub base_url: String,
-    /// Only the cloud needs one (`OLLAMA_API_KEY`), sent as a Bearer token.
-    pub key: Option<Secret>,
-    pub stream: bool,
-    pub headers: Vec<(String, String)>,
-}
 
 /// The server address from `OLLAMA_HOST` (`host`, `host:port`, or a URL); the port
 /// defaults to 11434.
@@ -43,55 +31,24 @@ pub fn host_url(host: &str) -> String {
     }
 }
 
-impl Endpoint {
-    pub fn url(&self) -> String {
-        let base = self.base_url.trim_end_matches('/');
-        let base = base.strip_suffix("/api").unwrap_or(base);
-        format!("{base}/api/chat")
-    }
+/// The chat URL of `base` (`http://localhost:11434`, or `https://ollama.com` for the
+/// cloud, whose key goes as a Bearer token), given without a trailing slash.
+pub fn url(base: &str) -> String {
+    let base = base.strip_suffix("/api").unwrap_or(base);
+    format!("{base}/api/chat")
+}
 
-    /// The JSON body: `stream` always, `options` only with what the seat sets.
-    pub fn body(&self, request: &ChatRequest) -> Value {
-        let mut messages = Vec::new();
-        if let Some(system) = &request.system {
-            messages.push(json!({"role": "system", "content": system}));
-        }
-        messages.push(json!({"role": "user", "content": request.user}));
-        let mut body = Map::new();
-        body.insert("model".into(), json!(request.model));
-        body.insert("messages".into(), Value::Array(messages));
-        body.insert("stream".into(), json!(self.stream));
-        let mut options = Map::new();
-        if let Some(t) = request.temperature {
-            options.insert("temperature".into(), json!(t));
-        }
-        if let Some(max) = request.max_tokens {
-            options.insert("num_predict".into(), json!(max));
-        }
-        if !options.is_empty() {
-            body.insert("options".into(), Value::Object(options));
-        }
-        Value::Object(body)
+/// The JSON body: `stream` always, `options` only with what the seat sets.
+pub fn body(request: &ChatRequest, stream: bool) -> Value {
+    let mut body = Map::new();
+    body.insert("model".into(), json!(request.model));
+    body.insert("messages".into(), request.chat_messages());
+    body.insert("stream".into(), json!(stream));
+    let options = request.sampling("num_predict");
+    if !options.is_empty() {
+        body.insert("options".into(), Value::Object(options));
     }
-
-    /// One attempt.
-    pub async fn complete(
-        &self,
-        transport: &Transport,
-        request: &ChatRequest,
-    ) -> Result<Completion, ProviderError> {
-        let call = Call {
-            url: self.url(),
-            body: self.body(request),
-            key: self.key.as_ref(),
-            key_header: http::KeyHeader::Bearer,
-            protocol_headers: &[],
-            headers: &self.headers,
-        };
-        let model = &request.model;
-        let classify = |status, body: &[u8]| classify(status, body, model);
-        transport.exchange(call, classify, State::default()).await
-    }
+    Value::Object(body)
 }
 
 #[derive(Deserialize, Default)]
@@ -112,6 +69,8 @@ struct WireMessage {
 
 #[derive(Default)]
 pub(crate) struct State {
+    /// The model asked, named in the error for a model that is not pulled.
+    model: String,
     text: String,
     done: bool,
     finish: Option<Finish>,
@@ -119,6 +78,13 @@ pub(crate) struct State {
 }
 
 impl State {
+    pub fn new(model: &str) -> State {
+        State {
+            model: model.to_string(),
+            ..State::default()
+        }
+    }
+
     /// Applies a whole reply or one NDJSON line; true once the final line arrived.
     fn apply(&mut self, value: Value) -> Result<bool, ProviderError> {
         if let Some(error) = value.get("error").filter(|e| !e.is_null()) {
@@ -151,6 +117,19 @@ impl State {
         }
         Ok(self.done)
     }
+}
+
+impl Answer for State {
+    const FRAMING: Framing = Framing::Ndjson;
+
+    fn frame(&mut self, _event: Option<&str>, line: &str) -> Result<bool, ProviderError> {
+        self.apply(body::json_object(line.as_bytes(), "a line")?)
+    }
+
+    fn body(&mut self, body: &[u8], content_type: &str) -> Result<Completion, ProviderError> {
+        self.apply(body::json_object(body, content_type)?)?;
+        std::mem::take(self).finish()
+    }
 
     fn finish(self) -> Result<Completion, ProviderError> {
         if !self.done {
@@ -161,28 +140,13 @@ impl State {
         }
         answer(self.text, None, self.finish, self.usage)
     }
-}
-
-impl Answer for State {
-    fn framing(&self, content_type: &str) -> Option<Framing> {
-        (content_type == "application/x-ndjson").then_some(Framing::Ndjson)
-    }
-
-    fn frame(&mut self, _event: Option<&str>, line: &str) -> Result<bool, ProviderError> {
-        self.apply(body::json_object(line.as_bytes(), "a line")?)
-    }
-
-    fn body(&mut self, body: &[u8], content_type: &str) -> Result<Completion, ProviderError> {
-        self.apply(body::json_object(body, content_type)?)?;
-        Answer::finish(self)
-    }
-
-    fn finish(&mut self) -> Result<Completion, ProviderError> {
-        std::mem::take(self).finish()
-    }
 
     fn usage(&self) -> Usage {
         self.usage.clone()
+    }
+
+    fn classify(&self, status: u16, body: &[u8]) -> ProviderError {
+        classify(status, body, &self.model)
     }
 }
 
@@ -206,6 +170,7 @@ pub fn classify(status: u16, body: &[u8], model: &str) -> ProviderError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::endpoint::{Endpoint, Protocol};
 
     #[test]
     fn host_forms() {
@@ -217,13 +182,7 @@ mod tests {
 
     #[test]
     fn stream_is_always_sent_and_options_only_when_set() {
-        let e = Endpoint {
-            name: "ollama".into(),
-            base_url: "http://h:1/".into(),
-            key: None,
-            stream: false,
-            headers: vec![],
-        };
+        let e = Endpoint::new("ollama", "http://h:1/", Protocol::Ollama);
         let mut req = ChatRequest {
             model: "llama3.2".into(),
             system: None,
@@ -241,7 +200,7 @@ mod tests {
             e.body(&req)["options"],
             json!({"temperature": 0.0, "num_predict": 9})
         );
-        assert_eq!(e.url(), "http://h:1/api/chat");
+        assert_eq!(e.url("llama3.2"), "http://h:1/api/chat");
     }
 
     #[test]

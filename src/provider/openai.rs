@@ -7,8 +7,8 @@ use serde_json::{Map, Value, json};
 
 use super::body;
 use super::framing::Framing;
-use super::http::{self, Answer, Call, Transport};
-use super::{ChatRequest, Completion, Finish, Secret, Usage, answer};
+use super::http::{self, Answer, KeyHeader};
+use super::{ChatRequest, Completion, Finish, Usage, answer, cut_off};
 use crate::error::{ErrorKind, ProviderError};
 
 /// Which field carries the output-token limit.
@@ -40,43 +40,29 @@ pub enum Route {
     AzureDeployment { api_version: String },
 }
 
-/// An OpenAI-compatible endpoint.
-#[derive(Clone, Debug)]
-pub struct Endpoint {
-    /// Provider name, for messages.
-    pub name: String,
-    pub base_url: String,
-    pub key: Option<Secret>,
+/// What sets one OpenAI-compatible server apart from another.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dialect {
     pub max_tokens_field: MaxTokensField,
-    pub stream: bool,
-    /// Extra, non-secret headers (attribution, organization...).
-    pub headers: Vec<(String, String)>,
     pub auth: Auth,
     pub route: Route,
 }
 
-impl Endpoint {
-    /// An endpoint with OpenAI's defaults: Bearer auth, `{base}/chat/completions`.
-    pub fn new(name: impl Into<String>, base_url: impl Into<String>) -> Endpoint {
-        Endpoint {
-            name: name.into(),
-            base_url: base_url.into(),
-            key: None,
+impl Default for Dialect {
+    /// Every compatible server: Bearer auth, `{base}/chat/completions`, `max_tokens`.
+    fn default() -> Dialect {
+        Dialect {
             max_tokens_field: MaxTokensField::MaxTokens,
-            stream: false,
-            headers: Vec::new(),
             auth: Auth::Bearer,
             route: Route::ChatCompletions,
         }
     }
+}
 
-    /// An Azure OpenAI resource: `api-key` auth; with an `api_version` the dated
-    /// deployment URL, without one the `/openai/v1` API.
-    pub fn azure(
-        name: impl Into<String>,
-        resource_url: &str,
-        api_version: Option<String>,
-    ) -> Endpoint {
+impl Dialect {
+    /// An Azure OpenAI resource, and the base URL calls go to: `api-key` auth; with an
+    /// `api_version` the dated deployment URL, without one the `/openai/v1` API.
+    pub fn azure(resource_url: &str, api_version: Option<String>) -> (String, Dialect) {
         let resource = resource_url.trim_end_matches('/');
         let (base_url, route) = match api_version {
             Some(api_version) => (
@@ -91,15 +77,23 @@ impl Endpoint {
                 Route::ChatCompletions,
             ),
         };
-        Endpoint {
+        let dialect = Dialect {
             auth: Auth::ApiKey,
             route,
-            ..Endpoint::new(name, base_url)
+            ..Dialect::default()
+        };
+        (base_url, dialect)
+    }
+
+    pub fn key_header(&self) -> KeyHeader {
+        match self.auth {
+            Auth::Bearer => KeyHeader::Bearer,
+            Auth::ApiKey => KeyHeader::Named("api-key"),
         }
     }
 
-    pub fn url(&self, model: &str) -> String {
-        let base = self.base_url.trim_end_matches('/');
+    /// The URL of a call to `model` at `base`, given without a trailing slash.
+    pub fn url(&self, base: &str, model: &str) -> String {
         match &self.route {
             Route::ChatCompletions => format!("{base}/chat/completions"),
             Route::AzureDeployment { api_version } => format!(
@@ -111,53 +105,20 @@ impl Endpoint {
     }
 
     /// The JSON body: unset sampling parameters are omitted, not sent as defaults.
-    pub fn body(&self, request: &ChatRequest) -> Value {
-        let mut messages = Vec::new();
-        if let Some(system) = &request.system {
-            messages.push(json!({"role": "system", "content": system}));
-        }
-        messages.push(json!({"role": "user", "content": request.user}));
+    pub fn body(&self, request: &ChatRequest, stream: bool) -> Value {
+        let max_tokens_field = match self.max_tokens_field {
+            MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
+            MaxTokensField::MaxTokens => "max_tokens",
+        };
         let mut body = Map::new();
         body.insert("model".into(), json!(request.model));
-        body.insert("messages".into(), Value::Array(messages));
-        if let Some(t) = request.temperature {
-            body.insert("temperature".into(), json!(t));
-        }
-        if let Some(max) = request.max_tokens {
-            let field = match self.max_tokens_field {
-                MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
-                MaxTokensField::MaxTokens => "max_tokens",
-            };
-            body.insert(field.into(), json!(max));
-        }
-        if self.stream {
+        body.insert("messages".into(), request.chat_messages());
+        body.extend(request.sampling(max_tokens_field));
+        if stream {
             body.insert("stream".into(), json!(true));
             body.insert("stream_options".into(), json!({"include_usage": true}));
         }
         Value::Object(body)
-    }
-
-    /// One attempt.
-    pub async fn complete(
-        &self,
-        transport: &Transport,
-        request: &ChatRequest,
-    ) -> Result<Completion, ProviderError> {
-        let key_header = match self.auth {
-            Auth::Bearer => http::KeyHeader::Bearer,
-            Auth::ApiKey => http::KeyHeader::Named("api-key"),
-        };
-        let call = Call {
-            url: self.url(&request.model),
-            body: self.body(request),
-            key: self.key.as_ref(),
-            key_header,
-            protocol_headers: &[],
-            headers: &self.headers,
-        };
-        transport
-            .exchange(call, classify, StreamState::default())
-            .await
     }
 }
 
@@ -401,27 +362,10 @@ impl StreamState {
         }
         Ok(())
     }
-
-    /// The answer once the stream has ended: only a stream in which some chunk said why
-    /// the model stopped is an answer. `[DONE]` alone proves nothing (a llama.cpp-based
-    /// server ends an interrupted answer with it).
-    pub fn finish(self) -> Result<Completion, ProviderError> {
-        if self.finish.is_none() {
-            let why = if self.done {
-                "the stream ended with [DONE] but no chunk said why the model stopped (no finish_reason): the answer may be cut off"
-            } else {
-                "the stream ended before the answer was complete"
-            };
-            return Err(ProviderError::new(ErrorKind::Malformed, why));
-        }
-        answer(self.text, self.refusal, self.finish, self.usage)
-    }
 }
 
 impl Answer for StreamState {
-    fn framing(&self, content_type: &str) -> Option<Framing> {
-        (content_type == "text/event-stream").then_some(Framing::Sse)
-    }
+    const FRAMING: Framing = Framing::Sse;
 
     fn frame(&mut self, event: Option<&str>, data: &str) -> Result<bool, ProviderError> {
         self.event(event, data)?;
@@ -432,21 +376,43 @@ impl Answer for StreamState {
         parse_completion(body, content_type)
     }
 
-    fn finish(&mut self) -> Result<Completion, ProviderError> {
-        std::mem::take(self).finish()
+    /// The answer once the stream has ended: only a stream in which some chunk said why
+    /// the model stopped is an answer. `[DONE]` alone proves nothing (a llama.cpp-based
+    /// server ends an interrupted answer with it).
+    fn finish(self) -> Result<Completion, ProviderError> {
+        if self.finish.is_none() {
+            let end = "[DONE] but no chunk said why the model stopped (no finish_reason)";
+            return Err(cut_off(self.done.then_some(end)));
+        }
+        answer(self.text, self.refusal, self.finish, self.usage)
     }
 
     fn usage(&self) -> Usage {
         self.usage.clone()
+    }
+
+    fn classify(&self, status: u16, body: &[u8]) -> ProviderError {
+        classify(status, body)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::endpoint::{Endpoint, Protocol};
 
     fn endpoint() -> Endpoint {
-        Endpoint::new("local", "http://x/v1/")
+        Endpoint::new(
+            "local",
+            "http://x/v1/",
+            Protocol::OpenAi(Dialect::default()),
+        )
+    }
+
+    /// An Azure endpoint as the config builds it.
+    fn azure(resource_url: &str, api_version: Option<String>) -> Endpoint {
+        let (base_url, dialect) = Dialect::azure(resource_url, api_version);
+        Endpoint::new("az", base_url, Protocol::OpenAi(dialect))
     }
 
     #[test]
@@ -467,23 +433,19 @@ mod tests {
 
     #[test]
     fn azure_urls_in_both_styles() {
-        let dated = Endpoint::azure(
-            "az",
-            "https://r.openai.azure.com/",
-            Some("2024-10-21".into()),
-        );
+        let dated = azure("https://r.openai.azure.com/", Some("2024-10-21".into()));
         assert_eq!(
             dated.url("my-gpt"),
             "https://r.openai.azure.com/openai/deployments/my-gpt/chat/completions?api-version=2024-10-21"
         );
-        let v1 = Endpoint::azure("az", "https://r.openai.azure.com", None);
+        let v1 = azure("https://r.openai.azure.com", None);
         assert_eq!(
             v1.url("my-gpt"),
             "https://r.openai.azure.com/openai/v1/chat/completions"
         );
-        let given = Endpoint::azure("az", "https://r.openai.azure.com/openai/v1/", None);
+        let given = azure("https://r.openai.azure.com/openai/v1/", None);
         assert_eq!(given.url("x"), v1.url("x"));
-        assert_eq!(v1.auth, Auth::ApiKey);
+        assert_eq!(v1.kind(), "azure");
     }
 
     #[test]

@@ -340,26 +340,30 @@ mod tests {
         }
     }
 
+    /// Attempts that fail with `error(n)` on the first two calls (n = 1, 2), then answer.
+    fn failing_twice(
+        error: impl Fn(u64) -> ProviderError,
+    ) -> impl FnMut() -> std::future::Ready<Result<Completion, ProviderError>> {
+        let mut calls = 0;
+        move || {
+            calls += 1;
+            std::future::ready(if calls < 3 {
+                Err(error(calls))
+            } else {
+                Ok(answer())
+            })
+        }
+    }
+
     #[tokio::test]
     async fn retries_wait_as_asked_until_an_answer() {
         let t = transport(2, None);
-        let mut calls = 0;
         let mut heard = Vec::new();
+        let attempt = failing_twice(|_| rate_limited(Duration::from_millis(10)));
         let outcome = t
-            .with_retries(
-                || {
-                    calls += 1;
-                    let n = calls;
-                    async move {
-                        if n < 3 {
-                            Err(rate_limited(Duration::from_millis(10)))
-                        } else {
-                            Ok(answer())
-                        }
-                    }
-                },
-                |r| heard.push((r.attempt, r.delay, r.asked, r.reason.to_string())),
-            )
+            .with_retries(attempt, |r| {
+                heard.push((r.attempt, r.delay, r.asked, r.reason.to_string()))
+            })
             .await;
         assert!(outcome.result.is_ok());
         assert_eq!(outcome.attempts, 3);
@@ -376,29 +380,16 @@ mod tests {
     #[tokio::test]
     async fn tokens_of_failed_attempts_are_kept() {
         let t = transport(2, None);
-        let mut calls = 0;
-        let outcome = t
-            .with_retries(
-                || {
-                    calls += 1;
-                    let n = calls;
-                    async move {
-                        if n < 3 {
-                            let mut e = rate_limited(Duration::from_millis(1));
-                            e.usage = Some(Box::new(Usage {
-                                input_tokens: Some(100),
-                                output_tokens: Some(n),
-                                ..Usage::default()
-                            }));
-                            Err(e)
-                        } else {
-                            Ok(answer())
-                        }
-                    }
-                },
-                |_| {},
-            )
-            .await;
+        let attempt = failing_twice(|n| {
+            let mut e = rate_limited(Duration::from_millis(1));
+            e.usage = Some(Box::new(Usage {
+                input_tokens: Some(100),
+                output_tokens: Some(n),
+                ..Usage::default()
+            }));
+            e
+        });
+        let outcome = t.with_retries(attempt, |_| {}).await;
         assert!(outcome.result.is_ok());
         assert_eq!(outcome.failed_usage.input_tokens, Some(200));
         assert_eq!(outcome.failed_usage.output_tokens, Some(3));

@@ -18,7 +18,9 @@ pub struct Vendor {
     pub max_completion_tokens: bool,
 }
 
-const fn hosted(
+/// A hosted vendor (a call without its key is pointless), OpenAI-compatible unless `kind`
+/// says otherwise; `.local()` makes it a server on this machine.
+const fn vendor(
     name: &'static str,
     base_url: &'static str,
     key_envs: &'static [&'static str],
@@ -35,27 +37,20 @@ const fn hosted(
     }
 }
 
-const fn local(
-    name: &'static str,
-    base_url: &'static str,
-    key_envs: &'static [&'static str],
-    default_model: &'static str,
-) -> Vendor {
-    Vendor {
-        name,
-        kind: "openai",
-        base_url,
-        key_envs,
-        key_required: false,
-        default_model,
-        max_completion_tokens: false,
+impl Vendor {
+    /// A server on this machine: a key is optional.
+    const fn local(self) -> Vendor {
+        Vendor {
+            key_required: false,
+            ..self
+        }
     }
 }
 
 pub const VENDORS: &[Vendor] = &[
     Vendor {
         max_completion_tokens: true,
-        ..hosted(
+        ..vendor(
             "openai",
             "https://api.openai.com/v1",
             &["OPENAI_API_KEY"],
@@ -64,7 +59,7 @@ pub const VENDORS: &[Vendor] = &[
     },
     Vendor {
         kind: "anthropic",
-        ..hosted(
+        ..vendor(
             "anthropic",
             "https://api.anthropic.com",
             &["ANTHROPIC_API_KEY"],
@@ -74,7 +69,7 @@ pub const VENDORS: &[Vendor] = &[
     // The Gemini SDK prefers GOOGLE_API_KEY when both are set (docs/providers.md, Built-in names).
     Vendor {
         kind: "gemini",
-        ..hosted(
+        ..vendor(
             "gemini",
             "https://generativelanguage.googleapis.com/v1beta",
             &["GOOGLE_API_KEY", "GEMINI_API_KEY"],
@@ -84,39 +79,39 @@ pub const VENDORS: &[Vendor] = &[
     // The resource URL comes from AZURE_OPENAI_ENDPOINT; the model is the deployment name.
     Vendor {
         kind: "azure",
-        ..hosted("azure", "", &["AZURE_OPENAI_API_KEY"], "gpt-4o-mini")
+        ..vendor("azure", "", &["AZURE_OPENAI_API_KEY"], "gpt-4o-mini")
     },
-    hosted(
+    vendor(
         "openrouter",
         "https://openrouter.ai/api/v1",
         &["OPENROUTER_API_KEY"],
         "meta-llama/llama-3.3-70b-instruct",
     ),
-    hosted(
+    vendor(
         "groq",
         "https://api.groq.com/openai/v1",
         &["GROQ_API_KEY"],
         "llama-3.3-70b-versatile",
     ),
-    hosted(
+    vendor(
         "together",
         "https://api.together.xyz/v1",
         &["TOGETHER_API_KEY"],
         "meta-llama/Llama-3.3-70B-Instruct-Turbo",
     ),
-    hosted(
+    vendor(
         "deepseek",
         "https://api.deepseek.com",
         &["DEEPSEEK_API_KEY"],
         "deepseek-chat",
     ),
-    hosted(
+    vendor(
         "mistral",
         "https://api.mistral.ai/v1",
         &["MISTRAL_API_KEY"],
         "mistral-small-latest",
     ),
-    hosted(
+    vendor(
         "xai",
         "https://api.x.ai/v1",
         &["XAI_API_KEY"],
@@ -125,26 +120,29 @@ pub const VENDORS: &[Vendor] = &[
     // Native /api/chat; OLLAMA_HOST moves it; OLLAMA_API_KEY only for ollama.com.
     Vendor {
         kind: "ollama",
-        ..local(
+        ..vendor(
             "ollama",
             "http://localhost:11434",
             &["OLLAMA_API_KEY"],
             "llama3.2",
         )
+        .local()
     },
-    local("lmstudio", "http://localhost:1234/v1", &[], "local-model"),
-    local(
+    vendor("lmstudio", "http://localhost:1234/v1", &[], "local-model").local(),
+    vendor(
         "vllm",
         "http://localhost:8000/v1",
         &["VLLM_API_KEY"],
         "default",
-    ),
-    local(
+    )
+    .local(),
+    vendor(
         "llamacpp",
         "http://localhost:8080/v1",
         &["LLAMACPP_API_KEY"],
         "default",
-    ),
+    )
+    .local(),
     Vendor {
         name: "mock",
         kind: "mock",

@@ -189,6 +189,55 @@ fn redirects_are_not_followed_and_name_the_location() {
     }
 }
 
+/// A `base_url` with `user:password@` and a key: each request carries one Authorization
+/// header, the Basic one written for that address (a server reads only one of two). A key
+/// that travels in its own header is still sent beside it.
+#[test]
+fn a_url_password_and_a_key_make_one_authorization_header() {
+    let cases = [
+        ("openai", openai_ok("Final answer: 4", 5, 2), None),
+        ("ollama", ollama_ok("Final answer: 4", 5, 2), None),
+        ("azure", openai_ok("Final answer: 4", 5, 2), Some("api-key")),
+        (
+            "anthropic",
+            anthropic_ok("Final answer: 4", 5, 2),
+            Some("x-api-key"),
+        ),
+        (
+            "gemini",
+            gemini_ok("Final answer: 4", 5, 2),
+            Some("x-goog-api-key"),
+        ),
+    ];
+    for (kind, answer, key_header) in cases {
+        let server = TestServer::always(answer);
+        let url = server.url().replace("http://", "http://alice:s3cret-pw@");
+        let sb = Sandbox::new();
+        let cfg = panel(&sb, &[(kind, kind, url)]);
+        let run = ask(&sb, &cfg, &[]);
+        assert_eq!(run.code, 0, "{kind}: {}", run.stderr);
+        let request = &server.requests()[0];
+        let authorization: Vec<&str> = request
+            .headers
+            .iter()
+            .filter(|(name, _)| name == "authorization")
+            .map(|(_, value)| value.as_str())
+            .collect();
+        // base64("alice:s3cret-pw")
+        assert_eq!(
+            authorization,
+            ["Basic YWxpY2U6czNjcmV0LXB3"],
+            "{kind}: {:?}",
+            request.headers
+        );
+        assert_eq!(
+            key_header.and_then(|h| request.header(h)),
+            key_header.map(|_| KEY),
+            "{kind}"
+        );
+    }
+}
+
 // ------------------------------------------------------------------------ nothing invented
 
 fn sse(events: &[(Option<&str>, Value)], done: bool) -> Reply {
