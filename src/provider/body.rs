@@ -1,7 +1,6 @@
 //! Response bodies: reading them within the size cap, and turning their bytes into
 //! JSON, wire structs and one-line excerpts for error messages.
 
-use super::http::{root_cause, transport_error};
 use crate::error::{ErrorKind, ProviderError};
 
 /// The most a response body may hold; larger bodies are failed calls, not memory.
@@ -137,4 +136,29 @@ pub fn path_segment(s: &str) -> String {
         }
     }
     out
+}
+
+/// Classifies a failed reqwest operation.
+pub fn transport_error(e: &reqwest::Error) -> ProviderError {
+    if e.is_timeout() {
+        ProviderError::new(ErrorKind::Idle, "timed out waiting for the provider")
+    } else if e.is_connect() {
+        ProviderError::new(
+            ErrorKind::Network,
+            format!("could not connect: {}", root_cause(e)),
+        )
+    } else {
+        ProviderError::new(
+            ErrorKind::Network,
+            format!("connection failed: {}", root_cause(e)),
+        )
+    }
+}
+
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }

@@ -99,7 +99,7 @@ impl Program {
 
     /// One call, bounded by the call timeout and the run deadline.
     pub async fn complete(&self, transport: &Transport, request: &ChatRequest) -> Outcome {
-        let budget = transport.attempt_budget();
+        let budget = transport.clock.attempt_budget();
         let result = if budget.is_zero() {
             Err(ProviderError::new(
                 ErrorKind::Timeout,

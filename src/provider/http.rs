@@ -4,24 +4,22 @@
 //! `framing`, body helpers in `body`.
 
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
-use super::body::{read_body, snippet};
+use super::body::{read_body, snippet, transport_error};
 use super::framing::{Decoder, Framing};
 use super::scrub::Scrubber;
 use super::{Completion, Secret, Usage};
 use crate::error::{ErrorKind, ProviderError};
 
 pub use super::body::{MAX_ANSWER_BYTES, MAX_BODY_BYTES};
-pub use super::retry::{MAX_RETRY_AFTER, Policy, Retry, human_duration};
+pub use super::retry::{Clock, MAX_RETRY_AFTER, Policy, Retry, human_duration};
 
 /// An HTTP client plus the policy it is used with.
 #[derive(Clone, Debug)]
 pub struct Transport {
     pub client: reqwest::Client,
-    pub policy: Policy,
-    /// The instant the run must be over by, from `policy.run_deadline` at creation.
-    pub deadline: Option<Instant>,
+    /// The policy, and the run deadline counted from the transport's creation.
+    pub clock: Clock,
 }
 
 fn install_crypto() {
@@ -42,31 +40,10 @@ impl Transport {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("llm-consensus/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        let deadline = policy.run_deadline.map(|d| Instant::now() + d);
         Ok(Transport {
             client,
-            policy,
-            deadline,
+            clock: Clock::start(policy),
         })
-    }
-
-    /// Time left before the run deadline; None when there is no deadline.
-    pub fn time_left(&self) -> Option<Duration> {
-        self.deadline
-            .map(|d| d.saturating_duration_since(Instant::now()))
-    }
-
-    /// Whether the run deadline has passed.
-    pub fn expired(&self) -> bool {
-        self.time_left().is_some_and(|left| left.is_zero())
-    }
-
-    /// How long the next attempt may take: the call timeout, capped by the run deadline.
-    pub fn attempt_budget(&self) -> Duration {
-        match self.time_left() {
-            Some(left) => left.min(self.policy.call_timeout),
-            None => self.policy.call_timeout,
-        }
     }
 }
 
@@ -269,31 +246,6 @@ pub fn content_type(response: &reqwest::Response) -> String {
         .unwrap_or_default()
 }
 
-/// Classifies a failed reqwest operation.
-pub fn transport_error(e: &reqwest::Error) -> ProviderError {
-    if e.is_timeout() {
-        ProviderError::new(ErrorKind::Idle, "timed out waiting for the provider")
-    } else if e.is_connect() {
-        ProviderError::new(
-            ErrorKind::Network,
-            format!("could not connect: {}", root_cause(e)),
-        )
-    } else {
-        ProviderError::new(
-            ErrorKind::Network,
-            format!("connection failed: {}", root_cause(e)),
-        )
-    }
-}
-
-pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause: &dyn std::error::Error = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
-}
-
 /// The error class of an HTTP status, before looking at the body.
 pub fn kind_for_status(status: u16) -> ErrorKind {
     match status {
@@ -307,6 +259,8 @@ pub fn kind_for_status(status: u16) -> ErrorKind {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 

@@ -64,7 +64,7 @@ impl Script {
     pub async fn complete(&self, transport: &Transport, call_index: usize) -> Outcome {
         let step = self.step(call_index);
         if self.sleep && step.ms > 0.0 {
-            let limit = transport.policy.call_timeout;
+            let limit = transport.clock.policy.call_timeout;
             match Duration::try_from_secs_f64(step.ms / 1000.0) {
                 Ok(wait) if wait <= limit => tokio::time::sleep(wait).await,
                 _ => {

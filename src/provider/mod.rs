@@ -251,7 +251,7 @@ impl Provider {
                 ..*r
             });
         };
-        let mut outcome = transport.with_retries(attempt, note).await;
+        let mut outcome = transport.clock.with_retries(attempt, note).await;
         if let Err(e) = &mut outcome.result {
             e.message = scrub(&e.message);
             if let Some(key) = self.key() {

@@ -3,11 +3,10 @@
 //! duration a server gives is read with a cap, so no value can overflow or panic.
 
 use std::future::Future;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::HeaderMap;
 
-use super::http::Transport;
 use super::{Completion, Outcome, Usage};
 use crate::error::{ErrorKind, ProviderError};
 
@@ -65,7 +64,39 @@ pub struct Retry<'a> {
     pub reason: &'a str,
 }
 
-impl Transport {
+/// A run's clock: its policy, and the instant the run must be over by (from
+/// `policy.run_deadline`, counted from [`Clock::start`]).
+#[derive(Clone, Debug)]
+pub struct Clock {
+    pub policy: Policy,
+    pub deadline: Option<Instant>,
+}
+
+impl Clock {
+    pub fn start(policy: Policy) -> Clock {
+        let deadline = policy.run_deadline.map(|d| Instant::now() + d);
+        Clock { policy, deadline }
+    }
+
+    /// Time left before the run deadline; None when there is no deadline.
+    pub fn time_left(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// Whether the run deadline has passed.
+    pub fn expired(&self) -> bool {
+        self.time_left().is_some_and(|left| left.is_zero())
+    }
+
+    /// How long the next attempt may take: the call timeout, capped by the run deadline.
+    pub fn attempt_budget(&self) -> Duration {
+        match self.time_left() {
+            Some(left) => left.min(self.policy.call_timeout),
+            None => self.policy.call_timeout,
+        }
+    }
+
     fn deadline_error(&self) -> ProviderError {
         ProviderError::new(
             ErrorKind::Timeout,
@@ -319,13 +350,12 @@ mod tests {
         assert_eq!(server_secs(-1.0), None);
     }
 
-    fn transport(retries: u32, run_deadline: Option<Duration>) -> Transport {
-        Transport::new(Policy {
+    fn transport(retries: u32, run_deadline: Option<Duration>) -> Clock {
+        Clock::start(Policy {
             retries,
             run_deadline,
             ..Policy::default()
         })
-        .unwrap()
     }
 
     fn rate_limited(wait: Duration) -> ProviderError {

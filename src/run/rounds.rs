@@ -40,7 +40,7 @@ pub(super) async fn run(
         retries: vec![0; seats],
         over_budget: None,
     };
-    while !run.transport.expired() && !stop.fired() {
+    while !run.transport.clock.expired() && !stop.fired() {
         let Some(calls) = strategy.next_round() else {
             break;
         };
@@ -81,7 +81,7 @@ pub(super) async fn run(
         }
         // A sampling round the run deadline cut before anyone answered adds nothing: the
         // decision stands on the rounds before it.
-        let dropped = round > 0 && run.transport.expired() && !results.iter().any(|r| r.ok);
+        let dropped = round > 0 && run.transport.clock.expired() && !results.iter().any(|r| r.ok);
         if !dropped {
             strategy.absorb(results);
         }
@@ -190,7 +190,7 @@ async fn collect(
             }
         };
         let run_end = async {
-            match run.transport.deadline {
+            match run.transport.clock.deadline {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
                 None => std::future::pending().await,
             }
