@@ -84,7 +84,7 @@ pub struct ProvidersArgs {
     pub calls: CallArgs,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct AskArgs {
     /// The question. Read from standard input when it is `-` or absent and input is piped.
     pub prompt: Option<String>,
@@ -116,7 +116,7 @@ pub struct AskArgs {
 
 /// How the panel decides. Unset flags fall back to the config's [consensus] table, whose
 /// key for each flag is named in its help ("key `beta_1`"); ranges are in the README.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 #[command(next_help_heading = "Consensus")]
 pub struct ConsensusArgs {
     /// Decision procedure (docs/strategies.md) [default: metastable]. Key `strategy`.
@@ -203,7 +203,7 @@ pub struct ConsensusArgs {
 
 /// How calls are made. Each flag but --temperature, --max-tokens and --stream has a
 /// [consensus] key of the same name with `_` for `-`.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 #[command(next_help_heading = "Calls")]
 pub struct CallArgs {
     /// Seconds one attempt of a call may take, and the longest silence while reading an
@@ -251,7 +251,7 @@ pub struct CallArgs {
 }
 
 /// What is printed.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 #[command(next_help_heading = "Output")]
 pub struct OutputArgs {
     /// Print one JSON object (schema in the README) instead of the report.
@@ -281,6 +281,17 @@ mod tests {
         for kind in StrategyKind::ALL {
             assert_eq!(kind.name().parse::<StrategyKind>(), Ok(kind));
         }
+    }
+
+    /// `providers` resolves its panel as `ask` with no other flag, through `Default`.
+    #[test]
+    fn ask_with_no_flags_is_the_default() {
+        use clap::{Args, FromArgMatches};
+        let matches = AskArgs::augment_args(clap::Command::new("ask"))
+            .try_get_matches_from(["ask"])
+            .unwrap();
+        let parsed = AskArgs::from_arg_matches(&matches).unwrap();
+        assert_eq!(format!("{parsed:?}"), format!("{:?}", AskArgs::default()));
     }
 
     #[test]

@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
-use clap::{Args, FromArgMatches};
 use serde::Serialize;
 use tokio::task::JoinSet;
 
@@ -79,11 +78,14 @@ impl Panel {
 /// The settings `ask` would resolve with these panel flags; seats whose key is not set
 /// are kept (with `missing_key`), so that every seat is shown.
 pub fn resolve(args: ProvidersArgs, env: &Env) -> anyhow::Result<Settings> {
-    let blank = AskArgs::augment_args(clap::Command::new("ask")).try_get_matches_from(["ask"])?;
-    let mut ask = AskArgs::from_arg_matches(&blank)?;
-    ask.models = args.models;
-    ask.config = args.config;
-    ask.calls = args.calls;
+    // Every `ask` flag is optional (unset means "the file's, else the default"), so
+    // `Default` is `ask` with none given.
+    let ask = AskArgs {
+        models: args.models,
+        config: args.config,
+        calls: args.calls,
+        ..AskArgs::default()
+    };
     Ok(config::resolve_lenient(&ask, env)?)
 }
 
