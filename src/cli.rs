@@ -23,9 +23,11 @@ Examples:
   llm-consensus ask -m openai:gpt-4o-mini -m groq:llama-3.3-70b-versatile \"Is 1009 prime?\"
   llm-consensus ask -m ollama:llama3.2@3 --answer number \"What is 17 * 23?\"
   echo \"Which sorting algorithm is stable?\" | llm-consensus ask --json | jq .answer
+  llm-consensus ask --config panel.toml --expect Canberra \"Capital of Australia?\" --json > result.json
 
-Exit codes: 0 final, 1 no consensus, 2 usage or configuration error, 3 too few answers
-(failed or degraded), 130 interrupted.";
+Exit codes: 0 final (and matched, with --expect...), 1 no consensus, 2 usage or configuration
+error, 3 too few answers (failed or degraded), 4 the answer did not match --expect...,
+130 interrupted.";
 
 /// Ask several language models the same question, let them refine against each other,
 /// and report whether they agree.
@@ -112,6 +114,9 @@ pub struct AskArgs {
 
     #[command(flatten)]
     pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub expect: ExpectArgs,
 }
 
 /// How the panel decides. Unset flags fall back to the config's [consensus] table, whose
@@ -270,6 +275,42 @@ pub struct OutputArgs {
     /// directory must exist, checked before any call.
     #[arg(long, value_name = "FILE")]
     pub transcript: Option<PathBuf>,
+}
+
+/// Checking the answer (for CI): at most one expectation per run. A FINAL answer that
+/// does not match exits 4; the JSON carries `expect: {kind, value, matched, require}`.
+#[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Checking")]
+pub struct ExpectArgs {
+    /// The expected answer: matches when the winner's key, normalized as keys are
+    /// (case, punctuation, spacing; numbers by value within --tolerance), equals TEXT.
+    #[arg(long, value_name = "TEXT", group = "expectation")]
+    pub expect: Option<String>,
+
+    /// The expected number: matches when the last number of the winner's key equals N
+    /// within --tolerance.
+    #[arg(
+        long,
+        value_name = "N",
+        group = "expectation",
+        allow_hyphen_values = true
+    )]
+    pub expect_number: Option<String>,
+
+    /// The expected choice letter, A–J: matches when the winner's key names it (as
+    /// --answer choice reads a `Final answer:` line).
+    #[arg(long, value_name = "LETTER", group = "expectation")]
+    pub expect_choice: Option<String>,
+
+    /// A regular expression that must match somewhere in the winner's key (anchor it with
+    /// ^...$).
+    #[arg(long, value_name = "RE", group = "expectation")]
+    pub expect_regex: Option<String>,
+
+    /// Which outcomes pass the check: final (FINAL and matched), majority (matched, and
+    /// FINAL or the winner's support above half) or any (matched) [default: final].
+    #[arg(long, value_name = "OUTCOME", value_enum, requires = "expectation")]
+    pub require: Option<crate::expect::Require>,
 }
 
 #[cfg(test)]

@@ -36,6 +36,20 @@ pub enum Require {
     Any,
 }
 
+impl Require {
+    /// Whether a run passes: its answer `matched`, and the decision was `finalized`, or
+    /// (majority) the winner's `support` is more than half, or (any) it finished at all.
+    /// The caller passes only finished runs (FINAL or NOT FINAL).
+    pub fn passes(self, matched: bool, finalized: bool, support: Option<f64>) -> bool {
+        matched
+            && match self {
+                Require::Final => finalized,
+                Require::Majority => finalized || support.is_some_and(|s| s > 0.5),
+                Require::Any => true,
+            }
+    }
+}
+
 impl fmt::Display for Require {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -80,6 +94,9 @@ pub struct Check {
     /// Whether the winner's key matches; false when there is no winner.
     pub matched: bool,
     pub require: Require,
+    /// Whether the run passes: matched, with the outcome `require` asks for (set by the
+    /// report, which knows the outcome).
+    pub passed: bool,
 }
 
 impl Expectation {
@@ -139,6 +156,7 @@ impl Expectation {
             },
             matched,
             require: self.require,
+            passed: false,
         }
     }
 
@@ -257,6 +275,32 @@ mod tests {
         assert!(matched("regex", "^Canb", "Canberra", 0.0));
         assert!(matched("regex", "(?i)canberra", "It is CANBERRA", 0.0));
         assert!(!matched("regex", "^Canberra$", "Canberra, Australia", 0.0));
+    }
+
+    #[test]
+    fn require_says_which_outcomes_pass() {
+        use Require::*;
+        // (require, matched, finalized, support) -> passes
+        let table = [
+            (Final, true, true, Some(0.9), true),
+            (Final, true, false, Some(0.9), false),
+            (Final, false, true, Some(1.0), false),
+            (Majority, true, false, Some(0.67), true),
+            (Majority, true, false, Some(0.5), false),
+            (Majority, true, false, None, false),
+            (Majority, true, true, Some(0.4), true),
+            (Majority, false, false, Some(1.0), false),
+            (Any, true, false, Some(0.1), true),
+            (Any, true, false, None, true),
+            (Any, false, true, Some(1.0), false),
+        ];
+        for (require, matched, finalized, support, passes) in table {
+            assert_eq!(
+                require.passes(matched, finalized, support),
+                passes,
+                "{require} {matched} {finalized} {support:?}"
+            );
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use clap::{CommandFactory, Parser};
 use llm_consensus::cli::{AskArgs, Cli, Command, ProvidersArgs};
 use llm_consensus::config::{self, Env};
 use llm_consensus::error::ConfigError;
+use llm_consensus::expect::Expectation;
 use llm_consensus::report::{self, Report, text::Style};
 use llm_consensus::run::{self, RunOptions};
 use llm_consensus::stderr_line;
@@ -139,6 +140,7 @@ fn read_prompt(arg: Option<&str>) -> Result<String, ConfigError> {
 fn ask(args: AskArgs) -> anyhow::Result<u8> {
     let env = Env::from_process();
     let settings = config::resolve(&args, &env)?;
+    let expectation = expectation(&args)?;
     let prompt = read_prompt(args.prompt.as_deref())?;
     let output = &args.output;
     let options = RunOptions {
@@ -164,7 +166,7 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
         );
     }
     let runtime = runtime()?;
-    let report = runtime.block_on(async {
+    let mut report = runtime.block_on(async {
         let interrupt = async {
             if tokio::signal::ctrl_c().await.is_ok() {
                 stderr_line!(
@@ -177,6 +179,9 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
         };
         run::execute(&settings, &prompt, options, interrupt).await
     })?;
+    if let Some(expectation) = &expectation {
+        report.check(expectation, &settings.params);
+    }
     // From here on a Ctrl-C ends the process at once, also while a large result is being
     // written to a pipe that is not read: the runtime stays up to listen for it.
     runtime.spawn(quit_on_ctrl_c());
@@ -200,7 +205,19 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
             report.seed
         );
     }
-    Ok(report.status.exit_code() as u8)
+    Ok(report.exit_code() as u8)
+}
+
+/// The `--expect…` flags, checked before any call (a bad value is a usage error).
+fn expectation(args: &AskArgs) -> Result<Option<Expectation>, ConfigError> {
+    let e = &args.expect;
+    Expectation::from_flags(
+        e.expect.as_deref(),
+        e.expect_number.as_deref(),
+        e.expect_choice.as_deref(),
+        e.expect_regex.as_deref(),
+        e.require.unwrap_or_default(),
+    )
 }
 
 fn print_result(report: &Report, args: &AskArgs) -> anyhow::Result<()> {

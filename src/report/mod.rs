@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use crate::config::SeatSpec;
 use crate::config::Settings;
-use crate::consensus::{Decision, Details, RoundTrace, SeatOutcome, Text};
+use crate::consensus::{Decision, Details, Params, RoundTrace, SeatOutcome, Text};
+use crate::expect::{Check, Expectation};
 use crate::provider::Usage;
 use crate::provider::pricing::Price;
 
@@ -133,6 +134,9 @@ pub struct Report {
     pub winner: Option<String>,
     /// The winner's key: the compared part of its answer.
     pub answer: Option<String>,
+    /// The `--expect…` check of `answer`; absent without an expectation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Check>,
     pub synthesis: Option<String>,
     /// Where the synthesis comes from: `winner_verbatim`, or `synthesizer` (--synthesize).
     pub synthesis_source: &'static str,
@@ -186,6 +190,7 @@ impl Report {
             finalized: decision.finalized && matches!(status, Status::Final),
             winner: decision.winner.map(|w| settings.seats[w].name.clone()),
             answer: decision.answer.clone(),
+            expect: None,
             synthesis: decision.synthesis.clone(),
             synthesis_source: "winner_verbatim",
             synthesizer: None,
@@ -204,6 +209,53 @@ impl Report {
             elapsed_ms,
             error,
             details: decision.details.clone(),
+        }
+    }
+}
+
+impl Report {
+    /// Checks the winner's key against the expectation with the run's similarity and
+    /// tolerance, and whether the run passes under `--require`; records the check.
+    pub fn check(&mut self, expectation: &Expectation, params: &Params) {
+        let mut check =
+            expectation.check(self.answer.as_deref(), params.similarity, params.tolerance);
+        let finished = matches!(self.status, Status::Final | Status::NoConsensus);
+        check.passed = finished
+            && check.require.passes(
+                check.matched,
+                self.status == Status::Final,
+                self.winner_support(),
+            );
+        self.expect = Some(check);
+    }
+
+    /// The winner's support: its weighted share of the live participants, when the
+    /// strategy measures one.
+    pub fn winner_support(&self) -> Option<f64> {
+        let winner = self.winner.as_deref()?;
+        self.participants
+            .iter()
+            .find(|p| p.name == winner)
+            .and_then(|p| p.support)
+    }
+
+    /// The exit code (docs/protocol.md §5): the status's, except that with an expectation
+    /// a finished run exits 0 when it passes, 4 when the answer did not match (or there
+    /// was none), and 1 when it matched but the outcome `--require` asks for was not
+    /// reached (the status is then `no_consensus`). Failed, degraded and interrupted runs
+    /// keep 3 and 130.
+    pub fn exit_code(&self) -> i32 {
+        match &self.expect {
+            Some(check) if matches!(self.status, Status::Final | Status::NoConsensus) => {
+                if check.passed {
+                    0
+                } else if !check.matched {
+                    4
+                } else {
+                    1
+                }
+            }
+            _ => self.status.exit_code(),
         }
     }
 }

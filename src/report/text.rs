@@ -55,6 +55,7 @@ pub fn render_quiet(report: &Report) -> String {
 pub fn render(report: &Report, style: Style) -> String {
     let mut out = Out::new(style);
     verdict(&mut out, report);
+    expectation(&mut out, report);
     scripted(&mut out, report);
     strategy_details(&mut out, report);
     answer(&mut out, report);
@@ -95,6 +96,44 @@ fn verdict(out: &mut Out, report: &Report) {
         out.paint(Paint::Yellow, "  Note:");
         let _ = writeln!(out, " {note}");
     }
+}
+
+/// The `--expect…` check and its result, right under the verdict: `✔ expected
+/// "Canberra": matched`, `✘ expected "Sydney": the answer was "Canberra"`.
+fn expectation(out: &mut Out, report: &Report) {
+    let Some(check) = &report.expect else {
+        return;
+    };
+    let result = if check.passed {
+        "matched".to_string()
+    } else if !check.matched {
+        match &report.answer {
+            Some(answer) => format!("the answer was \"{}\"", one_line(answer, 80)),
+            None => "there was no answer".to_string(),
+        }
+    } else {
+        let support = match (check.require, report.winner_support()) {
+            (crate::expect::Require::Majority, Some(s)) => {
+                format!(
+                    " and the winner's support, {}, is not more than half",
+                    pct(Some(s))
+                )
+            }
+            _ => String::new(),
+        };
+        format!(
+            "matched, but the decision is {}{support} (--require {})",
+            report.status.label(),
+            check.require
+        )
+    };
+    let (paint, mark) = if check.passed {
+        (Paint::Green, "✔")
+    } else {
+        (Paint::Red, "✘")
+    };
+    out.paint(paint, &format!("{mark} expected {}:", check.describe()));
+    let _ = writeln!(out, " {result}");
 }
 
 /// What the strategy found beyond the verdict: ties, dropped ballots, terms, the bft
