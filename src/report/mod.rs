@@ -240,16 +240,16 @@ impl Report {
     }
 
     /// The exit code (docs/protocol.md §5): the status's, except that with an expectation
-    /// a finished run exits 0 when it passes, 4 when the answer did not match (or there
-    /// was none), and 1 when it matched but the outcome `--require` asks for was not
-    /// reached (the status is then `no_consensus`). Failed, degraded and interrupted runs
-    /// keep 3 and 130.
+    /// a finished run exits 0 when it passes, 4 when the winner's answer did not match,
+    /// and 1 (its status is then `no_consensus`) when it matched but the outcome
+    /// `--require` asks for was not reached, or when there was no winning answer to check.
+    /// Failed, degraded and interrupted runs keep 3 and 130.
     pub fn exit_code(&self) -> i32 {
         match &self.expect {
             Some(check) if matches!(self.status, Status::Final | Status::NoConsensus) => {
                 if check.passed {
                     0
-                } else if !check.matched {
+                } else if !check.matched && self.answer.is_some() {
                     4
                 } else {
                     1

@@ -67,3 +67,108 @@ fn the_exit_code_always_says_what_the_json_status_says() {
         }
     }
 }
+
+/// The same promise with an `--expect…` check (docs/protocol.md §5): a finished run exits
+/// 0 when it passes, 4 when the winner's answer does not match, and 1 when it matched
+/// without the outcome `--require` asks for or there was no answer to check; 3 stays 3.
+#[test]
+fn with_an_expectation_the_exit_code_still_says_what_the_json_says() {
+    // (what, answers, flags, (status, exit) for metastable, and for vote)
+    type Case = (
+        &'static str,
+        [Option<&'static str>; 3],
+        &'static [&'static str],
+        (&'static str, i32),
+        (&'static str, i32),
+    );
+    let outcomes: [Case; 8] = [
+        (
+            "unanimous, matched",
+            [Some("4"), Some("4"), Some("4")],
+            &["--expect", "4"],
+            ("final", 0),
+            ("final", 0),
+        ),
+        (
+            "unanimous, not matched",
+            [Some("4"), Some("4"), Some("4")],
+            &["--expect-number", "5"],
+            ("final", 4),
+            ("final", 4),
+        ),
+        (
+            "unanimous, matched, any",
+            [Some("4"), Some("4"), Some("4")],
+            &["--expect-regex", "^4$", "--require", "any"],
+            ("final", 0),
+            ("final", 0),
+        ),
+        // metastable picks a winner with 1/3 support; a three-way vote is a tie, no answer.
+        (
+            "split, matched, final required",
+            [Some("4"), Some("5"), Some("6")],
+            &["--expect", "4"],
+            ("no_consensus", 1),
+            ("no_consensus", 1),
+        ),
+        (
+            "split, matched, any",
+            [Some("4"), Some("5"), Some("6")],
+            &["--expect", "4", "--require", "any"],
+            ("no_consensus", 0),
+            ("no_consensus", 1),
+        ),
+        (
+            "split, not matched",
+            [Some("4"), Some("5"), Some("6")],
+            &["--expect", "7", "--require", "any"],
+            ("no_consensus", 4),
+            ("no_consensus", 1),
+        ),
+        (
+            "below quorum, matched",
+            [Some("4"), None, None],
+            &["--expect", "4", "--require", "any"],
+            ("degraded", 3),
+            ("degraded", 3),
+        ),
+        (
+            "nobody answered",
+            [None, None, None],
+            &["--expect", "4"],
+            ("failed", 3),
+            ("failed", 3),
+        ),
+    ];
+    let sandbox = Sandbox::new();
+    for (what, answers, flags, metastable, vote) in outcomes {
+        let config = sandbox.write("panel.toml", &panel(answers));
+        for (strategy, (status, code)) in [("metastable", metastable), ("vote", vote)] {
+            let run = |json: bool| {
+                let mut cmd = sandbox.cmd();
+                cmd.args(["ask", "--seed", "1", "--strategy", strategy, "--config"])
+                    .arg(&config)
+                    .args(flags)
+                    .timeout(Duration::from_secs(20));
+                if json {
+                    cmd.arg("--json");
+                }
+                cmd.arg("What is 2 + 2?").output().unwrap()
+            };
+            let out = run(true);
+            let report: Value = serde_json::from_slice(&out.stdout)
+                .unwrap_or_else(|e| panic!("{what}, {strategy}: not JSON: {e}"));
+            assert_eq!(report["status"], status, "{what}, {strategy}: {report}");
+            assert_eq!(out.status.code(), Some(code), "{what}, {strategy} --json");
+            assert_eq!(
+                report["expect"]["passed"],
+                code == 0,
+                "{what}, {strategy}: passed agrees with the exit code"
+            );
+            if code == 4 {
+                assert_eq!(report["expect"]["matched"], false, "{what}, {strategy}");
+            }
+            assert_eq!(run(false).status.code(), Some(code), "{what}, {strategy}");
+        }
+    }
+}
