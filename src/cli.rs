@@ -277,8 +277,9 @@ pub struct OutputArgs {
     pub transcript: Option<PathBuf>,
 }
 
-/// Checking the answer (for CI): at most one expectation per run. A FINAL answer that
-/// does not match exits 4; the JSON carries `expect: {kind, value, matched, require}`.
+/// Checking the answer (for CI): at most one expectation per run, compared with the
+/// winner's key. An answer that does not match exits 4; the JSON carries `expect: {kind,
+/// value, matched, require, passed}` (README, "Checking the answer").
 #[derive(Debug, Default, Args)]
 #[command(next_help_heading = "Checking")]
 pub struct ExpectArgs {

@@ -295,3 +295,22 @@ fn an_answer_with_control_characters_is_shown_escaped_in_the_check_line() {
     );
     assert!(!stdout.contains('\u{1b}') && !stdout.contains('\u{7}'));
 }
+
+#[test]
+fn the_transcript_carries_the_check() {
+    let server = panel([Some("Final answer: 4"); 3]);
+    let sandbox = Sandbox::new();
+    let path = sandbox.path().join("run.json");
+    let path_arg = path.to_str().unwrap();
+    let (code, _, _) = ask(
+        &sandbox,
+        &server,
+        &["--expect-number", "5", "--transcript", path_arg],
+    );
+    assert_eq!(code, 4);
+    let transcript: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(
+        transcript["expect"],
+        json!({"kind": "number", "value": 5.0, "matched": false, "require": "final", "passed": false})
+    );
+}
