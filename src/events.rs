@@ -47,21 +47,22 @@ impl Events {
         if !self.on {
             return;
         }
-        // The common fields first, so that a reader of the raw lines sees what each is.
-        let head = serde_json::to_string(event).unwrap_or_default();
+        let rest = match fields {
+            Value::Object(fields) if !fields.is_empty() => {
+                let rest = serde_json::to_string(&fields).unwrap_or_default();
+                format!(",{}", ascii(rest.strip_prefix('{').unwrap_or(&rest)))
+            }
+            _ => "}".to_string(),
+        };
+        let event = ascii(&serde_json::to_string(event).unwrap_or_default()).into_owned();
+        // The time is read while holding stderr, so that `t_ms` never goes back from one
+        // line to the next (stderr's lock is reentrant: the write takes it again).
+        let _hold = std::io::stderr().lock();
         let t_ms = self.started.elapsed().as_millis() as u64;
-        let mut text =
-            format!("{{\"event\":{head},\"schema_version\":{SCHEMA_VERSION},\"t_ms\":{t_ms}");
-        if let Value::Object(fields) = fields
-            && !fields.is_empty()
-        {
-            let rest = serde_json::to_string(&fields).unwrap_or_default();
-            text.push(',');
-            text.push_str(rest.strip_prefix('{').unwrap_or(&rest));
-        } else {
-            text.push('}');
-        }
-        crate::stderr_line!("{}", ascii(&text));
+        // The common fields first, so that a reader of the raw lines sees what each is.
+        crate::stderr_line!(
+            "{{\"event\":{event},\"schema_version\":{SCHEMA_VERSION},\"t_ms\":{t_ms}{rest}"
+        );
     }
 
     /// `run_started`: what the run will do, before any call.
