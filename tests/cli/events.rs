@@ -450,3 +450,51 @@ fn a_closed_stderr_does_not_fail_the_run() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["status"], "final");
 }
+
+#[test]
+fn a_call_the_round_timeout_cuts_still_has_its_call_finished() {
+    let fast = TestServer::always(openai_ok("Final answer: 4", 5, 5));
+    let hung = TestServer::always(Reply::Hang);
+    let sb = Sandbox::new();
+    let mut config = String::new();
+    for (name, server) in [("fast", &fast), ("hung", &hung)] {
+        config.push_str(&format!(
+            "[providers.{name}]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key_env = \"FAKE_KEY\"\n\n",
+            server.url()
+        ));
+    }
+    for (name, provider) in [("fast-1", "fast"), ("fast-2", "fast"), ("hung", "hung")] {
+        config.push_str(&format!(
+            "[[participants]]\nprovider = \"{provider}\"\nmodel = \"m\"\nname = \"{name}\"\n\n"
+        ));
+    }
+    let cfg = sb.write("panel.toml", &config);
+    let out = sb
+        .cmd()
+        .env("FAKE_KEY", KEY)
+        .args(["ask", "--events", "--json", "--strategy", "vote"])
+        .args(["--round-timeout", "0.5", "--config"])
+        .arg(&cfg)
+        .arg("2+2?")
+        .output()
+        .unwrap();
+    let events = events(&out.stderr);
+    let started = named(&events, "call_started");
+    let finished = named(&events, "call_finished");
+    assert_eq!((started.len(), finished.len()), (3, 3), "{events:?}");
+    let hung = finished.iter().find(|f| f["name"] == "hung").unwrap();
+    assert_eq!(hung["ok"], false);
+    assert!(
+        hung["error"].as_str().unwrap().contains("round timeout"),
+        "{hung}"
+    );
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds[kinds.len() - 2..],
+        ["round_decided", "run_finished"],
+        "{kinds:?}"
+    );
+}
