@@ -498,3 +498,49 @@ fn a_call_the_round_timeout_cuts_still_has_its_call_finished() {
         "{kinds:?}"
     );
 }
+
+#[test]
+fn the_synthesis_call_and_its_warnings_are_events_too() {
+    let sb = Sandbox::new();
+    let panel = mock_panel(
+        &sb,
+        &["Final answer: 4", "Final answer: 4", "Final answer: 4"],
+    );
+    // The synthesizer also sits on the panel: a warning, which must be an event here.
+    let out = sb
+        .cmd()
+        .args(["ask", "--events", "--synthesize", "mock:script", "--config"])
+        .arg(&panel)
+        .arg("2+2?")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let events = events(&out.stderr);
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    let at = |kind: &str| {
+        kinds
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or_else(|| panic!("no {kind}: {kinds:?}"))
+    };
+    assert!(at("round_decided") < at("synthesis_started"), "{kinds:?}");
+    assert!(
+        at("synthesis_started") < at("synthesis_finished"),
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.last(), Some(&"run_finished"));
+    let warning = &events[at("warning")];
+    assert!(
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .contains("also sits on the panel"),
+        "{warning}"
+    );
+    let done = &events[at("synthesis_finished")];
+    assert_eq!(done["ok"], true);
+    assert_eq!(done["name"], "mock:script");
+}
