@@ -271,6 +271,11 @@ pub struct OutputArgs {
     #[arg(short, long)]
     pub verbose: bool,
 
+    /// Write the run as JSON lines on standard error as it goes (run, call and round
+    /// events; schema in the README). Replaces the progress lines and -v there.
+    #[arg(long)]
+    pub events: bool,
+
     /// Also write the full JSON result to FILE (written even when the run fails); its
     /// directory must exist, checked before any call.
     #[arg(long, value_name = "FILE")]

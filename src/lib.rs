@@ -19,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod consensus;
 pub mod error;
+pub mod events;
 pub mod expect;
 pub mod inspect;
 pub mod progress;

@@ -9,6 +9,7 @@ use clap::{CommandFactory, Parser};
 use llm_consensus::cli::{AskArgs, Cli, Command, ProvidersArgs};
 use llm_consensus::config::{self, Env};
 use llm_consensus::error::ConfigError;
+use llm_consensus::events::Events;
 use llm_consensus::expect::Expectation;
 use llm_consensus::report::{self, Report, text::Style};
 use llm_consensus::run::{self, RunOptions};
@@ -143,11 +144,17 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
     let expectation = expectation(&args)?;
     let prompt = read_prompt(args.prompt.as_deref())?;
     let output = &args.output;
+    // With --events, stderr carries events only: a wrapper parses every line.
+    let events = std::sync::Arc::new(Events::new(output.events));
     let options = RunOptions {
-        verbose: output.verbose,
-        progress: std::io::stderr().is_terminal() && !output.quiet && !output.json,
+        verbose: output.verbose && !output.events,
+        progress: std::io::stderr().is_terminal()
+            && !output.quiet
+            && !output.json
+            && !output.events,
+        events: events.clone(),
     };
-    if output.verbose {
+    if options.verbose {
         stderr_line!(
             "{} seat(s), strategy {}, seed {}, deadline {}{}",
             settings.seats.len(),
@@ -169,9 +176,13 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
     let mut report = runtime.block_on(async {
         let interrupt = async {
             if tokio::signal::ctrl_c().await.is_ok() {
-                stderr_line!(
-                    "interrupted: finishing with the answers so far (Ctrl-C again to quit at once)"
-                );
+                if events.enabled() {
+                    events.emit("interrupted", serde_json::json!({}));
+                } else {
+                    stderr_line!(
+                        "interrupted: finishing with the answers so far (Ctrl-C again to quit at once)"
+                    );
+                }
                 tokio::spawn(quit_on_ctrl_c());
             } else {
                 std::future::pending::<()>().await;
@@ -189,23 +200,32 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
     if let Some(path) = &output.transcript
         && let Err(e) = run::write_transcript(path, &report::json::render(&report))
     {
-        stderr_line!(
-            "warning: cannot write the transcript to {}: {e}",
-            path.display()
-        );
+        let warning = format!("cannot write the transcript to {}: {e}", path.display());
+        if events.enabled() {
+            events.emit("warning", serde_json::json!({ "message": warning }));
+        } else {
+            stderr_line!("warning: {warning}");
+        }
     }
     let printed = print_result(&report, &args);
     runtime.shutdown_background();
     printed?;
     // A hint for people; scripts find the seed in the result.
-    if !settings.seed_given && !output.json && !output.quiet && std::io::stderr().is_terminal() {
+    if !settings.seed_given
+        && !output.json
+        && !output.quiet
+        && !output.events
+        && std::io::stderr().is_terminal()
+    {
         stderr_line!(
             "(seed {}: pass --seed {} to replay the same draws)",
             report.seed,
             report.seed
         );
     }
-    Ok(report.exit_code() as u8)
+    let code = report.exit_code() as u8;
+    events.run_finished(&report, code);
+    Ok(code)
 }
 
 /// The `--expect…` flags, checked before any call (a bad value is a usage error).
@@ -235,6 +255,7 @@ fn print_result(report: &Report, args: &AskArgs) -> anyhow::Result<()> {
         )
     };
     if args.output.quiet
+        && !args.output.events
         && let Some(error) = &report.error
     {
         stderr_line!("error: {}", report::text::visible(error));

@@ -376,7 +376,8 @@ fn status(
     }
 }
 
-fn params(settings: &Settings) -> ParamsReport {
+/// The parameters as reported (also in `--events`' `run_started`).
+pub fn params(settings: &Settings) -> ParamsReport {
     let p = &settings.params;
     ParamsReport {
         rounds: p.rounds,

@@ -5,6 +5,7 @@
 //! the answers so far decide.
 
 mod budget;
+mod emit;
 mod interrupt;
 mod log;
 mod rounds;
@@ -17,6 +18,7 @@ use std::time::Instant;
 
 use crate::config::Settings;
 use crate::consensus::{self, Decision};
+use crate::events::Events;
 use crate::progress::Progress;
 use crate::provider::Transport;
 use crate::report::{Report, Status};
@@ -27,13 +29,15 @@ use rounds::Rounds;
 pub use scrub::Scrubber;
 pub use transcript::write_transcript;
 
-/// How the run talks to the person watching.
-#[derive(Clone, Copy, Debug, Default)]
+/// How the run talks to the person watching, or to the tool wrapping it.
+#[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     /// Log every call on stderr.
     pub verbose: bool,
     /// Show progress bars on stderr.
     pub progress: bool,
+    /// `--events`: JSON lines on stderr as calls start and finish and rounds decide.
+    pub events: Arc<Events>,
 }
 
 /// What every phase of a run shares.
@@ -45,6 +49,7 @@ struct Run<'a> {
     /// Every provider result passes it before it is shown, stored or forwarded.
     scrubber: Arc<Scrubber>,
     progress: Arc<Progress>,
+    events: Arc<Events>,
     started: Instant,
 }
 
@@ -58,6 +63,7 @@ pub async fn execute(
     interrupt: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<Report> {
     let run = Run::new(settings, prompt, options)?;
+    run.events.run_started(settings);
     tokio::pin!(interrupt);
     let mut stop = Interrupt::armed(interrupt).await;
     let mut budget = Budget::new(settings.max_cost);
@@ -86,12 +92,23 @@ impl<'a> Run<'a> {
         Ok(Run {
             settings,
             prompt,
-            options,
             transport: Arc::new(Transport::new(settings.policy.clone())?),
             scrubber: Arc::new(Scrubber::new(scrub::secrets(settings))),
             progress: Arc::new(Progress::new(&names, options.progress)),
+            events: Arc::clone(&options.events),
+            options,
             started,
         })
+    }
+
+    /// A warning on stderr: a `warning` event with `--events`, else a `warning:` line.
+    fn warn(&self, message: &str) {
+        if self.events.enabled() {
+            self.events
+                .emit("warning", serde_json::json!({ "message": message }));
+        } else {
+            crate::stderr_line!("warning: {message}");
+        }
     }
 
     fn elapsed_ms(&self) -> f64 {

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 
 use super::budget::{self, Budget};
 use super::interrupt::Interrupt;
-use super::{Run, log, scrub};
+use super::{Run, emit, log, scrub};
 use crate::config::Settings;
 use crate::consensus::{CallResult, CallSpec, Strategy};
 use crate::provider::http::{Retry, human_duration};
@@ -66,7 +66,7 @@ pub(super) async fn run(
                 .cloned();
             set.spawn(ask(run, call, index, limit));
         }
-        let results = collect(run, set, &called, &mut rounds.retries, stop).await;
+        let results = collect(run, set, round, &called, &mut rounds.retries, stop).await;
         for r in &results {
             let price = run.settings.seats[r.seat].price;
             if r.ok {
@@ -84,6 +84,15 @@ pub(super) async fn run(
         let dropped = round > 0 && run.transport.clock.expired() && !results.iter().any(|r| r.ok);
         if !dropped {
             strategy.absorb(results);
+        }
+        if run.events.enabled() {
+            emit::round_decided(
+                &run.events,
+                run.settings,
+                round,
+                &strategy.decide(),
+                !dropped,
+            );
         }
     }
     rounds
@@ -121,6 +130,8 @@ fn ask(
     };
     let transport = Arc::clone(&run.transport);
     let progress = Arc::clone(&run.progress);
+    let events = Arc::clone(&run.events);
+    let params = run.settings.params.clone();
     let scrubber = Arc::clone(&run.scrubber);
     let name = seat.name.clone();
     let verbose = run.options.verbose;
@@ -132,6 +143,7 @@ fn ask(
             None => None,
         };
         progress.started(call.seat, call.round);
+        emit::call_started(&events, &name, &call, index);
         let t0 = Instant::now();
         let on_retry = |r: &Retry<'_>| {
             scrub::retry(&scrubber, r, |r| {
@@ -140,6 +152,7 @@ fn ask(
                     let stage = format!("round {}", call.round);
                     log::retry(&progress, &stage, &name, &request.model, r);
                 }
+                emit::call_retry(&events, &name, &call, r);
             });
         };
         let mut outcome = provider
@@ -161,6 +174,7 @@ fn ask(
         if verbose {
             log::call(&progress, &name, &request.model, &call, &result);
         }
+        emit::call_finished(&events, &params, &name, call.round, &result, attempts);
         (result, attempts)
     }
 }
@@ -170,6 +184,7 @@ fn ask(
 async fn collect(
     run: &Run<'_>,
     mut set: JoinSet<(CallResult, u32)>,
+    round: usize,
     called: &[usize],
     retries: &mut [u32],
     stop: &mut Interrupt<'_>,
@@ -222,12 +237,18 @@ async fn collect(
             }
         }
     }
-    if let Some(why) = &cut {
-        let waited = round_started.elapsed().as_secs_f64() * 1000.0;
-        for &seat in called {
-            if !results.iter().any(|r| r.seat == seat) {
-                results.push(CallResult::failed(seat, why.clone(), waited));
-            }
+    let waited = round_started.elapsed().as_secs_f64() * 1000.0;
+    for &seat in called {
+        if results.iter().any(|r| r.seat == seat) {
+            continue;
+        }
+        // A call cut in flight never reports back itself: its event is sent here.
+        let why = cut.as_deref().unwrap_or("interrupted by Ctrl-C");
+        let failed = CallResult::failed(seat, why, waited);
+        let name = &run.settings.seats[seat].name;
+        emit::call_finished(&run.events, &run.settings.params, name, round, &failed, 1);
+        if cut.is_some() {
+            results.push(failed);
         }
     }
     results

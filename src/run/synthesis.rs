@@ -4,6 +4,8 @@
 
 use std::time::Instant;
 
+use serde_json::json;
+
 use super::budget::{self, Budget};
 use super::interrupt::Interrupt;
 use super::{Run, log, scrub};
@@ -32,7 +34,7 @@ pub(super) async fn run(
             "the synthesizer {} also sits on the panel: its own answer may be favoured",
             synth.name
         );
-        crate::stderr_line!("warning: {warning}");
+        run.warn(&warning);
         report.warnings.push(warning);
     }
     let request = request(run.prompt, synth, report);
@@ -45,19 +47,34 @@ pub(super) async fn run(
     if let Some(why) = unaffordable {
         let why = format!("not asked: {why}");
         let warning = format!("the synthesizer {} was {why}", synth.name);
-        return fall_back(report, &warning, why);
+        return fall_back(run, report, &warning, why);
     }
 
     let verbose = run.options.verbose;
+    let events = &run.events;
+    events.emit(
+        "synthesis_started",
+        json!({ "name": synth.name, "model": synth.model }),
+    );
     let t0 = Instant::now();
     // The progress lines are gone by now: retries are logged straight to stderr.
     let quiet = Progress::disabled();
     let on_retry = |r: &Retry<'_>| {
-        if verbose {
-            scrub::retry(&run.scrubber, r, |r| {
+        scrub::retry(&run.scrubber, r, |r| {
+            if verbose {
                 log::retry(&quiet, "synthesis", &synth.name, &synth.model, r);
-            });
-        }
+            }
+            events.emit(
+                "synthesis_retry",
+                json!({
+                    "name": synth.name,
+                    "attempt": r.attempt,
+                    "delay_ms": r.delay.as_millis() as u64,
+                    "asked": r.asked,
+                    "reason": r.reason,
+                }),
+            );
+        });
     };
     let call = synth
         .provider
@@ -69,11 +86,27 @@ pub(super) async fn run(
             report.finalized = false;
             report.error = Some("interrupted during the synthesis".to_string());
             let warning = format!("the synthesizer {} was interrupted", synth.name);
-            return fall_back(report, &warning, "interrupted by Ctrl-C".to_string());
+            return fall_back(run, report, &warning, "interrupted by Ctrl-C".to_string());
         }
     };
     scrub::outcome(&run.scrubber, &mut outcome);
     let ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let error = match &outcome.result {
+        Ok(c) if c.text.trim().is_empty() => Some("empty answer"),
+        Ok(_) => None,
+        Err(e) => Some(e.message.as_str()),
+    };
+    events.emit(
+        "synthesis_finished",
+        json!({
+            "name": synth.name,
+            "ok": error.is_none(),
+            "latency_ms": ms,
+            "usage": outcome.result.as_ref().map_or(&outcome.failed_usage, |c| &c.usage),
+            "error": error,
+            "retries": outcome.attempts.saturating_sub(1),
+        }),
+    );
     // Tokens of failed attempts were paid for, whatever the outcome.
     let failed = outcome.failed_usage;
     match outcome.result {
@@ -88,17 +121,17 @@ pub(super) async fn run(
         Ok(c) => {
             count(report, synth, &budget::with_failed(c.usage, &failed), false);
             report.synthesis_error = Some("empty answer".to_string());
-            crate::stderr_line!(
-                "warning: the synthesizer {} gave an empty answer; the winner's answer is used verbatim",
+            run.warn(&format!(
+                "the synthesizer {} gave an empty answer; the winner's answer is used verbatim",
                 synth.name
-            );
+            ));
         }
         Err(e) => {
             if failed != Usage::default() {
                 count(report, synth, &failed, false);
             }
             let warning = format!("the synthesizer {} failed ({})", synth.name, e.message);
-            fall_back(report, &warning, e.message);
+            fall_back(run, report, &warning, e.message);
         }
     }
 }
@@ -164,7 +197,7 @@ fn count(report: &mut Report, synth: &SeatSpec, usage: &Usage, answered: bool) {
 }
 
 /// The winner's answer stays: stderr says what happened, the report why.
-fn fall_back(report: &mut Report, what: &str, why: String) {
-    crate::stderr_line!("warning: {what}; the winner's answer is used verbatim");
+fn fall_back(run: &Run<'_>, report: &mut Report, what: &str, why: String) {
+    run.warn(&format!("{what}; the winner's answer is used verbatim"));
     report.synthesis_error = Some(why);
 }

@@ -1,0 +1,161 @@
+//! `--events`: one JSON object per line on standard error, as the run goes, for tools that
+//! wrap this one (the README's "Events" table lists them and their fields). Every event
+//! carries `event`, `schema_version` and `t_ms` (milliseconds since the process started
+//! the run). The texts in events come from the run's scrubbed data, so keys never appear,
+//! and each line is plain ASCII (every other character a JSON `\u` escape), so nothing in
+//! an answer can steer the terminal that shows it. A line that cannot be written is lost:
+//! events never fail the run.
+
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::config::Settings;
+use crate::report::Report;
+
+/// Bumped whenever an event or a field changes meaning or disappears.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Where events go: standard error when on, nowhere when off.
+#[derive(Debug)]
+pub struct Events {
+    on: bool,
+    started: Instant,
+}
+
+impl Default for Events {
+    fn default() -> Events {
+        Events::new(false)
+    }
+}
+
+impl Events {
+    /// Events on or off; `t_ms` counts from now.
+    pub fn new(on: bool) -> Events {
+        Events {
+            on,
+            started: Instant::now(),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.on
+    }
+
+    /// Writes the event `event` with `fields` (a JSON object) as one line.
+    pub fn emit(&self, event: &str, fields: Value) {
+        if !self.on {
+            return;
+        }
+        let rest = match fields {
+            Value::Object(fields) if !fields.is_empty() => {
+                let rest = serde_json::to_string(&fields).unwrap_or_default();
+                format!(",{}", ascii(rest.strip_prefix('{').unwrap_or(&rest)))
+            }
+            _ => "}".to_string(),
+        };
+        let event = ascii(&serde_json::to_string(event).unwrap_or_default()).into_owned();
+        // The time is read while holding stderr, so that `t_ms` never goes back from one
+        // line to the next (stderr's lock is reentrant: the write takes it again).
+        let _hold = std::io::stderr().lock();
+        let t_ms = self.started.elapsed().as_millis() as u64;
+        // The common fields first, so that a reader of the raw lines sees what each is.
+        crate::stderr_line!(
+            "{{\"event\":{event},\"schema_version\":{SCHEMA_VERSION},\"t_ms\":{t_ms}{rest}"
+        );
+    }
+
+    /// `run_started`: what the run will do, before any call.
+    pub fn run_started(&self, settings: &Settings) {
+        if !self.on {
+            return;
+        }
+        let seats: Vec<Value> = settings
+            .seats
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                json!({
+                    "seat": i,
+                    "name": s.name,
+                    "provider": s.provider_name,
+                    "model": s.model,
+                    "kind": s.provider.kind().to_string(),
+                    "weight": s.weight,
+                })
+            })
+            .collect();
+        self.emit(
+            "run_started",
+            json!({
+                "strategy": settings.params.strategy.name(),
+                "seed": settings.params.seed,
+                "seats": seats,
+                "synthesizer": settings.synthesizer.as_ref().map(|s| &s.name),
+                "params": crate::report::params(settings),
+            }),
+        );
+    }
+
+    /// `run_finished`: how the run ended and the exit code the process returns.
+    pub fn run_finished(&self, report: &Report, exit_code: u8) {
+        self.emit(
+            "run_finished",
+            json!({
+                "status": report.status,
+                "exit_code": exit_code,
+                "finalized": report.finalized,
+                "winner": report.winner,
+                "answer": report.answer,
+                "synthesis": report.synthesis,
+                "rounds_executed": report.rounds_executed,
+                "usage": report.usage,
+                "cost_usd": report.usage.cost_usd,
+                "elapsed_ms": report.elapsed_ms,
+                "error": report.error,
+            }),
+        );
+    }
+}
+
+/// JSON text with every character outside printable ASCII written as a `\u` escape
+/// (UTF-16, as JSON spells it). serde escapes the C0 controls already; this also covers
+/// DEL, the C1 controls and the bidirectional overrides, and costs nothing to check.
+/// Outside strings, compact JSON is printable ASCII, so only string contents change.
+fn ascii(json: &str) -> std::borrow::Cow<'_, str> {
+    if json.bytes().all(|b| (b' '..b'\x7f').contains(&b)) {
+        return json.into();
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if (' '..'\x7f').contains(&c) {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_character_that_is_not_printable_ascii_is_escaped_and_round_trips() {
+        let text = "é\u{1b}[2J\u{7f}\u{9b}\u{202e}\r\n😀\"\\";
+        let json = serde_json::to_string(&json!({ "a": text })).unwrap();
+        let line = ascii(&json);
+        assert!(line.bytes().all(|b| (b' '..b'\x7f').contains(&b)), "{line}");
+        assert!(
+            line.contains("\\u00e9") && line.contains("\\ud83d\\ude00"),
+            "{line}"
+        );
+        let back: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(back["a"], text);
+        assert!(matches!(ascii("{\"a\":1}"), std::borrow::Cow::Borrowed(_)));
+    }
+}

@@ -1,0 +1,106 @@
+//! `--events` of the rounds: the call and round events, built from the run's scrubbed
+//! results (see [`crate::events`] for the line format).
+
+use serde_json::json;
+
+use crate::config::Settings;
+use crate::consensus::{CallResult, CallSpec, Decision, Params, confidence};
+use crate::events::Events;
+use crate::provider::http::Retry;
+use crate::similarity::Comparator;
+
+pub(super) fn call_started(events: &Events, name: &str, call: &CallSpec, index: usize) {
+    events.emit(
+        "call_started",
+        json!({
+            "round": call.round,
+            "seat": call.seat,
+            "name": name,
+            "call": index,
+            "attempt": 1,
+        }),
+    );
+}
+
+/// An attempt failed and the call tries again after `delay_ms`.
+pub(super) fn call_retry(events: &Events, name: &str, call: &CallSpec, retry: &Retry<'_>) {
+    events.emit(
+        "call_retry",
+        json!({
+            "round": call.round,
+            "seat": call.seat,
+            "name": name,
+            "attempt": retry.attempt,
+            "delay_ms": retry.delay.as_millis() as u64,
+            "asked": retry.asked,
+            "reason": retry.reason,
+        }),
+    );
+}
+
+/// A call is back: its answer's key (as the strategy will compare it) or its error.
+pub(super) fn call_finished(
+    events: &Events,
+    params: &Params,
+    name: &str,
+    round: usize,
+    result: &CallResult,
+    attempts: u32,
+) {
+    if !events.enabled() {
+        return;
+    }
+    let key = result.ok.then(|| key(params, &result.text)).flatten();
+    events.emit(
+        "call_finished",
+        json!({
+            "round": round,
+            "seat": result.seat,
+            "name": name,
+            "ok": result.ok,
+            "latency_ms": result.latency_ms,
+            "usage": result.usage,
+            "key": key,
+            "error": result.error,
+            "cut": result.cut,
+            "retries": attempts.saturating_sub(1),
+        }),
+    );
+}
+
+/// The compared part of an answer, made as the strategies make it.
+fn key(params: &Params, text: &str) -> Option<String> {
+    let cmp = Comparator::new(params.similarity, params.tolerance);
+    let key = if params.confidence {
+        cmp.key(&confidence::strip(text), &params.answer)
+    } else {
+        cmp.key(text, &params.answer)
+    };
+    key.map(|k| k.text().to_string())
+}
+
+/// The decision as it stands after a round. `counted` is false for a round the run
+/// deadline cut before anyone answered: it adds nothing to the decision.
+pub(super) fn round_decided(
+    events: &Events,
+    settings: &Settings,
+    round: usize,
+    decision: &Decision,
+    counted: bool,
+) {
+    let winner = decision.winner;
+    events.emit(
+        "round_decided",
+        json!({
+            "round": round,
+            "counted": counted,
+            "winner": winner.and_then(|w| settings.seats.get(w)).map(|s| &s.name),
+            "winner_seat": winner,
+            "answer": decision.answer,
+            "support": winner.and_then(|w| decision.seats.get(w)).and_then(|s| s.support),
+            "finalized": decision.finalized,
+            "live": decision.live,
+            "quorum": decision.quorum,
+        }),
+    );
+}
