@@ -149,6 +149,8 @@ pub async fn panel(settings: &Settings, env: &Env, check: bool) -> anyhow::Resul
                 user: CHECK_PROMPT.into(),
                 temperature: seat.temperature,
                 max_tokens: seat.max_tokens,
+                // A check is one call, not a run to repeat.
+                seed: None,
             };
             let key_env = seat.key_env.clone();
             let missing_key = seat.missing_key.clone();

@@ -118,6 +118,16 @@ pub struct ChatRequest {
     pub user: crate::text::Prompt,
     pub temperature: Option<f64>,
     pub max_tokens: Option<u32>,
+    /// The sampling seed, for providers that accept one (Anthropic has none): see
+    /// [`provider_seed`].
+    pub seed: Option<u64>,
+}
+
+/// The seed sent to seat `seat`'s provider in a run seeded with `run_seed`: one per seat,
+/// so that copies of one model (`@N`) still answer independently, and below 2^31, so
+/// that it fits every API's integer (Gemini's is 32 bits).
+pub fn provider_seed(run_seed: u64, seat: usize) -> u64 {
+    run_seed.wrapping_add(seat as u64) % (1 << 31)
 }
 
 impl ChatRequest {
@@ -140,6 +150,9 @@ impl ChatRequest {
         }
         if let Some(max) = self.max_tokens {
             params.insert(max_tokens_field.into(), json!(max));
+        }
+        if let Some(seed) = self.seed {
+            params.insert("seed".into(), json!(seed));
         }
         params
     }
