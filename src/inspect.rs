@@ -89,7 +89,8 @@ pub fn resolve(args: ProvidersArgs, env: &Env) -> anyhow::Result<Settings> {
     Ok(config::resolve_lenient(&ask, env)?)
 }
 
-fn info(seat: &SeatSpec, env: &Env) -> SeatInfo {
+/// How `seat` is shown (`--dry-run` shows its seats the same way).
+pub fn info(seat: &SeatSpec, env: &Env) -> SeatInfo {
     SeatInfo {
         name: seat.name.clone(),
         provider: seat.provider_name.clone(),

@@ -141,6 +141,9 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
     let settings = config::resolve(&args, &env)?;
     let prompt = read_prompt(args.prompt.as_deref())?;
     let output = &args.output;
+    if args.dry_run {
+        return dry_run(&settings, &prompt, &env, output.json);
+    }
     let options = RunOptions {
         verbose: output.verbose,
         progress: std::io::stderr().is_terminal() && !output.quiet && !output.json,
@@ -201,6 +204,20 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
         );
     }
     Ok(report.status.exit_code() as u8)
+}
+
+/// `ask --dry-run`: the plan of the run, nothing sent.
+fn dry_run(settings: &config::Settings, prompt: &str, env: &Env, json: bool) -> anyhow::Result<u8> {
+    let plan = llm_consensus::plan::plan(settings, prompt, env);
+    let text = if json {
+        let mut s = serde_json::to_string_pretty(&plan)?;
+        s.push('\n');
+        s
+    } else {
+        llm_consensus::plan::render(&plan)
+    };
+    print_stdout(text.as_bytes())?;
+    Ok(0)
 }
 
 fn print_result(report: &Report, args: &AskArgs) -> anyhow::Result<()> {
