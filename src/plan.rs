@@ -305,15 +305,17 @@ impl<'a> Planner<'a> {
                 }
             }
             StrategyKind::Hanzo => {
-                // One shared prompt: the question and min(k, n) sampled answers, each cut
-                // at 1,000 characters after its seat's name.
-                let mut sample: Vec<usize> = (0..n).collect();
-                sample.sort_by_key(|&j| std::cmp::Reverse(self.answers[j].len()));
-                sample.truncate(params.k.min(n));
-                let mut user = format!("Query: {}\n\nPeers:", self.question);
-                for j in sample {
+                // One shared prompt: the question and min(k, n) answers drawn with
+                // replacement, each cut at 1,000 characters after its seat's name; at
+                // worst the longest of them every time.
+                let line = |j: usize| {
                     let text = &self.answers[j][..self.answers[j].len().min(1000)];
-                    let _ = write!(user, "\n[{}] {text}", self.settings.seats[j].name);
+                    format!("\n[{}] {text}", self.settings.seats[j].name)
+                };
+                let longest = (0..n).map(line).max_by_key(String::len).unwrap_or_default();
+                let mut user = format!("Query: {}\n\nPeers:", self.question);
+                for _ in 0..params.k.min(n) {
+                    user.push_str(&longest);
                 }
                 user.push_str("\n\nRefine your response:");
                 for round in 1..=rounds {
@@ -526,10 +528,11 @@ pub fn render(plan: &Plan) -> String {
         }
     );
     if let Some(limit) = plan.max_cost_usd {
-        let _ = writeln!(
-            out,
-            "--max-cost ${limit}: the run stops before a round whose worst case would pass it"
-        );
+        let verdict = match w.cost_usd {
+            Some(c) if c <= limit => "the worst case fits",
+            _ => "the run stops before a round whose worst case would pass it",
+        };
+        let _ = writeln!(out, "--max-cost ${limit}: {verdict}");
     }
     out
 }

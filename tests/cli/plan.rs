@@ -326,7 +326,38 @@ fn dry_run_prices_the_worst_case_or_says_it_is_unknown() {
         .as_f64()
         .expect("a priced panel has a cost");
     assert!((cost - expected).abs() < 1e-12, "{cost} vs {expected}");
+    assert!(cost > 0.0);
     assert_eq!(worst["unpriced"], json!([]));
+    // The text says whether the worst case fits in --max-cost.
+    let cfg = panel(&sb, &server.url(), &format!("{OPENAI}\n{price}"), "m", 2);
+    for (limit, says) in [
+        (cost * 2.0, "the worst case fits"),
+        (
+            cost / 2.0,
+            "the run stops before a round whose worst case would pass it",
+        ),
+    ] {
+        let limit = limit.to_string();
+        let out = sb
+            .cmd()
+            .env("TEST_KEY", "sk-test")
+            .args(["ask", "--dry-run", "--seed", "1", "--system", "Be terse."])
+            .args([
+                "--max-tokens",
+                "50",
+                "--max-cost",
+                &limit,
+                "--config",
+                &cfg,
+                QUESTION,
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}");
+        assert!(stdout.contains(&format!("${cost:.4}")), "{stdout}");
+        assert!(stdout.contains(says), "{limit}: {stdout}");
+    }
     let seats: f64 = plan["seats"]
         .as_array()
         .unwrap()
@@ -511,6 +542,7 @@ fn a_run_where_nobody_ever_agrees_makes_the_planned_calls_within_the_planned_tok
         &["--strategy", "vote", "--rounds", "2"],
         &["--strategy", "rank"],
         &["--strategy", "leader", "--rounds", "3"],
+        &["--strategy", "hanzo", "--rounds", "2"],
     ] {
         // Every answer a new word: no key agrees with another or with an earlier one, no
         // ballot or vote is readable.
@@ -539,4 +571,34 @@ fn a_run_where_nobody_ever_agrees_makes_the_planned_calls_within_the_planned_tok
             "{extra:?}: {sent} bytes sent, {planned} planned"
         );
     }
+}
+
+#[test]
+fn a_bft_run_that_reaches_commit_makes_the_planned_calls() {
+    // Everyone answers alike and attests AGREE to the proposal's digest: both phases run.
+    let server = TestServer::start(|req, _| {
+        let body = req.text();
+        let reply = match body.split_once("(SHA-256 ") {
+            Some((_, rest)) => {
+                let digest: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
+                format!("Attestation: AGREE {digest}\nReason: right.")
+            }
+            None => "Final answer: 4".to_string(),
+        };
+        openai_ok(&reply, 5, 2)
+    });
+    let sb = Sandbox::new();
+    let args = ["--strategy", "bft", "--max-tokens", "40"];
+    let (code, plan, stderr) = dry_run(&sb, &server, "", 4, &args);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(plan["worst_case"]["calls"], 12);
+    let cfg = panel(&sb, &server.url(), OPENAI, "m", 4);
+    let mut run = vec!["--seed", "1", "--system", "Be terse."];
+    run.extend_from_slice(&args);
+    let (code, report, stderr) = ask(&sb, &cfg, &run);
+    assert_eq!(code, 0, "the panel commits: {stderr} {report}");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 12);
+    let sent: u64 = requests.iter().map(prompt_bytes).sum();
+    assert!(sent <= plan["worst_case"]["input_tokens"].as_u64().unwrap());
 }
