@@ -295,3 +295,17 @@ pub struct Outcome {
     /// though no answer came of them, so they count toward the cost and `--max-cost`.
     pub failed_usage: Usage,
 }
+
+#[cfg(test)]
+mod seed_tests {
+    use super::provider_seed;
+
+    #[test]
+    fn each_seat_has_its_own_seed_and_every_seed_fits_32_bits() {
+        assert_eq!(provider_seed(41, 0), 41);
+        assert_eq!(provider_seed(41, 2), 43);
+        assert_eq!(provider_seed((1 << 31) - 1, 1), 0);
+        assert_eq!(provider_seed(u64::MAX, 1), 0, "wraps, never panics");
+        assert!(provider_seed(u64::MAX - 5, 3) < 1 << 31);
+    }
+}
