@@ -106,6 +106,12 @@ pub struct AskArgs {
     #[arg(long, value_name = "TEXT")]
     pub system: Option<String>,
 
+    /// Print the call plan (seats, rounds, worst-case calls, tokens and cost) and exit 0
+    /// without sending anything; with --json as one JSON object. Configuration errors
+    /// (a key variable that is not set, too) still exit 2.
+    #[arg(long)]
+    pub dry_run: bool,
+
     #[command(flatten)]
     pub consensus: ConsensusArgs,
 

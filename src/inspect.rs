@@ -89,7 +89,8 @@ pub fn resolve(args: ProvidersArgs, env: &Env) -> anyhow::Result<Settings> {
     Ok(config::resolve_lenient(&ask, env)?)
 }
 
-fn info(seat: &SeatSpec, env: &Env) -> SeatInfo {
+/// How `seat` is shown (`--dry-run` shows its seats the same way).
+pub fn info(seat: &SeatSpec, env: &Env) -> SeatInfo {
     SeatInfo {
         name: seat.name.clone(),
         provider: seat.provider_name.clone(),
@@ -149,6 +150,8 @@ pub async fn panel(settings: &Settings, env: &Env, check: bool) -> anyhow::Resul
                 user: CHECK_PROMPT.into(),
                 temperature: seat.temperature,
                 max_tokens: seat.max_tokens,
+                // A check is one call, not a run to repeat.
+                seed: None,
             };
             let key_env = seat.key_env.clone();
             let missing_key = seat.missing_key.clone();

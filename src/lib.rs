@@ -11,6 +11,7 @@
 //! - [`report`]: the result as data, and its text and JSON renderings;
 //! - [`run`]: the glue that drives a strategy with real provider calls;
 //! - [`inspect`]: the `providers` command (the resolved panel, and a check call per seat);
+//! - [`plan`]: `ask --dry-run`, the worst-case calls, tokens and cost of a run;
 //! - [`replay`]: measuring strategies on recorded answers of real models.
 
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@ pub mod error;
 pub mod events;
 pub mod expect;
 pub mod inspect;
+pub mod plan;
 pub mod progress;
 pub mod provider;
 pub mod replay;

@@ -144,6 +144,9 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
     let expectation = expectation(&args)?;
     let prompt = read_prompt(args.prompt.as_deref())?;
     let output = &args.output;
+    if args.dry_run {
+        return dry_run(&settings, &prompt, &env, output.json);
+    }
     // With --events, stderr carries events only: a wrapper parses every line.
     let events = std::sync::Arc::new(Events::new(output.events));
     let options = RunOptions {
@@ -238,6 +241,20 @@ fn expectation(args: &AskArgs) -> Result<Option<Expectation>, ConfigError> {
         e.expect_regex.as_deref(),
         e.require.unwrap_or_default(),
     )
+}
+
+/// `ask --dry-run`: the plan of the run, nothing sent.
+fn dry_run(settings: &config::Settings, prompt: &str, env: &Env, json: bool) -> anyhow::Result<u8> {
+    let plan = llm_consensus::plan::plan(settings, prompt, env);
+    let text = if json {
+        let mut s = serde_json::to_string_pretty(&plan)?;
+        s.push('\n');
+        s
+    } else {
+        llm_consensus::plan::render(&plan)
+    };
+    print_stdout(text.as_bytes())?;
+    Ok(0)
 }
 
 fn print_result(report: &Report, args: &AskArgs) -> anyhow::Result<()> {

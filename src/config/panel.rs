@@ -544,6 +544,11 @@ fn resolve_http(
                     MaxTokensField::MaxTokens
                 },
             );
+            // Mistral names its seed field differently and refuses unknown fields.
+            if base_url.contains("api.mistral.ai") || defaults.is_some_and(|v| v.name == "mistral")
+            {
+                dialect.seed_field = "random_seed";
+            }
             (base_url, Protocol::OpenAi(dialect))
         }
     };

@@ -349,6 +349,7 @@ mod tests {
             user: "2+2?".into(),
             temperature: Some(1.5),
             max_tokens: None,
+            seed: None,
         };
         let official = endpoint("https://api.anthropic.com");
         assert_eq!(

@@ -331,6 +331,7 @@ mod tests {
             user: "2+2?".into(),
             temperature: None,
             max_tokens: None,
+            seed: None,
         }
     }
 

@@ -324,6 +324,7 @@ mod tests {
             user: "2+2?".into(),
             temperature: None,
             max_tokens: None,
+            seed: None,
         };
         assert_eq!(
             endpoint(false).body(&req),

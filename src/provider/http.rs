@@ -333,6 +333,7 @@ mod tests {
             user: "2+2?".into(),
             temperature: None,
             max_tokens: None,
+            seed: None,
         };
         let outcome = provider.complete(&transport, &request, 0, |_| {}).await;
         let e = outcome.result.unwrap_err();

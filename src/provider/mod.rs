@@ -118,6 +118,16 @@ pub struct ChatRequest {
     pub user: crate::text::Prompt,
     pub temperature: Option<f64>,
     pub max_tokens: Option<u32>,
+    /// The sampling seed, for providers that accept one (Anthropic has none): see
+    /// [`provider_seed`].
+    pub seed: Option<u64>,
+}
+
+/// The seed sent to seat `seat`'s provider in a run seeded with `run_seed`: one per seat,
+/// so that copies of one model (`@N`) still answer independently, and below 2^31, so
+/// that it fits every API's integer (Gemini's is 32 bits).
+pub fn provider_seed(run_seed: u64, seat: usize) -> u64 {
+    run_seed.wrapping_add(seat as u64) % (1 << 31)
 }
 
 impl ChatRequest {
@@ -140,6 +150,9 @@ impl ChatRequest {
         }
         if let Some(max) = self.max_tokens {
             params.insert(max_tokens_field.into(), json!(max));
+        }
+        if let Some(seed) = self.seed {
+            params.insert("seed".into(), json!(seed));
         }
         params
     }
@@ -281,4 +294,18 @@ pub struct Outcome {
     /// Tokens reported by attempts that failed (retried, or the last one): paid for
     /// though no answer came of them, so they count toward the cost and `--max-cost`.
     pub failed_usage: Usage,
+}
+
+#[cfg(test)]
+mod seed_tests {
+    use super::provider_seed;
+
+    #[test]
+    fn each_seat_has_its_own_seed_and_every_seed_fits_32_bits() {
+        assert_eq!(provider_seed(41, 0), 41);
+        assert_eq!(provider_seed(41, 2), 43);
+        assert_eq!(provider_seed((1 << 31) - 1, 1), 0);
+        assert_eq!(provider_seed(u64::MAX, 1), 0, "wraps, never panics");
+        assert!(provider_seed(u64::MAX - 5, 3) < 1 << 31);
+    }
 }

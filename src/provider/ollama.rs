@@ -189,6 +189,7 @@ mod tests {
             user: "hi".into(),
             temperature: None,
             max_tokens: None,
+            seed: None,
         };
         assert_eq!(
             e.body(&req),

@@ -46,6 +46,8 @@ pub struct Dialect {
     pub max_tokens_field: MaxTokensField,
     pub auth: Auth,
     pub route: Route,
+    /// The name of the seed field: `seed`, or Mistral's `random_seed`.
+    pub seed_field: &'static str,
 }
 
 impl Default for Dialect {
@@ -55,6 +57,7 @@ impl Default for Dialect {
             max_tokens_field: MaxTokensField::MaxTokens,
             auth: Auth::Bearer,
             route: Route::ChatCompletions,
+            seed_field: "seed",
         }
     }
 }
@@ -113,7 +116,11 @@ impl Dialect {
         let mut body = Map::new();
         body.insert("model".into(), json!(request.model));
         body.insert("messages".into(), request.chat_messages());
-        body.extend(request.sampling(max_tokens_field));
+        let mut sampling = request.sampling(max_tokens_field);
+        if let Some(seed) = sampling.remove("seed") {
+            sampling.insert(self.seed_field.into(), seed);
+        }
+        body.extend(sampling);
         if stream {
             body.insert("stream".into(), json!(true));
             body.insert("stream_options".into(), json!({"include_usage": true}));
@@ -423,6 +430,7 @@ mod tests {
             user: "hi".into(),
             temperature: None,
             max_tokens: None,
+            seed: None,
         };
         assert_eq!(
             endpoint().body(&req),

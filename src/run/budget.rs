@@ -68,12 +68,19 @@ pub(super) fn with_failed(answer: Usage, failed: &Usage) -> Usage {
     usage
 }
 
-/// The most a call can cost: every byte of its prompt a token, and the seat's output
-/// limit (or [`ASSUMED_MAX_OUTPUT`] when it sets none) all used. 0 when unpriced.
-pub(super) fn worst_case(seat: &SeatSpec, system: Option<&str>, user: &str) -> f64 {
+/// The most tokens a call can use, input and output: every byte of its prompt a token,
+/// and the seat's output limit (or [`ASSUMED_MAX_OUTPUT`] when it sets none) all used.
+/// `--dry-run` plans with it too.
+pub(crate) fn worst_tokens(seat: &SeatSpec, system: Option<&str>, user: &str) -> (u64, u64) {
     let input = system.map_or(0, str::len) + user.len();
     let output = seat.max_tokens.map_or(ASSUMED_MAX_OUTPUT, u64::from);
-    seat.price.map_or(0.0, |p| p.bound(input as u64, output))
+    (input as u64, output)
+}
+
+/// The most a call can cost: the price of [`worst_tokens`]. 0 when unpriced.
+pub(super) fn worst_case(seat: &SeatSpec, system: Option<&str>, user: &str) -> f64 {
+    let (input, output) = worst_tokens(seat, system, user);
+    seat.price.map_or(0.0, |p| p.bound(input, output))
 }
 
 #[cfg(test)]

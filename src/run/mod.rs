@@ -4,7 +4,7 @@
 //! [`synthesis`]). Ctrl-C and the run deadline stop new calls and cut those in flight:
 //! the answers so far decide.
 
-mod budget;
+pub(crate) mod budget;
 mod emit;
 mod interrupt;
 mod log;

@@ -15,7 +15,7 @@ use super::{Run, emit, log, scrub};
 use crate::config::Settings;
 use crate::consensus::{CallResult, CallSpec, Strategy};
 use crate::provider::http::{Retry, human_duration};
-use crate::provider::{ChatRequest, Outcome};
+use crate::provider::{ChatRequest, Outcome, provider_seed};
 
 /// What the rounds counted besides the strategy's own trace.
 pub(super) struct Rounds {
@@ -127,6 +127,7 @@ fn ask(
         user: call.user.clone(),
         temperature: seat.temperature,
         max_tokens: seat.max_tokens,
+        seed: Some(provider_seed(run.settings.params.seed, call.seat)),
     };
     let transport = Arc::clone(&run.transport);
     let progress = Arc::clone(&run.progress);

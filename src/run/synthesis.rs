@@ -167,6 +167,11 @@ fn request(prompt: &str, synth: &SeatSpec, report: &Report) -> ChatRequest {
         user: consensus::prompt::synthesis(prompt, &answers, &agreement).into(),
         temperature: synth.temperature,
         max_tokens: synth.max_tokens,
+        // The synthesizer counts as one seat after the panel's.
+        seed: Some(crate::provider::provider_seed(
+            report.seed,
+            report.participants.len(),
+        )),
     }
 }
 

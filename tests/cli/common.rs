@@ -1212,3 +1212,10 @@ pub fn openai_finished(
     }
     reply
 }
+
+/// The seed seat `seat` sends its provider in the run that `report` (`ask --json`)
+/// describes: the run's seed plus the seat's index, modulo 2^31 (README, Seeds).
+pub fn seat_seed(report: &Value, seat: u64) -> u64 {
+    let seed = report["seed"].as_u64().expect("the report has a seed");
+    seed.wrapping_add(seat) % (1 << 31)
+}

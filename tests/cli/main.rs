@@ -14,6 +14,7 @@ mod faults;
 mod hanzo_binary;
 mod inspect_edges;
 mod metastable;
+mod plan;
 mod promises;
 mod provider_edges;
 mod providers;

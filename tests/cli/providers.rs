@@ -265,7 +265,8 @@ fn gemini_request_shape_answer_and_usage() {
         json!({
             "systemInstruction": {"parts": [{"text": "Be terse."}]},
             "contents": [{"role": "user", "parts": [{"text": QUESTION}]}],
-            "generationConfig": {"temperature": 0.3, "maxOutputTokens": 50}
+            "generationConfig": {"temperature": 0.3, "maxOutputTokens": 50,
+                                 "seed": seat_seed(&report, 0)}
         })
     );
 }
@@ -313,7 +314,11 @@ fn gemini_stream_excludes_thoughts_and_keeps_the_last_usage() {
         "/v1beta/models/gemini-test:streamGenerateContent"
     );
     assert_eq!(req.query("alt").as_deref(), Some("sse"));
-    assert!(req.json().get("generationConfig").is_none());
+    // Unset sampling parameters are left out; only the run's seed is always sent.
+    assert_eq!(
+        req.json()["generationConfig"],
+        json!({"seed": seat_seed(&report, 0)})
+    );
 }
 
 #[test]
@@ -488,7 +493,8 @@ fn ollama_builtin_is_native_and_follows_ollama_host() {
         req.json(),
         json!({"model": "llama-test", "stream": false, "messages": [
             {"role": "system", "content": "Be terse."},
-            {"role": "user", "content": QUESTION}]})
+            {"role": "user", "content": QUESTION}],
+            "options": {"seed": seat_seed(&report, 0)}})
     );
 }
 
@@ -512,7 +518,7 @@ fn ollama_ndjson_stream_with_options() {
     assert_eq!(body["stream"], true);
     assert_eq!(
         body["options"],
-        json!({"temperature": 0.0, "num_predict": 64})
+        json!({"temperature": 0.0, "num_predict": 64, "seed": seat_seed(&report, 0)})
     );
 }
 
