@@ -394,59 +394,42 @@ impl Strategy for Bft {
             return;
         };
         let mut results = complete_results(&called, results);
-        let mut took = vec![false; results.len()];
-        for (r, took) in results.iter_mut().zip(&mut took) {
-            if round == 0 {
-                let (cmp, params) = (&self.cmp, &self.params);
-                *took = self
-                    .book
-                    .take_answer(
-                        r,
-                        |text| (cmp.key(text, &params.answer), None),
-                        |a, b| a.text() == b.text(),
-                    )
-                    .is_some();
-            } else {
+        let took = if round == 0 {
+            let (took, _) =
+                self.book
+                    .take_answers(&mut results, &self.cmp, &self.params, |a, b| {
+                        a.text() == b.text()
+                    });
+            self.choose_proposal();
+            took
+        } else {
+            for r in &results {
                 let answered = self.book.take_judgement(r);
                 // A failed call is absence, never a faulty attestation.
                 self.attested[r.seat][round - 1] =
                     r.ok.then(|| answered.then(|| parse_attestation(&r.text)).flatten());
             }
-        }
-        if round == 0 {
-            self.choose_proposal();
-        }
-        let entries = (0..self.book.len())
-            .map(|seat| {
-                let idx = called.iter().position(|&c| c == seat);
-                let result = idx.map(|i| &results[i]);
-                let s = &self.book[seat];
-                let mut entry = self.book.entry(seat, result, idx.is_some_and(|i| took[i]));
-                entry.key = if round == 0 {
-                    s.live()
-                        .then(|| s.key.as_ref().map(Key::shared_text))
-                        .flatten()
-                } else {
-                    match &self.attested[seat][round - 1] {
-                        Some(Some(a)) => Some(Text::from(a.verdict.label())),
-                        _ => None,
-                    }
-                };
-                entry.luminance = s.luminance.filter(|_| round == 0 && s.live());
-                entry.error = result.and_then(|r| r.error.clone()).or_else(|| {
-                    (round > 0
-                        && result.is_some()
-                        && matches!(self.attested[seat][round - 1], Some(None)))
+            vec![false; results.len()]
+        };
+        let (book, attested) = (&self.book, &self.attested);
+        let trace = book.round_trace(round, &called, &results, &took, |seat, idx, entry| {
+            let result = idx.map(|i| &results[i]);
+            let s = &book[seat];
+            entry.key = if round == 0 {
+                book.live_key(seat)
+            } else {
+                match &attested[seat][round - 1] {
+                    Some(Some(a)) => Some(Text::from(a.verdict.label())),
+                    _ => None,
+                }
+            };
+            entry.luminance = s.luminance.filter(|_| round == 0 && s.live());
+            entry.error = result.and_then(|r| r.error.clone()).or_else(|| {
+                (round > 0 && result.is_some() && matches!(attested[seat][round - 1], Some(None)))
                     .then(|| "unreadable attestation".to_string())
-                });
-                entry
-            })
-            .collect();
-        self.trace.push(RoundTrace {
-            round,
-            participants: entries,
-            ..RoundTrace::default()
+            });
         });
+        self.trace.push(trace);
         self.absorbed += 1;
     }
 
@@ -511,7 +494,7 @@ impl Strategy for Bft {
             winner,
             finalized: decided,
             answer: winner.and_then(|w| self.book[w].key.as_ref().map(|k| k.text().to_string())),
-            synthesis: winner.and_then(|w| self.book[w].text.as_deref().map(str::to_string)),
+            synthesis: winner.and_then(|w| self.book.answer_text(w)),
             rounds_executed: self.absorbed.saturating_sub(1),
             seats,
             rounds: self.trace.clone(),

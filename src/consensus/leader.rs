@@ -299,21 +299,17 @@ impl Strategy for Leader {
             return;
         };
         let mut results = complete_results(&called, results);
-        let mut took = vec![false; results.len()];
-        for (r, took) in results.iter_mut().zip(&mut took) {
-            match batch {
-                Batch::Answers => {
-                    let (cmp, params) = (&self.cmp, &self.params);
-                    *took = self
-                        .book
-                        .take_answer(
-                            r,
-                            |text| (cmp.key(text, &params.answer), None),
-                            |a, b| a.text() == b.text(),
-                        )
-                        .is_some();
-                }
-                Batch::Propose => {
+        let took = match batch {
+            Batch::Answers => {
+                let (took, _) =
+                    self.book
+                        .take_answers(&mut results, &self.cmp, &self.params, |a, b| {
+                            a.text() == b.text()
+                        });
+                took
+            }
+            Batch::Propose => {
+                for r in &results {
                     // A new proposal becomes the leader's standing answer (its luminance
                     // stays the one of round 0, which orders the leaders); a failed call
                     // leaves the earlier one standing.
@@ -327,7 +323,10 @@ impl Strategy for Leader {
                         }
                     }
                 }
-                Batch::Vote => {
+                vec![false; results.len()]
+            }
+            Batch::Vote => {
+                for r in &results {
                     // A failed call is absence: the follower casts no vote, rather than
                     // rejecting, and still counts among the seats a majority needs.
                     let answered = self.book.take_judgement(r);
@@ -339,8 +338,9 @@ impl Strategy for Leader {
                         t.votes.push((r.seat, vote));
                     }
                 }
+                vec![false; results.len()]
             }
-        }
+        };
         if batch == Batch::Answers {
             let mut order = self.live();
             order.sort_by(|&a, &b| {
@@ -359,39 +359,31 @@ impl Strategy for Leader {
                 }
             }
         }
-        let entries = (0..self.book.len())
-            .map(|seat| {
-                let idx = called.iter().position(|&c| c == seat);
-                let result = idx.map(|i| &results[i]);
-                let s = &self.book[seat];
-                let vote = (batch == Batch::Vote)
-                    .then(|| {
-                        self.terms
-                            .last()
-                            .and_then(|t| t.votes.iter().find(|(i, _)| *i == seat))
-                    })
-                    .flatten();
-                let mut entry = self.book.entry(seat, result, idx.is_some_and(|i| took[i]));
-                entry.key = match (batch, vote) {
-                    (Batch::Vote, Some((_, Some(v)))) => {
-                        Some(Text::from(if v.accept { "ACCEPT" } else { "REJECT" }))
-                    }
-                    (Batch::Vote, _) => None,
-                    _ if result.is_some_and(|r| r.ok) => s.key.as_ref().map(Key::shared_text),
-                    _ => None,
-                };
-                entry.luminance = s.luminance.filter(|_| batch == Batch::Answers && s.live());
-                entry.error = result.and_then(|r| r.error.clone()).or_else(|| {
-                    matches!(vote, Some((_, None))).then(|| "unreadable vote".to_string())
-                });
-                entry
-            })
-            .collect();
-        self.trace.push(RoundTrace {
-            round,
-            participants: entries,
-            ..RoundTrace::default()
+        let (book, terms) = (&self.book, &self.terms);
+        let trace = book.round_trace(round, &called, &results, &took, |seat, idx, entry| {
+            let result = idx.map(|i| &results[i]);
+            let s = &book[seat];
+            let vote = (batch == Batch::Vote)
+                .then(|| {
+                    terms
+                        .last()
+                        .and_then(|t| t.votes.iter().find(|(i, _)| *i == seat))
+                })
+                .flatten();
+            entry.key = match (batch, vote) {
+                (Batch::Vote, Some((_, Some(v)))) => {
+                    Some(Text::from(if v.accept { "ACCEPT" } else { "REJECT" }))
+                }
+                (Batch::Vote, _) => None,
+                _ if result.is_some_and(|r| r.ok) => s.key.as_ref().map(Key::shared_text),
+                _ => None,
+            };
+            entry.luminance = s.luminance.filter(|_| batch == Batch::Answers && s.live());
+            entry.error = result
+                .and_then(|r| r.error.clone())
+                .or_else(|| matches!(vote, Some((_, None))).then(|| "unreadable vote".to_string()));
         });
+        self.trace.push(trace);
         self.batches += 1;
     }
 

@@ -17,7 +17,6 @@
 //!   (confidence >= beta_1), or a round changed no answer. "Live" is a seat with a
 //!   standing answer ([`super::seats`]): a failed call leaves it standing, unscored.
 
-use super::confidence;
 use super::prompt;
 use super::sampling::{Sampler, SplitMix};
 use super::seats::SeatBook;
@@ -397,27 +396,13 @@ impl Strategy for Metastable {
             return;
         };
         let mut results = complete_results(&called, results);
-        let mut changed = false;
         // Per result: whether it is an answer, whose text then moves into the seat's
         // standing answer. A failure leaves the standing answer (stale).
-        let mut answered_at = vec![false; results.len()];
-        for (r, answered_at) in results.iter_mut().zip(&mut answered_at) {
-            let (cmp, params) = (&self.cmp, &self.params);
-            let took = self.book.take_answer(
-                r,
-                |text| {
-                    if params.confidence {
-                        let key = cmp.key(&confidence::strip(text), &params.answer);
-                        (key, confidence::parse(text))
-                    } else {
-                        (cmp.key_in(text, &params.answer), None)
-                    }
-                },
-                |a, b| a.text() == b.text(),
-            );
-            *answered_at = took.is_some();
-            changed |= took == Some(true);
-        }
+        let (answered_at, changed) =
+            self.book
+                .take_answers(&mut results, &self.cmp, &self.params, |a, b| {
+                    a.text() == b.text()
+                });
         if round == 0 {
             let sampler = self.sampler();
             samples = called
@@ -450,37 +435,24 @@ impl Strategy for Metastable {
             }
         }
         let max_lum = self.book.max_luminance();
-        let mut entries = Vec::with_capacity(self.book.len());
-        let mut position = vec![None; self.book.len()];
-        for (i, &seat) in called.iter().enumerate() {
-            position[seat] = Some(i);
-        }
-        for (seat, &agreement) in agreements.iter().enumerate() {
-            let idx = position[seat];
-            let standing = &self.book[seat];
-            let mut entry = self.book.entry(
-                seat,
-                idx.map(|i| &results[i]),
-                idx.is_some_and(|i| answered_at[i]),
-            );
-            if let Some(i) = idx {
-                entry.sampled = Names::of_seats(self.book.names(), std::mem::take(&mut samples[i]));
-            }
-            entry.key = standing
-                .live()
-                .then(|| standing.key.as_ref().map(Key::shared_text))
-                .flatten();
-            entry.agreement = agreement;
-            entry.confidence = self.state[seat].confidence;
-            entry.support = self.state[seat].support;
-            entry.luminance = standing.live().then(|| self.book.luminance(seat, max_lum));
-            entries.push(entry);
-        }
-        self.trace.push(RoundTrace {
+        let (book, state) = (&self.book, &self.state);
+        let trace = book.round_trace(
             round,
-            participants: entries,
-            ..RoundTrace::default()
-        });
+            &called,
+            &results,
+            &answered_at,
+            |seat, idx, entry| {
+                if let Some(i) = idx {
+                    entry.sampled = Names::of_seats(book.names(), std::mem::take(&mut samples[i]));
+                }
+                entry.key = book.live_key(seat);
+                entry.agreement = agreements[seat];
+                entry.confidence = state[seat].confidence;
+                entry.support = state[seat].support;
+                entry.luminance = book[seat].live().then(|| book.luminance(seat, max_lum));
+            },
+        );
+        self.trace.push(trace);
         self.changed_last_round = round == 0 || changed;
         self.absorbed += 1;
     }
@@ -517,7 +489,7 @@ impl Metastable {
             winner: winner.map(|(w, _)| w),
             finalized: self.is_final(),
             answer: winner.map(|(w, _)| self.book.key_text(w)),
-            synthesis: winner.and_then(|(w, _)| self.book[w].text.as_deref().map(str::to_string)),
+            synthesis: winner.and_then(|(w, _)| self.book.answer_text(w)),
             rounds_executed: self.absorbed.saturating_sub(1),
             seats,
             rounds,

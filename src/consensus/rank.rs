@@ -27,7 +27,7 @@ use super::{
     BallotReport, CallResult, CallSpec, Decision, Details, Params, RoundTrace, Rule, ScoreReport,
     Seat, Strategy, Text, complete_results,
 };
-use crate::similarity::{Comparator, Key};
+use crate::similarity::Comparator;
 
 const TIE: f64 = 1e-9;
 
@@ -335,21 +335,17 @@ impl Strategy for Rank {
             return;
         };
         let mut results = complete_results(&called, results);
-        let mut took = vec![false; results.len()];
-        for (r, took) in results.iter_mut().zip(&mut took) {
-            if round == 0 {
-                let (cmp, params) = (&self.cmp, &self.params);
-                *took = self
-                    .book
-                    .take_answer(
-                        r,
-                        |text| (cmp.key(text, &params.answer), None),
-                        |a, b| a.text() == b.text(),
-                    )
-                    .is_some();
-            } else {
+        let took = if round == 0 {
+            let (took, _) =
+                self.book
+                    .take_answers(&mut results, &self.cmp, &self.params, |a, b| {
+                        a.text() == b.text()
+                    });
+            took
+        } else {
+            for r in &results {
                 let answered = self.book.take_judgement(r);
-                let shown = self.state[r.seat].shown.clone();
+                let shown = &self.state[r.seat].shown;
                 let ballot = if answered {
                     parse_ballot(&r.text, shown.len())
                         .map(|order| order.into_iter().map(|p| shown[p]).collect())
@@ -364,42 +360,32 @@ impl Strategy for Rank {
                 self.state[r.seat].ballot_absent = !r.ok;
                 self.state[r.seat].ballot = Some(ballot);
             }
-        }
-        let entries = (0..self.book.len())
-            .map(|seat| {
-                let idx = called.iter().position(|&c| c == seat);
-                let result = idx.map(|i| &results[i]);
-                let s = &self.book[seat];
-                let mut entry = self.book.entry(seat, result, idx.is_some_and(|i| took[i]));
-                if round == 1 && result.is_some() {
-                    entry.sampled = self.state[seat]
-                        .shown
-                        .iter()
-                        .map(|&j| self.book.name(j).clone())
-                        .collect();
+            vec![false; results.len()]
+        };
+        let (book, state) = (&self.book, &self.state);
+        let trace = book.round_trace(round, &called, &results, &took, |seat, idx, entry| {
+            let result = idx.map(|i| &results[i]);
+            let s = &book[seat];
+            if round == 1 && result.is_some() {
+                entry.sampled = state[seat]
+                    .shown
+                    .iter()
+                    .map(|&j| book.name(j).clone())
+                    .collect();
+            }
+            entry.key = book.live_key(seat).filter(|_| round == 0);
+            entry.luminance = s.luminance.filter(|_| round == 0 && s.live());
+            entry.error = result.and_then(|r| match (&r.error, round, &state[seat].ballot) {
+                (Some(e), _, _) => Some(e.clone()),
+                (None, 1, Some(Err(why))) => Some(format!("ballot dropped: {why}")),
+                // A text that became the standing answer has moved out of `r`.
+                _ if !idx.is_some_and(|i| took[i]) && r.text.trim().is_empty() => {
+                    Some("empty answer".to_string())
                 }
-                entry.key = (round == 0 && s.live())
-                    .then(|| s.key.as_ref().map(Key::shared_text))
-                    .flatten();
-                entry.luminance = s.luminance.filter(|_| round == 0 && s.live());
-                entry.error =
-                    result.and_then(|r| match (&r.error, round, &self.state[seat].ballot) {
-                        (Some(e), _, _) => Some(e.clone()),
-                        (None, 1, Some(Err(why))) => Some(format!("ballot dropped: {why}")),
-                        // A text that became the standing answer has moved out of `r`.
-                        _ if !idx.is_some_and(|i| took[i]) && r.text.trim().is_empty() => {
-                            Some("empty answer".to_string())
-                        }
-                        _ => None,
-                    });
-                entry
-            })
-            .collect();
-        self.trace.push(RoundTrace {
-            round,
-            participants: entries,
-            ..RoundTrace::default()
+                _ => None,
+            });
         });
+        self.trace.push(trace);
         self.absorbed += 1;
     }
 
@@ -501,7 +487,7 @@ impl Strategy for Rank {
             winner,
             finalized,
             answer: winner.map(|w| self.book.key_text(w)),
-            synthesis: winner.and_then(|w| self.book[w].text.as_deref().map(str::to_string)),
+            synthesis: winner.and_then(|w| self.book.answer_text(w)),
             rounds_executed: self.absorbed.saturating_sub(1),
             seats,
             rounds: self.trace.clone(),

@@ -13,8 +13,10 @@
 
 use std::sync::Arc;
 
-use super::{CallResult, CallSpec, Params, Seat, SeatOutcome, Text, TraceEntry, confidence};
-use crate::similarity::Key;
+use super::{
+    CallResult, CallSpec, Params, RoundTrace, Seat, SeatOutcome, Text, TraceEntry, confidence,
+};
+use crate::similarity::{Comparator, Key};
 
 /// One seat's standing.
 #[derive(Default)]
@@ -53,6 +55,21 @@ pub(crate) struct SeatBook {
 /// Whether a successful call's text carries an answer.
 fn has_answer(r: &CallResult) -> bool {
     r.ok && !r.text.trim().is_empty()
+}
+
+/// The key of an answer and the confidence it states; under `--confidence`, the key of
+/// the answer without its confidence line.
+pub(crate) fn answer_key(
+    cmp: &Comparator,
+    params: &Params,
+    text: &Text,
+) -> (Option<Key>, Option<f64>) {
+    if params.confidence {
+        let key = cmp.key(&confidence::strip(text), &params.answer);
+        (key, confidence::parse(text))
+    } else {
+        (cmp.key_in(text, &params.answer), None)
+    }
 }
 
 impl SeatBook {
@@ -179,6 +196,29 @@ impl SeatBook {
         Some(changed)
     }
 
+    /// Takes the results of a round of answering calls, each by
+    /// [`take_answer`](Self::take_answer) keyed by [`answer_key`]. Returns, per result,
+    /// whether its text became the standing answer, and whether any seat's key changed
+    /// (by `same`).
+    pub fn take_answers(
+        &mut self,
+        results: &mut [CallResult],
+        cmp: &Comparator,
+        params: &Params,
+        same: impl Fn(&Key, &Key) -> bool,
+    ) -> (Vec<bool>, bool) {
+        let mut changed = false;
+        let took = results
+            .iter_mut()
+            .map(|r| {
+                let took = self.take_answer(r, |text| answer_key(cmp, params, text), &same);
+                changed |= took == Some(true);
+                took.is_some()
+            })
+            .collect();
+        (took, changed)
+    }
+
     /// Takes the result of a judging call (a ballot, an attestation, a vote): the
     /// standing answer is unchanged; a failure marks it stale. Returns whether the call
     /// answered.
@@ -234,6 +274,52 @@ impl SeatBook {
         }
     }
 
+    /// One round of the trace: each seat's [`entry`](Self::entry), for the seats of
+    /// `called` with their result (`results` and `took` are in the order of `called`;
+    /// `took`: the result's text became the standing answer), completed by
+    /// `fill(seat, the index of its call in called, entry)`.
+    pub fn round_trace(
+        &self,
+        round: usize,
+        called: &[usize],
+        results: &[CallResult],
+        took: &[bool],
+        mut fill: impl FnMut(usize, Option<usize>, &mut TraceEntry),
+    ) -> RoundTrace {
+        let mut position = vec![None; self.seats.len()];
+        for (i, &seat) in called.iter().enumerate() {
+            position[seat] = Some(i);
+        }
+        let participants = position
+            .iter()
+            .enumerate()
+            .map(|(seat, &idx)| {
+                let result = idx.map(|i| &results[i]);
+                let mut entry = self.entry(seat, result, idx.is_some_and(|i| took[i]));
+                fill(seat, idx, &mut entry);
+                entry
+            })
+            .collect();
+        RoundTrace {
+            round,
+            participants,
+            ..RoundTrace::default()
+        }
+    }
+
+    /// The key of the seat's standing answer; None when the seat is absent.
+    pub fn live_key(&self, seat: usize) -> Option<Text> {
+        let s = &self.state[seat];
+        s.live()
+            .then(|| s.key.as_ref().map(Key::shared_text))
+            .flatten()
+    }
+
+    /// The seat's standing answer, as text.
+    pub fn answer_text(&self, seat: usize) -> Option<String> {
+        self.state[seat].text.as_deref().map(str::to_string)
+    }
+
     /// The seat's outcome at the end of the run, with the strategy's own measures.
     pub fn outcome(
         &self,
@@ -251,10 +337,7 @@ impl SeatBook {
             score,
             live: s.live(),
             stale: s.stale && s.live(),
-            key: s
-                .live()
-                .then(|| s.key.as_ref().map(Key::shared_text))
-                .flatten(),
+            key: self.live_key(seat),
         }
     }
 }

@@ -14,7 +14,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::confidence;
 use super::prompt;
 use super::sampling::{SplitMix, weighted_sample};
 use super::seats::SeatBook;
@@ -308,54 +307,26 @@ impl Strategy for Vote {
             return;
         };
         let mut results = complete_results(&called, results);
-        let mut changed = false;
-        let mut took = vec![false; results.len()];
-        for (r, took) in results.iter_mut().zip(&mut took) {
-            let (cmp, params) = (&self.cmp, &self.params);
-            let answered = self.book.take_answer(
-                r,
-                |text| {
-                    if params.confidence {
-                        let key = cmp.key(&confidence::strip(text), &params.answer);
-                        (key, confidence::parse(text))
-                    } else {
-                        (cmp.key(text, &params.answer), None)
-                    }
-                },
-                |a, b| a.normalized() == b.normalized(),
-            );
-            *took = answered.is_some();
-            changed |= answered == Some(true);
-        }
+        let (took, changed) =
+            self.book
+                .take_answers(&mut results, &self.cmp, &self.params, |a, b| {
+                    a.normalized() == b.normalized()
+                });
         let tally = self.tally();
         let shares = self.shares(&tally);
         let max_lum = self.book.max_luminance();
-        let entries = (0..self.book.len())
-            .map(|seat| {
-                let idx = called.iter().position(|&c| c == seat);
-                let s = &self.book[seat];
-                let mut entry =
-                    self.book
-                        .entry(seat, idx.map(|i| &results[i]), idx.is_some_and(|i| took[i]));
-                entry.sampled = idx
-                    .and_then(|i| samples.get(i))
-                    .map(|sample| sample.iter().map(|&j| self.book.name(j).clone()).collect())
-                    .unwrap_or_default();
-                entry.key = s
-                    .live()
-                    .then(|| s.key.as_ref().map(Key::shared_text))
-                    .flatten();
-                entry.confidence = shares[seat].unwrap_or(0.0);
-                entry.support = shares[seat];
-                entry.luminance = s.live().then(|| self.book.luminance(seat, max_lum));
-                entry
-            })
-            .collect();
-        self.trace.push(RoundTrace {
-            round,
-            participants: entries,
-            ..RoundTrace::default()
+        let book = &self.book;
+        let trace = book.round_trace(round, &called, &results, &took, |seat, idx, entry| {
+            entry.sampled = idx
+                .and_then(|i| samples.get(i))
+                .map(|sample| sample.iter().map(|&j| book.name(j).clone()).collect())
+                .unwrap_or_default();
+            entry.key = book.live_key(seat);
+            entry.confidence = shares[seat].unwrap_or(0.0);
+            entry.support = shares[seat];
+            entry.luminance = book[seat].live().then(|| book.luminance(seat, max_lum));
         });
+        self.trace.push(trace);
         self.changed_last_round = round == 0 || changed;
         self.absorbed += 1;
     }
@@ -400,7 +371,7 @@ impl Strategy for Vote {
             winner,
             finalized,
             answer: winner.map(key_of),
-            synthesis: winner.and_then(|w| self.book[w].text.as_deref().map(str::to_string)),
+            synthesis: winner.and_then(|w| self.book.answer_text(w)),
             rounds_executed: self.absorbed.saturating_sub(1),
             seats,
             rounds: self.trace.clone(),
