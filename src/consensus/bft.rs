@@ -23,11 +23,12 @@ use regex::Regex;
 use sha2::{Digest, Sha256};
 
 use super::prompt;
+use super::rounds::Rounds;
 use super::seats::SeatBook;
 use super::vote::group_keys;
 use super::{
-    Attestation, CallResult, CallSpec, Decision, Details, Params, RoundTrace, Rule, Seat, Strategy,
-    Suspect, Text, complete_results,
+    Attestation, CallResult, CallSpec, Decision, Details, Params, Rule, Seat, Strategy, Suspect,
+    Text,
 };
 use crate::similarity::{Comparator, Key};
 
@@ -174,9 +175,7 @@ pub struct Bft {
     attested: Vec<Attested>,
     proposer: Option<usize>,
     digest: Option<String>,
-    pending: Option<(usize, Vec<usize>)>,
-    absorbed: usize,
-    trace: Vec<RoundTrace>,
+    rounds: Rounds,
 }
 
 impl Bft {
@@ -192,9 +191,7 @@ impl Bft {
             prompt: Text::from(prompt),
             proposer: None,
             digest: None,
-            pending: None,
-            absorbed: 0,
-            trace: Vec::new(),
+            rounds: Rounds::default(),
         }
     }
 
@@ -343,14 +340,13 @@ impl Bft {
 
 impl Strategy for Bft {
     fn next_round(&mut self) -> Option<Vec<CallSpec>> {
-        if self.pending.is_some() {
+        if !self.rounds.open() {
             return None;
         }
-        let round = self.absorbed;
+        let round = self.rounds.absorbed;
         if round == 0 {
             let (called, calls) = self.book.answer_calls(&self.prompt);
-            self.pending = Some((0, called));
-            return Some(calls);
+            return self.rounds.issue(0, called, (), calls);
         }
         let called: Vec<usize> = match round {
             1 => self.live(),
@@ -385,15 +381,13 @@ impl Strategy for Bft {
                 .into(),
             })
             .collect();
-        self.pending = Some((round, called));
-        Some(calls)
+        self.rounds.issue(round, called, (), calls)
     }
 
     fn absorb(&mut self, results: Vec<CallResult>) {
-        let Some((round, called)) = self.pending.take() else {
+        let Some((round, called, (), mut results)) = self.rounds.take(results) else {
             return;
         };
-        let mut results = complete_results(&called, results);
         let took = if round == 0 {
             let (took, _) =
                 self.book
@@ -429,8 +423,7 @@ impl Strategy for Bft {
                     .then(|| "unreadable attestation".to_string())
             });
         });
-        self.trace.push(trace);
-        self.absorbed += 1;
+        self.rounds.close(trace);
     }
 
     fn decide(&self) -> Decision {
@@ -495,9 +488,9 @@ impl Strategy for Bft {
             finalized: decided,
             answer: winner.and_then(|w| self.book[w].key.as_ref().map(|k| k.text().to_string())),
             synthesis: winner.and_then(|w| self.book.answer_text(w)),
-            rounds_executed: self.absorbed.saturating_sub(1),
+            rounds_executed: self.rounds.executed(),
             seats,
-            rounds: self.trace.clone(),
+            rounds: self.rounds.trace.clone(),
             live: live.len(),
             quorum: self.params.quorum,
             details: Details {

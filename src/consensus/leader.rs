@@ -15,11 +15,9 @@ use std::sync::OnceLock;
 use regex::Regex;
 
 use super::prompt;
+use super::rounds::Rounds;
 use super::seats::SeatBook;
-use super::{
-    CallResult, CallSpec, Decision, Details, Params, RoundTrace, Rule, Seat, Strategy, Term, Text,
-    complete_results,
-};
+use super::{CallResult, CallSpec, Decision, Details, Params, Rule, Seat, Strategy, Term, Text};
 use crate::similarity::{Comparator, Key};
 
 /// A follower's ballot.
@@ -131,10 +129,8 @@ pub struct Leader {
     /// Live seats after round 0, fastest first.
     order: Vec<usize>,
     terms: Vec<TermState>,
-    pending: Option<(Batch, usize, Vec<usize>)>,
-    batches: usize,
-    trace: Vec<RoundTrace>,
-    done: bool,
+    /// Per batch in flight: what it is.
+    rounds: Rounds<Batch>,
 }
 
 impl Leader {
@@ -146,10 +142,7 @@ impl Leader {
             prompt: Text::from(prompt),
             order: Vec::new(),
             terms: Vec::new(),
-            pending: None,
-            batches: 0,
-            trace: Vec::new(),
-            done: false,
+            rounds: Rounds::default(),
         }
     }
 
@@ -185,7 +178,7 @@ impl Leader {
             .iter()
             .map(|&seat| CallSpec {
                 seat,
-                round: self.batches,
+                round: self.rounds.absorbed,
                 system: self.book.judge_system(&self.params, seat),
                 user: vote_prompt(
                     &self.prompt,
@@ -199,8 +192,8 @@ impl Leader {
         if let Some(t) = self.terms.last_mut() {
             t.polled = true;
         }
-        self.pending = Some((Batch::Vote, self.batches, followers));
-        Some(calls)
+        self.rounds
+            .issue(self.rounds.absorbed, followers, Batch::Vote, calls)
     }
 
     fn start_term(&mut self) -> Option<Vec<CallSpec>> {
@@ -236,7 +229,7 @@ impl Leader {
         let critiques: Vec<&str> = critiques.iter().map(String::as_str).collect();
         let call = CallSpec {
             seat: leader,
-            round: self.batches,
+            round: self.rounds.absorbed,
             system: self.book.system(leader),
             user: leader_prompt(
                 &self.prompt,
@@ -254,8 +247,12 @@ impl Leader {
             polled: false,
             committed: false,
         });
-        self.pending = Some((Batch::Propose, self.batches, vec![leader]));
-        Some(vec![call])
+        self.rounds.issue(
+            self.rounds.absorbed,
+            vec![leader],
+            Batch::Propose,
+            vec![call],
+        )
     }
 
     fn accepts(&self, t: &TermState) -> usize {
@@ -269,17 +266,15 @@ impl Leader {
 
 impl Strategy for Leader {
     fn next_round(&mut self) -> Option<Vec<CallSpec>> {
-        if self.done || self.pending.is_some() {
+        if !self.rounds.open() {
             return None;
         }
-        if self.batches == 0 {
+        if self.rounds.absorbed == 0 {
             let (called, calls) = self.book.answer_calls(&self.prompt);
-            self.pending = Some((Batch::Answers, 0, called));
-            return Some(calls);
+            return self.rounds.issue(0, called, Batch::Answers, calls);
         }
         if self.terms.last().is_some_and(|t| t.committed) {
-            self.done = true;
-            return None;
+            return self.rounds.stop();
         }
         // A proposal just arrived: the followers vote on it.
         if let Some(t) = self.terms.last()
@@ -290,15 +285,14 @@ impl Strategy for Leader {
             return Some(calls);
         }
         let calls = self.start_term();
-        self.done = calls.is_none();
+        self.rounds.done = calls.is_none();
         calls
     }
 
     fn absorb(&mut self, results: Vec<CallResult>) {
-        let Some((batch, round, called)) = self.pending.take() else {
+        let Some((round, called, batch, mut results)) = self.rounds.take(results) else {
             return;
         };
-        let mut results = complete_results(&called, results);
         let took = match batch {
             Batch::Answers => {
                 let (took, _) =
@@ -383,8 +377,7 @@ impl Strategy for Leader {
                 .and_then(|r| r.error.clone())
                 .or_else(|| matches!(vote, Some((_, None))).then(|| "unreadable vote".to_string()));
         });
-        self.trace.push(trace);
-        self.batches += 1;
+        self.rounds.close(trace);
     }
 
     fn decide(&self) -> Decision {
@@ -465,7 +458,7 @@ impl Strategy for Leader {
             synthesis,
             rounds_executed: self.terms.len(),
             seats,
-            rounds: self.trace.clone(),
+            rounds: self.rounds.trace.clone(),
             live: live.len(),
             quorum: self.params.quorum,
             details: Details {

@@ -18,11 +18,11 @@
 //!   standing answer ([`super::seats`]): a failed call leaves it standing, unscored.
 
 use super::prompt;
+use super::rounds::Rounds;
 use super::sampling::{Sampler, SplitMix};
 use super::seats::SeatBook;
 use super::{
     CallResult, CallSpec, Decision, Names, Params, RoundTrace, Rule, Seat, Strategy, Text,
-    complete_results,
 };
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -41,12 +41,6 @@ struct SeatState {
     support: Option<f64>,
 }
 
-struct Pending {
-    round: usize,
-    called: Vec<usize>,
-    samples: Vec<Vec<usize>>,
-}
-
 pub struct Metastable {
     params: Params,
     book: SeatBook,
@@ -55,12 +49,9 @@ pub struct Metastable {
     state: Vec<SeatState>,
     /// Each live seat's supporters (itself included) after the latest round.
     supporters: Vec<Vec<usize>>,
-    pending: Option<Pending>,
-    /// Rounds absorbed so far (round 0 included).
-    absorbed: usize,
+    /// Per round in flight: the peers sampled for each seat called.
+    rounds: Rounds<Vec<Vec<usize>>>,
     changed_last_round: bool,
-    trace: Vec<RoundTrace>,
-    done: bool,
 }
 
 impl Metastable {
@@ -73,11 +64,8 @@ impl Metastable {
             params,
             prompt: Text::from(prompt),
             state,
-            pending: None,
-            absorbed: 0,
+            rounds: Rounds::default(),
             changed_last_round: true,
-            trace: Vec::new(),
-            done: false,
         }
     }
 
@@ -309,19 +297,14 @@ impl Metastable {
 
 impl Strategy for Metastable {
     fn next_round(&mut self) -> Option<Vec<CallSpec>> {
-        if self.done || self.pending.is_some() {
+        if !self.rounds.open() {
             return None;
         }
-        if self.absorbed == 0 {
+        if self.rounds.absorbed == 0 {
             let (called, calls) = self.book.answer_calls(&self.prompt);
-            self.pending = Some(Pending {
-                round: 0,
-                called,
-                samples: Vec::new(),
-            });
-            return Some(calls);
+            return self.rounds.issue(0, called, Vec::new(), calls);
         }
-        let round = self.absorbed;
+        let round = self.rounds.absorbed;
         let live: Vec<usize> = self.live_seats().collect();
         let stop = round > self.params.rounds
             || live.is_empty()
@@ -329,8 +312,7 @@ impl Strategy for Metastable {
             || live.iter().all(|&i| self.state[i].settled)
             || !self.changed_last_round;
         if stop {
-            self.done = true;
-            return None;
+            return self.rounds.stop();
         }
         let asks = self.params.answer.asks_for_final_line();
         let sampler = self.sampler();
@@ -352,8 +334,7 @@ impl Strategy for Metastable {
             samples.push(sample);
         }
         if called.is_empty() {
-            self.done = true;
-            return None;
+            return self.rounds.stop();
         }
         let shown = samples.iter().flatten().copied().collect();
         let shared = Arc::new(prompt::Refinements::new(
@@ -378,24 +359,13 @@ impl Strategy for Metastable {
                 }
             })
             .collect();
-        self.pending = Some(Pending {
-            round,
-            called,
-            samples,
-        });
-        Some(calls)
+        self.rounds.issue(round, called, samples, calls)
     }
 
     fn absorb(&mut self, results: Vec<CallResult>) {
-        let Some(Pending {
-            round,
-            called,
-            mut samples,
-        }) = self.pending.take()
-        else {
+        let Some((round, called, mut samples, mut results)) = self.rounds.take(results) else {
             return;
         };
-        let mut results = complete_results(&called, results);
         // Per result: whether it is an answer, whose text then moves into the seat's
         // standing answer. A failure leaves the standing answer (stale).
         let (answered_at, changed) =
@@ -452,17 +422,16 @@ impl Strategy for Metastable {
                 entry.luminance = book[seat].live().then(|| book.luminance(seat, max_lum));
             },
         );
-        self.trace.push(trace);
+        self.rounds.close(trace);
         self.changed_last_round = round == 0 || changed;
-        self.absorbed += 1;
     }
 
     fn decide(&self) -> Decision {
-        self.decision(self.trace.clone())
+        self.decision(self.rounds.trace.clone())
     }
 
     fn finish(&mut self) -> Decision {
-        let rounds = std::mem::take(&mut self.trace);
+        let rounds = std::mem::take(&mut self.rounds.trace);
         self.decision(rounds)
     }
 }
@@ -490,7 +459,7 @@ impl Metastable {
             finalized: self.is_final(),
             answer: winner.map(|(w, _)| self.book.key_text(w)),
             synthesis: winner.and_then(|(w, _)| self.book.answer_text(w)),
-            rounds_executed: self.absorbed.saturating_sub(1),
+            rounds_executed: self.rounds.executed(),
             seats,
             rounds,
             live: self.book.live_count(),

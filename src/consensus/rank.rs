@@ -21,11 +21,12 @@ use std::sync::OnceLock;
 use regex::Regex;
 
 use super::prompt;
+use super::rounds::Rounds;
 use super::sampling::{SplitMix, weighted_sample};
 use super::seats::SeatBook;
 use super::{
-    BallotReport, CallResult, CallSpec, Decision, Details, Params, RoundTrace, Rule, ScoreReport,
-    Seat, Strategy, Text, complete_results,
+    BallotReport, CallResult, CallSpec, Decision, Details, Params, Rule, ScoreReport, Seat,
+    Strategy, Text,
 };
 use crate::similarity::Comparator;
 
@@ -162,10 +163,7 @@ pub struct Rank {
     prompt: Text,
     cmp: Comparator,
     state: Vec<SeatState>,
-    /// Seats called in the pending round.
-    pending: Option<(usize, Vec<usize>)>,
-    absorbed: usize,
-    trace: Vec<RoundTrace>,
+    rounds: Rounds,
 }
 
 /// Aggregated scores of one candidate.
@@ -184,9 +182,7 @@ impl Rank {
             params,
             prompt: Text::from(prompt),
             state,
-            pending: None,
-            absorbed: 0,
-            trace: Vec::new(),
+            rounds: Rounds::default(),
         }
     }
 
@@ -288,14 +284,13 @@ impl Rank {
 
 impl Strategy for Rank {
     fn next_round(&mut self) -> Option<Vec<CallSpec>> {
-        if self.pending.is_some() {
+        if !self.rounds.open() {
             return None;
         }
-        match self.absorbed {
+        match self.rounds.absorbed {
             0 => {
                 let (called, calls) = self.book.answer_calls(&self.prompt);
-                self.pending = Some((0, called));
-                Some(calls)
+                self.rounds.issue(0, called, (), calls)
             }
             1 => {
                 let live = self.live();
@@ -323,18 +318,16 @@ impl Strategy for Rank {
                     });
                     self.state[voter].shown = shown;
                 }
-                self.pending = Some((1, live));
-                Some(calls)
+                self.rounds.issue(1, live, (), calls)
             }
             _ => None,
         }
     }
 
     fn absorb(&mut self, results: Vec<CallResult>) {
-        let Some((round, called)) = self.pending.take() else {
+        let Some((round, called, (), mut results)) = self.rounds.take(results) else {
             return;
         };
-        let mut results = complete_results(&called, results);
         let took = if round == 0 {
             let (took, _) =
                 self.book
@@ -385,8 +378,7 @@ impl Strategy for Rank {
                 _ => None,
             });
         });
-        self.trace.push(trace);
-        self.absorbed += 1;
+        self.rounds.close(trace);
     }
 
     fn decide(&self) -> Decision {
@@ -402,9 +394,9 @@ impl Strategy for Rank {
         let mut winner = None;
         if live.len() == 1 {
             winner = Some(live[0]);
-        } else if self.absorbed > 1 && total_ballots == 0 {
+        } else if self.rounds.absorbed > 1 && total_ballots == 0 {
             failure = Some("no ballot came back: every ballot call failed".to_string());
-        } else if self.absorbed > 1 && (readable == 0 || readable * 2 < total_ballots) {
+        } else if self.rounds.absorbed > 1 && (readable == 0 || readable * 2 < total_ballots) {
             failure = Some(format!(
                 "only {readable} of {total_ballots} ballots could be read; rank needs at least half"
             ));
@@ -488,9 +480,9 @@ impl Strategy for Rank {
             finalized,
             answer: winner.map(|w| self.book.key_text(w)),
             synthesis: winner.and_then(|w| self.book.answer_text(w)),
-            rounds_executed: self.absorbed.saturating_sub(1),
+            rounds_executed: self.rounds.executed(),
             seats,
-            rounds: self.trace.clone(),
+            rounds: self.rounds.trace.clone(),
             live: live.len(),
             quorum: self.params.quorum,
             details: Details {

@@ -15,12 +15,10 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::prompt;
+use super::rounds::Rounds;
 use super::sampling::{SplitMix, weighted_sample};
 use super::seats::SeatBook;
-use super::{
-    CallResult, CallSpec, Decision, Details, Group, Params, RoundTrace, Rule, Seat, Strategy, Text,
-    complete_results,
-};
+use super::{CallResult, CallSpec, Decision, Details, Group, Params, Rule, Seat, Strategy, Text};
 use crate::similarity::{Comparator, Key};
 
 /// Weights and shares equal within this margin are equal.
@@ -140,12 +138,6 @@ pub(crate) fn group_keys(
     groups
 }
 
-struct Pending {
-    round: usize,
-    called: Vec<usize>,
-    samples: Vec<Vec<usize>>,
-}
-
 /// The tally of the latest answers.
 struct Tally {
     /// (members, weight), heaviest first.
@@ -181,11 +173,9 @@ pub struct Vote {
     book: SeatBook,
     prompt: Text,
     cmp: Comparator,
-    pending: Option<Pending>,
-    absorbed: usize,
+    /// Per round in flight: the peers sampled for each seat called.
+    rounds: Rounds<Vec<Vec<usize>>>,
     changed_last_round: bool,
-    trace: Vec<RoundTrace>,
-    done: bool,
 }
 
 impl Vote {
@@ -195,11 +185,8 @@ impl Vote {
             book: SeatBook::new(&params, seats),
             params,
             prompt: Text::from(prompt),
-            pending: None,
-            absorbed: 0,
+            rounds: Rounds::default(),
             changed_last_round: true,
-            trace: Vec::new(),
-            done: false,
         }
     }
 
@@ -239,23 +226,17 @@ impl Vote {
 
 impl Strategy for Vote {
     fn next_round(&mut self) -> Option<Vec<CallSpec>> {
-        if self.done || self.pending.is_some() {
+        if !self.rounds.open() {
             return None;
         }
-        let round = self.absorbed;
+        let round = self.rounds.absorbed;
         if round == 0 {
             let (called, calls) = self.book.answer_calls(&self.prompt);
-            self.pending = Some(Pending {
-                round: 0,
-                called,
-                samples: Vec::new(),
-            });
-            return Some(calls);
+            return self.rounds.issue(0, called, Vec::new(), calls);
         }
         let live: Vec<usize> = self.live_seats().collect();
         if round > self.params.rounds || live.len() < 2 || !self.changed_last_round {
-            self.done = true;
-            return None;
+            return self.rounds.stop();
         }
         let asks = self.params.answer.asks_for_final_line();
         let (mut called, mut samples, mut calls) = (Vec::new(), Vec::new(), Vec::new());
@@ -286,27 +267,15 @@ impl Strategy for Vote {
             samples.push(sample);
         }
         if calls.is_empty() {
-            self.done = true;
-            return None;
+            return self.rounds.stop();
         }
-        self.pending = Some(Pending {
-            round,
-            called,
-            samples,
-        });
-        Some(calls)
+        self.rounds.issue(round, called, samples, calls)
     }
 
     fn absorb(&mut self, results: Vec<CallResult>) {
-        let Some(Pending {
-            round,
-            called,
-            samples,
-        }) = self.pending.take()
-        else {
+        let Some((round, called, samples, mut results)) = self.rounds.take(results) else {
             return;
         };
-        let mut results = complete_results(&called, results);
         let (took, changed) =
             self.book
                 .take_answers(&mut results, &self.cmp, &self.params, |a, b| {
@@ -326,9 +295,8 @@ impl Strategy for Vote {
             entry.support = shares[seat];
             entry.luminance = book[seat].live().then(|| book.luminance(seat, max_lum));
         });
-        self.trace.push(trace);
+        self.rounds.close(trace);
         self.changed_last_round = round == 0 || changed;
-        self.absorbed += 1;
     }
 
     fn decide(&self) -> Decision {
@@ -372,9 +340,9 @@ impl Strategy for Vote {
             finalized,
             answer: winner.map(key_of),
             synthesis: winner.and_then(|w| self.book.answer_text(w)),
-            rounds_executed: self.absorbed.saturating_sub(1),
+            rounds_executed: self.rounds.executed(),
             seats,
-            rounds: self.trace.clone(),
+            rounds: self.rounds.trace.clone(),
             live,
             quorum: self.params.quorum,
             details: Details {

@@ -1,0 +1,88 @@
+//! The round machinery every strategy but `hanzo` keeps: the round in flight, how many
+//! rounds were absorbed, their trace, and whether the run is over.
+
+use super::{CallResult, CallSpec, RoundTrace, complete_results};
+
+/// The round in flight: its number, the seats called (in seat order) and what the
+/// strategy keeps about it until its results are in.
+struct Pending<P> {
+    round: usize,
+    called: Vec<usize>,
+    extra: P,
+}
+
+pub(crate) struct Rounds<P = ()> {
+    pending: Option<Pending<P>>,
+    /// Rounds absorbed so far (round 0 included).
+    pub absorbed: usize,
+    pub trace: Vec<RoundTrace>,
+    /// No more rounds will be issued.
+    pub done: bool,
+}
+
+impl<P> Default for Rounds<P> {
+    fn default() -> Rounds<P> {
+        Rounds {
+            pending: None,
+            absorbed: 0,
+            trace: Vec::new(),
+            done: false,
+        }
+    }
+}
+
+impl<P> Rounds<P> {
+    /// Whether a round may be issued: the run is not over and no round is in flight.
+    pub fn open(&self) -> bool {
+        !self.done && self.pending.is_none()
+    }
+
+    /// Issues `calls`, to the seats `called`, as round `round`.
+    pub fn issue(
+        &mut self,
+        round: usize,
+        called: Vec<usize>,
+        extra: P,
+        calls: Vec<CallSpec>,
+    ) -> Option<Vec<CallSpec>> {
+        self.pending = Some(Pending {
+            round,
+            called,
+            extra,
+        });
+        Some(calls)
+    }
+
+    /// Ends the run: no round is issued.
+    pub fn stop(&mut self) -> Option<Vec<CallSpec>> {
+        self.done = true;
+        None
+    }
+
+    /// The round in flight, if any: its number, the seats called, what the strategy
+    /// kept, and `results` completed to one per call in seat order
+    /// ([`complete_results`]).
+    pub fn take(
+        &mut self,
+        results: Vec<CallResult>,
+    ) -> Option<(usize, Vec<usize>, P, Vec<CallResult>)> {
+        let Pending {
+            round,
+            called,
+            extra,
+        } = self.pending.take()?;
+        let results = complete_results(&called, results);
+        Some((round, called, extra, results))
+    }
+
+    /// Closes the round just taken with its trace.
+    pub fn close(&mut self, trace: RoundTrace) {
+        self.trace.push(trace);
+        self.absorbed += 1;
+    }
+
+    /// Sampling rounds executed after round 0.
+    pub fn executed(&self) -> usize {
+        self.absorbed.saturating_sub(1)
+    }
+}
