@@ -340,13 +340,9 @@ impl Bft {
 
 impl Strategy for Bft {
     fn next_round(&mut self) -> Option<Vec<CallSpec>> {
-        if !self.rounds.open() {
-            return None;
-        }
-        let round = self.rounds.absorbed;
+        let round = self.rounds.upcoming()?;
         if round == 0 {
-            let (called, calls) = self.book.answer_calls(&self.prompt);
-            return self.rounds.issue(0, called, (), calls);
+            return self.rounds.ask_everyone(&self.book, &self.prompt, ());
         }
         let called: Vec<usize> = match round {
             1 => self.live(),
@@ -389,11 +385,9 @@ impl Strategy for Bft {
             return;
         };
         let took = if round == 0 {
-            let (took, _) =
-                self.book
-                    .take_answers(&mut results, &self.cmp, &self.params, |a, b| {
-                        a.text() == b.text()
-                    });
+            let took = self
+                .book
+                .take_first_answers(&mut results, &self.cmp, &self.params);
             self.choose_proposal();
             took
         } else {
@@ -483,16 +477,12 @@ impl Strategy for Bft {
                 (n + 1).max(4)
             ));
         }
+        // The proposer is chosen among the seats with a key: its key is the answer.
         Decision {
-            winner,
             finalized: decided,
-            answer: winner.and_then(|w| self.book[w].key.as_ref().map(|k| k.text().to_string())),
-            synthesis: winner.and_then(|w| self.book.answer_text(w)),
             rounds_executed: self.rounds.executed(),
             seats,
             rounds: self.rounds.trace.clone(),
-            live: live.len(),
-            quorum: self.params.quorum,
             details: Details {
                 threshold: Some(self.needed() as f64 / n.max(1) as f64),
                 digest: self.digest.clone(),
@@ -513,6 +503,7 @@ impl Strategy for Bft {
                 notes,
                 ..Details::default()
             },
+            ..self.book.decision(&self.params, winner)
         }
     }
 }

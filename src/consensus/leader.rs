@@ -266,12 +266,11 @@ impl Leader {
 
 impl Strategy for Leader {
     fn next_round(&mut self) -> Option<Vec<CallSpec>> {
-        if !self.rounds.open() {
-            return None;
-        }
-        if self.rounds.absorbed == 0 {
-            let (called, calls) = self.book.answer_calls(&self.prompt);
-            return self.rounds.issue(0, called, Batch::Answers, calls);
+        let round = self.rounds.upcoming()?;
+        if round == 0 {
+            return self
+                .rounds
+                .ask_everyone(&self.book, &self.prompt, Batch::Answers);
         }
         if self.terms.last().is_some_and(|t| t.committed) {
             return self.rounds.stop();
@@ -294,14 +293,9 @@ impl Strategy for Leader {
             return;
         };
         let took = match batch {
-            Batch::Answers => {
-                let (took, _) =
-                    self.book
-                        .take_answers(&mut results, &self.cmp, &self.params, |a, b| {
-                            a.text() == b.text()
-                        });
-                took
-            }
+            Batch::Answers => self
+                .book
+                .take_first_answers(&mut results, &self.cmp, &self.params),
             Batch::Propose => {
                 for r in &results {
                     // A new proposal becomes the leader's standing answer (its luminance

@@ -297,14 +297,12 @@ impl Metastable {
 
 impl Strategy for Metastable {
     fn next_round(&mut self) -> Option<Vec<CallSpec>> {
-        if !self.rounds.open() {
-            return None;
+        let round = self.rounds.upcoming()?;
+        if round == 0 {
+            return self
+                .rounds
+                .ask_everyone(&self.book, &self.prompt, Vec::new());
         }
-        if self.rounds.absorbed == 0 {
-            let (called, calls) = self.book.answer_calls(&self.prompt);
-            return self.rounds.issue(0, called, Vec::new(), calls);
-        }
-        let round = self.rounds.absorbed;
         let live: Vec<usize> = self.live_seats().collect();
         let stop = round > self.params.rounds
             || live.is_empty()
@@ -455,15 +453,10 @@ impl Metastable {
             })
             .collect();
         Decision {
-            winner: winner.map(|(w, _)| w),
             finalized: self.is_final(),
-            answer: winner.map(|(w, _)| self.book.key_text(w)),
-            synthesis: winner.and_then(|(w, _)| self.book.answer_text(w)),
             rounds_executed: self.rounds.executed(),
             seats,
             rounds,
-            live: self.book.live_count(),
-            quorum: self.params.quorum,
             details: super::Details {
                 self_confidence: self.book.self_confidence(&self.params),
                 verdict_rule: Some(Rule::share(
@@ -474,6 +467,7 @@ impl Metastable {
                 )),
                 ..Default::default()
             },
+            ..self.book.decision(&self.params, winner.map(|(w, _)| w))
         }
     }
 }

@@ -284,14 +284,8 @@ impl Rank {
 
 impl Strategy for Rank {
     fn next_round(&mut self) -> Option<Vec<CallSpec>> {
-        if !self.rounds.open() {
-            return None;
-        }
-        match self.rounds.absorbed {
-            0 => {
-                let (called, calls) = self.book.answer_calls(&self.prompt);
-                self.rounds.issue(0, called, (), calls)
-            }
+        match self.rounds.upcoming()? {
+            0 => self.rounds.ask_everyone(&self.book, &self.prompt, ()),
             1 => {
                 let live = self.live();
                 if live.len() < 2 {
@@ -329,12 +323,8 @@ impl Strategy for Rank {
             return;
         };
         let took = if round == 0 {
-            let (took, _) =
-                self.book
-                    .take_answers(&mut results, &self.cmp, &self.params, |a, b| {
-                        a.text() == b.text()
-                    });
-            took
+            self.book
+                .take_first_answers(&mut results, &self.cmp, &self.params)
         } else {
             for r in &results {
                 let answered = self.book.take_judgement(r);
@@ -476,15 +466,10 @@ impl Strategy for Rank {
                 .then(a.cmp(&b))
         });
         Decision {
-            winner,
             finalized,
-            answer: winner.map(|w| self.book.key_text(w)),
-            synthesis: winner.and_then(|w| self.book.answer_text(w)),
             rounds_executed: self.rounds.executed(),
             seats,
             rounds: self.rounds.trace.clone(),
-            live: live.len(),
-            quorum: self.params.quorum,
             details: Details {
                 threshold: Some(self.params.beta_2),
                 verdict_rule: Some(Rule::share(
@@ -510,6 +495,7 @@ impl Strategy for Rank {
                 failure,
                 ..Details::default()
             },
+            ..self.book.decision(&self.params, winner)
         }
     }
 }

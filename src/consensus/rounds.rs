@@ -1,7 +1,8 @@
 //! The round machinery every strategy but `hanzo` keeps: the round in flight, how many
 //! rounds were absorbed, their trace, and whether the run is over.
 
-use super::{CallResult, CallSpec, RoundTrace, complete_results};
+use super::seats::SeatBook;
+use super::{CallResult, CallSpec, RoundTrace, Text, complete_results};
 
 /// The round in flight: its number, the seats called (in seat order) and what the
 /// strategy keeps about it until its results are in.
@@ -35,6 +36,23 @@ impl<P> Rounds<P> {
     /// Whether a round may be issued: the run is not over and no round is in flight.
     pub fn open(&self) -> bool {
         !self.done && self.pending.is_none()
+    }
+
+    /// The number of the round to issue next; None while one is in flight or when the
+    /// run is over.
+    pub fn upcoming(&self) -> Option<usize> {
+        self.open().then_some(self.absorbed)
+    }
+
+    /// Issues round 0: every seat of `book` is asked the question.
+    pub fn ask_everyone(
+        &mut self,
+        book: &SeatBook,
+        prompt: &Text,
+        extra: P,
+    ) -> Option<Vec<CallSpec>> {
+        let (called, calls) = book.answer_calls(prompt);
+        self.issue(0, called, extra, calls)
     }
 
     /// Issues `calls`, to the seats `called`, as round `round`.

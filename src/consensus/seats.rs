@@ -14,7 +14,8 @@
 use std::sync::Arc;
 
 use super::{
-    CallResult, CallSpec, Params, RoundTrace, Seat, SeatOutcome, Text, TraceEntry, confidence,
+    CallResult, CallSpec, Decision, Details, Params, RoundTrace, Seat, SeatOutcome, Text,
+    TraceEntry, confidence,
 };
 use crate::similarity::{Comparator, Key};
 
@@ -219,6 +220,18 @@ impl SeatBook {
         (took, changed)
     }
 
+    /// Takes the results of round 0, when no seat has an earlier key to compare with;
+    /// returns, per result, whether its text became the standing answer.
+    pub fn take_first_answers(
+        &mut self,
+        results: &mut [CallResult],
+        cmp: &Comparator,
+        params: &Params,
+    ) -> Vec<bool> {
+        self.take_answers(results, cmp, params, |a, b| a.text() == b.text())
+            .0
+    }
+
     /// Takes the result of a judging call (a ballot, an attestation, a vote): the
     /// standing answer is unchanged; a failure marks it stale. Returns whether the call
     /// answered.
@@ -318,6 +331,24 @@ impl SeatBook {
     /// The seat's standing answer, as text.
     pub fn answer_text(&self, seat: usize) -> Option<String> {
         self.state[seat].text.as_deref().map(str::to_string)
+    }
+
+    /// The part of a decision for `winner`'s standing answer that every strategy reports
+    /// alike: the winner, its key and answer, the live seats and the quorum. The strategy
+    /// fills in the rest (finality, outcomes, trace, details).
+    pub fn decision(&self, params: &Params, winner: Option<usize>) -> Decision {
+        Decision {
+            winner,
+            finalized: false,
+            answer: winner.map(|w| self.key_text(w)),
+            synthesis: winner.and_then(|w| self.answer_text(w)),
+            rounds_executed: 0,
+            seats: Vec::new(),
+            rounds: Vec::new(),
+            live: self.live_count(),
+            quorum: params.quorum,
+            details: Details::default(),
+        }
     }
 
     /// The seat's outcome at the end of the run, with the strategy's own measures.

@@ -226,13 +226,11 @@ impl Vote {
 
 impl Strategy for Vote {
     fn next_round(&mut self) -> Option<Vec<CallSpec>> {
-        if !self.rounds.open() {
-            return None;
-        }
-        let round = self.rounds.absorbed;
+        let round = self.rounds.upcoming()?;
         if round == 0 {
-            let (called, calls) = self.book.answer_calls(&self.prompt);
-            return self.rounds.issue(0, called, Vec::new(), calls);
+            return self
+                .rounds
+                .ask_everyone(&self.book, &self.prompt, Vec::new());
         }
         let live: Vec<usize> = self.live_seats().collect();
         if round > self.params.rounds || live.len() < 2 || !self.changed_last_round {
@@ -336,15 +334,10 @@ impl Strategy for Vote {
             .collect();
         let share = self.params.quorum_share;
         Decision {
-            winner,
             finalized,
-            answer: winner.map(key_of),
-            synthesis: winner.and_then(|w| self.book.answer_text(w)),
             rounds_executed: self.rounds.executed(),
             seats,
             rounds: self.rounds.trace.clone(),
-            live,
-            quorum: self.params.quorum,
             details: Details {
                 threshold: Some(share.share),
                 groups,
@@ -358,6 +351,7 @@ impl Strategy for Vote {
                 )),
                 ..Details::default()
             },
+            ..self.book.decision(&self.params, winner)
         }
     }
 }
