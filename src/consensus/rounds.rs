@@ -34,7 +34,7 @@ impl<P> Default for Rounds<P> {
 
 impl<P> Rounds<P> {
     /// Whether a round may be issued: the run is not over and no round is in flight.
-    pub fn open(&self) -> bool {
+    fn open(&self) -> bool {
         !self.done && self.pending.is_none()
     }
 
@@ -102,5 +102,29 @@ impl<P> Rounds<P> {
     /// Sampling rounds executed after round 0.
     pub fn executed(&self) -> usize {
         self.absorbed.saturating_sub(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_round_is_issued_taken_with_its_missing_results_and_closed() {
+        let mut rounds: Rounds<&str> = Rounds::default();
+        assert_eq!(rounds.upcoming(), Some(0));
+        rounds.issue(0, vec![0, 2], "extra", Vec::new());
+        assert_eq!(rounds.upcoming(), None, "a round is in flight");
+        let (round, called, extra, results) = rounds
+            .take(vec![CallResult::ok(2, "b", 1.0)])
+            .expect("the round in flight");
+        assert_eq!((round, called, extra), (0, vec![0, 2], "extra"));
+        assert_eq!(results.len(), 2);
+        assert!(!results[0].ok && results[1].ok);
+        assert!(rounds.take(Vec::new()).is_none(), "taken once");
+        rounds.close(RoundTrace::default());
+        assert_eq!((rounds.upcoming(), rounds.executed()), (Some(1), 0));
+        assert_eq!(rounds.stop(), None);
+        assert_eq!(rounds.upcoming(), None, "the run is over");
     }
 }

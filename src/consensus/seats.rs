@@ -1,5 +1,6 @@
 //! The per-seat books every strategy keeps: who sits at the table, what each seat is
-//! told, and each seat's standing answer (PROTOCOL.md P4, P10).
+//! told, and each seat's standing answer (PROTOCOL.md P4, P10); from them, the parts of
+//! a round's trace and of the decision that every strategy reports alike.
 //!
 //! A seat's standing answer is its latest successful one. A later call that fails (or is
 //! cut off by Ctrl-C or the deadline) leaves it standing, marked stale: the seat still
