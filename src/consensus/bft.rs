@@ -23,11 +23,12 @@ use regex::Regex;
 use sha2::{Digest, Sha256};
 
 use super::prompt;
+use super::rounds::Rounds;
 use super::seats::SeatBook;
 use super::vote::group_keys;
 use super::{
-    Attestation, CallResult, CallSpec, Decision, Details, Params, RoundTrace, Rule, Seat, Strategy,
-    Suspect, Text, complete_results,
+    Attestation, CallResult, CallSpec, Decision, Details, Params, Rule, Seat, Strategy, Suspect,
+    Text,
 };
 use crate::similarity::{Comparator, Key};
 
@@ -174,9 +175,7 @@ pub struct Bft {
     attested: Vec<Attested>,
     proposer: Option<usize>,
     digest: Option<String>,
-    pending: Option<(usize, Vec<usize>)>,
-    absorbed: usize,
-    trace: Vec<RoundTrace>,
+    rounds: Rounds,
 }
 
 impl Bft {
@@ -192,9 +191,7 @@ impl Bft {
             prompt: Text::from(prompt),
             proposer: None,
             digest: None,
-            pending: None,
-            absorbed: 0,
-            trace: Vec::new(),
+            rounds: Rounds::default(),
         }
     }
 
@@ -343,14 +340,9 @@ impl Bft {
 
 impl Strategy for Bft {
     fn next_round(&mut self) -> Option<Vec<CallSpec>> {
-        if self.pending.is_some() {
-            return None;
-        }
-        let round = self.absorbed;
+        let round = self.rounds.upcoming()?;
         if round == 0 {
-            let (called, calls) = self.book.answer_calls(&self.prompt);
-            self.pending = Some((0, called));
-            return Some(calls);
+            return self.rounds.ask_everyone(&self.book, &self.prompt, ());
         }
         let called: Vec<usize> = match round {
             1 => self.live(),
@@ -385,69 +377,47 @@ impl Strategy for Bft {
                 .into(),
             })
             .collect();
-        self.pending = Some((round, called));
-        Some(calls)
+        self.rounds.issue(round, called, (), calls)
     }
 
     fn absorb(&mut self, results: Vec<CallResult>) {
-        let Some((round, called)) = self.pending.take() else {
+        let Some((round, called, (), mut results)) = self.rounds.take(results) else {
             return;
         };
-        let mut results = complete_results(&called, results);
-        let mut took = vec![false; results.len()];
-        for (r, took) in results.iter_mut().zip(&mut took) {
-            if round == 0 {
-                let (cmp, params) = (&self.cmp, &self.params);
-                *took = self
-                    .book
-                    .take_answer(
-                        r,
-                        |text| (cmp.key(text, &params.answer), None),
-                        |a, b| a.text() == b.text(),
-                    )
-                    .is_some();
-            } else {
+        let took = if round == 0 {
+            let took = self
+                .book
+                .take_first_answers(&mut results, &self.cmp, &self.params);
+            self.choose_proposal();
+            took
+        } else {
+            for r in &results {
                 let answered = self.book.take_judgement(r);
                 // A failed call is absence, never a faulty attestation.
                 self.attested[r.seat][round - 1] =
                     r.ok.then(|| answered.then(|| parse_attestation(&r.text)).flatten());
             }
-        }
-        if round == 0 {
-            self.choose_proposal();
-        }
-        let entries = (0..self.book.len())
-            .map(|seat| {
-                let idx = called.iter().position(|&c| c == seat);
-                let result = idx.map(|i| &results[i]);
-                let s = &self.book[seat];
-                let mut entry = self.book.entry(seat, result, idx.is_some_and(|i| took[i]));
-                entry.key = if round == 0 {
-                    s.live()
-                        .then(|| s.key.as_ref().map(Key::shared_text))
-                        .flatten()
-                } else {
-                    match &self.attested[seat][round - 1] {
-                        Some(Some(a)) => Some(Text::from(a.verdict.label())),
-                        _ => None,
-                    }
-                };
-                entry.luminance = s.luminance.filter(|_| round == 0 && s.live());
-                entry.error = result.and_then(|r| r.error.clone()).or_else(|| {
-                    (round > 0
-                        && result.is_some()
-                        && matches!(self.attested[seat][round - 1], Some(None)))
+            vec![false; results.len()]
+        };
+        let (book, attested) = (&self.book, &self.attested);
+        let trace = book.round_trace(round, &called, &results, &took, |seat, idx, entry| {
+            let result = idx.map(|i| &results[i]);
+            let s = &book[seat];
+            entry.key = if round == 0 {
+                book.live_key(seat)
+            } else {
+                match &attested[seat][round - 1] {
+                    Some(Some(a)) => Some(Text::from(a.verdict.label())),
+                    _ => None,
+                }
+            };
+            entry.luminance = s.luminance.filter(|_| round == 0 && s.live());
+            entry.error = result.and_then(|r| r.error.clone()).or_else(|| {
+                (round > 0 && result.is_some() && matches!(attested[seat][round - 1], Some(None)))
                     .then(|| "unreadable attestation".to_string())
-                });
-                entry
-            })
-            .collect();
-        self.trace.push(RoundTrace {
-            round,
-            participants: entries,
-            ..RoundTrace::default()
+            });
         });
-        self.absorbed += 1;
+        self.rounds.close(trace);
     }
 
     fn decide(&self) -> Decision {
@@ -507,16 +477,12 @@ impl Strategy for Bft {
                 (n + 1).max(4)
             ));
         }
+        // The proposer is chosen among the seats with a key: its key is the answer.
         Decision {
-            winner,
             finalized: decided,
-            answer: winner.and_then(|w| self.book[w].key.as_ref().map(|k| k.text().to_string())),
-            synthesis: winner.and_then(|w| self.book[w].text.as_deref().map(str::to_string)),
-            rounds_executed: self.absorbed.saturating_sub(1),
+            rounds_executed: self.rounds.executed(),
             seats,
-            rounds: self.trace.clone(),
-            live: live.len(),
-            quorum: self.params.quorum,
+            rounds: self.rounds.trace.clone(),
             details: Details {
                 threshold: Some(self.needed() as f64 / n.max(1) as f64),
                 digest: self.digest.clone(),
@@ -537,6 +503,7 @@ impl Strategy for Bft {
                 notes,
                 ..Details::default()
             },
+            ..self.book.decision(&self.params, winner)
         }
     }
 }

@@ -15,11 +15,9 @@ use std::sync::OnceLock;
 use regex::Regex;
 
 use super::prompt;
+use super::rounds::Rounds;
 use super::seats::SeatBook;
-use super::{
-    CallResult, CallSpec, Decision, Details, Params, RoundTrace, Rule, Seat, Strategy, Term, Text,
-    complete_results,
-};
+use super::{CallResult, CallSpec, Decision, Details, Params, Rule, Seat, Strategy, Term, Text};
 use crate::similarity::{Comparator, Key};
 
 /// A follower's ballot.
@@ -131,10 +129,8 @@ pub struct Leader {
     /// Live seats after round 0, fastest first.
     order: Vec<usize>,
     terms: Vec<TermState>,
-    pending: Option<(Batch, usize, Vec<usize>)>,
-    batches: usize,
-    trace: Vec<RoundTrace>,
-    done: bool,
+    /// Per batch in flight: what it is.
+    rounds: Rounds<Batch>,
 }
 
 impl Leader {
@@ -146,10 +142,7 @@ impl Leader {
             prompt: Text::from(prompt),
             order: Vec::new(),
             terms: Vec::new(),
-            pending: None,
-            batches: 0,
-            trace: Vec::new(),
-            done: false,
+            rounds: Rounds::default(),
         }
     }
 
@@ -185,7 +178,7 @@ impl Leader {
             .iter()
             .map(|&seat| CallSpec {
                 seat,
-                round: self.batches,
+                round: self.rounds.absorbed,
                 system: self.book.judge_system(&self.params, seat),
                 user: vote_prompt(
                     &self.prompt,
@@ -199,8 +192,8 @@ impl Leader {
         if let Some(t) = self.terms.last_mut() {
             t.polled = true;
         }
-        self.pending = Some((Batch::Vote, self.batches, followers));
-        Some(calls)
+        self.rounds
+            .issue(self.rounds.absorbed, followers, Batch::Vote, calls)
     }
 
     fn start_term(&mut self) -> Option<Vec<CallSpec>> {
@@ -236,7 +229,7 @@ impl Leader {
         let critiques: Vec<&str> = critiques.iter().map(String::as_str).collect();
         let call = CallSpec {
             seat: leader,
-            round: self.batches,
+            round: self.rounds.absorbed,
             system: self.book.system(leader),
             user: leader_prompt(
                 &self.prompt,
@@ -254,8 +247,12 @@ impl Leader {
             polled: false,
             committed: false,
         });
-        self.pending = Some((Batch::Propose, self.batches, vec![leader]));
-        Some(vec![call])
+        self.rounds.issue(
+            self.rounds.absorbed,
+            vec![leader],
+            Batch::Propose,
+            vec![call],
+        )
     }
 
     fn accepts(&self, t: &TermState) -> usize {
@@ -269,17 +266,14 @@ impl Leader {
 
 impl Strategy for Leader {
     fn next_round(&mut self) -> Option<Vec<CallSpec>> {
-        if self.done || self.pending.is_some() {
-            return None;
-        }
-        if self.batches == 0 {
-            let (called, calls) = self.book.answer_calls(&self.prompt);
-            self.pending = Some((Batch::Answers, 0, called));
-            return Some(calls);
+        let round = self.rounds.upcoming()?;
+        if round == 0 {
+            return self
+                .rounds
+                .ask_everyone(&self.book, &self.prompt, Batch::Answers);
         }
         if self.terms.last().is_some_and(|t| t.committed) {
-            self.done = true;
-            return None;
+            return self.rounds.stop();
         }
         // A proposal just arrived: the followers vote on it.
         if let Some(t) = self.terms.last()
@@ -290,30 +284,20 @@ impl Strategy for Leader {
             return Some(calls);
         }
         let calls = self.start_term();
-        self.done = calls.is_none();
+        self.rounds.done = calls.is_none();
         calls
     }
 
     fn absorb(&mut self, results: Vec<CallResult>) {
-        let Some((batch, round, called)) = self.pending.take() else {
+        let Some((round, called, batch, mut results)) = self.rounds.take(results) else {
             return;
         };
-        let mut results = complete_results(&called, results);
-        let mut took = vec![false; results.len()];
-        for (r, took) in results.iter_mut().zip(&mut took) {
-            match batch {
-                Batch::Answers => {
-                    let (cmp, params) = (&self.cmp, &self.params);
-                    *took = self
-                        .book
-                        .take_answer(
-                            r,
-                            |text| (cmp.key(text, &params.answer), None),
-                            |a, b| a.text() == b.text(),
-                        )
-                        .is_some();
-                }
-                Batch::Propose => {
+        let took = match batch {
+            Batch::Answers => self
+                .book
+                .take_first_answers(&mut results, &self.cmp, &self.params),
+            Batch::Propose => {
+                for r in &results {
                     // A new proposal becomes the leader's standing answer (its luminance
                     // stays the one of round 0, which orders the leaders); a failed call
                     // leaves the earlier one standing.
@@ -327,7 +311,10 @@ impl Strategy for Leader {
                         }
                     }
                 }
-                Batch::Vote => {
+                vec![false; results.len()]
+            }
+            Batch::Vote => {
+                for r in &results {
                     // A failed call is absence: the follower casts no vote, rather than
                     // rejecting, and still counts among the seats a majority needs.
                     let answered = self.book.take_judgement(r);
@@ -339,8 +326,9 @@ impl Strategy for Leader {
                         t.votes.push((r.seat, vote));
                     }
                 }
+                vec![false; results.len()]
             }
-        }
+        };
         if batch == Batch::Answers {
             let mut order = self.live();
             order.sort_by(|&a, &b| {
@@ -359,40 +347,31 @@ impl Strategy for Leader {
                 }
             }
         }
-        let entries = (0..self.book.len())
-            .map(|seat| {
-                let idx = called.iter().position(|&c| c == seat);
-                let result = idx.map(|i| &results[i]);
-                let s = &self.book[seat];
-                let vote = (batch == Batch::Vote)
-                    .then(|| {
-                        self.terms
-                            .last()
-                            .and_then(|t| t.votes.iter().find(|(i, _)| *i == seat))
-                    })
-                    .flatten();
-                let mut entry = self.book.entry(seat, result, idx.is_some_and(|i| took[i]));
-                entry.key = match (batch, vote) {
-                    (Batch::Vote, Some((_, Some(v)))) => {
-                        Some(Text::from(if v.accept { "ACCEPT" } else { "REJECT" }))
-                    }
-                    (Batch::Vote, _) => None,
-                    _ if result.is_some_and(|r| r.ok) => s.key.as_ref().map(Key::shared_text),
-                    _ => None,
-                };
-                entry.luminance = s.luminance.filter(|_| batch == Batch::Answers && s.live());
-                entry.error = result.and_then(|r| r.error.clone()).or_else(|| {
-                    matches!(vote, Some((_, None))).then(|| "unreadable vote".to_string())
-                });
-                entry
-            })
-            .collect();
-        self.trace.push(RoundTrace {
-            round,
-            participants: entries,
-            ..RoundTrace::default()
+        let (book, terms) = (&self.book, &self.terms);
+        let trace = book.round_trace(round, &called, &results, &took, |seat, idx, entry| {
+            let result = idx.map(|i| &results[i]);
+            let s = &book[seat];
+            let vote = (batch == Batch::Vote)
+                .then(|| {
+                    terms
+                        .last()
+                        .and_then(|t| t.votes.iter().find(|(i, _)| *i == seat))
+                })
+                .flatten();
+            entry.key = match (batch, vote) {
+                (Batch::Vote, Some((_, Some(v)))) => {
+                    Some(Text::from(if v.accept { "ACCEPT" } else { "REJECT" }))
+                }
+                (Batch::Vote, _) => None,
+                _ if result.is_some_and(|r| r.ok) => s.key.as_ref().map(Key::shared_text),
+                _ => None,
+            };
+            entry.luminance = s.luminance.filter(|_| batch == Batch::Answers && s.live());
+            entry.error = result
+                .and_then(|r| r.error.clone())
+                .or_else(|| matches!(vote, Some((_, None))).then(|| "unreadable vote".to_string()));
         });
-        self.batches += 1;
+        self.rounds.close(trace);
     }
 
     fn decide(&self) -> Decision {
@@ -473,7 +452,7 @@ impl Strategy for Leader {
             synthesis,
             rounds_executed: self.terms.len(),
             seats,
-            rounds: self.trace.clone(),
+            rounds: self.rounds.trace.clone(),
             live: live.len(),
             quorum: self.params.quorum,
             details: Details {

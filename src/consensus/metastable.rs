@@ -17,13 +17,12 @@
 //!   (confidence >= beta_1), or a round changed no answer. "Live" is a seat with a
 //!   standing answer ([`super::seats`]): a failed call leaves it standing, unscored.
 
-use super::confidence;
 use super::prompt;
+use super::rounds::Rounds;
 use super::sampling::{Sampler, SplitMix};
 use super::seats::SeatBook;
 use super::{
     CallResult, CallSpec, Decision, Names, Params, RoundTrace, Rule, Seat, Strategy, Text,
-    complete_results,
 };
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -42,12 +41,6 @@ struct SeatState {
     support: Option<f64>,
 }
 
-struct Pending {
-    round: usize,
-    called: Vec<usize>,
-    samples: Vec<Vec<usize>>,
-}
-
 pub struct Metastable {
     params: Params,
     book: SeatBook,
@@ -56,12 +49,9 @@ pub struct Metastable {
     state: Vec<SeatState>,
     /// Each live seat's supporters (itself included) after the latest round.
     supporters: Vec<Vec<usize>>,
-    pending: Option<Pending>,
-    /// Rounds absorbed so far (round 0 included).
-    absorbed: usize,
+    /// Per round in flight: the peers sampled for each seat called.
+    rounds: Rounds<Vec<Vec<usize>>>,
     changed_last_round: bool,
-    trace: Vec<RoundTrace>,
-    done: bool,
 }
 
 impl Metastable {
@@ -74,11 +64,8 @@ impl Metastable {
             params,
             prompt: Text::from(prompt),
             state,
-            pending: None,
-            absorbed: 0,
+            rounds: Rounds::default(),
             changed_last_round: true,
-            trace: Vec::new(),
-            done: false,
         }
     }
 
@@ -310,19 +297,12 @@ impl Metastable {
 
 impl Strategy for Metastable {
     fn next_round(&mut self) -> Option<Vec<CallSpec>> {
-        if self.done || self.pending.is_some() {
-            return None;
+        let round = self.rounds.upcoming()?;
+        if round == 0 {
+            return self
+                .rounds
+                .ask_everyone(&self.book, &self.prompt, Vec::new());
         }
-        if self.absorbed == 0 {
-            let (called, calls) = self.book.answer_calls(&self.prompt);
-            self.pending = Some(Pending {
-                round: 0,
-                called,
-                samples: Vec::new(),
-            });
-            return Some(calls);
-        }
-        let round = self.absorbed;
         let live: Vec<usize> = self.live_seats().collect();
         let stop = round > self.params.rounds
             || live.is_empty()
@@ -330,8 +310,7 @@ impl Strategy for Metastable {
             || live.iter().all(|&i| self.state[i].settled)
             || !self.changed_last_round;
         if stop {
-            self.done = true;
-            return None;
+            return self.rounds.stop();
         }
         let asks = self.params.answer.asks_for_final_line();
         let sampler = self.sampler();
@@ -353,8 +332,7 @@ impl Strategy for Metastable {
             samples.push(sample);
         }
         if called.is_empty() {
-            self.done = true;
-            return None;
+            return self.rounds.stop();
         }
         let shown = samples.iter().flatten().copied().collect();
         let shared = Arc::new(prompt::Refinements::new(
@@ -379,45 +357,20 @@ impl Strategy for Metastable {
                 }
             })
             .collect();
-        self.pending = Some(Pending {
-            round,
-            called,
-            samples,
-        });
-        Some(calls)
+        self.rounds.issue(round, called, samples, calls)
     }
 
     fn absorb(&mut self, results: Vec<CallResult>) {
-        let Some(Pending {
-            round,
-            called,
-            mut samples,
-        }) = self.pending.take()
-        else {
+        let Some((round, called, mut samples, mut results)) = self.rounds.take(results) else {
             return;
         };
-        let mut results = complete_results(&called, results);
-        let mut changed = false;
         // Per result: whether it is an answer, whose text then moves into the seat's
         // standing answer. A failure leaves the standing answer (stale).
-        let mut answered_at = vec![false; results.len()];
-        for (r, answered_at) in results.iter_mut().zip(&mut answered_at) {
-            let (cmp, params) = (&self.cmp, &self.params);
-            let took = self.book.take_answer(
-                r,
-                |text| {
-                    if params.confidence {
-                        let key = cmp.key(&confidence::strip(text), &params.answer);
-                        (key, confidence::parse(text))
-                    } else {
-                        (cmp.key_in(text, &params.answer), None)
-                    }
-                },
-                |a, b| a.text() == b.text(),
-            );
-            *answered_at = took.is_some();
-            changed |= took == Some(true);
-        }
+        let (answered_at, changed) =
+            self.book
+                .take_answers(&mut results, &self.cmp, &self.params, |a, b| {
+                    a.text() == b.text()
+                });
         if round == 0 {
             let sampler = self.sampler();
             samples = called
@@ -450,47 +403,33 @@ impl Strategy for Metastable {
             }
         }
         let max_lum = self.book.max_luminance();
-        let mut entries = Vec::with_capacity(self.book.len());
-        let mut position = vec![None; self.book.len()];
-        for (i, &seat) in called.iter().enumerate() {
-            position[seat] = Some(i);
-        }
-        for (seat, &agreement) in agreements.iter().enumerate() {
-            let idx = position[seat];
-            let standing = &self.book[seat];
-            let mut entry = self.book.entry(
-                seat,
-                idx.map(|i| &results[i]),
-                idx.is_some_and(|i| answered_at[i]),
-            );
-            if let Some(i) = idx {
-                entry.sampled = Names::of_seats(self.book.names(), std::mem::take(&mut samples[i]));
-            }
-            entry.key = standing
-                .live()
-                .then(|| standing.key.as_ref().map(Key::shared_text))
-                .flatten();
-            entry.agreement = agreement;
-            entry.confidence = self.state[seat].confidence;
-            entry.support = self.state[seat].support;
-            entry.luminance = standing.live().then(|| self.book.luminance(seat, max_lum));
-            entries.push(entry);
-        }
-        self.trace.push(RoundTrace {
+        let (book, state) = (&self.book, &self.state);
+        let trace = book.round_trace(
             round,
-            participants: entries,
-            ..RoundTrace::default()
-        });
+            &called,
+            &results,
+            &answered_at,
+            |seat, idx, entry| {
+                if let Some(i) = idx {
+                    entry.sampled = Names::of_seats(book.names(), std::mem::take(&mut samples[i]));
+                }
+                entry.key = book.live_key(seat);
+                entry.agreement = agreements[seat];
+                entry.confidence = state[seat].confidence;
+                entry.support = state[seat].support;
+                entry.luminance = book[seat].live().then(|| book.luminance(seat, max_lum));
+            },
+        );
+        self.rounds.close(trace);
         self.changed_last_round = round == 0 || changed;
-        self.absorbed += 1;
     }
 
     fn decide(&self) -> Decision {
-        self.decision(self.trace.clone())
+        self.decision(self.rounds.trace.clone())
     }
 
     fn finish(&mut self) -> Decision {
-        let rounds = std::mem::take(&mut self.trace);
+        let rounds = std::mem::take(&mut self.rounds.trace);
         self.decision(rounds)
     }
 }
@@ -514,15 +453,10 @@ impl Metastable {
             })
             .collect();
         Decision {
-            winner: winner.map(|(w, _)| w),
             finalized: self.is_final(),
-            answer: winner.map(|(w, _)| self.book.key_text(w)),
-            synthesis: winner.and_then(|(w, _)| self.book[w].text.as_deref().map(str::to_string)),
-            rounds_executed: self.absorbed.saturating_sub(1),
+            rounds_executed: self.rounds.executed(),
             seats,
             rounds,
-            live: self.book.live_count(),
-            quorum: self.params.quorum,
             details: super::Details {
                 self_confidence: self.book.self_confidence(&self.params),
                 verdict_rule: Some(Rule::share(
@@ -533,6 +467,7 @@ impl Metastable {
                 )),
                 ..Default::default()
             },
+            ..self.book.decision(&self.params, winner.map(|(w, _)| w))
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod metastable;
 pub mod prompt;
 pub mod pyrandom;
 pub mod rank;
+mod rounds;
 mod sampling;
 mod seats;
 pub mod vote;

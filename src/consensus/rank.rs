@@ -21,13 +21,14 @@ use std::sync::OnceLock;
 use regex::Regex;
 
 use super::prompt;
+use super::rounds::Rounds;
 use super::sampling::{SplitMix, weighted_sample};
 use super::seats::SeatBook;
 use super::{
-    BallotReport, CallResult, CallSpec, Decision, Details, Params, RoundTrace, Rule, ScoreReport,
-    Seat, Strategy, Text, complete_results,
+    BallotReport, CallResult, CallSpec, Decision, Details, Params, Rule, ScoreReport, Seat,
+    Strategy, Text,
 };
-use crate::similarity::{Comparator, Key};
+use crate::similarity::Comparator;
 
 const TIE: f64 = 1e-9;
 
@@ -162,10 +163,7 @@ pub struct Rank {
     prompt: Text,
     cmp: Comparator,
     state: Vec<SeatState>,
-    /// Seats called in the pending round.
-    pending: Option<(usize, Vec<usize>)>,
-    absorbed: usize,
-    trace: Vec<RoundTrace>,
+    rounds: Rounds,
 }
 
 /// Aggregated scores of one candidate.
@@ -184,9 +182,7 @@ impl Rank {
             params,
             prompt: Text::from(prompt),
             state,
-            pending: None,
-            absorbed: 0,
-            trace: Vec::new(),
+            rounds: Rounds::default(),
         }
     }
 
@@ -288,15 +284,8 @@ impl Rank {
 
 impl Strategy for Rank {
     fn next_round(&mut self) -> Option<Vec<CallSpec>> {
-        if self.pending.is_some() {
-            return None;
-        }
-        match self.absorbed {
-            0 => {
-                let (called, calls) = self.book.answer_calls(&self.prompt);
-                self.pending = Some((0, called));
-                Some(calls)
-            }
+        match self.rounds.upcoming()? {
+            0 => self.rounds.ask_everyone(&self.book, &self.prompt, ()),
             1 => {
                 let live = self.live();
                 if live.len() < 2 {
@@ -323,33 +312,23 @@ impl Strategy for Rank {
                     });
                     self.state[voter].shown = shown;
                 }
-                self.pending = Some((1, live));
-                Some(calls)
+                self.rounds.issue(1, live, (), calls)
             }
             _ => None,
         }
     }
 
     fn absorb(&mut self, results: Vec<CallResult>) {
-        let Some((round, called)) = self.pending.take() else {
+        let Some((round, called, (), mut results)) = self.rounds.take(results) else {
             return;
         };
-        let mut results = complete_results(&called, results);
-        let mut took = vec![false; results.len()];
-        for (r, took) in results.iter_mut().zip(&mut took) {
-            if round == 0 {
-                let (cmp, params) = (&self.cmp, &self.params);
-                *took = self
-                    .book
-                    .take_answer(
-                        r,
-                        |text| (cmp.key(text, &params.answer), None),
-                        |a, b| a.text() == b.text(),
-                    )
-                    .is_some();
-            } else {
+        let took = if round == 0 {
+            self.book
+                .take_first_answers(&mut results, &self.cmp, &self.params)
+        } else {
+            for r in &results {
                 let answered = self.book.take_judgement(r);
-                let shown = self.state[r.seat].shown.clone();
+                let shown = &self.state[r.seat].shown;
                 let ballot = if answered {
                     parse_ballot(&r.text, shown.len())
                         .map(|order| order.into_iter().map(|p| shown[p]).collect())
@@ -364,43 +343,32 @@ impl Strategy for Rank {
                 self.state[r.seat].ballot_absent = !r.ok;
                 self.state[r.seat].ballot = Some(ballot);
             }
-        }
-        let entries = (0..self.book.len())
-            .map(|seat| {
-                let idx = called.iter().position(|&c| c == seat);
-                let result = idx.map(|i| &results[i]);
-                let s = &self.book[seat];
-                let mut entry = self.book.entry(seat, result, idx.is_some_and(|i| took[i]));
-                if round == 1 && result.is_some() {
-                    entry.sampled = self.state[seat]
-                        .shown
-                        .iter()
-                        .map(|&j| self.book.name(j).clone())
-                        .collect();
+            vec![false; results.len()]
+        };
+        let (book, state) = (&self.book, &self.state);
+        let trace = book.round_trace(round, &called, &results, &took, |seat, idx, entry| {
+            let result = idx.map(|i| &results[i]);
+            let s = &book[seat];
+            if round == 1 && result.is_some() {
+                entry.sampled = state[seat]
+                    .shown
+                    .iter()
+                    .map(|&j| book.name(j).clone())
+                    .collect();
+            }
+            entry.key = book.live_key(seat).filter(|_| round == 0);
+            entry.luminance = s.luminance.filter(|_| round == 0 && s.live());
+            entry.error = result.and_then(|r| match (&r.error, round, &state[seat].ballot) {
+                (Some(e), _, _) => Some(e.clone()),
+                (None, 1, Some(Err(why))) => Some(format!("ballot dropped: {why}")),
+                // A text that became the standing answer has moved out of `r`.
+                _ if !idx.is_some_and(|i| took[i]) && r.text.trim().is_empty() => {
+                    Some("empty answer".to_string())
                 }
-                entry.key = (round == 0 && s.live())
-                    .then(|| s.key.as_ref().map(Key::shared_text))
-                    .flatten();
-                entry.luminance = s.luminance.filter(|_| round == 0 && s.live());
-                entry.error =
-                    result.and_then(|r| match (&r.error, round, &self.state[seat].ballot) {
-                        (Some(e), _, _) => Some(e.clone()),
-                        (None, 1, Some(Err(why))) => Some(format!("ballot dropped: {why}")),
-                        // A text that became the standing answer has moved out of `r`.
-                        _ if !idx.is_some_and(|i| took[i]) && r.text.trim().is_empty() => {
-                            Some("empty answer".to_string())
-                        }
-                        _ => None,
-                    });
-                entry
-            })
-            .collect();
-        self.trace.push(RoundTrace {
-            round,
-            participants: entries,
-            ..RoundTrace::default()
+                _ => None,
+            });
         });
-        self.absorbed += 1;
+        self.rounds.close(trace);
     }
 
     fn decide(&self) -> Decision {
@@ -416,9 +384,9 @@ impl Strategy for Rank {
         let mut winner = None;
         if live.len() == 1 {
             winner = Some(live[0]);
-        } else if self.absorbed > 1 && total_ballots == 0 {
+        } else if self.rounds.absorbed > 1 && total_ballots == 0 {
             failure = Some("no ballot came back: every ballot call failed".to_string());
-        } else if self.absorbed > 1 && (readable == 0 || readable * 2 < total_ballots) {
+        } else if self.rounds.absorbed > 1 && (readable == 0 || readable * 2 < total_ballots) {
             failure = Some(format!(
                 "only {readable} of {total_ballots} ballots could be read; rank needs at least half"
             ));
@@ -498,15 +466,10 @@ impl Strategy for Rank {
                 .then(a.cmp(&b))
         });
         Decision {
-            winner,
             finalized,
-            answer: winner.map(|w| self.book.key_text(w)),
-            synthesis: winner.and_then(|w| self.book[w].text.as_deref().map(str::to_string)),
-            rounds_executed: self.absorbed.saturating_sub(1),
+            rounds_executed: self.rounds.executed(),
             seats,
-            rounds: self.trace.clone(),
-            live: live.len(),
-            quorum: self.params.quorum,
+            rounds: self.rounds.trace.clone(),
             details: Details {
                 threshold: Some(self.params.beta_2),
                 verdict_rule: Some(Rule::share(
@@ -532,6 +495,7 @@ impl Strategy for Rank {
                 failure,
                 ..Details::default()
             },
+            ..self.book.decision(&self.params, winner)
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The per-seat books every strategy keeps: who sits at the table, what each seat is
-//! told, and each seat's standing answer (PROTOCOL.md P4, P10).
+//! told, and each seat's standing answer (PROTOCOL.md P4, P10); from them, the parts of
+//! a round's trace and of the decision that every strategy reports alike.
 //!
 //! A seat's standing answer is its latest successful one. A later call that fails (or is
 //! cut off by Ctrl-C or the deadline) leaves it standing, marked stale: the seat still
@@ -13,8 +14,11 @@
 
 use std::sync::Arc;
 
-use super::{CallResult, CallSpec, Params, Seat, SeatOutcome, Text, TraceEntry, confidence};
-use crate::similarity::Key;
+use super::{
+    CallResult, CallSpec, Decision, Details, Params, RoundTrace, Seat, SeatOutcome, Text,
+    TraceEntry, confidence,
+};
+use crate::similarity::{Comparator, Key};
 
 /// One seat's standing.
 #[derive(Default)]
@@ -53,6 +57,21 @@ pub(crate) struct SeatBook {
 /// Whether a successful call's text carries an answer.
 fn has_answer(r: &CallResult) -> bool {
     r.ok && !r.text.trim().is_empty()
+}
+
+/// The key of an answer and the confidence it states; under `--confidence`, the key of
+/// the answer without its confidence line.
+pub(crate) fn answer_key(
+    cmp: &Comparator,
+    params: &Params,
+    text: &Text,
+) -> (Option<Key>, Option<f64>) {
+    if params.confidence {
+        let key = cmp.key(&confidence::strip(text), &params.answer);
+        (key, confidence::parse(text))
+    } else {
+        (cmp.key_in(text, &params.answer), None)
+    }
 }
 
 impl SeatBook {
@@ -179,6 +198,41 @@ impl SeatBook {
         Some(changed)
     }
 
+    /// Takes the results of a round of answering calls, each by
+    /// [`take_answer`](Self::take_answer) keyed by [`answer_key`]. Returns, per result,
+    /// whether its text became the standing answer, and whether any seat's key changed
+    /// (by `same`).
+    pub fn take_answers(
+        &mut self,
+        results: &mut [CallResult],
+        cmp: &Comparator,
+        params: &Params,
+        same: impl Fn(&Key, &Key) -> bool,
+    ) -> (Vec<bool>, bool) {
+        let mut changed = false;
+        let took = results
+            .iter_mut()
+            .map(|r| {
+                let took = self.take_answer(r, |text| answer_key(cmp, params, text), &same);
+                changed |= took == Some(true);
+                took.is_some()
+            })
+            .collect();
+        (took, changed)
+    }
+
+    /// Takes the results of round 0, when no seat has an earlier key to compare with;
+    /// returns, per result, whether its text became the standing answer.
+    pub fn take_first_answers(
+        &mut self,
+        results: &mut [CallResult],
+        cmp: &Comparator,
+        params: &Params,
+    ) -> Vec<bool> {
+        self.take_answers(results, cmp, params, |a, b| a.text() == b.text())
+            .0
+    }
+
     /// Takes the result of a judging call (a ballot, an attestation, a vote): the
     /// standing answer is unchanged; a failure marks it stale. Returns whether the call
     /// answered.
@@ -234,6 +288,70 @@ impl SeatBook {
         }
     }
 
+    /// One round of the trace: each seat's [`entry`](Self::entry), for the seats of
+    /// `called` with their result (`results` and `took` are in the order of `called`;
+    /// `took`: the result's text became the standing answer), completed by
+    /// `fill(seat, the index of its call in called, entry)`.
+    pub fn round_trace(
+        &self,
+        round: usize,
+        called: &[usize],
+        results: &[CallResult],
+        took: &[bool],
+        mut fill: impl FnMut(usize, Option<usize>, &mut TraceEntry),
+    ) -> RoundTrace {
+        let mut position = vec![None; self.seats.len()];
+        for (i, &seat) in called.iter().enumerate() {
+            position[seat] = Some(i);
+        }
+        let participants = position
+            .iter()
+            .enumerate()
+            .map(|(seat, &idx)| {
+                let result = idx.map(|i| &results[i]);
+                let mut entry = self.entry(seat, result, idx.is_some_and(|i| took[i]));
+                fill(seat, idx, &mut entry);
+                entry
+            })
+            .collect();
+        RoundTrace {
+            round,
+            participants,
+            ..RoundTrace::default()
+        }
+    }
+
+    /// The key of the seat's standing answer; None when the seat is absent.
+    pub fn live_key(&self, seat: usize) -> Option<Text> {
+        let s = &self.state[seat];
+        s.live()
+            .then(|| s.key.as_ref().map(Key::shared_text))
+            .flatten()
+    }
+
+    /// The seat's standing answer, as text.
+    pub fn answer_text(&self, seat: usize) -> Option<String> {
+        self.state[seat].text.as_deref().map(str::to_string)
+    }
+
+    /// The part of a decision for `winner`'s standing answer that every strategy reports
+    /// alike: the winner, its key and answer, the live seats and the quorum. The strategy
+    /// fills in the rest (finality, outcomes, trace, details).
+    pub fn decision(&self, params: &Params, winner: Option<usize>) -> Decision {
+        Decision {
+            winner,
+            finalized: false,
+            answer: winner.map(|w| self.key_text(w)),
+            synthesis: winner.and_then(|w| self.answer_text(w)),
+            rounds_executed: 0,
+            seats: Vec::new(),
+            rounds: Vec::new(),
+            live: self.live_count(),
+            quorum: params.quorum,
+            details: Details::default(),
+        }
+    }
+
     /// The seat's outcome at the end of the run, with the strategy's own measures.
     pub fn outcome(
         &self,
@@ -251,10 +369,7 @@ impl SeatBook {
             score,
             live: s.live(),
             stale: s.stale && s.live(),
-            key: s
-                .live()
-                .then(|| s.key.as_ref().map(Key::shared_text))
-                .flatten(),
+            key: self.live_key(seat),
         }
     }
 }

@@ -14,14 +14,11 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::confidence;
 use super::prompt;
+use super::rounds::Rounds;
 use super::sampling::{SplitMix, weighted_sample};
 use super::seats::SeatBook;
-use super::{
-    CallResult, CallSpec, Decision, Details, Group, Params, RoundTrace, Rule, Seat, Strategy, Text,
-    complete_results,
-};
+use super::{CallResult, CallSpec, Decision, Details, Group, Params, Rule, Seat, Strategy, Text};
 use crate::similarity::{Comparator, Key};
 
 /// Weights and shares equal within this margin are equal.
@@ -141,12 +138,6 @@ pub(crate) fn group_keys(
     groups
 }
 
-struct Pending {
-    round: usize,
-    called: Vec<usize>,
-    samples: Vec<Vec<usize>>,
-}
-
 /// The tally of the latest answers.
 struct Tally {
     /// (members, weight), heaviest first.
@@ -182,11 +173,9 @@ pub struct Vote {
     book: SeatBook,
     prompt: Text,
     cmp: Comparator,
-    pending: Option<Pending>,
-    absorbed: usize,
+    /// Per round in flight: the peers sampled for each seat called.
+    rounds: Rounds<Vec<Vec<usize>>>,
     changed_last_round: bool,
-    trace: Vec<RoundTrace>,
-    done: bool,
 }
 
 impl Vote {
@@ -196,11 +185,8 @@ impl Vote {
             book: SeatBook::new(&params, seats),
             params,
             prompt: Text::from(prompt),
-            pending: None,
-            absorbed: 0,
+            rounds: Rounds::default(),
             changed_last_round: true,
-            trace: Vec::new(),
-            done: false,
         }
     }
 
@@ -240,23 +226,15 @@ impl Vote {
 
 impl Strategy for Vote {
     fn next_round(&mut self) -> Option<Vec<CallSpec>> {
-        if self.done || self.pending.is_some() {
-            return None;
-        }
-        let round = self.absorbed;
+        let round = self.rounds.upcoming()?;
         if round == 0 {
-            let (called, calls) = self.book.answer_calls(&self.prompt);
-            self.pending = Some(Pending {
-                round: 0,
-                called,
-                samples: Vec::new(),
-            });
-            return Some(calls);
+            return self
+                .rounds
+                .ask_everyone(&self.book, &self.prompt, Vec::new());
         }
         let live: Vec<usize> = self.live_seats().collect();
         if round > self.params.rounds || live.len() < 2 || !self.changed_last_round {
-            self.done = true;
-            return None;
+            return self.rounds.stop();
         }
         let asks = self.params.answer.asks_for_final_line();
         let (mut called, mut samples, mut calls) = (Vec::new(), Vec::new(), Vec::new());
@@ -287,77 +265,36 @@ impl Strategy for Vote {
             samples.push(sample);
         }
         if calls.is_empty() {
-            self.done = true;
-            return None;
+            return self.rounds.stop();
         }
-        self.pending = Some(Pending {
-            round,
-            called,
-            samples,
-        });
-        Some(calls)
+        self.rounds.issue(round, called, samples, calls)
     }
 
     fn absorb(&mut self, results: Vec<CallResult>) {
-        let Some(Pending {
-            round,
-            called,
-            samples,
-        }) = self.pending.take()
-        else {
+        let Some((round, called, samples, mut results)) = self.rounds.take(results) else {
             return;
         };
-        let mut results = complete_results(&called, results);
-        let mut changed = false;
-        let mut took = vec![false; results.len()];
-        for (r, took) in results.iter_mut().zip(&mut took) {
-            let (cmp, params) = (&self.cmp, &self.params);
-            let answered = self.book.take_answer(
-                r,
-                |text| {
-                    if params.confidence {
-                        let key = cmp.key(&confidence::strip(text), &params.answer);
-                        (key, confidence::parse(text))
-                    } else {
-                        (cmp.key(text, &params.answer), None)
-                    }
-                },
-                |a, b| a.normalized() == b.normalized(),
-            );
-            *took = answered.is_some();
-            changed |= answered == Some(true);
-        }
+        let (took, changed) =
+            self.book
+                .take_answers(&mut results, &self.cmp, &self.params, |a, b| {
+                    a.normalized() == b.normalized()
+                });
         let tally = self.tally();
         let shares = self.shares(&tally);
         let max_lum = self.book.max_luminance();
-        let entries = (0..self.book.len())
-            .map(|seat| {
-                let idx = called.iter().position(|&c| c == seat);
-                let s = &self.book[seat];
-                let mut entry =
-                    self.book
-                        .entry(seat, idx.map(|i| &results[i]), idx.is_some_and(|i| took[i]));
-                entry.sampled = idx
-                    .and_then(|i| samples.get(i))
-                    .map(|sample| sample.iter().map(|&j| self.book.name(j).clone()).collect())
-                    .unwrap_or_default();
-                entry.key = s
-                    .live()
-                    .then(|| s.key.as_ref().map(Key::shared_text))
-                    .flatten();
-                entry.confidence = shares[seat].unwrap_or(0.0);
-                entry.support = shares[seat];
-                entry.luminance = s.live().then(|| self.book.luminance(seat, max_lum));
-                entry
-            })
-            .collect();
-        self.trace.push(RoundTrace {
-            round,
-            participants: entries,
-            ..RoundTrace::default()
+        let book = &self.book;
+        let trace = book.round_trace(round, &called, &results, &took, |seat, idx, entry| {
+            entry.sampled = idx
+                .and_then(|i| samples.get(i))
+                .map(|sample| sample.iter().map(|&j| book.name(j).clone()).collect())
+                .unwrap_or_default();
+            entry.key = book.live_key(seat);
+            entry.confidence = shares[seat].unwrap_or(0.0);
+            entry.support = shares[seat];
+            entry.luminance = book[seat].live().then(|| book.luminance(seat, max_lum));
         });
+        self.rounds.close(trace);
         self.changed_last_round = round == 0 || changed;
-        self.absorbed += 1;
     }
 
     fn decide(&self) -> Decision {
@@ -397,15 +334,10 @@ impl Strategy for Vote {
             .collect();
         let share = self.params.quorum_share;
         Decision {
-            winner,
             finalized,
-            answer: winner.map(key_of),
-            synthesis: winner.and_then(|w| self.book[w].text.as_deref().map(str::to_string)),
-            rounds_executed: self.absorbed.saturating_sub(1),
+            rounds_executed: self.rounds.executed(),
             seats,
-            rounds: self.trace.clone(),
-            live,
-            quorum: self.params.quorum,
+            rounds: self.rounds.trace.clone(),
             details: Details {
                 threshold: Some(share.share),
                 groups,
@@ -419,6 +351,7 @@ impl Strategy for Vote {
                 )),
                 ..Details::default()
             },
+            ..self.book.decision(&self.params, winner)
         }
     }
 }
