@@ -1,3 +1,6 @@
+//! The `llm-consensus` binary: parse the command line, run the command, print its result
+//! once (errors as one `error:` line) and turn it into the exit code of docs/protocol.md §5.
+
 #![forbid(unsafe_code)]
 
 use std::io::{IsTerminal, Read, Write};
