@@ -33,7 +33,7 @@ impl Key {
         sequence: bool,
     ) -> Key {
         let text = text.trim();
-        let mut set = TokenSet::default();
+        let mut set = TokenSet::with_room(vocabulary.len());
         let mut seq = String::new();
         if text.is_ascii() && !sequence {
             // The common case, split and lowercased byte by byte.

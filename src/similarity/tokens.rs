@@ -134,9 +134,18 @@ impl TokenSet {
             self.words.resize(word + 1, 0);
         }
         let bit = 1u64 << (id % 64);
-        if self.words[word] & bit == 0 {
-            self.words[word] |= bit;
-            self.len += 1;
+        // Counted without a branch: whether a word repeats is a coin toss for the
+        // processor, and a wrong guess cost more than the count.
+        self.len += usize::from(self.words[word] & bit == 0);
+        self.words[word] |= bit;
+    }
+
+    /// An empty set with room for the ids below `ids` (the vocabulary's size), so that
+    /// inserting them does not grow it step by step.
+    pub fn with_room(ids: usize) -> TokenSet {
+        TokenSet {
+            words: Vec::with_capacity(ids.div_ceil(64)),
+            len: 0,
         }
     }
 
