@@ -5,7 +5,7 @@
 use crate::text::Text;
 
 use super::extract::parse_number;
-use super::tokens::{TokenSet, Vocabulary, ascii_tokens, push_lower, tokens};
+use super::tokens::{TokenSet, Vocabulary, push_lower, tokens};
 
 /// A normalized key.
 #[derive(Clone, Debug)]
@@ -33,15 +33,11 @@ impl Key {
         sequence: bool,
     ) -> Key {
         let text = text.trim();
-        let mut set = TokenSet::default();
+        let mut set = TokenSet::with_room(vocabulary.len());
         let mut seq = String::new();
         if text.is_ascii() && !sequence {
-            // The common case, lowercased in one go (ASCII letters and digits stay letters
-            // and digits, so the tokens are the same) and split byte by byte.
-            let lowered = text.to_ascii_lowercase();
-            for token in ascii_tokens(lowered.as_bytes()) {
-                set.insert(vocabulary.id(token));
-            }
+            // The common case, split and lowercased byte by byte.
+            vocabulary.ascii_ids(text.as_bytes(), |id| set.insert(id));
         } else {
             let mut lowered = String::new();
             for token in tokens(text) {

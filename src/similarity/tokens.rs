@@ -10,12 +10,20 @@ pub fn tokens(text: &str) -> impl Iterator<Item = &str> {
         .filter(|t| !t.is_empty())
 }
 
-/// [`tokens`] of ASCII text, as bytes: the same runs, found a byte at a time instead of a
-/// character at a time.
-pub fn ascii_tokens(text: &[u8]) -> impl Iterator<Item = &[u8]> {
-    text.split(|b| !b.is_ascii_alphanumeric())
-        .filter(|t| !t.is_empty())
-}
+/// Each ASCII letter and digit lowercased, and 0 for every other byte: one load tells
+/// whether a byte continues a token and what it adds to it.
+const LOWER_ALNUM: [u8; 256] = {
+    let mut table = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        if byte.is_ascii_alphanumeric() {
+            table[b] = byte.to_ascii_lowercase();
+        }
+        b += 1;
+    }
+    table
+};
 
 /// Appends `token` lowercased, character by character.
 pub(super) fn push_lower(out: &mut String, token: &str) {
@@ -43,7 +51,7 @@ impl Vocabulary {
     /// The id of `token` (its UTF-8 bytes), assigning the next one to a token not seen
     /// before.
     pub fn id(&mut self, token: &[u8]) -> u32 {
-        let next = u32::try_from(self.len()).expect("fewer than 2^32 distinct tokens");
+        let next = self.next_id();
         match as_number(token) {
             Some(key) => *self.short.entry(key).or_insert(next),
             None => match self.long.get(token) {
@@ -54,6 +62,44 @@ impl Vocabulary {
                 }
             },
         }
+    }
+
+    /// Calls `each` with the id of every token of ASCII `text`, lowercased, in order:
+    /// the ids of [`tokens`] of the text, found in one pass over its bytes that
+    /// lowercases and packs each token as it goes (no lowercased copy of the text).
+    pub fn ascii_ids(&mut self, text: &[u8], mut each: impl FnMut(u32)) {
+        // The token so far as `as_number` packs it, and where it started.
+        let mut packed = 1u128;
+        let mut start = 0;
+        for (at, &b) in text.iter().enumerate() {
+            let lower = LOWER_ALNUM[usize::from(b)];
+            if lower != 0 {
+                packed = packed << 8 | u128::from(lower);
+                continue;
+            }
+            if at > start {
+                each(self.ascii_id(&text[start..at], packed));
+            }
+            packed = 1;
+            start = at + 1;
+        }
+        if text.len() > start {
+            each(self.ascii_id(&text[start..], packed));
+        }
+    }
+
+    /// The id of `token`, whose lowercase is `packed` when it has at most 15 bytes.
+    fn ascii_id(&mut self, token: &[u8], packed: u128) -> u32 {
+        if token.len() <= 15 {
+            let next = self.next_id();
+            *self.short.entry(packed).or_insert(next)
+        } else {
+            self.id(&token.to_ascii_lowercase())
+        }
+    }
+
+    fn next_id(&self) -> u32 {
+        u32::try_from(self.len()).expect("fewer than 2^32 distinct tokens")
     }
 
     /// Distinct tokens seen.
@@ -88,9 +134,18 @@ impl TokenSet {
             self.words.resize(word + 1, 0);
         }
         let bit = 1u64 << (id % 64);
-        if self.words[word] & bit == 0 {
-            self.words[word] |= bit;
-            self.len += 1;
+        // Counted without a branch: whether a word repeats is a coin toss for the
+        // processor, and a wrong guess cost more than the count.
+        self.len += usize::from(self.words[word] & bit == 0);
+        self.words[word] |= bit;
+    }
+
+    /// An empty set with room for the ids below `ids` (the vocabulary's size), so that
+    /// inserting them does not grow it step by step.
+    pub fn with_room(ids: usize) -> TokenSet {
+        TokenSet {
+            words: Vec::with_capacity(ids.div_ceil(64)),
+            len: 0,
         }
     }
 
@@ -198,6 +253,37 @@ mod tests {
             }
             let distinct: BTreeSet<&Vec<u8>> = tokens.iter().collect();
             prop_assert_eq!(v.len(), distinct.len());
+        }
+
+        /// One pass over ASCII bytes finds the ids of the lowercased [`tokens`], short
+        /// (packed) or long (looked up as bytes), in either order of first sight.
+        #[test]
+        fn ascii_ids_are_the_ids_of_the_lowercased_tokens(
+            text in "[a-zA-Z0-9 .,!\\-]{0,80}",
+            long in "[a-zA-Z0-9]{14,20}",
+        ) {
+            let text = format!("{text} {long} {}", long.to_uppercase());
+            for packed_first in [true, false] {
+                let mut v = Vocabulary::default();
+                let by_token = |v: &mut Vocabulary| {
+                    tokens(&text).map(|t| v.id(t.to_lowercase().as_bytes())).collect::<Vec<u32>>()
+                };
+                let one_pass = |v: &mut Vocabulary| {
+                    let mut ids = Vec::new();
+                    v.ascii_ids(text.as_bytes(), |id| ids.push(id));
+                    ids
+                };
+                let (one_pass, by_bytes) = if packed_first {
+                    let first = one_pass(&mut v);
+                    (first, by_token(&mut v))
+                } else {
+                    let first = by_token(&mut v);
+                    (one_pass(&mut v), first)
+                };
+                prop_assert_eq!(&one_pass, &by_bytes);
+                let distinct: BTreeSet<String> = tokens(&text).map(str::to_lowercase).collect();
+                prop_assert_eq!(v.len(), distinct.len());
+            }
         }
 
         /// The bitset counts exactly what ordinary sets of the same ids count.
