@@ -48,6 +48,10 @@ pub enum Command {
     /// Show the resolved panel: each seat's provider, kind, endpoint and key variable;
     /// with --check, make one small call per seat.
     Providers(ProvidersArgs),
+    /// Re-decide a recorded run offline from its answers (no call is made): the same
+    /// parameters give the same decision; other strategies and thresholds where they need
+    /// no new call (exit 2 naming the call otherwise). Exit codes as for `ask`.
+    Replay(ReplayArgs),
     /// Print a shell completion script: bash, zsh, fish, powershell or elvish
     /// (e.g. `llm-consensus completions bash > ~/.local/share/bash-completion/completions/llm-consensus`).
     Completions {
@@ -61,6 +65,26 @@ pub enum Command {
         #[arg(value_name = "COMMAND")]
         command: Option<String>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The recorded run: a file written by `ask --transcript FILE` (or saved `ask --json`).
+    #[arg(value_name = "TRANSCRIPT")]
+    pub source: PathBuf,
+
+    /// Re-decide with these instead of the recorded run's (--synthesize, and anything that
+    /// changes a prompt or asks a call that was not made, is refused).
+    #[command(flatten)]
+    pub consensus: ConsensusArgs,
+
+    /// Print one JSON object, as `ask --json`, with `replayed_from`.
+    #[arg(long, conflicts_with = "quiet")]
+    pub json: bool,
+
+    /// Print only the synthesis.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

@@ -156,3 +156,7 @@ pub fn run(params: &Params, q: &Question, models: &[&str]) -> Picked {
     };
     Picked { letters, calls }
 }
+
+pub mod transcript;
+
+pub use transcript::from_report;
