@@ -85,6 +85,10 @@ pub struct ReplayArgs {
     /// Print only the synthesis.
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Check the replayed answer instead of the recorded run's own `--expect…` check.
+    #[command(flatten)]
+    pub expect: ExpectArgs,
 }
 
 #[derive(Debug, Args)]

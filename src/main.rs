@@ -109,7 +109,15 @@ fn providers(args: ProvidersArgs) -> anyhow::Result<u8> {
 fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
     use llm_consensus::replay::transcript;
     let recorded = transcript::read(&args.source)?;
-    let report = llm_consensus::replay::from_report(&recorded, &args.consensus)?;
+    let e = &args.expect;
+    let expectation = Expectation::from_flags(
+        e.expect.as_deref(),
+        e.expect_number.as_deref(),
+        e.expect_choice.as_deref(),
+        e.expect_regex.as_deref(),
+        e.require.unwrap_or_default(),
+    )?;
+    let report = transcript::checked(&recorded, &args.consensus, expectation.as_ref())?;
     let from = args.source.display().to_string();
     let text = if args.json {
         let mut s = serde_json::to_string_pretty(&transcript::mark(&report, &from))?;

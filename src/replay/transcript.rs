@@ -17,6 +17,7 @@ use crate::config::limits::{Source, range};
 use crate::config::{SeatSpec, Settings};
 use crate::consensus::{self, CallResult, Decision, Params, Seat, StrategyKind, Text, bft};
 use crate::error::ConfigError;
+use crate::expect::{Expectation, Require};
 use crate::provider::mock::Script;
 use crate::provider::pricing::Price;
 use crate::provider::retry::Policy;
@@ -47,6 +48,16 @@ struct Recorded {
     synthesizer: Option<String>,
     #[serde(default)]
     elapsed_ms: f64,
+    #[serde(default)]
+    expect: Option<RecordedCheck>,
+}
+
+/// The recorded run's `--expect…` check, checked again on the replayed decision.
+#[derive(Debug, Deserialize)]
+struct RecordedCheck {
+    kind: String,
+    value: serde_json::Value,
+    require: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -356,6 +367,16 @@ pub fn from_report(
     report: &serde_json::Value,
     overrides: &ConsensusArgs,
 ) -> Result<Report, ConfigError> {
+    checked(report, overrides, None)
+}
+
+/// [`from_report`], checking the replayed answer against `expectation` (an `--expect…`
+/// flag of `replay`) instead of the recorded run's own check.
+pub fn checked(
+    report: &serde_json::Value,
+    overrides: &ConsensusArgs,
+    expectation: Option<&Expectation>,
+) -> Result<Report, ConfigError> {
     let run = load(report)?;
     let names = |seat: usize| run.recorded.participants[seat].name.as_str();
 
@@ -407,7 +428,42 @@ pub fn from_report(
             ))
         })?
     };
-    Ok(report_of(&run, &params, &replayed))
+    let mut report = report_of(&run, &params, &replayed);
+    let recorded = recorded_expectation(&run.recorded)?;
+    if let Some(expectation) = expectation.or(recorded.as_ref()) {
+        report.check(expectation, &params);
+    }
+    Ok(report)
+}
+
+/// The recorded `--expect…` check as an expectation, so that the exit code follows the
+/// same contract (an `--expect…` flag given to `replay` replaces it).
+fn recorded_expectation(recorded: &Recorded) -> Result<Option<Expectation>, ConfigError> {
+    let Some(check) = &recorded.expect else {
+        return Ok(None);
+    };
+    let value = match &check.value {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => n.to_string(),
+        other => return Err(invalid(format!("its expect.value {other} is not a value"))),
+    };
+    let require = <Require as clap::ValueEnum>::from_str(&check.require, false)
+        .map_err(|_| invalid(format!("its expect.require `{}` is unknown", check.require)))?;
+    let pick = |kind: &str| (check.kind == kind).then_some(value.as_str());
+    if !["text", "number", "choice", "regex"].contains(&check.kind.as_str()) {
+        return Err(invalid(format!(
+            "its expect.kind `{}` is unknown",
+            check.kind
+        )));
+    }
+    Expectation::from_flags(
+        pick("text"),
+        pick("number"),
+        pick("choice"),
+        pick("regex"),
+        require,
+    )
+    .map_err(|e| invalid(format!("its expectation: {e}")))
 }
 
 /// The run's parameters with the overrides, each checked as `ask` checks its flag; and

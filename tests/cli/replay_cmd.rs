@@ -68,6 +68,10 @@ struct Recorded {
 }
 
 fn record(server: &TestServer) -> Recorded {
+    record_with(server, &[])
+}
+
+fn record_with(server: &TestServer, flags: &[&str]) -> Recorded {
     let sandbox = Sandbox::new();
     let config = sandbox.write("panel.toml", &panel(server));
     let transcript = sandbox.path().join("run.json");
@@ -81,6 +85,7 @@ fn record(server: &TestServer) -> Recorded {
         .arg(&config)
         .arg("--transcript")
         .arg(&transcript)
+        .args(flags)
         .arg("What is the capital of France?")
         .output()
         .unwrap();
@@ -314,6 +319,26 @@ fn a_malformed_or_truncated_transcript_exits_2_with_one_line() {
         stderr.contains("cannot be replayed: round 1 asks bo"),
         "{stderr}"
     );
+}
+
+#[test]
+fn the_recorded_expectation_is_checked_again_and_a_flag_replaces_it() {
+    let r = record_with(&server(), &["--expect", "Lyon"]);
+    assert_eq!(r.code, 4, "{:#}", r.report);
+    let (code, replayed) = replay_json(&r, &[]);
+    assert_eq!(code, 4);
+    assert_eq!(decision(&replayed), decision(&r.report));
+    assert_eq!(replayed["expect"]["matched"], false);
+    // Checked on the replayed decision: with a stricter threshold the answer still does
+    // not match (4), and the expected answer passes only when FINAL.
+    let (code, _) = replay_json(&r, &["--expect", "Paris"]);
+    assert_eq!(code, 0);
+    let (code, replayed) = replay_json(&r, &["--expect", "Paris", "--beta2", "1.0"]);
+    assert_eq!(code, 1);
+    assert_eq!(replayed["expect"]["matched"], true);
+    assert_eq!(replayed["expect"]["passed"], false);
+    let (code, _) = replay_json(&r, &["--beta2", "1.0"]);
+    assert_eq!(code, 4);
 }
 
 /// One recorded run, shared by the property tests.
