@@ -68,7 +68,7 @@ struct Recorded {
 }
 
 fn record(server: &TestServer) -> Recorded {
-    record_with(server, &[])
+    record_with(server, &["--beta2", "0.7", "--rounds", "1"])
 }
 
 fn record_with(server: &TestServer, flags: &[&str]) -> Recorded {
@@ -78,9 +78,7 @@ fn record_with(server: &TestServer, flags: &[&str]) -> Recorded {
     let out = sandbox
         .cmd()
         .env("LOCAL_KEY", KEY)
-        .args([
-            "ask", "--json", "--seed", "5", "--beta2", "0.7", "--rounds", "1",
-        ])
+        .args(["ask", "--json", "--seed", "5"])
         .arg("--config")
         .arg(&config)
         .arg("--transcript")
@@ -323,7 +321,10 @@ fn a_malformed_or_truncated_transcript_exits_2_with_one_line() {
 
 #[test]
 fn the_recorded_expectation_is_checked_again_and_a_flag_replaces_it() {
-    let r = record_with(&server(), &["--expect", "Lyon"]);
+    let r = record_with(
+        &server(),
+        &["--beta2", "0.7", "--rounds", "1", "--expect", "Lyon"],
+    );
     assert_eq!(r.code, 4, "{:#}", r.report);
     let (code, replayed) = replay_json(&r, &[]);
     assert_eq!(code, 4);
@@ -339,6 +340,43 @@ fn the_recorded_expectation_is_checked_again_and_a_flag_replaces_it() {
     assert_eq!(replayed["expect"]["passed"], false);
     let (code, _) = replay_json(&r, &["--beta2", "1.0"]);
     assert_eq!(code, 4);
+}
+
+#[test]
+fn a_run_cut_by_its_deadline_replays_to_where_it_stopped() {
+    // The HTTP seat answers round 0 at once and round 1 too late: the deadline cuts the
+    // run in round 1, NOT FINAL (below 90%) with rounds left, which replay does not ask for.
+    let scribe_calls = std::sync::atomic::AtomicUsize::new(0);
+    let server = TestServer::start(move |req, _| {
+        if req.json()["model"] == "m-locked" {
+            return openai_error(
+                401,
+                "Incorrect API key provided",
+                "invalid_request_error",
+                None,
+            );
+        }
+        let reply = openai_ok("Final answer: Paris", 11, 6);
+        if scribe_calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            reply
+        } else {
+            Reply::Delayed(std::time::Duration::from_secs(10), Box::new(reply))
+        }
+    });
+    let r = record_with(
+        &server,
+        &["--beta2", "0.9", "--rounds", "3", "--deadline", "1.5"],
+    );
+    let cut = entry(&r.report, 1, "scribe")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(cut.contains("run deadline"), "{:#}", r.report);
+    assert_eq!(r.report["rounds"].as_array().unwrap().len(), 2);
+    assert_eq!(r.report["status"], "no_consensus");
+    let (code, replayed) = replay_json(&r, &[]);
+    assert_eq!(code, r.code);
+    assert_eq!(decision(&replayed), decision(&r.report));
 }
 
 /// One recorded run, shared by the property tests.
