@@ -47,9 +47,25 @@ struct Recorded {
     #[serde(default)]
     synthesizer: Option<String>,
     #[serde(default)]
+    synthesis_error: Option<String>,
+    #[serde(default)]
+    warnings: Vec<String>,
+    #[serde(default)]
+    usage: Option<RecordedUsage>,
+    #[serde(default)]
     elapsed_ms: f64,
     #[serde(default)]
     expect: Option<RecordedCheck>,
+}
+
+/// The run's totals: with `--synthesize`, the synthesis call is counted in them.
+#[derive(Debug, Deserialize)]
+struct RecordedUsage {
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    total_tokens: Option<u64>,
+    calls: usize,
+    cost_usd: Option<f64>,
 }
 
 /// The recorded run's `--expect…` check, checked again on the replayed decision.
@@ -90,6 +106,10 @@ struct RecordedSeat {
     retries: u32,
     #[serde(default)]
     price: Option<Price>,
+    #[serde(default)]
+    calls: usize,
+    #[serde(default)]
+    usage: Usage,
 }
 
 #[derive(Debug, Deserialize)]
@@ -620,19 +640,39 @@ fn report_of(run: &Run, params: &Params, replayed: &Replayed) -> Report {
         report.finalized = false;
         report.error = Some(error.clone());
     }
-    // A synthesis written by a model stands when it was written on the same decision.
-    if recorded.synthesis_source.as_deref() == Some("synthesizer")
-        && recorded.winner == report.winner
-        && recorded.answer == report.answer
-        && report.synthesis.is_some()
-    {
-        report.synthesis = recorded.synthesis.clone();
-        report.synthesis_source = "synthesizer";
-        report.synthesizer = recorded.synthesizer.clone();
-    } else if let Some(model) = &recorded.synthesizer {
-        report.warnings.push(format!(
-            "the recorded synthesis by {model} was written on another decision; the winner's answer is shown verbatim"
-        ));
+    // The synthesis a model wrote stands when it was written on the same decision after
+    // the same calls; with it stand its warnings and its share of the totals.
+    if let Some(model) = &recorded.synthesizer {
+        let same_calls = report
+            .participants
+            .iter()
+            .zip(&recorded.participants)
+            .all(|(now, then)| now.calls == then.calls && now.usage == then.usage);
+        let same = same_calls
+            && recorded.winner == report.winner
+            && recorded.answer == report.answer
+            && report.synthesis.is_some()
+            && report.status != Status::Failed;
+        if same {
+            if recorded.synthesis_source.as_deref() == Some("synthesizer") {
+                report.synthesis = recorded.synthesis.clone();
+                report.synthesis_source = "synthesizer";
+            }
+            report.synthesizer = Some(model.clone());
+            report.synthesis_error = recorded.synthesis_error.clone();
+            report.warnings = recorded.warnings.clone();
+            if let Some(u) = &recorded.usage {
+                report.usage.input_tokens = u.input_tokens;
+                report.usage.output_tokens = u.output_tokens;
+                report.usage.total_tokens = u.total_tokens;
+                report.usage.calls = u.calls;
+                report.usage.cost_usd = u.cost_usd;
+            }
+        } else {
+            report.warnings.push(format!(
+                "the recorded synthesis by {model} was written on another decision and is not redone (that would be a new call); the winner's answer is shown verbatim"
+            ));
+        }
     }
     report
 }

@@ -379,6 +379,38 @@ fn a_run_cut_by_its_deadline_replays_to_where_it_stopped() {
     assert_eq!(decision(&replayed), decision(&r.report));
 }
 
+#[test]
+fn a_synthesis_stands_on_the_same_decision_and_is_not_redone_on_another() {
+    let server = server();
+    let r = record_with(
+        &server,
+        &[
+            "--beta2",
+            "0.7",
+            "--rounds",
+            "1",
+            "--synthesize",
+            "local:m-good",
+        ],
+    );
+    assert_eq!(
+        r.report["synthesis_source"], "synthesizer",
+        "{:#}",
+        r.report
+    );
+    let requests = server.count();
+    let (code, replayed) = replay_json(&r, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(server.count(), requests, "replay made a request");
+    assert_eq!(decision(&replayed), decision(&r.report));
+    // Decided after round 0, the synthesis would have been written on other answers.
+    let (code, replayed) = replay_json(&r, &["--beta2", "0.5"]);
+    assert_eq!(code, 0);
+    assert_eq!(replayed["synthesis_source"], "winner_verbatim");
+    let warnings = replayed["warnings"].to_string();
+    assert!(warnings.contains("is not redone"), "{warnings}");
+}
+
 /// One recorded run, shared by the property tests.
 fn recorded_report() -> &'static Value {
     static REPORT: OnceLock<Value> = OnceLock::new();
