@@ -125,6 +125,8 @@ struct RecordedEntry {
     #[serde(default)]
     answer: Option<String>,
     #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
     latency_ms: Option<f64>,
     #[serde(default)]
     usage: Option<Usage>,
@@ -188,7 +190,7 @@ fn load(report: &serde_json::Value) -> Result<Run, ConfigError> {
                 ))
             })?;
             if calls
-                .insert((round.round, seat), result(seat, entry))
+                .insert((round.round, seat), result(seat, entry, kind))
                 .is_some()
             {
                 return Err(invalid(format!(
@@ -255,19 +257,24 @@ fn check_quorum(source: &Source, quorum: usize, n: usize) -> Result<usize, Confi
     Ok(quorum)
 }
 
-/// The engine's view of a recorded call. An answer that was empty is recorded with the
-/// error "empty answer": it is given back empty, and the engine finds it so again.
-fn result(seat: usize, e: &RecordedEntry) -> CallResult {
+/// The engine's view of a recorded call. A call that answered is recorded with its text
+/// (hanzo: and its text as its key), whatever the engine then made of it; an error beside
+/// it is the engine's own note (an unreadable ballot, an empty answer), which it writes
+/// again. A failed call is recorded with its error (hanzo: and what it produced).
+fn result(seat: usize, e: &RecordedEntry, kind: StrategyKind) -> CallResult {
     let latency = e.latency_ms.filter(|ms| ms.is_finite()).unwrap_or(0.0);
+    let answered = match kind {
+        StrategyKind::Hanzo => e.key.is_some(),
+        _ => e.answer.is_some(),
+    };
     let text = e.answer.clone().unwrap_or_default();
-    let mut r = match e.error.as_deref() {
-        None => CallResult::ok(seat, text, latency),
-        Some("empty answer") if text.is_empty() => CallResult::ok(seat, text, latency),
-        Some(error) => CallResult {
-            // hanzo records what a failed call produced.
+    let mut r = match (&e.error, answered) {
+        (Some(error), false) => CallResult {
             text,
-            ..CallResult::failed(seat, error, latency)
+            ..CallResult::failed(seat, error.as_str(), latency)
         },
+        (None, false) => CallResult::failed(seat, "no answer recorded", latency),
+        (_, true) => CallResult::ok(seat, text, latency),
     };
     r.usage = e.usage.clone().unwrap_or_default();
     r.cut = e.cut;

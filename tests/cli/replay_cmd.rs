@@ -411,6 +411,64 @@ fn a_synthesis_stands_on_the_same_decision_and_is_not_redone_on_another() {
     assert!(warnings.contains("is not redone"), "{warnings}");
 }
 
+#[test]
+fn every_strategy_replays_to_its_recorded_decision() {
+    // Scripted seats that answer, then judge: one text a ballot, an attestation and a
+    // vote can all be read from (four answers to rank: the voter's own is not shown).
+    let judge = "Ranking: 1 > 2 > 3 > 4\\nAttestation: AGREE\\nVote: ACCEPT\\nReason: fine\\nCritique: fine\\nFinal answer: Paris";
+    let mut config = String::new();
+    for (i, (name, answer)) in [
+        ("ada", "Paris"),
+        ("bo", "Paris"),
+        ("cy", "Lyon"),
+        ("dan", "Paris"),
+        ("eve", "Paris"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        config += &format!(
+            "[[participants]]\nprovider = \"mock\"\nname = \"{name}\"\nscript = [ {{ output = \"Final answer: {answer}\", ms = {} }}, {{ output = \"{judge}\", ms = {} }} ]\n\n",
+            100 * (i + 1),
+            50 * (i + 1)
+        );
+    }
+    config += "[[participants]]\nprovider = \"mock\"\nname = \"dee\"\nscript = [ { ok = false, error = \"HTTP 503 (scripted outage)\", ms = 5 } ]\n";
+    let sandbox = Sandbox::new();
+    let path = sandbox.write("judges.toml", &config);
+    for strategy in ["metastable", "hanzo", "vote", "rank", "bft", "leader"] {
+        let transcript = sandbox.path().join(format!("{strategy}.json"));
+        let out = sandbox
+            .cmd()
+            .args([
+                "ask",
+                "--json",
+                "--seed",
+                "7",
+                "--strategy",
+                strategy,
+                "--config",
+            ])
+            .arg(&path)
+            .arg("--transcript")
+            .arg(&transcript)
+            .arg("What is the capital of France?")
+            .output()
+            .unwrap();
+        let recorded: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(recorded["winner"].is_string(), "{strategy}: {recorded:#}");
+        let r = Recorded {
+            sandbox: Sandbox::new(),
+            transcript,
+            code: out.status.code().unwrap(),
+            report: recorded,
+        };
+        let (code, replayed) = replay_json(&r, &[]);
+        assert_eq!(code, r.code, "{strategy}");
+        assert_eq!(decision(&replayed), decision(&r.report), "{strategy}");
+    }
+}
+
 /// One recorded run, shared by the property tests.
 fn recorded_report() -> &'static Value {
     static REPORT: OnceLock<Value> = OnceLock::new();
