@@ -414,7 +414,8 @@ fn a_synthesis_stands_on_the_same_decision_and_is_not_redone_on_another() {
 #[test]
 fn every_strategy_replays_to_its_recorded_decision() {
     // Scripted seats that answer, then judge: one text a ballot, an attestation and a
-    // vote can all be read from (four answers to rank: the voter's own is not shown).
+    // vote can all be read from (four answers to rank: the voter's own is not shown);
+    // eve's judgement cannot be read, which the trace notes beside her answered call.
     let judge = "Ranking: 1 > 2 > 3 > 4\\nAttestation: AGREE\\nVote: ACCEPT\\nReason: fine\\nCritique: fine\\nFinal answer: Paris";
     let mut config = String::new();
     for (i, (name, answer)) in [
@@ -428,8 +429,13 @@ fn every_strategy_replays_to_its_recorded_decision() {
     .enumerate()
     {
         config += &format!(
-            "[[participants]]\nprovider = \"mock\"\nname = \"{name}\"\nscript = [ {{ output = \"Final answer: {answer}\", ms = {} }}, {{ output = \"{judge}\", ms = {} }} ]\n\n",
+            "[[participants]]\nprovider = \"mock\"\nname = \"{name}\"\nscript = [ {{ output = \"Final answer: {answer}\", ms = {} }}, {{ output = \"{}\", ms = {} }} ]\n\n",
             100 * (i + 1),
+            if name == "eve" {
+                "Final answer: Paris"
+            } else {
+                judge
+            },
             50 * (i + 1)
         );
     }
