@@ -445,7 +445,12 @@ pub fn checked(
                 Missing::Round { round } => (round, "would be a round the recorded run never ran".to_string()),
             };
             let last = run.rounds.iter().max().copied().unwrap_or(0);
-            let hint = if round > 0 && overrides.rounds.is_none() {
+            // Fewer rounds help where rounds are refinements of the same answers.
+            let refines = matches!(
+                params.strategy,
+                StrategyKind::Metastable | StrategyKind::Hanzo | StrategyKind::Vote
+            );
+            let hint = if round > 0 && refines {
                 format!("; the recorded rounds are 0..={last}: try --rounds {}", round - 1)
             } else {
                 String::new()
