@@ -29,6 +29,15 @@ Exit codes: 0 final (and matched, with --expect...), 1 no consensus, 2 usage or 
 error, 3 too few answers (failed or degraded), 4 the answer did not match --expect...,
 130 interrupted.";
 
+const REPLAY_NOTE: &str = "\
+Unset flags keep the recorded run's values (the defaults and config keys named above are
+`ask`'s; no config file is read). A run in the run log will be replayed by its ID.
+
+Examples:
+  llm-consensus ask --config panel.toml --transcript run.json \"Is 1009 prime?\"
+  llm-consensus replay run.json --beta2 1.0
+  llm-consensus replay run.json --strategy vote --json | jq .status";
+
 /// Ask several language models the same question, let them refine against each other,
 /// and report whether they agree.
 #[derive(Debug, Parser)]
@@ -51,6 +60,7 @@ pub enum Command {
     /// Re-decide a recorded run offline from its answers (no call is made): the same
     /// parameters give the same decision; other strategies and thresholds where they need
     /// no new call (exit 2 naming the call otherwise). Exit codes as for `ask`.
+    #[command(after_help = REPLAY_NOTE)]
     Replay(ReplayArgs),
     /// Print a shell completion script: bash, zsh, fish, powershell or elvish
     /// (e.g. `llm-consensus completions bash > ~/.local/share/bash-completion/completions/llm-consensus`).

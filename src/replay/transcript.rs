@@ -169,7 +169,7 @@ fn load(report: &serde_json::Value) -> Result<Run, ConfigError> {
     }
     let mut index = HashMap::new();
     for (seat, p) in recorded.participants.iter().enumerate() {
-        range::WEIGHT.check(&key("weight"), p.weight)?;
+        range::WEIGHT.check(&key(&format!("weight of {}", p.name)), p.weight)?;
         if index.insert(p.name.as_str(), seat).is_some() {
             return Err(invalid(format!("participant {} is listed twice", p.name)));
         }

@@ -303,6 +303,36 @@ fn a_malformed_or_truncated_transcript_exits_2_with_one_line() {
         String::from_utf8_lossy(&out.stderr).contains("cannot read the transcript missing.json")
     );
 
+    // Recorded values are checked as flags are.
+    type Edit = fn(&mut Value);
+    let edits: [(&str, Edit, &str); 3] = [
+        (
+            "beta.json",
+            |v| v["params"]["beta_2"] = 5.into(),
+            "the transcript's beta_2 must be between 0 and 1, got 5",
+        ),
+        (
+            "weight.json",
+            |v| v["participants"][0]["weight"] = (-1).into(),
+            "the transcript's weight of ada must be more than 0",
+        ),
+        (
+            "strategy.json",
+            |v| v["strategy"] = "magic".into(),
+            "unknown strategy `magic`",
+        ),
+    ];
+    for (name, edit, says) in edits {
+        let mut bad = r.report.clone();
+        edit(&mut bad);
+        let path = r.sandbox.write(name, &bad.to_string());
+        let out = r.sandbox.cmd().arg("replay").arg(&path).output().unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{name}: {stderr}");
+        assert!(stderr.contains(says), "{name}: {stderr}");
+    }
+
     // A trace that does not match its parameters (an answer taken out) is refused.
     let mut broken = r.report.clone();
     broken["rounds"][1]["participants"]
