@@ -311,6 +311,8 @@ struct Replayed {
     decision: Decision,
     prompts: Prompts,
     stopped_at: Option<usize>,
+    /// The last round it asked calls of.
+    last_round: Option<usize>,
 }
 
 /// Why a replay needs a call the recorded run did not make.
@@ -345,6 +347,7 @@ fn drive(
     let mut strategy = consensus::build(params, seats, &run.recorded.prompt);
     let mut prompts = Prompts::new();
     let mut stopped = None;
+    let mut last_round = None;
     while let Some(calls) = strategy.next_round() {
         let round = calls.first().map_or(0, |c| c.round);
         if !run.rounds.contains(&round) {
@@ -379,11 +382,13 @@ fn drive(
             results.push(recorded.clone());
         }
         strategy.absorb(results);
+        last_round = Some(round);
     }
     Ok(Replayed {
         decision: strategy.finish(),
         prompts,
         stopped_at: stopped,
+        last_round,
     })
 }
 
@@ -630,7 +635,11 @@ fn report_of(run: &Run, params: &Params, replayed: &Replayed) -> Report {
         max_cost: None,
         synthesizer: None,
     };
-    let interrupted = recorded.status == "interrupted" && replayed.stopped_at.is_some();
+    // Ctrl-C stopped the recorded run in its last round: a replay that gets there is
+    // stopped there too; one that decides earlier finished before it.
+    let interrupted = recorded.status == "interrupted"
+        && (replayed.stopped_at.is_some()
+            || replayed.last_round == run.rounds.iter().max().copied());
     let mut report = Report::build(
         &settings,
         &recorded.prompt,

@@ -505,6 +505,30 @@ fn every_strategy_replays_to_its_recorded_decision() {
     }
 }
 
+#[test]
+fn an_interrupted_run_replays_as_interrupted_unless_it_decides_before() {
+    let r = record(&server());
+    // As Ctrl-C in its last round leaves it (the trace is the same).
+    let mut stopped = r.report.clone();
+    stopped["status"] = "interrupted".into();
+    stopped["finalized"] = false.into();
+    stopped["error"] = "interrupted before the run finished".into();
+    let path = r.sandbox.write("stopped.json", &stopped.to_string());
+    let stopped = Recorded {
+        sandbox: Sandbox::new(),
+        transcript: path,
+        code: 130,
+        report: stopped,
+    };
+    let (code, replayed) = replay_json(&stopped, &[]);
+    assert_eq!(code, 130);
+    assert_eq!(decision(&replayed), decision(&stopped.report));
+    // Final after round 0, the run would have ended before the Ctrl-C in round 1.
+    let (code, replayed) = replay_json(&stopped, &["--beta2", "0.5"]);
+    assert_eq!(code, 0);
+    assert_eq!(replayed["status"], "final");
+}
+
 /// One recorded run, shared by the property tests.
 fn recorded_report() -> &'static Value {
     static REPORT: OnceLock<Value> = OnceLock::new();
