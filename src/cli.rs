@@ -29,6 +29,15 @@ Exit codes: 0 final (and matched, with --expect...), 1 no consensus, 2 usage or 
 error, 3 too few answers (failed or degraded), 4 the answer did not match --expect...,
 130 interrupted.";
 
+const REPLAY_NOTE: &str = "\
+Unset flags keep the recorded run's values (the defaults and config keys named above are
+`ask`'s; no config file is read). A run in the run log will be replayed by its ID.
+
+Examples:
+  llm-consensus ask --config panel.toml --transcript run.json \"Is 1009 prime?\"
+  llm-consensus replay run.json --beta2 1.0
+  llm-consensus replay run.json --strategy vote --json | jq .status";
+
 /// Ask several language models the same question, let them refine against each other,
 /// and report whether they agree.
 #[derive(Debug, Parser)]
@@ -48,6 +57,11 @@ pub enum Command {
     /// Show the resolved panel: each seat's provider, kind, endpoint and key variable;
     /// with --check, make one small call per seat.
     Providers(ProvidersArgs),
+    /// Re-decide a recorded run offline from its answers (no call is made): the same
+    /// parameters give the same decision; other strategies and thresholds where they need
+    /// no new call (exit 2 naming the call otherwise). Exit codes as for `ask`.
+    #[command(after_help = REPLAY_NOTE)]
+    Replay(ReplayArgs),
     /// Print a shell completion script: bash, zsh, fish, powershell or elvish
     /// (e.g. `llm-consensus completions bash > ~/.local/share/bash-completion/completions/llm-consensus`).
     Completions {
@@ -61,6 +75,30 @@ pub enum Command {
         #[arg(value_name = "COMMAND")]
         command: Option<String>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The recorded run: a file written by `ask --transcript FILE` (or saved `ask --json`).
+    #[arg(value_name = "TRANSCRIPT")]
+    pub source: PathBuf,
+
+    /// Re-decide with these instead of the recorded run's (--synthesize, and anything that
+    /// changes a prompt or asks a call that was not made, is refused).
+    #[command(flatten)]
+    pub consensus: ConsensusArgs,
+
+    /// Print one JSON object, as `ask --json`, with `replayed_from`.
+    #[arg(long, conflicts_with = "quiet")]
+    pub json: bool,
+
+    /// Print only the synthesis.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Check the replayed answer instead of the recorded run's own `--expect…` check.
+    #[command(flatten)]
+    pub expect: ExpectArgs,
 }
 
 #[derive(Debug, Args)]

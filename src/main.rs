@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
 
-use llm_consensus::cli::{AskArgs, Cli, Command, ProvidersArgs};
+use llm_consensus::cli::{AskArgs, Cli, Command, ProvidersArgs, ReplayArgs};
 use llm_consensus::config::{self, Env};
 use llm_consensus::error::ConfigError;
 use llm_consensus::events::Events;
@@ -23,6 +23,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Ask(args) => ask(args),
         Command::Providers(args) => providers(args),
+        Command::Replay(args) => replay(args),
         Command::Completions { shell } => completions(shell),
         Command::Man { command } => man(command.as_deref()),
     };
@@ -105,6 +106,40 @@ fn providers(args: ProvidersArgs) -> anyhow::Result<u8> {
         return Err(ConfigError::new(missing).into());
     }
     Ok(if panel.any_failed() { 3 } else { 0 })
+}
+
+/// `replay TRANSCRIPT`: the recorded run re-decided, printed as `ask` prints a run.
+fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
+    use llm_consensus::replay::transcript;
+    let recorded = transcript::read(&args.source)?;
+    let e = &args.expect;
+    let expectation = Expectation::from_flags(
+        e.expect.as_deref(),
+        e.expect_number.as_deref(),
+        e.expect_choice.as_deref(),
+        e.expect_regex.as_deref(),
+        e.require.unwrap_or_default(),
+    )?;
+    let report = transcript::checked(&recorded, &args.consensus, expectation.as_ref())?;
+    let from = args.source.display().to_string();
+    let text = if args.json {
+        let mut s = serde_json::to_string_pretty(&transcript::mark(&report, &from))?;
+        s.push('\n');
+        s
+    } else if args.quiet {
+        report::text::render_quiet(&report)
+    } else {
+        let style = Style {
+            color: color(std::io::stdout().is_terminal()),
+        };
+        format!(
+            "Replayed from {} (no calls made)\n{}",
+            report::text::visible(&from),
+            report::text::render(&report, style)
+        )
+    };
+    print_stdout(text.as_bytes())?;
+    Ok(report.exit_code() as u8)
 }
 
 /// The question: the argument, or standard input when it is `-` or absent and piped.

@@ -1,4 +1,5 @@
-//! Measuring strategies on recorded answers of real models.
+//! Measuring strategies on recorded answers of real models; and, in [`transcript`],
+//! re-deciding a recorded run (`replay`).
 //!
 //! Each seat answers every call with its model's recorded text: the models cannot refine,
 //! so a replay measures how well a strategy *selects* among fixed answers. Where a
@@ -156,3 +157,7 @@ pub fn run(params: &Params, q: &Question, models: &[&str]) -> Picked {
     };
     Picked { letters, calls }
 }
+
+pub mod transcript;
+
+pub use transcript::from_report;

@@ -20,6 +20,7 @@ mod provider_edges;
 mod providers;
 mod reference;
 mod replay;
+mod replay_cmd;
 mod report_view;
 mod run_edges;
 mod secrets;
