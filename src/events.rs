@@ -21,6 +21,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub struct Events {
     on: bool,
     started: Instant,
+    /// The run log: the other sink of the run's start, calls, rounds and end.
+    log: Option<crate::log::RunLog>,
 }
 
 impl Default for Events {
@@ -35,11 +37,23 @@ impl Events {
         Events {
             on,
             started: Instant::now(),
+            log: None,
         }
+    }
+
+    /// Also writes the run to `log`.
+    pub fn with_log(mut self, log: Option<crate::log::RunLog>) -> Events {
+        self.log = log;
+        self
     }
 
     pub fn enabled(&self) -> bool {
         self.on
+    }
+
+    /// The run log, when the run is logged.
+    pub fn log(&self) -> Option<&crate::log::RunLog> {
+        self.log.as_ref()
     }
 
     /// Writes the event `event` with `fields` (a JSON object) as one line.
@@ -99,6 +113,14 @@ impl Events {
 
     /// `run_finished`: how the run ended and the exit code the process returns.
     pub fn run_finished(&self, report: &Report, exit_code: u8) {
+        if let Some(log) = &self.log {
+            let status = serde_json::to_value(report.status).unwrap_or_default();
+            log.run_finished(
+                &crate::report::json::render(report),
+                status.as_str().unwrap_or_default(),
+                exit_code,
+            );
+        }
         self.emit(
             "run_finished",
             json!({

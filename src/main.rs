@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
 
-use llm_consensus::cli::{AskArgs, Cli, Command, ProvidersArgs};
+use llm_consensus::cli::{AskArgs, Cli, Command, LogsAction, LogsArgs, ProvidersArgs};
 use llm_consensus::config::{self, Env};
 use llm_consensus::error::ConfigError;
 use llm_consensus::events::Events;
@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Providers(args) => providers(args),
         Command::Completions { shell } => completions(shell),
         Command::Man { command } => man(command.as_deref()),
+        Command::Logs(args) => logs(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -78,6 +79,61 @@ fn man(command: Option<&str>) -> anyhow::Result<u8> {
     let mut roff = Vec::new();
     clap_mangen::Man::new(page).title(title).render(&mut roff)?;
     print_stdout(&roff)?;
+    Ok(0)
+}
+
+/// `logs`: the runs in the run log.
+fn logs(args: LogsArgs) -> anyhow::Result<u8> {
+    use llm_consensus::log;
+    let env = Env::from_process();
+    let path = config::log_path_for_logs(args.config.as_deref(), &env)?.ok_or_else(|| {
+        ConfigError::new("no run log: set LLM_CONSENSUS_LOG_DB, XDG_DATA_HOME or HOME")
+    })?;
+    let action = args
+        .action
+        .unwrap_or(LogsAction::List { n: 20, json: false });
+    if let LogsAction::Path = action {
+        let mut line = path.display().to_string();
+        line.push('\n');
+        print_stdout(line.as_bytes())?;
+        return Ok(0);
+    }
+    if !path.exists() {
+        return Err(ConfigError::new(format!(
+            "no run log at {} yet (a run writes it; LLM_CONSENSUS_LOG_DB or [log] path name another)",
+            path.display()
+        ))
+        .into());
+    }
+    let db = log::open_existing(&path).map_err(|e| {
+        ConfigError::new(format!("cannot read the run log {}: {e}", path.display()))
+    })?;
+    let text = match action {
+        LogsAction::List { n, json } => {
+            let runs = log::list(&db, n)?;
+            if json {
+                let mut s = serde_json::to_string_pretty(&runs)?;
+                s.push('\n');
+                s
+            } else {
+                log::render_list(&runs)
+            }
+        }
+        LogsAction::Show { id, json } => {
+            let run = log::show(&db, id)?.ok_or_else(|| {
+                ConfigError::new(format!("no run {id} in the run log {}", path.display()))
+            })?;
+            if json {
+                let mut s = serde_json::to_string_pretty(&run)?;
+                s.push('\n');
+                s
+            } else {
+                log::render_show(&run)
+            }
+        }
+        LogsAction::Path => unreachable!("handled above"),
+    };
+    print_stdout(text.as_bytes())?;
     Ok(0)
 }
 
@@ -148,7 +204,21 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
         return dry_run(&settings, &prompt, &env, output.json);
     }
     // With --events, stderr carries events only: a wrapper parses every line.
-    let events = std::sync::Arc::new(Events::new(output.events));
+    let log = settings
+        .log_path
+        .as_deref()
+        .and_then(|path| match llm_consensus::log::RunLog::open(path) {
+            Ok(log) => Some(log.with_events(output.events)),
+            Err(warning) => {
+                if output.events {
+                    Events::new(true).emit("warning", serde_json::json!({ "message": warning }));
+                } else {
+                    stderr_line!("warning: {warning}");
+                }
+                None
+            }
+        });
+    let events = std::sync::Arc::new(Events::new(output.events).with_log(log));
     let options = RunOptions {
         verbose: output.verbose && !output.events,
         progress: std::io::stderr().is_terminal()

@@ -38,7 +38,39 @@ pub(super) fn call_retry(events: &Events, name: &str, call: &CallSpec, retry: &R
     );
 }
 
-/// A call is back: its answer's key (as the strategy will compare it) or its error.
+/// What the run log keeps of a call besides its result: who was asked, and what.
+#[derive(Clone, Debug)]
+pub(super) struct Asked {
+    pub provider: String,
+    pub model: String,
+    pub price: Option<crate::provider::pricing::Price>,
+    /// The request as sent (scrubbed), None for a call cut before it came back.
+    pub request: Option<serde_json::Value>,
+    /// Its cache key.
+    pub hash: Option<String>,
+    /// Answered from the log (`--cache`).
+    pub cached: bool,
+}
+
+impl Asked {
+    /// A seat's call; `request` is None when what was sent is not at hand.
+    pub fn new(seat: &crate::config::SeatSpec, request: Option<serde_json::Value>) -> Asked {
+        let hash = request
+            .as_ref()
+            .map(|r| crate::log::request_hash(&seat.provider_name, seat.provider.kind(), r));
+        Asked {
+            provider: seat.provider_name.clone(),
+            model: seat.model.clone(),
+            price: seat.price,
+            request,
+            hash,
+            cached: false,
+        }
+    }
+}
+
+/// A call is back: its answer's key (as the strategy will compare it) or its error; the
+/// run log (when on) gets the whole call.
 pub(super) fn call_finished(
     events: &Events,
     params: &Params,
@@ -46,7 +78,30 @@ pub(super) fn call_finished(
     round: usize,
     result: &CallResult,
     attempts: u32,
+    asked: &Asked,
 ) {
+    if let Some(log) = events.log() {
+        log.call(&crate::log::CallRecord {
+            round,
+            seat: result.seat,
+            name,
+            provider: &asked.provider,
+            model: &asked.model,
+            request: asked.request.clone(),
+            request_hash: asked.hash.clone(),
+            ok: result.ok,
+            response: &result.text,
+            error: result.error.as_deref(),
+            usage: &result.usage,
+            latency_ms: result.latency_ms,
+            cost_usd: if asked.cached {
+                Some(0.0)
+            } else {
+                asked.price.and_then(|p| p.cost(&result.usage))
+            },
+            cached: asked.cached,
+        });
+    }
     if !events.enabled() {
         return;
     }
@@ -89,9 +144,7 @@ pub(super) fn round_decided(
     counted: bool,
 ) {
     let winner = decision.winner;
-    events.emit(
-        "round_decided",
-        json!({
+    let fields = json!({
             "round": round,
             "counted": counted,
             "winner": winner.and_then(|w| settings.seats.get(w)).map(|s| &s.name),
@@ -101,6 +154,9 @@ pub(super) fn round_decided(
             "finalized": decision.finalized,
             "live": decision.live,
             "quorum": decision.quorum,
-        }),
-    );
+    });
+    if let Some(log) = events.log() {
+        log.round_decided(round, &fields);
+    }
+    events.emit("round_decided", fields);
 }

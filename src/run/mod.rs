@@ -64,6 +64,9 @@ pub async fn execute(
 ) -> anyhow::Result<Report> {
     let run = Run::new(settings, prompt, options)?;
     run.events.run_started(settings);
+    if let Some(log) = run.events.log() {
+        log.run_started(settings, prompt, &|t| run.scrubber.scrub(t).into_owned());
+    }
     tokio::pin!(interrupt);
     let mut stop = Interrupt::armed(interrupt).await;
     let mut budget = Budget::new(settings.max_cost);

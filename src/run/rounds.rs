@@ -85,7 +85,7 @@ pub(super) async fn run(
         if !dropped {
             strategy.absorb(results);
         }
-        if run.events.enabled() {
+        if run.events.enabled() || run.events.log().is_some() {
             emit::round_decided(
                 &run.events,
                 run.settings,
@@ -137,7 +137,35 @@ fn ask(
     let name = seat.name.clone();
     let verbose = run.options.verbose;
     let key_env = seat.key_env.clone();
+    // The request as the log keeps it and the cache matches it: every field that can
+    // change the answer (keys are not among them; texts are scrubbed anyway).
+    let sent = serde_json::json!({
+        "model": request.model,
+        "system": request.system.as_ref().map(|t| scrubber.scrub(t).into_owned()),
+        "user": scrubber.scrub(&request.user),
+        "temperature": request.temperature,
+        "max_tokens": request.max_tokens,
+        "seed": request.seed,
+    });
+    let mut asked = emit::Asked::new(seat, Some(sent));
+    let hit = match (run.settings.cache, run.events.log(), &asked.hash) {
+        (true, Some(log), Some(hash)) => log.cached(hash),
+        _ => None,
+    };
+    asked.cached = hit.is_some();
     async move {
+        if let Some((text, _usage)) = hit {
+            // Answered from the log: no call, nothing paid.
+            progress.started(call.seat, call.round);
+            emit::call_started(&events, &name, &call, index);
+            let result = CallResult::ok(call.seat, text, 0.0);
+            progress.finished(call.seat, call.round, 0.0, None);
+            if verbose {
+                log::call(&progress, &name, &request.model, &call, &result);
+            }
+            emit::call_finished(&events, &params, &name, call.round, &result, 1, &asked);
+            return (result, 1);
+        }
         // Waiting for a free slot is not the model's latency.
         let _permit = match limit {
             Some(limit) => limit.acquire_owned().await.ok(),
@@ -175,7 +203,9 @@ fn ask(
         if verbose {
             log::call(&progress, &name, &request.model, &call, &result);
         }
-        emit::call_finished(&events, &params, &name, call.round, &result, attempts);
+        emit::call_finished(
+            &events, &params, &name, call.round, &result, attempts, &asked,
+        );
         (result, attempts)
     }
 }
@@ -246,8 +276,17 @@ async fn collect(
         // A call cut in flight never reports back itself: its event is sent here.
         let why = cut.as_deref().unwrap_or("interrupted by Ctrl-C");
         let failed = CallResult::failed(seat, why, waited);
-        let name = &run.settings.seats[seat].name;
-        emit::call_finished(&run.events, &run.settings.params, name, round, &failed, 1);
+        let spec = &run.settings.seats[seat];
+        let asked = emit::Asked::new(spec, None);
+        emit::call_finished(
+            &run.events,
+            &run.settings.params,
+            &spec.name,
+            round,
+            &failed,
+            1,
+            &asked,
+        );
         if cut.is_some() {
             results.push(failed);
         }

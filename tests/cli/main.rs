@@ -22,6 +22,7 @@ mod reference;
 mod replay;
 mod report_view;
 mod run_edges;
+mod runlog;
 mod secrets;
 mod standing;
 mod strategies;

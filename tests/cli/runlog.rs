@@ -1,0 +1,334 @@
+//! The run log: every `ask` in an SQLite database written as the run goes, read back with
+//! `logs`, and `--cache` answering identical requests from it. The real binary runs
+//! against loopback OpenAI servers.
+
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use serde_json::Value;
+
+const KEY: &str = "sk-FAKE-77aa01-RUNLOGLEAK-4242";
+
+/// One OpenAI provider per server, one seat each (`s0`, `s1`, …).
+fn panel(sb: &Sandbox, servers: &[&TestServer]) -> std::path::PathBuf {
+    let mut config = String::new();
+    for (i, server) in servers.iter().enumerate() {
+        config.push_str(&format!(
+            "[providers.p{i}]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key_env = \"FAKE_KEY\"\n\n\
+             [[participants]]\nprovider = \"p{i}\"\nmodel = \"m\"\nname = \"s{i}\"\n\n",
+            server.url()
+        ));
+    }
+    sb.write("panel.toml", &config)
+}
+
+fn db(sb: &Sandbox) -> std::path::PathBuf {
+    sb.path().join("log").join("runs.db")
+}
+
+fn ask(sb: &Sandbox, cfg: &std::path::Path, extra: &[&str]) -> assert_cmd::Command {
+    let mut cmd = sb.cmd();
+    cmd.env("FAKE_KEY", KEY)
+        .env("LLM_CONSENSUS_LOG_DB", db(sb))
+        .args([
+            "ask",
+            "--json",
+            "--strategy",
+            "vote",
+            "--seed",
+            "5",
+            "--config",
+        ])
+        .arg(cfg)
+        .args(extra)
+        .arg("What is the capital of France?");
+    cmd
+}
+
+fn logs(sb: &Sandbox, args: &[&str]) -> Value {
+    let out = sb
+        .cmd()
+        .env("LLM_CONSENSUS_LOG_DB", db(sb))
+        .arg("logs")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_run_is_logged_with_its_calls_rounds_and_report() {
+    let a = TestServer::always(openai_ok("Final answer: Paris", 10, 3));
+    let b = TestServer::always(openai_ok("It is Paris.\nFinal answer: Paris", 12, 4));
+    let sb = Sandbox::new();
+    let cfg = panel(&sb, &[&a, &b]);
+    let out = ask(&sb, &cfg, &[]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let runs = logs(&sb, &["list", "--json"]);
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+    let id = runs[0]["id"].to_string();
+    let run = logs(&sb, &["show", &id, "--json"]);
+    assert_eq!(run["seed"], 5);
+    assert_eq!(run["strategy"], "vote");
+    assert_eq!(run["prompt"], "What is the capital of France?");
+    assert_eq!(run["status"], "final");
+    assert_eq!(run["exit_code"], 0);
+    assert_eq!(
+        run["report"], report,
+        "the logged report is the --json object"
+    );
+    let calls = run["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 2, "{run}");
+    let mut texts: Vec<&str> = calls
+        .iter()
+        .map(|c| c["response"].as_str().unwrap())
+        .collect();
+    texts.sort();
+    assert_eq!(
+        texts,
+        ["Final answer: Paris", "It is Paris.\nFinal answer: Paris"]
+    );
+    for call in calls {
+        assert_eq!(call["ok"], true);
+        assert!(
+            call["request"]["user"]
+                .as_str()
+                .unwrap()
+                .contains("capital of France"),
+            "{call}"
+        );
+        assert!(call["request"]["seed"].is_u64(), "{call}");
+        assert!(call["usage"]["input_tokens"].is_u64(), "{call}");
+    }
+    assert!(!run["rounds"].as_array().unwrap().is_empty(), "{run}");
+
+    // The text views print the same run.
+    let out = sb
+        .cmd()
+        .env("LLM_CONSENSUS_LOG_DB", db(&sb))
+        .args(["logs", "show", &id])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("It is Paris."),
+        "{text}"
+    );
+    let out = sb
+        .cmd()
+        .env("LLM_CONSENSUS_LOG_DB", db(&sb))
+        .args(["logs", "path"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        db(&sb).display().to_string()
+    );
+
+    // The key never reaches the log (nor its write-ahead file).
+    for suffix in ["", "-wal"] {
+        let mut path = db(&sb).into_os_string();
+        path.push(suffix);
+        if let Ok(bytes) = std::fs::read(&path) {
+            assert!(
+                !bytes.windows(KEY.len()).any(|w| w == KEY.as_bytes()),
+                "the key is in {path:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_default_log_is_in_the_xdg_data_directory() {
+    let a = TestServer::always(openai_ok("Final answer: Paris", 10, 3));
+    let sb = Sandbox::new();
+    let cfg = panel(&sb, &[&a]);
+    let data = sb.path().join("data");
+    let out = sb
+        .cmd()
+        .env("FAKE_KEY", KEY)
+        .env("XDG_DATA_HOME", &data)
+        .args(["ask", "--json", "--config"])
+        .arg(&cfg)
+        .arg("q?")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(data.join("llm-consensus").join("logs.db").is_file());
+}
+
+#[test]
+fn no_log_writes_nothing() {
+    let a = TestServer::always(openai_ok("Final answer: Paris", 10, 3));
+    let sb = Sandbox::new();
+    let cfg = panel(&sb, &[&a]);
+    let out = ask(&sb, &cfg, &["--no-log"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!db(&sb).exists());
+    assert!(
+        !sb.path().join(".local").exists(),
+        "nothing in the default place either"
+    );
+}
+
+#[test]
+fn a_log_that_cannot_be_written_is_a_warning_and_the_run_goes_on() {
+    let a = TestServer::always(openai_ok("Final answer: Paris", 10, 3));
+    let sb = Sandbox::new();
+    let cfg = panel(&sb, &[&a]);
+    // The log's directory is a file: it cannot be created.
+    sb.write("blocker", "not a directory");
+    let out = sb
+        .cmd()
+        .env("FAKE_KEY", KEY)
+        .env(
+            "LLM_CONSENSUS_LOG_DB",
+            sb.path().join("blocker").join("logs.db"),
+        )
+        .args(["ask", "--json", "--config"])
+        .arg(&cfg)
+        .arg("q?")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: run log") && stderr.contains("blocker"),
+        "{stderr}"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "final");
+}
+
+#[test]
+fn cache_hits_make_no_calls_and_cost_nothing() {
+    let sb = Sandbox::new();
+    let price = "price = { input = 1.0, output = 2.0 }\n";
+    let first = TestServer::always(openai_ok("Final answer: Paris", 1000, 500));
+    let cfg = panel(&sb, &[&first]);
+    let config = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "model = \"m\"",
+        &format!("model = \"m\"\n{price}"),
+        1,
+    );
+    std::fs::write(&cfg, &config).unwrap();
+    let out = ask(&sb, &cfg, &["--cache"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["usage"]["cost_usd"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    assert_eq!(first.count(), 1);
+
+    // The same request again: answered from the log.
+    let out = ask(&sb, &cfg, &["--cache"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(first.count(), 1, "a cache hit makes no call");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["answer"].as_str().map(str::trim),
+        Some("Paris"),
+        "{report}"
+    );
+    assert_eq!(
+        report["usage"]["cost_usd"].as_f64().unwrap_or(0.0),
+        0.0,
+        "{report}"
+    );
+
+    // Another seed is another request: it is sent.
+    let mut cmd = sb.cmd();
+    cmd.env("FAKE_KEY", KEY)
+        .env("LLM_CONSENSUS_LOG_DB", db(&sb))
+        .args([
+            "ask",
+            "--json",
+            "--strategy",
+            "vote",
+            "--seed",
+            "6",
+            "--cache",
+            "--config",
+        ])
+        .arg(&cfg)
+        .arg("What is the capital of France?");
+    assert_eq!(cmd.output().unwrap().status.code(), Some(0));
+    assert_eq!(first.count(), 2);
+}
+
+#[test]
+fn a_run_killed_mid_round_keeps_the_answers_that_had_arrived() {
+    let fast = TestServer::always(openai_ok("Final answer: Paris", 10, 3));
+    let fast2 = TestServer::always(openai_ok("Final answer: Lyon", 10, 3));
+    let slow = TestServer::always(paced(
+        openai_sse(&["Final answer: Paris"], Some((10, 3))),
+        Duration::from_secs(30),
+    ));
+    let sb = Sandbox::new();
+    let cfg = panel(&sb, &[&fast, &fast2, &slow]);
+    let bin = assert_cmd::cargo::cargo_bin("llm-consensus");
+    let mut child = std::process::Command::new(bin)
+        .env_clear()
+        .env("HOME", sb.path())
+        .env("FAKE_KEY", KEY)
+        .env("LLM_CONSENSUS_LOG_DB", db(&sb))
+        .args(["ask", "--json", "--strategy", "vote", "--config"])
+        .arg(&cfg)
+        .arg("q?")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until both fast answers are in the log, then SIGKILL.
+    let started = Instant::now();
+    let answered = loop {
+        let out = sb
+            .cmd()
+            .env("LLM_CONSENSUS_LOG_DB", db(&sb))
+            .args(["logs", "list", "--json"])
+            .output()
+            .unwrap();
+        let runs: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if runs[0]["calls"] == 2 {
+            break true;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(answered, "the fast answers never reached the log");
+    assert_eq!(slow.count(), 1, "the slow seat was asked");
+
+    let run = logs(&sb, &["show", "1", "--json"]);
+    assert_eq!(run["status"], Value::Null, "a killed run has no end: {run}");
+    assert_eq!(run["report"], Value::Null);
+    let mut texts: Vec<&str> = run["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["response"].as_str().unwrap())
+        .collect();
+    texts.sort();
+    assert_eq!(texts, ["Final answer: Lyon", "Final answer: Paris"]);
+}
