@@ -131,6 +131,15 @@ impl<'a> Run<'a> {
             participant.retries = n;
         }
         report.usage.retries = rounds.retries.iter().sum();
+        for &(round, seat) in &rounds.cached {
+            let name = &self.settings.seats[seat].name;
+            let entries = report.rounds.iter_mut().filter(|r| r.round == round);
+            for entry in entries.flat_map(|r| r.participants.iter_mut()) {
+                if entry.called && entry.participant.as_ref() == name.as_str() {
+                    entry.cached = true;
+                }
+            }
+        }
         if let Some(reason) = rounds.over_budget {
             report.status = Status::Failed;
             report.finalized = false;

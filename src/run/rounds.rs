@@ -23,6 +23,8 @@ pub(super) struct Rounds {
     pub retries: Vec<u32>,
     /// Why `--max-cost` stopped the run before a round.
     pub over_budget: Option<String>,
+    /// The calls `--cache` answered from the run log, as (round, seat).
+    pub cached: Vec<(usize, usize)>,
 }
 
 /// Runs rounds until the strategy is done, the user interrupts, the run deadline passes
@@ -39,6 +41,7 @@ pub(super) async fn run(
     let mut rounds = Rounds {
         retries: vec![0; seats],
         over_budget: None,
+        cached: Vec::new(),
     };
     while !run.transport.clock.expired() && !stop.fired() {
         let Some(calls) = strategy.next_round() else {
@@ -64,7 +67,12 @@ pub(super) async fn run(
             let limit = limits
                 .get(run.settings.seats[call.seat].provider_name.as_str())
                 .cloned();
-            set.spawn(ask(run, call, index, limit));
+            let (round, seat) = (call.round, call.seat);
+            let (cached, task) = ask(run, call, index, limit);
+            if cached {
+                rounds.cached.push((round, seat));
+            }
+            set.spawn(task);
         }
         let results = collect(run, set, round, &called, &mut rounds.retries, stop).await;
         for r in &results {
@@ -112,13 +120,16 @@ fn limits(settings: &Settings) -> HashMap<&str, Arc<Semaphore>> {
 }
 
 /// One call, as a task of its round: the provider's result, scrubbed, as the engine's
-/// [`CallResult`], and the attempts it took.
+/// [`CallResult`], and the attempts it took; and whether `--cache` answers it.
 fn ask(
     run: &Run<'_>,
     call: CallSpec,
     index: usize,
     limit: Option<Arc<Semaphore>>,
-) -> impl Future<Output = (CallResult, u32)> + Send + 'static {
+) -> (
+    bool,
+    impl Future<Output = (CallResult, u32)> + Send + 'static,
+) {
     let seat = &run.settings.seats[call.seat];
     let provider = seat.provider.clone();
     let request = ChatRequest {
@@ -153,7 +164,8 @@ fn ask(
         _ => None,
     };
     asked.cached = hit.is_some();
-    async move {
+    let cached = asked.cached;
+    let task = async move {
         if let Some((text, _usage)) = hit {
             // Answered from the log: no call, nothing paid.
             progress.started(call.seat, call.round);
@@ -207,7 +219,8 @@ fn ask(
             &events, &params, &name, call.round, &result, attempts, &asked,
         );
         (result, attempts)
-    }
+    };
+    (cached, task)
 }
 
 /// The results of a round's calls as they come back, until all are in or the round is

@@ -232,6 +232,11 @@ fn cache_hits_make_no_calls_and_cost_nothing() {
         "{report}"
     );
     assert_eq!(first.count(), 1);
+    let entry = &report["rounds"][0]["participants"][0];
+    assert!(
+        entry.get("cached").is_none(),
+        "only a cached call says so: {entry}"
+    );
 
     // The same request again: answered from the log.
     let out = ask(&sb, &cfg, &["--cache"]).output().unwrap();
@@ -253,6 +258,11 @@ fn cache_hits_make_no_calls_and_cost_nothing() {
         0.0,
         "{report}"
     );
+    let entry = &report["rounds"][0]["participants"][0];
+    assert_eq!(entry["cached"], true, "{entry}");
+    let run = logs(&sb, &["show", "2", "--json"]);
+    assert_eq!(run["calls"][0]["cached"], true, "{run}");
+    assert_eq!(run["calls"][0]["cost_usd"], 0.0, "{run}");
 
     // Another seed is another request: it is sent.
     let mut cmd = sb.cmd();
@@ -331,4 +341,93 @@ fn a_run_killed_mid_round_keeps_the_answers_that_had_arrived() {
         .collect();
     texts.sort();
     assert_eq!(texts, ["Final answer: Lyon", "Final answer: Paris"]);
+}
+
+#[test]
+fn the_config_names_the_log_or_turns_it_off() {
+    let a = TestServer::always(openai_ok("Final answer: Paris", 10, 3));
+    let sb = Sandbox::new();
+    let cfg = panel(&sb, &[&a]);
+    let base = std::fs::read_to_string(&cfg).unwrap();
+    let elsewhere = sb.path().join("elsewhere.db");
+    let named = format!("[log]\npath = \"{}\"\n\n{base}", elsewhere.display());
+    std::fs::write(&cfg, named).unwrap();
+    let run = |cfg: &std::path::Path| {
+        let out = sb
+            .cmd()
+            .env("FAKE_KEY", KEY)
+            .args(["ask", "--json", "--config"])
+            .arg(cfg)
+            .arg("q?")
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&cfg);
+    assert!(elsewhere.is_file(), "[log] path is where the run is logged");
+    let out = sb
+        .cmd()
+        .args(["logs", "path", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        elsewhere.display().to_string()
+    );
+
+    std::fs::remove_file(&elsewhere).unwrap();
+    let off = format!(
+        "[log]\nenabled = false\npath = \"{}\"\n\n{base}",
+        elsewhere.display()
+    );
+    std::fs::write(&cfg, off).unwrap();
+    run(&cfg);
+    assert!(!elsewhere.exists(), "enabled = false logs nothing");
+    assert!(!sb.path().join(".local").exists());
+}
+
+#[test]
+fn a_key_a_provider_quotes_back_never_reaches_the_log() {
+    let echo = TestServer::always(openai_ok(
+        &format!("Your key is {KEY}.\nFinal answer: Paris"),
+        10,
+        3,
+    ));
+    let fails = TestServer::always(openai_error(
+        400,
+        &format!("bad request from {KEY}"),
+        "invalid_request_error",
+        None,
+    ));
+    let sb = Sandbox::new();
+    let cfg = panel(&sb, &[&echo, &fails]);
+    let out = ask(&sb, &cfg, &[]).output().unwrap();
+    assert!(
+        out.status.code().is_some(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = logs(&sb, &["show", "1", "--json"]);
+    assert_eq!(run["calls"].as_array().unwrap().len(), 2, "{run}");
+    let text = run.to_string();
+    assert!(
+        text.contains("Your key is") && text.contains("bad request from"),
+        "{text}"
+    );
+    assert!(!text.contains(KEY), "{text}");
+    for suffix in ["", "-wal"] {
+        let mut path = db(&sb).into_os_string();
+        path.push(suffix);
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        assert!(
+            !bytes.windows(KEY.len()).any(|w| w == KEY.as_bytes()),
+            "the key is in {path:?}"
+        );
+    }
 }
