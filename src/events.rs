@@ -56,6 +56,26 @@ impl Events {
         self.log.as_ref()
     }
 
+    /// Writes to the run log, if any, through `f`; a write that fails is a warning (a
+    /// `warning` event with `--events`), and the log is off from then on.
+    pub fn to_log(&self, f: impl FnOnce(&crate::log::RunLog)) {
+        if let Some(log) = &self.log {
+            f(log);
+            if let Some(failure) = log.take_failure() {
+                self.warn(&failure);
+            }
+        }
+    }
+
+    /// A warning on stderr: a `warning` event when on, else a `warning:` line.
+    pub fn warn(&self, message: &str) {
+        if self.on {
+            self.emit("warning", json!({ "message": message }));
+        } else {
+            crate::stderr_line!("warning: {message}");
+        }
+    }
+
     /// Writes the event `event` with `fields` (a JSON object) as one line.
     pub fn emit(&self, event: &str, fields: Value) {
         if !self.on {
@@ -113,14 +133,14 @@ impl Events {
 
     /// `run_finished`: how the run ended and the exit code the process returns.
     pub fn run_finished(&self, report: &Report, exit_code: u8) {
-        if let Some(log) = &self.log {
+        self.to_log(|log| {
             let status = serde_json::to_value(report.status).unwrap_or_default();
             log.run_finished(
                 &crate::report::json::render(report),
                 status.as_str().unwrap_or_default(),
                 exit_code,
             );
-        }
+        });
         self.emit(
             "run_finished",
             json!({

@@ -92,25 +92,22 @@ fn logs(args: LogsArgs) -> anyhow::Result<u8> {
     let action = args
         .action
         .unwrap_or(LogsAction::List { n: 20, json: false });
-    if let LogsAction::Path = action {
-        let mut line = path.display().to_string();
-        line.push('\n');
-        print_stdout(line.as_bytes())?;
-        return Ok(0);
-    }
-    if !path.exists() {
-        return Err(ConfigError::new(format!(
-            "no run log at {} yet (a run writes it; LLM_CONSENSUS_LOG_DB or [log] path name another)",
-            path.display()
-        ))
-        .into());
-    }
-    let db = log::open_existing(&path).map_err(|e| {
-        ConfigError::new(format!("cannot read the run log {}: {e}", path.display()))
-    })?;
+    // A log that does not exist yet has no runs: nothing is created to say so.
+    let open = || -> Result<Option<log::Db>, ConfigError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        log::open_existing(&path).map(Some).map_err(|e| {
+            ConfigError::new(format!("cannot read the run log {}: {e}", path.display()))
+        })
+    };
     let text = match action {
+        LogsAction::Path => format!("{}\n", path.display()),
         LogsAction::List { n, json } => {
-            let runs = log::list(&db, n)?;
+            let runs = match open()? {
+                Some(db) => log::list(&db, n)?,
+                None => Vec::new(),
+            };
             if json {
                 let mut s = serde_json::to_string_pretty(&runs)?;
                 s.push('\n');
@@ -120,7 +117,11 @@ fn logs(args: LogsArgs) -> anyhow::Result<u8> {
             }
         }
         LogsAction::Show { id, json } => {
-            let run = log::show(&db, id)?.ok_or_else(|| {
+            let run = match open()? {
+                Some(db) => log::show(&db, id)?,
+                None => None,
+            };
+            let run = run.ok_or_else(|| {
                 ConfigError::new(format!("no run {id} in the run log {}", path.display()))
             })?;
             if json {
@@ -131,7 +132,6 @@ fn logs(args: LogsArgs) -> anyhow::Result<u8> {
                 log::render_show(&run)
             }
         }
-        LogsAction::Path => unreachable!("handled above"),
     };
     print_stdout(text.as_bytes())?;
     Ok(0)
@@ -204,21 +204,14 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
         return dry_run(&settings, &prompt, &env, output.json);
     }
     // With --events, stderr carries events only: a wrapper parses every line.
-    let log = settings
-        .log_path
-        .as_deref()
-        .and_then(|path| match llm_consensus::log::RunLog::open(path) {
-            Ok(log) => Some(log.with_events(output.events)),
-            Err(warning) => {
-                if output.events {
-                    Events::new(true).emit("warning", serde_json::json!({ "message": warning }));
-                } else {
-                    stderr_line!("warning: {warning}");
-                }
-                None
-            }
-        });
-    let events = std::sync::Arc::new(Events::new(output.events).with_log(log));
+    let mut events = Events::new(output.events);
+    if let Some(path) = &settings.log_path {
+        match llm_consensus::log::RunLog::open(path) {
+            Ok(log) => events = events.with_log(Some(log)),
+            Err(warning) => events.warn(&warning),
+        }
+    }
+    let events = std::sync::Arc::new(events);
     let options = RunOptions {
         verbose: output.verbose && !output.events,
         progress: std::io::stderr().is_terminal()

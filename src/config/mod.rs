@@ -426,6 +426,7 @@ pub fn resolve_with(
         check_transcript(path)?;
     }
 
+    let log_path = log_path(args, file, config_path.as_deref(), env);
     Ok(Settings {
         params,
         seed_given: seed.is_some(),
@@ -434,34 +435,49 @@ pub fn resolve_with(
         config_path,
         max_cost: max_cost.map(|p| p.value),
         synthesizer,
-        log_path: log_path(args, file, env),
+        log_path,
         cache: args.log.cache,
     })
 }
 
 /// The run log's file: none with `--no-log` or `[log] enabled = false`; else
 /// `$LLM_CONSENSUS_LOG_DB`, `[log] path`, then the XDG data directory.
-fn log_path(args: &AskArgs, file: &FileConfig, env: &Env) -> Option<PathBuf> {
+fn log_path(
+    args: &AskArgs,
+    file: &FileConfig,
+    config_path: Option<&Path>,
+    env: &Env,
+) -> Option<PathBuf> {
     if args.log.no_log || file.log.enabled == Some(false) {
         return None;
     }
     crate::log::default_path(
         env.get("LLM_CONSENSUS_LOG_DB"),
-        file.log.path.as_deref(),
+        configured_log(file, config_path).as_deref(),
         env.get("XDG_DATA_HOME"),
         env.get("HOME"),
     )
 }
 
+/// `[log] path`; a relative one is relative to the config file, as its author sees it.
+fn configured_log(file: &FileConfig, config_path: Option<&Path>) -> Option<PathBuf> {
+    let path = file.log.path.as_deref()?;
+    match config_path.and_then(Path::parent) {
+        Some(dir) if path.is_relative() => Some(dir.join(path)),
+        _ => Some(path.to_path_buf()),
+    }
+}
+
 /// The run log `logs` reads: as for `ask`, with the config found as `ask` finds it.
 pub fn log_path_for_logs(config: Option<&Path>, env: &Env) -> Result<Option<PathBuf>> {
-    let file = match discover(config, env)? {
-        Some(path) => load(&path)?,
+    let config_path = discover(config, env)?;
+    let file = match &config_path {
+        Some(path) => load(path)?,
         None => FileConfig::default(),
     };
     Ok(crate::log::default_path(
         env.get("LLM_CONSENSUS_LOG_DB"),
-        file.log.path.as_deref(),
+        configured_log(&file, config_path.as_deref()).as_deref(),
         env.get("XDG_DATA_HOME"),
         env.get("HOME"),
     ))

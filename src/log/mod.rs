@@ -13,6 +13,9 @@ use std::sync::Mutex;
 use rusqlite::{Connection, params};
 use serde_json::{Value, json};
 
+/// An open log, for `logs` and `replay` ([`open_existing`], [`load_report`]).
+pub type Db = Connection;
+
 pub use read::{list, load_report, render_list, render_show, show};
 
 /// Where the log is: `$LLM_CONSENSUS_LOG_DB`, the config's `[log] path`, then
@@ -89,8 +92,8 @@ pub struct RunLog {
     path: PathBuf,
     conn: Mutex<Option<Connection>>,
     run_id: Mutex<Option<i64>>,
-    /// How a failure is reported (stderr, or a `warning` event).
-    events: bool,
+    /// The failure that turned the log off, until the run's events report it.
+    failure: Mutex<Option<String>>,
 }
 
 impl RunLog {
@@ -101,14 +104,16 @@ impl RunLog {
             path: path.to_path_buf(),
             conn: Mutex::new(Some(conn)),
             run_id: Mutex::new(None),
-            events: false,
+            failure: Mutex::new(None),
         })
     }
 
-    /// Failures become `warning` events instead of stderr lines.
-    pub fn with_events(mut self, events: bool) -> RunLog {
-        self.events = events;
-        self
+    /// The failure that turned the log off, once.
+    pub fn take_failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     pub fn path(&self) -> &Path {
@@ -119,7 +124,8 @@ impl RunLog {
         *self.run_id.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs `f` on the connection; a failure warns once and turns the log off.
+    /// Runs `f` on the connection; a failure turns the log off and is kept for
+    /// [`take_failure`](Self::take_failure).
     fn write<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Option<T> {
         let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let conn = guard.as_ref()?;
@@ -127,12 +133,8 @@ impl RunLog {
             Ok(v) => Some(v),
             Err(e) => {
                 *guard = None;
-                let message = failure(&self.path, &e);
-                if self.events {
-                    crate::events::Events::new(true).emit("warning", json!({ "message": message }));
-                } else {
-                    crate::stderr_line!("warning: {message}");
-                }
+                *self.failure.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(failure(&self.path, &e));
                 None
             }
         }

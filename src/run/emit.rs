@@ -80,7 +80,7 @@ pub(super) fn call_finished(
     attempts: u32,
     asked: &Asked,
 ) {
-    if let Some(log) = events.log() {
+    events.to_log(|log| {
         log.call(&crate::log::CallRecord {
             round,
             seat: result.seat,
@@ -101,7 +101,7 @@ pub(super) fn call_finished(
             },
             cached: asked.cached,
         });
-    }
+    });
     if !events.enabled() {
         return;
     }
@@ -155,8 +155,6 @@ pub(super) fn round_decided(
             "live": decision.live,
             "quorum": decision.quorum,
     });
-    if let Some(log) = events.log() {
-        log.round_decided(round, &fields);
-    }
+    events.to_log(|log| log.round_decided(round, &fields));
     events.emit("round_decided", fields);
 }

@@ -64,9 +64,9 @@ pub async fn execute(
 ) -> anyhow::Result<Report> {
     let run = Run::new(settings, prompt, options)?;
     run.events.run_started(settings);
-    if let Some(log) = run.events.log() {
+    run.events.to_log(|log| {
         log.run_started(settings, prompt, &|t| run.scrubber.scrub(t).into_owned());
-    }
+    });
     tokio::pin!(interrupt);
     let mut stop = Interrupt::armed(interrupt).await;
     let mut budget = Budget::new(settings.max_cost);
@@ -106,12 +106,7 @@ impl<'a> Run<'a> {
 
     /// A warning on stderr: a `warning` event with `--events`, else a `warning:` line.
     fn warn(&self, message: &str) {
-        if self.events.enabled() {
-            self.events
-                .emit("warning", serde_json::json!({ "message": message }));
-        } else {
-            crate::stderr_line!("warning: {message}");
-        }
+        self.events.warn(message);
     }
 
     fn elapsed_ms(&self) -> f64 {

@@ -431,3 +431,85 @@ fn a_key_a_provider_quotes_back_never_reaches_the_log() {
         );
     }
 }
+
+#[test]
+fn a_relative_log_path_is_relative_to_the_config_file() {
+    let a = TestServer::always(openai_ok("Final answer: Paris", 10, 3));
+    let sb = Sandbox::new();
+    let cfg = panel(&sb, &[&a]);
+    let base = std::fs::read_to_string(&cfg).unwrap();
+    let cfg = sb.write(
+        "conf/panel.toml",
+        &format!("[log]\npath = \"sub/here.db\"\n\n{base}"),
+    );
+    let out = sb
+        .cmd()
+        .env("FAKE_KEY", KEY)
+        .args(["ask", "--json", "--config"])
+        .arg(&cfg)
+        .arg("q?")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(sb.path().join("conf/sub/here.db").is_file());
+    assert!(!sb.path().join("sub").exists());
+}
+
+#[test]
+fn logs_before_any_run_lists_nothing_and_creates_nothing() {
+    let sb = Sandbox::new();
+    assert_eq!(logs(&sb, &["list", "--json"]), serde_json::json!([]));
+    let out = sb
+        .cmd()
+        .env("LLM_CONSENSUS_LOG_DB", db(&sb))
+        .arg("logs")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+    let out = sb
+        .cmd()
+        .env("LLM_CONSENSUS_LOG_DB", db(&sb))
+        .args(["logs", "show", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no run 1 in the run log"), "{stderr}");
+    assert!(!db(&sb).exists());
+}
+
+#[test]
+fn with_events_a_log_that_cannot_be_opened_is_a_warning_event() {
+    let a = TestServer::always(openai_ok("Final answer: Paris", 10, 3));
+    let sb = Sandbox::new();
+    let cfg = panel(&sb, &[&a]);
+    sb.write("blocker", "not a directory");
+    let out = sb
+        .cmd()
+        .env("FAKE_KEY", KEY)
+        .env(
+            "LLM_CONSENSUS_LOG_DB",
+            sb.path().join("blocker").join("logs.db"),
+        )
+        .args(["ask", "--json", "--events", "--config"])
+        .arg(&cfg)
+        .arg("q?")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let events: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let warning = events.iter().find(|e| e["event"] == "warning").unwrap();
+    assert!(
+        warning["message"].as_str().unwrap().contains("run log"),
+        "{warning}"
+    );
+    assert!(
+        events.iter().any(|e| e["event"] == "run_finished"),
+        "{stderr}"
+    );
+}
