@@ -211,6 +211,9 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
             Err(warning) => events.warn(&warning),
         }
     }
+    if settings.cache && events.log().is_none() {
+        events.warn("--cache: no run log to answer from ([log] enabled = false, or the log cannot be opened): every call is sent");
+    }
     let events = std::sync::Arc::new(events);
     let options = RunOptions {
         verbose: output.verbose && !output.events,

@@ -513,3 +513,49 @@ fn with_events_a_log_that_cannot_be_opened_is_a_warning_event() {
         "{stderr}"
     );
 }
+
+#[test]
+fn logs_text_shows_control_characters_as_visible_escapes() {
+    let a = TestServer::always(openai_ok("\u{1b}[2JFinal answer: Paris\u{202e}", 10, 3));
+    let sb = Sandbox::new();
+    let cfg = panel(&sb, &[&a]);
+    assert_eq!(ask(&sb, &cfg, &[]).output().unwrap().status.code(), Some(0));
+    for args in [&["show", "1"][..], &["list"][..]] {
+        let out = sb
+            .cmd()
+            .env("LLM_CONSENSUS_LOG_DB", db(&sb))
+            .arg("logs")
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(out.status.success(), "{text}");
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{202e}'),
+            "{text:?}"
+        );
+    }
+    let out = sb
+        .cmd()
+        .env("LLM_CONSENSUS_LOG_DB", db(&sb))
+        .args(["logs", "show", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\\u{1b}[2JFinal answer: Paris\\u{202e}")
+    );
+}
+
+#[test]
+fn cache_without_a_log_says_every_call_is_sent() {
+    let a = TestServer::always(openai_ok("Final answer: Paris", 10, 3));
+    let sb = Sandbox::new();
+    let cfg = panel(&sb, &[&a]);
+    let base = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("[log]\nenabled = false\n\n{base}")).unwrap();
+    let out = ask(&sb, &cfg, &["--cache"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("warning: --cache: no run log"), "{stderr}");
+    assert_eq!(a.count(), 1);
+}
