@@ -68,8 +68,11 @@ pub fn open_existing(path: &Path) -> rusqlite::Result<Connection> {
 
 /// One call as it is logged (texts already scrubbed of keys).
 pub struct CallRecord<'a> {
+    /// `round` (a seat's call) or `synthesis` (the `--synthesize` call).
+    pub stage: &'a str,
     pub round: usize,
-    pub seat: usize,
+    /// The seat; None for the synthesizer, which has none.
+    pub seat: Option<usize>,
     pub name: &'a str,
     pub provider: &'a str,
     pub model: &'a str,
@@ -185,15 +188,15 @@ impl RunLog {
         let Some(run) = self.run_id() else { return };
         self.write(|c| {
             c.execute(
-                "INSERT INTO calls (run_id, finished_at, round, seat, name, provider, model,
-                    request, request_hash, ok, response, error, input_tokens, output_tokens,
-                    usage, latency_ms, cost_usd, cached)
-                 VALUES (?1, strftime('%Y-%m-%dT%H:%M:%fZ','now'), ?2, ?3, ?4, ?5, ?6, ?7,
-                    ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                "INSERT INTO calls (run_id, finished_at, stage, round, seat, name, provider,
+                    model, request, request_hash, ok, response, error, input_tokens,
+                    output_tokens, usage, latency_ms, cost_usd, cached)
+                 VALUES (?1, strftime('%Y-%m-%dT%H:%M:%fZ','now'), ?18, ?2, ?3, ?4, ?5, ?6,
+                    ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
                 params![
                     run,
                     call.round as i64,
-                    call.seat as i64,
+                    call.seat.map(|s| s as i64),
                     call.name,
                     call.provider,
                     call.model,
@@ -212,6 +215,7 @@ impl RunLog {
                     call.latency_ms,
                     call.cost_usd,
                     call.cached,
+                    call.stage,
                 ],
             )
         });
@@ -246,7 +250,8 @@ impl RunLog {
         let guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let conn = guard.as_ref()?;
         conn.query_row(
-            "SELECT response, usage FROM calls WHERE request_hash = ?1 AND ok = 1
+            "SELECT response, usage FROM calls
+             WHERE request_hash = ?1 AND ok = 1 AND stage = 'round'
              ORDER BY id DESC LIMIT 1",
             params![request_hash],
             |row| {

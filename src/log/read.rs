@@ -69,7 +69,7 @@ pub fn show(db: &Connection, id: i64) -> rusqlite::Result<Option<Value>> {
         return Ok(None);
     };
     let mut stmt = db.prepare(
-        "SELECT round, seat, name, provider, model, request, ok, response, error, usage,
+        "SELECT stage, round, seat, name, provider, model, request, ok, response, error, usage,
             latency_ms, cost_usd, cached, finished_at
          FROM calls WHERE run_id = ?1 ORDER BY id",
     )?;
@@ -78,8 +78,9 @@ pub fn show(db: &Connection, id: i64) -> rusqlite::Result<Option<Value>> {
             let request: Option<String> = r.get("request")?;
             let usage: String = r.get("usage")?;
             Ok(json!({
+                "stage": r.get::<_, String>("stage")?,
                 "round": r.get::<_, i64>("round")?,
-                "seat": r.get::<_, i64>("seat")?,
+                "seat": r.get::<_, Option<i64>>("seat")?,
                 "name": r.get::<_, String>("name")?,
                 "provider": r.get::<_, String>("provider")?,
                 "model": r.get::<_, String>("model")?,
@@ -173,10 +174,13 @@ pub fn render_show(run: &Value) -> String {
         } else {
             ""
         };
+        let stage = match call["stage"].as_str() {
+            Some("round") | None => format!("round {}", call["round"]),
+            Some(other) => visible(other).into_owned(),
+        };
         let _ = writeln!(
             out,
-            "\n[round {}] {} ({}:{}): {} in {:.0} ms{cached}",
-            call["round"],
+            "\n[{stage}] {} ({}:{}): {} in {:.0} ms{cached}",
             visible(str_of(call, "name")),
             visible(str_of(call, "provider")),
             visible(str_of(call, "model")),

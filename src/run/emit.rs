@@ -38,6 +38,62 @@ pub(super) fn call_retry(events: &Events, name: &str, call: &CallSpec, retry: &R
     );
 }
 
+/// A request as the log keeps it and the cache matches it: every field that can change
+/// the answer (keys are not among them, and the texts are scrubbed anyway).
+pub(super) fn sent(
+    request: &crate::provider::ChatRequest,
+    scrubber: &super::Scrubber,
+) -> serde_json::Value {
+    json!({
+        "model": request.model,
+        "system": request.system.as_ref().map(|t| scrubber.scrub(t).into_owned()),
+        "user": scrubber.scrub(&request.user),
+        "temperature": request.temperature,
+        "max_tokens": request.max_tokens,
+        "seed": request.seed,
+    })
+}
+
+/// The `--synthesize` call, for the run log (its events are the synthesis_* ones).
+pub(super) fn synthesis_logged(
+    events: &Events,
+    synth: &crate::config::SeatSpec,
+    round: usize,
+    sent: serde_json::Value,
+    outcome: &crate::provider::Outcome,
+    latency_ms: f64,
+) {
+    let asked = Asked::new(synth, Some(sent));
+    let (ok, text, error, usage) = match &outcome.result {
+        Ok(c) => (true, c.text.as_str(), None, c.usage.clone()),
+        Err(e) => (
+            false,
+            e.output.as_str(),
+            Some(e.message.as_str()),
+            outcome.failed_usage.clone(),
+        ),
+    };
+    events.to_log(|log| {
+        log.call(&crate::log::CallRecord {
+            stage: "synthesis",
+            round,
+            seat: None,
+            name: &synth.name,
+            provider: &asked.provider,
+            model: &asked.model,
+            request: asked.request.clone(),
+            request_hash: asked.hash.clone(),
+            ok,
+            response: text,
+            error,
+            usage: &usage,
+            latency_ms,
+            cost_usd: asked.price.and_then(|p| p.cost(&usage)),
+            cached: false,
+        });
+    });
+}
+
 /// What the run log keeps of a call besides its result: who was asked, and what.
 #[derive(Clone, Debug)]
 pub(super) struct Asked {
@@ -82,8 +138,9 @@ pub(super) fn call_finished(
 ) {
     events.to_log(|log| {
         log.call(&crate::log::CallRecord {
+            stage: "round",
             round,
-            seat: result.seat,
+            seat: Some(result.seat),
             name,
             provider: &asked.provider,
             model: &asked.model,

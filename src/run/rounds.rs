@@ -148,16 +148,7 @@ fn ask(
     let name = seat.name.clone();
     let verbose = run.options.verbose;
     let key_env = seat.key_env.clone();
-    // The request as the log keeps it and the cache matches it: every field that can
-    // change the answer (keys are not among them; texts are scrubbed anyway).
-    let sent = serde_json::json!({
-        "model": request.model,
-        "system": request.system.as_ref().map(|t| scrubber.scrub(t).into_owned()),
-        "user": scrubber.scrub(&request.user),
-        "temperature": request.temperature,
-        "max_tokens": request.max_tokens,
-        "seed": request.seed,
-    });
+    let sent = emit::sent(&request, &scrubber);
     let mut asked = emit::Asked::new(seat, Some(sent));
     let hit = match (run.settings.cache, run.events.log(), &asked.hash) {
         (true, Some(log), Some(hash)) => log.cached(hash),

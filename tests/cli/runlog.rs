@@ -559,3 +559,41 @@ fn cache_without_a_log_says_every_call_is_sent() {
     assert!(stderr.contains("warning: --cache: no run log"), "{stderr}");
     assert_eq!(a.count(), 1);
 }
+
+#[test]
+fn the_synthesis_call_is_logged_too() {
+    let a = TestServer::always(openai_ok("Final answer: Paris", 10, 3));
+    let synth = TestServer::always(openai_ok("All agree: Paris.", 40, 6));
+    let sb = Sandbox::new();
+    let cfg = panel(&sb, &[&a, &synth]);
+    let base = std::fs::read_to_string(&cfg).unwrap();
+    // Only p0 sits on the panel; p1 writes the synthesis.
+    let panel_only = base.split("[providers.p1]").next().unwrap().to_string();
+    let p1 = format!(
+        "[providers.p1]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key_env = \"FAKE_KEY\"\n\n",
+        synth.url()
+    );
+    std::fs::write(&cfg, format!("{p1}{panel_only}")).unwrap();
+    let out = ask(&sb, &cfg, &["--synthesize", "p1:writer"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = logs(&sb, &["show", "1", "--json"]);
+    let calls = run["calls"].as_array().unwrap();
+    let last = calls.last().unwrap();
+    assert_eq!(last["stage"], "synthesis", "{run}");
+    assert_eq!(last["seat"], Value::Null);
+    assert_eq!(last["model"], "writer");
+    assert_eq!(last["response"], "All agree: Paris.");
+    assert!(
+        calls[..calls.len() - 1]
+            .iter()
+            .all(|c| c["stage"] == "round"),
+        "{run}"
+    );
+}
