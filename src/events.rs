@@ -47,6 +47,23 @@ impl Events {
         self
     }
 
+    /// Also writes the run to the log at `path` (None: not logged). A log that cannot be
+    /// opened is a warning, and so is `cache` (`--cache`) without a log to answer from.
+    pub fn logged(mut self, path: Option<&std::path::Path>, cache: bool) -> Events {
+        if let Some(path) = path {
+            match crate::log::RunLog::open(path) {
+                Ok(log) => self.log = Some(log),
+                Err(warning) => self.warn(&warning),
+            }
+        }
+        if cache && self.log.is_none() {
+            self.warn(
+                "--cache: no run log to answer from ([log] enabled = false, or the log cannot be opened): every call is sent",
+            );
+        }
+        self
+    }
+
     pub fn enabled(&self) -> bool {
         self.on
     }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
 
-use llm_consensus::cli::{AskArgs, Cli, Command, LogsAction, LogsArgs, ProvidersArgs};
+use llm_consensus::cli::{AskArgs, Cli, Command, LogsArgs, ProvidersArgs};
 use llm_consensus::config::{self, Env};
 use llm_consensus::error::ConfigError;
 use llm_consensus::events::Events;
@@ -84,55 +84,11 @@ fn man(command: Option<&str>) -> anyhow::Result<u8> {
 
 /// `logs`: the runs in the run log.
 fn logs(args: LogsArgs) -> anyhow::Result<u8> {
-    use llm_consensus::log;
     let env = Env::from_process();
     let path = config::log_path_for_logs(args.config.as_deref(), &env)?.ok_or_else(|| {
         ConfigError::new("no run log: set LLM_CONSENSUS_LOG_DB, XDG_DATA_HOME or HOME")
     })?;
-    let action = args
-        .action
-        .unwrap_or(LogsAction::List { n: 20, json: false });
-    // A log that does not exist yet has no runs: nothing is created to say so.
-    let open = || -> Result<Option<log::Db>, ConfigError> {
-        if !path.exists() {
-            return Ok(None);
-        }
-        log::open_existing(&path).map(Some).map_err(|e| {
-            ConfigError::new(format!("cannot read the run log {}: {e}", path.display()))
-        })
-    };
-    let text = match action {
-        LogsAction::Path => format!("{}\n", path.display()),
-        LogsAction::List { n, json } => {
-            let runs = match open()? {
-                Some(db) => log::list(&db, n)?,
-                None => Vec::new(),
-            };
-            if json {
-                let mut s = serde_json::to_string_pretty(&runs)?;
-                s.push('\n');
-                s
-            } else {
-                log::render_list(&runs)
-            }
-        }
-        LogsAction::Show { id, json } => {
-            let run = match open()? {
-                Some(db) => log::show(&db, id)?,
-                None => None,
-            };
-            let run = run.ok_or_else(|| {
-                ConfigError::new(format!("no run {id} in the run log {}", path.display()))
-            })?;
-            if json {
-                let mut s = serde_json::to_string_pretty(&run)?;
-                s.push('\n');
-                s
-            } else {
-                log::render_show(&run)
-            }
-        }
-    };
+    let text = llm_consensus::log::command(args.action, &path)?;
     print_stdout(text.as_bytes())?;
     Ok(0)
 }
@@ -204,16 +160,7 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
         return dry_run(&settings, &prompt, &env, output.json);
     }
     // With --events, stderr carries events only: a wrapper parses every line.
-    let mut events = Events::new(output.events);
-    if let Some(path) = &settings.log_path {
-        match llm_consensus::log::RunLog::open(path) {
-            Ok(log) => events = events.with_log(Some(log)),
-            Err(warning) => events.warn(&warning),
-        }
-    }
-    if settings.cache && events.log().is_none() {
-        events.warn("--cache: no run log to answer from ([log] enabled = false, or the log cannot be opened): every call is sent");
-    }
+    let events = Events::new(output.events).logged(settings.log_path.as_deref(), settings.cache);
     let events = std::sync::Arc::new(events);
     let options = RunOptions {
         verbose: output.verbose && !output.events,

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 /// An open log, for `logs` and `replay` ([`open_existing`], [`load_report`]).
 pub type Db = Connection;
 
-pub use read::{list, load_report, render_list, render_show, show};
+pub use read::{command, list, load_report, render_list, render_show, show};
 
 /// Where the log is: `$LLM_CONSENSUS_LOG_DB`, the config's `[log] path`, then
 /// `$XDG_DATA_HOME/llm-consensus/logs.db` (or `~/.local/share/...`). None without a home.

@@ -3,11 +3,62 @@
 //! pass it through [`visible`].
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
+use crate::cli::LogsAction;
+use crate::error::ConfigError;
 use crate::report::text::visible;
+
+/// `logs ACTION` on the log at `path`: the text to print. A log that does not exist yet
+/// has no runs, and nothing is created to say so.
+pub fn command(action: Option<LogsAction>, path: &Path) -> anyhow::Result<String> {
+    let open = || -> Result<Option<Connection>, ConfigError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        super::open_existing(path).map(Some).map_err(|e| {
+            ConfigError::new(format!("cannot read the run log {}: {e}", path.display()))
+        })
+    };
+    let pretty = |v: &Value| -> anyhow::Result<String> {
+        let mut s = serde_json::to_string_pretty(v)?;
+        s.push('\n');
+        Ok(s)
+    };
+    Ok(
+        match action.unwrap_or(LogsAction::List { n: 20, json: false }) {
+            LogsAction::Path => format!("{}\n", path.display()),
+            LogsAction::List { n, json } => {
+                let runs = match open()? {
+                    Some(db) => list(&db, n)?,
+                    None => Vec::new(),
+                };
+                if json {
+                    pretty(&Value::Array(runs))?
+                } else {
+                    render_list(&runs)
+                }
+            }
+            LogsAction::Show { id, json } => {
+                let run = match open()? {
+                    Some(db) => show(&db, id)?,
+                    None => None,
+                };
+                let run = run.ok_or_else(|| {
+                    ConfigError::new(format!("no run {id} in the run log {}", path.display()))
+                })?;
+                if json {
+                    pretty(&run)?
+                } else {
+                    render_show(&run)
+                }
+            }
+        },
+    )
+}
 
 /// The final report (the `ask --json` object) of run `id`; None for a run that never
 /// finished (killed) or does not exist.

@@ -202,15 +202,15 @@ pub(super) fn round_decided(
 ) {
     let winner = decision.winner;
     let fields = json!({
-            "round": round,
-            "counted": counted,
-            "winner": winner.and_then(|w| settings.seats.get(w)).map(|s| &s.name),
-            "winner_seat": winner,
-            "answer": decision.answer,
-            "support": winner.and_then(|w| decision.seats.get(w)).and_then(|s| s.support),
-            "finalized": decision.finalized,
-            "live": decision.live,
-            "quorum": decision.quorum,
+        "round": round,
+        "counted": counted,
+        "winner": winner.and_then(|w| settings.seats.get(w)).map(|s| &s.name),
+        "winner_seat": winner,
+        "answer": decision.answer,
+        "support": winner.and_then(|w| decision.seats.get(w)).and_then(|s| s.support),
+        "finalized": decision.finalized,
+        "live": decision.live,
+        "quorum": decision.quorum,
     });
     events.to_log(|log| log.round_decided(round, &fields));
     events.emit("round_decided", fields);
