@@ -161,7 +161,10 @@ fn ask(
             // Answered from the log: no call, nothing paid.
             progress.started(call.seat, call.round);
             emit::call_started(&events, &name, &call, index);
-            let result = CallResult::ok(call.seat, text, 0.0);
+            let mut result = CallResult::ok(call.seat, text, 0.0);
+            // Nothing was sent: no token was paid for, so the call costs exactly 0.
+            result.usage.input_tokens = Some(0);
+            result.usage.output_tokens = Some(0);
             progress.finished(call.seat, call.round, 0.0, None);
             if verbose {
                 log::call(&progress, &name, &request.model, &call, &result);

@@ -253,11 +253,9 @@ fn cache_hits_make_no_calls_and_cost_nothing() {
         Some("Paris"),
         "{report}"
     );
-    assert_eq!(
-        report["usage"]["cost_usd"].as_f64().unwrap_or(0.0),
-        0.0,
-        "{report}"
-    );
+    assert_eq!(report["usage"]["cost_usd"], 0.0, "{report}");
+    assert_eq!(report["participants"][0]["cost_usd"], 0.0, "{report}");
+    assert_eq!(report["usage"]["input_tokens"], 0, "{report}");
     let entry = &report["rounds"][0]["participants"][0];
     assert_eq!(entry["cached"], true, "{entry}");
     let run = logs(&sb, &["show", "2", "--json"]);
