@@ -595,3 +595,23 @@ fn the_synthesis_call_is_logged_too() {
         "{run}"
     );
 }
+
+#[test]
+fn a_log_that_stops_taking_writes_is_one_warning_and_the_run_goes_on() {
+    let a = TestServer::always(openai_ok("Final answer: Paris", 10, 3));
+    let b = TestServer::always(openai_ok("Final answer: Paris", 10, 3));
+    let sb = Sandbox::new();
+    let cfg = panel(&sb, &[&a, &b]);
+    assert_eq!(ask(&sb, &cfg, &[]).output().unwrap().status.code(), Some(0));
+    // Another writer holds the log: every write of the next run times out.
+    let holder = rusqlite::Connection::open(db(&sb)).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let out = ask(&sb, &cfg, &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr.matches("warning: run log").count(), 1, "{stderr}");
+    assert!(stderr.contains("locked"), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "final");
+    holder.execute_batch("ROLLBACK").unwrap();
+}
