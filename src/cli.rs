@@ -68,6 +68,8 @@ pub enum Command {
         #[arg(value_name = "SHELL")]
         shell: clap_complete::Shell,
     },
+    /// Read the run log: `logs [list] [-n N]`, `logs show ID`, `logs path`.
+    Logs(LogsArgs),
     /// Print the manual page (roff): `llm-consensus man | man -l -`; `man ask` for the
     /// page of one command.
     Man {
@@ -99,6 +101,40 @@ pub struct ReplayArgs {
     /// Check the replayed answer instead of the recorded run's own `--expect…` check.
     #[command(flatten)]
     pub expect: ExpectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    #[command(subcommand)]
+    pub action: Option<LogsAction>,
+
+    /// Config file whose `[log] path` to read, found as for `ask`.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogsAction {
+    /// The latest runs, newest first (the default).
+    List {
+        /// How many runs.
+        #[arg(short = 'n', value_name = "N", default_value_t = 20)]
+        n: usize,
+        /// One JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run: its parameters, every call's request and answer, each round's decision.
+    Show {
+        /// The run's id (from `logs list`).
+        #[arg(value_name = "ID")]
+        id: i64,
+        /// One JSON object, with the run's report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print where the run log is.
+    Path,
 }
 
 #[derive(Debug, Args)]
@@ -161,6 +197,24 @@ pub struct AskArgs {
 
     #[command(flatten)]
     pub expect: ExpectArgs,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// The run log (docs/log.md): every run, call and round in an SQLite database.
+#[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Log")]
+pub struct LogArgs {
+    /// Do not write this run to the run log (config: `[log] enabled = false`).
+    #[arg(long, conflicts_with = "cache")]
+    pub no_log: bool,
+
+    /// Answer each call whose request (provider, model, parameters, seed, messages) is
+    /// identical to a logged successful one from the log: no call, cost 0. The seed is
+    /// part of the request: a hit needs the same --seed.
+    #[arg(long)]
+    pub cache: bool,
 }
 
 /// How the panel decides. Unset flags fall back to the config's [consensus] table, whose

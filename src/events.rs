@@ -21,6 +21,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub struct Events {
     on: bool,
     started: Instant,
+    /// The run log: the other sink of the run's start, calls, rounds and end.
+    log: Option<crate::log::RunLog>,
 }
 
 impl Default for Events {
@@ -35,11 +37,60 @@ impl Events {
         Events {
             on,
             started: Instant::now(),
+            log: None,
         }
+    }
+
+    /// Also writes the run to `log`.
+    pub fn with_log(mut self, log: Option<crate::log::RunLog>) -> Events {
+        self.log = log;
+        self
+    }
+
+    /// Also writes the run to the log at `path` (None: not logged). A log that cannot be
+    /// opened is a warning, and so is `cache` (`--cache`) without a log to answer from.
+    pub fn logged(mut self, path: Option<&std::path::Path>, cache: bool) -> Events {
+        if let Some(path) = path {
+            match crate::log::RunLog::open(path) {
+                Ok(log) => self.log = Some(log),
+                Err(warning) => self.warn(&warning),
+            }
+        }
+        if cache && self.log.is_none() {
+            self.warn(
+                "--cache: no run log to answer from ([log] enabled = false, or the log cannot be opened): every call is sent",
+            );
+        }
+        self
     }
 
     pub fn enabled(&self) -> bool {
         self.on
+    }
+
+    /// The run log, when the run is logged.
+    pub fn log(&self) -> Option<&crate::log::RunLog> {
+        self.log.as_ref()
+    }
+
+    /// Writes to the run log, if any, through `f`; a write that fails is a warning (a
+    /// `warning` event with `--events`), and the log is off from then on.
+    pub fn to_log(&self, f: impl FnOnce(&crate::log::RunLog)) {
+        if let Some(log) = &self.log {
+            f(log);
+            if let Some(failure) = log.take_failure() {
+                self.warn(&failure);
+            }
+        }
+    }
+
+    /// A warning on stderr: a `warning` event when on, else a `warning:` line.
+    pub fn warn(&self, message: &str) {
+        if self.on {
+            self.emit("warning", json!({ "message": message }));
+        } else {
+            crate::stderr_line!("warning: {message}");
+        }
     }
 
     /// Writes the event `event` with `fields` (a JSON object) as one line.
@@ -99,6 +150,14 @@ impl Events {
 
     /// `run_finished`: how the run ended and the exit code the process returns.
     pub fn run_finished(&self, report: &Report, exit_code: u8) {
+        self.to_log(|log| {
+            let status = serde_json::to_value(report.status).unwrap_or_default();
+            log.run_finished(
+                &crate::report::json::render(report),
+                status.as_str().unwrap_or_default(),
+                exit_code,
+            );
+        });
         self.emit(
             "run_finished",
             json!({

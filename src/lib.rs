@@ -23,6 +23,7 @@ pub mod error;
 pub mod events;
 pub mod expect;
 pub mod inspect;
+pub mod log;
 pub mod plan;
 pub mod progress;
 pub mod provider;

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
 
-use llm_consensus::cli::{AskArgs, Cli, Command, ProvidersArgs, ReplayArgs};
+use llm_consensus::cli::{AskArgs, Cli, Command, LogsArgs, ProvidersArgs, ReplayArgs};
 use llm_consensus::config::{self, Env};
 use llm_consensus::error::ConfigError;
 use llm_consensus::events::Events;
@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay(args),
         Command::Completions { shell } => completions(shell),
         Command::Man { command } => man(command.as_deref()),
+        Command::Logs(args) => logs(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -82,6 +83,17 @@ fn man(command: Option<&str>) -> anyhow::Result<u8> {
     let mut roff = Vec::new();
     clap_mangen::Man::new(page).title(title).render(&mut roff)?;
     print_stdout(&roff)?;
+    Ok(0)
+}
+
+/// `logs`: the runs in the run log.
+fn logs(args: LogsArgs) -> anyhow::Result<u8> {
+    let env = Env::from_process();
+    let path = config::log_path_for_logs(args.config.as_deref(), &env)?.ok_or_else(|| {
+        ConfigError::new("no run log: set LLM_CONSENSUS_LOG_DB, XDG_DATA_HOME or HOME")
+    })?;
+    let text = llm_consensus::log::command(args.action, &path)?;
+    print_stdout(text.as_bytes())?;
     Ok(0)
 }
 
@@ -186,7 +198,8 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
         return dry_run(&settings, &prompt, &env, output.json);
     }
     // With --events, stderr carries events only: a wrapper parses every line.
-    let events = std::sync::Arc::new(Events::new(output.events));
+    let events = Events::new(output.events).logged(settings.log_path.as_deref(), settings.cache);
+    let events = std::sync::Arc::new(events);
     let options = RunOptions {
         verbose: output.verbose && !output.events,
         progress: std::io::stderr().is_terminal()

@@ -121,6 +121,11 @@ pub struct Settings {
     pub max_cost: Option<f64>,
     /// `--synthesize`: the model that writes the synthesis.
     pub synthesizer: Option<SeatSpec>,
+    /// Where the run log is, or None when it is off (`--no-log`, `[log] enabled = false`,
+    /// or no home directory to keep it in).
+    pub log_path: Option<PathBuf>,
+    /// `--cache`: answer calls identical to a logged successful one from the log.
+    pub cache: bool,
 }
 
 /// Finds the config file: the flag, then $LLM_CONSENSUS_CONFIG, then the XDG location.
@@ -421,6 +426,7 @@ pub fn resolve_with(
         check_transcript(path)?;
     }
 
+    let log_path = log_path(args, file, config_path.as_deref(), env);
     Ok(Settings {
         params,
         seed_given: seed.is_some(),
@@ -429,7 +435,52 @@ pub fn resolve_with(
         config_path,
         max_cost: max_cost.map(|p| p.value),
         synthesizer,
+        log_path,
+        cache: args.log.cache,
     })
+}
+
+/// The run log's file: none with `--no-log` or `[log] enabled = false`; else
+/// `$LLM_CONSENSUS_LOG_DB`, `[log] path`, then the XDG data directory.
+fn log_path(
+    args: &AskArgs,
+    file: &FileConfig,
+    config_path: Option<&Path>,
+    env: &Env,
+) -> Option<PathBuf> {
+    if args.log.no_log || file.log.enabled == Some(false) {
+        return None;
+    }
+    crate::log::default_path(
+        env.get("LLM_CONSENSUS_LOG_DB"),
+        configured_log(file, config_path).as_deref(),
+        env.get("XDG_DATA_HOME"),
+        env.get("HOME"),
+    )
+}
+
+/// `[log] path`; a relative one is relative to the config file, as its author sees it.
+fn configured_log(file: &FileConfig, config_path: Option<&Path>) -> Option<PathBuf> {
+    let path = file.log.path.as_deref()?;
+    match config_path.and_then(Path::parent) {
+        Some(dir) if path.is_relative() => Some(dir.join(path)),
+        _ => Some(path.to_path_buf()),
+    }
+}
+
+/// The run log `logs` reads: as for `ask`, with the config found as `ask` finds it.
+pub fn log_path_for_logs(config: Option<&Path>, env: &Env) -> Result<Option<PathBuf>> {
+    let config_path = discover(config, env)?;
+    let file = match &config_path {
+        Some(path) => load(path)?,
+        None => FileConfig::default(),
+    };
+    Ok(crate::log::default_path(
+        env.get("LLM_CONSENSUS_LOG_DB"),
+        configured_log(&file, config_path.as_deref()).as_deref(),
+        env.get("XDG_DATA_HOME"),
+        env.get("HOME"),
+    ))
 }
 
 /// The flags that have no `[consensus]` key and apply to every seat.

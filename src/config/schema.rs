@@ -20,6 +20,18 @@ pub struct FileConfig {
     pub providers: BTreeMap<String, ProviderSection>,
     #[serde(default)]
     pub participants: Vec<ParticipantSection>,
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+/// `[log]`: the run log (docs/log.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// false: no run is logged (as `--no-log`).
+    pub enabled: Option<bool>,
+    /// The database file (under `$LLM_CONSENSUS_LOG_DB`, over the XDG data directory).
+    pub path: Option<std::path::PathBuf>,
 }
 
 /// `[consensus]`: run defaults that flags override.

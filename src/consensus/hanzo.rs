@@ -175,6 +175,7 @@ impl Hanzo {
             error: result.error.clone(),
             stale: false,
             cut: result.ok && result.cut,
+            cached: false,
         }
     }
 }

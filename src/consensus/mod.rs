@@ -274,6 +274,10 @@ pub struct TraceEntry {
     /// the JSON when false.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub cut: bool,
+    /// `--cache` answered the call from the run log (set by the run, not the strategy).
+    /// Left out of the JSON when false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
 }
 
 /// Participants' names, in order. Held as seat numbers into the panel's names, which

@@ -64,6 +64,9 @@ pub async fn execute(
 ) -> anyhow::Result<Report> {
     let run = Run::new(settings, prompt, options)?;
     run.events.run_started(settings);
+    run.events.to_log(|log| {
+        log.run_started(settings, prompt, &|t| run.scrubber.scrub(t).into_owned());
+    });
     tokio::pin!(interrupt);
     let mut stop = Interrupt::armed(interrupt).await;
     let mut budget = Budget::new(settings.max_cost);
@@ -103,12 +106,7 @@ impl<'a> Run<'a> {
 
     /// A warning on stderr: a `warning` event with `--events`, else a `warning:` line.
     fn warn(&self, message: &str) {
-        if self.events.enabled() {
-            self.events
-                .emit("warning", serde_json::json!({ "message": message }));
-        } else {
-            crate::stderr_line!("warning: {message}");
-        }
+        self.events.warn(message);
     }
 
     fn elapsed_ms(&self) -> f64 {
@@ -128,6 +126,15 @@ impl<'a> Run<'a> {
             participant.retries = n;
         }
         report.usage.retries = rounds.retries.iter().sum();
+        for &(round, seat) in &rounds.cached {
+            let name = &self.settings.seats[seat].name;
+            let entries = report.rounds.iter_mut().filter(|r| r.round == round);
+            for entry in entries.flat_map(|r| r.participants.iter_mut()) {
+                if entry.called && entry.participant.as_ref() == name.as_str() {
+                    entry.cached = true;
+                }
+            }
+        }
         if let Some(reason) = rounds.over_budget {
             report.status = Status::Failed;
             report.finalized = false;

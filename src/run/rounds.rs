@@ -23,6 +23,8 @@ pub(super) struct Rounds {
     pub retries: Vec<u32>,
     /// Why `--max-cost` stopped the run before a round.
     pub over_budget: Option<String>,
+    /// The calls `--cache` answered from the run log, as (round, seat).
+    pub cached: Vec<(usize, usize)>,
 }
 
 /// Runs rounds until the strategy is done, the user interrupts, the run deadline passes
@@ -39,6 +41,7 @@ pub(super) async fn run(
     let mut rounds = Rounds {
         retries: vec![0; seats],
         over_budget: None,
+        cached: Vec::new(),
     };
     while !run.transport.clock.expired() && !stop.fired() {
         let Some(calls) = strategy.next_round() else {
@@ -64,7 +67,12 @@ pub(super) async fn run(
             let limit = limits
                 .get(run.settings.seats[call.seat].provider_name.as_str())
                 .cloned();
-            set.spawn(ask(run, call, index, limit));
+            let (round, seat) = (call.round, call.seat);
+            let (cached, task) = ask(run, call, index, limit);
+            if cached {
+                rounds.cached.push((round, seat));
+            }
+            set.spawn(task);
         }
         let results = collect(run, set, round, &called, &mut rounds.retries, stop).await;
         for r in &results {
@@ -85,7 +93,7 @@ pub(super) async fn run(
         if !dropped {
             strategy.absorb(results);
         }
-        if run.events.enabled() {
+        if run.events.enabled() || run.events.log().is_some() {
             emit::round_decided(
                 &run.events,
                 run.settings,
@@ -112,13 +120,16 @@ fn limits(settings: &Settings) -> HashMap<&str, Arc<Semaphore>> {
 }
 
 /// One call, as a task of its round: the provider's result, scrubbed, as the engine's
-/// [`CallResult`], and the attempts it took.
+/// [`CallResult`], and the attempts it took; and whether `--cache` answers it.
 fn ask(
     run: &Run<'_>,
     call: CallSpec,
     index: usize,
     limit: Option<Arc<Semaphore>>,
-) -> impl Future<Output = (CallResult, u32)> + Send + 'static {
+) -> (
+    bool,
+    impl Future<Output = (CallResult, u32)> + Send + 'static,
+) {
     let seat = &run.settings.seats[call.seat];
     let provider = seat.provider.clone();
     let request = ChatRequest {
@@ -137,7 +148,30 @@ fn ask(
     let name = seat.name.clone();
     let verbose = run.options.verbose;
     let key_env = seat.key_env.clone();
-    async move {
+    let sent = emit::sent(&request, &scrubber);
+    let mut asked = emit::Asked::new(seat, Some(sent));
+    let hit = match (run.settings.cache, run.events.log(), &asked.hash) {
+        (true, Some(log), Some(hash)) => log.cached(hash),
+        _ => None,
+    };
+    asked.cached = hit.is_some();
+    let cached = asked.cached;
+    let task = async move {
+        if let Some((text, _usage)) = hit {
+            // Answered from the log: no call, nothing paid.
+            progress.started(call.seat, call.round);
+            emit::call_started(&events, &name, &call, index);
+            let mut result = CallResult::ok(call.seat, text, 0.0);
+            // Nothing was sent: no token was paid for, so the call costs exactly 0.
+            result.usage.input_tokens = Some(0);
+            result.usage.output_tokens = Some(0);
+            progress.finished(call.seat, call.round, 0.0, None);
+            if verbose {
+                log::call(&progress, &name, &request.model, &call, &result);
+            }
+            emit::call_finished(&events, &params, &name, call.round, &result, 1, &asked);
+            return (result, 1);
+        }
         // Waiting for a free slot is not the model's latency.
         let _permit = match limit {
             Some(limit) => limit.acquire_owned().await.ok(),
@@ -175,9 +209,12 @@ fn ask(
         if verbose {
             log::call(&progress, &name, &request.model, &call, &result);
         }
-        emit::call_finished(&events, &params, &name, call.round, &result, attempts);
+        emit::call_finished(
+            &events, &params, &name, call.round, &result, attempts, &asked,
+        );
         (result, attempts)
-    }
+    };
+    (cached, task)
 }
 
 /// The results of a round's calls as they come back, until all are in or the round is
@@ -246,8 +283,17 @@ async fn collect(
         // A call cut in flight never reports back itself: its event is sent here.
         let why = cut.as_deref().unwrap_or("interrupted by Ctrl-C");
         let failed = CallResult::failed(seat, why, waited);
-        let name = &run.settings.seats[seat].name;
-        emit::call_finished(&run.events, &run.settings.params, name, round, &failed, 1);
+        let spec = &run.settings.seats[seat];
+        let asked = emit::Asked::new(spec, None);
+        emit::call_finished(
+            &run.events,
+            &run.settings.params,
+            &spec.name,
+            round,
+            &failed,
+            1,
+            &asked,
+        );
         if cut.is_some() {
             results.push(failed);
         }

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::budget::{self, Budget};
 use super::interrupt::Interrupt;
-use super::{Run, log, scrub};
+use super::{Run, emit, log, scrub};
 use crate::config::SeatSpec;
 use crate::consensus;
 use crate::progress::Progress;
@@ -91,6 +91,8 @@ pub(super) async fn run(
     };
     scrub::outcome(&run.scrubber, &mut outcome);
     let ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let sent = emit::sent(&request, &run.scrubber);
+    emit::synthesis_logged(events, synth, report.rounds_executed, sent, &outcome, ms);
     let error = match &outcome.result {
         Ok(c) if c.text.trim().is_empty() => Some("empty answer"),
         Ok(_) => None,

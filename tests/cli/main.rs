@@ -23,6 +23,7 @@ mod replay;
 mod replay_cmd;
 mod report_view;
 mod run_edges;
+mod runlog;
 mod secrets;
 mod standing;
 mod strategies;
