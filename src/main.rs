@@ -20,6 +20,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Ask(args) => ask(args),
         Command::Providers(args) => providers(args),
+        Command::Eval(args) => llm_consensus::eval::main(args),
+        Command::EvalSummary(args) => llm_consensus::eval::summarize(args),
         Command::Completions { shell } => completions(shell),
         Command::Man { command } => man(command.as_deref()),
     };
