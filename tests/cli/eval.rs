@@ -429,3 +429,126 @@ fn bad_batch_flags_are_usage_errors_before_any_call() {
     }
     assert_eq!(server.count(), 0);
 }
+
+#[test]
+fn ctrl_c_keeps_the_finished_results_and_prints_the_summary_so_far() {
+    let server = TestServer::start(|req, _| {
+        if req.text().contains("Q-hang") {
+            Reply::Hang
+        } else {
+            openai_ok("Final answer: Paris", 5, 3)
+        }
+    });
+    let sandbox = Sandbox::new();
+    let config = config(&sandbox, &server);
+    let items = sandbox.write(
+        "items.jsonl",
+        "{\"id\":\"a\",\"prompt\":\"Q-fr a\",\"expect\":\"Paris\"}\n\
+         {\"id\":\"h1\",\"prompt\":\"Q-hang 1\"}\n\
+         {\"id\":\"b\",\"prompt\":\"Q-fr b\",\"expect\":\"Paris\"}\n\
+         {\"id\":\"h2\",\"prompt\":\"Q-hang 2\"}\n",
+    );
+    let out = sandbox.path().join("out.jsonl");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("llm-consensus"))
+        .env_clear()
+        .env("HOME", sandbox.path())
+        .env("LOCAL_KEY", KEY)
+        .current_dir(sandbox.path())
+        .args(["eval", "--json", "--strategy", "vote", "--jobs", "4"])
+        .arg("--config")
+        .arg(&config)
+        .args(["-m", "local:m0", "-m", "local:m1", "-m", "local:m2"])
+        .arg(&items)
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    // Interrupt once the two quick items are written and the hanging calls are out.
+    loop {
+        let written = std::fs::read_to_string(&out)
+            .map(|s| s.lines().count())
+            .unwrap_or(0);
+        if written == 2 && server.count() == 12 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the items never ran"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let mut ids: Vec<String> = results(&out)
+        .iter()
+        .map(|l| l["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["a", "b"], "only finished items are in --out");
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["finished"], 2);
+    assert_eq!(summary["unfinished"], 2);
+    assert_eq!(summary["accuracy"]["matched"], 2);
+}
+
+/// The long flags of `llm-consensus SUB --help`.
+fn flags_in_help(sub: &str) -> Vec<String> {
+    let out = Sandbox::new().cmd().args([sub, "--help"]).output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    let mut flags: Vec<String> = help
+        .lines()
+        .flat_map(|l| l.split([' ', ',', '=', '[', '<']))
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .map(str::to_string)
+        .collect();
+    flags.sort();
+    flags.dedup();
+    flags
+}
+
+#[test]
+fn every_flag_of_eval_is_documented_in_the_readme() {
+    let readme = include_str!("../../README.md");
+    let section = &readme[readme.find("## Batch evaluation").expect("the section")..];
+    let flags = flags_in_help("eval");
+    assert!(flags.contains(&"--jobs".to_string()), "{flags:?}");
+    let mut missing: Vec<String> = flags
+        .iter()
+        .filter(|f| f.as_str() != "--help")
+        .filter(|f| !readme.contains(&format!("`{f}")))
+        .cloned()
+        .collect();
+    // The batch's own flags are in its section.
+    for own in [
+        "--jobs",
+        "--out",
+        "--resume",
+        "--shard",
+        "--min-accuracy",
+        "--require",
+    ] {
+        if !section.contains(&format!("`{own}")) {
+            missing.push(own.to_string());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "eval flags not in README.md: {missing:?}"
+    );
+    let summary = flags_in_help("eval-summary");
+    assert!(
+        summary
+            .iter()
+            .all(|f| f == "--help" || section.contains(&format!("`{f}")))
+    );
+}
