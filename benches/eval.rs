@@ -28,6 +28,20 @@ struct Sample {
     wall: Duration,
     /// Peak resident memory of the process in KiB, when /proc tells it.
     peak_rss_kib: Option<u64>,
+    /// User + system CPU time of the process, when /proc tells it.
+    cpu: Option<Duration>,
+    /// Mean run time of one item as the binary measured it (its `elapsed_ms`).
+    item: Duration,
+}
+
+/// utime + stime of a live process, from /proc/PID/stat (in clock ticks of 10 ms).
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }
 
 fn vm_hwm(pid: u32) -> Option<u64> {
@@ -72,9 +86,10 @@ fn run_once(sb: &Sandbox, server: &TestServer, items: usize) -> Sample {
     let t0 = Instant::now();
     let mut child = cmd.spawn().expect("run llm-consensus");
     let pid = child.id();
-    let mut peak = None;
+    let (mut peak, mut cpu) = (None, None);
     while child.try_wait().expect("wait").is_none() {
         peak = vm_hwm(pid).or(peak);
+        cpu = cpu_time(pid).or(cpu);
         std::thread::sleep(Duration::from_millis(5));
     }
     let wall = t0.elapsed();
@@ -92,6 +107,10 @@ fn run_once(sb: &Sandbox, server: &TestServer, items: usize) -> Sample {
     Sample {
         wall,
         peak_rss_kib: peak,
+        cpu,
+        item: Duration::from_secs_f64(
+            summary["item_ms"].as_f64().unwrap_or(0.0) / items as f64 / 1000.0,
+        ),
     }
 }
 
@@ -122,7 +141,7 @@ fn main() {
         let ideal = LATENCY * n.div_ceil(JOBS) as u32;
         let s = run_once(&sb, &server, n);
         println!(
-            "{:>7}  {:>7.0}ms  {:>7.0}ms  {:>8.1}%  {:>12}",
+            "{:>7}  {:>7.0}ms  {:>7.0}ms  {:>8.1}%  {:>12}  {:>7}ms  {:>7.1}ms",
             n,
             s.wall.as_secs_f64() * 1000.0,
             ideal.as_secs_f64() * 1000.0,
@@ -130,7 +149,9 @@ fn main() {
             s.peak_rss_kib.map_or("unknown".to_string(), |k| format!(
                 "{:.1} MiB",
                 k as f64 / 1024.0
-            ))
+            )),
+            s.cpu.map_or("?".to_string(), |c| c.as_millis().to_string()),
+            s.item.as_secs_f64() * 1000.0
         );
     }
 }
