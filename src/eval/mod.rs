@@ -129,9 +129,7 @@ pub fn main(args: EvalArgs) -> anyhow::Result<u8> {
     let input = open_input(&args.file)?;
     let terminal = std::io::stderr().is_terminal();
     let total = match (&args.file, terminal) {
-        (path, true) if path.as_os_str() != "-" => {
-            Some(count_items(path, shard, &done, require).unwrap_or(0))
-        }
+        (path, true) if path.as_os_str() != "-" => count_items(path, shard, &done, require),
         _ => None,
     };
 
@@ -340,17 +338,27 @@ fn count_items(
     Some(n)
 }
 
+/// The progress bar on a terminal: items done of those to run, with an ETA; from
+/// standard input (no count ahead) the items done and the time so far.
 fn progress(total: Option<u64>, enabled: bool) -> Option<indicatif::ProgressBar> {
-    let total = total.filter(|_| enabled)?;
-    let bar = indicatif::ProgressBar::with_draw_target(
-        Some(total),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    let style = indicatif::ProgressStyle::with_template(
-        "{bar:30} {pos}/{len} items, {elapsed} elapsed, ETA {eta}",
-    )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    if !enabled {
+        return None;
+    }
+    let target = indicatif::ProgressDrawTarget::stderr();
+    let (bar, template) = match total {
+        Some(total) => (
+            indicatif::ProgressBar::with_draw_target(Some(total), target),
+            "{bar:30} {pos}/{len} items, {elapsed} elapsed, ETA {eta}",
+        ),
+        None => (
+            indicatif::ProgressBar::with_draw_target(None, target),
+            "{spinner} {pos} items done, {elapsed} elapsed",
+        ),
+    };
+    let style = indicatif::ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
     bar.set_style(style);
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
     Some(bar)
 }
 

@@ -169,16 +169,15 @@ impl Summary {
             "tokens: {} (input {}, output {})",
             self.total_tokens, self.input_tokens, self.output_tokens
         );
-        let _ = writeln!(
-            out,
-            "cost: ${:.6}{}",
-            self.cost_usd,
-            if self.cost_complete {
-                ""
-            } else {
-                " (some items unpriced: at least)"
-            }
-        );
+        let _ = if self.cost_complete {
+            writeln!(out, "cost: ${:.6}", self.cost_usd)
+        } else {
+            writeln!(
+                out,
+                "cost: at least ${:.6} (some items unpriced)",
+                self.cost_usd
+            )
+        };
         match self.wall_ms {
             Some(wall) => {
                 let _ = writeln!(

@@ -366,7 +366,7 @@ fn items_run_concurrently_up_to_jobs_and_within_max_concurrency() {
                 let mut p = peak.lock().unwrap();
                 *p = (*p).max(n);
             }
-            std::thread::sleep(Duration::from_millis(150));
+            std::thread::sleep(Duration::from_millis(300));
             now.fetch_sub(1, Ordering::SeqCst);
             openai_ok("Final answer: 42", 5, 3)
         })
