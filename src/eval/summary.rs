@@ -210,3 +210,47 @@ fn share(n: u64, of: u64) -> String {
 fn tally(t: &Tally) -> String {
     share(t.matched, t.checked)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn line(status: &str, matched: Option<bool>, category: Option<&str>) -> Value {
+        let mut l = json!({
+            "id": "x",
+            "report": {"status": status, "usage": {"input_tokens": 10, "output_tokens": 2,
+                "total_tokens": 12, "cost_usd": null}, "elapsed_ms": 5.0},
+        });
+        if let Some(m) = matched {
+            l["check"] = json!({"matched": m, "passed": m && status == "final",
+                "seats": [{"name": "a", "matched": m}, {"name": "b", "matched": true}]});
+        }
+        if let Some(c) = category {
+            l["category"] = json!(c);
+        }
+        l
+    }
+
+    #[test]
+    fn results_are_tallied_overall_for_final_items_per_category_and_per_seat() {
+        let mut s = Summary::new();
+        s.add(&line("final", Some(true), Some("geo")));
+        s.add(&line("no_consensus", Some(false), Some("geo")));
+        s.add(&line("final", None, None));
+        s.add_unfinished();
+        assert_eq!((s.items, s.finished, s.unfinished, s.final_), (4, 3, 1, 2));
+        assert_eq!(s.final_rate, Some(2.0 / 3.0));
+        assert_eq!((s.accuracy.checked, s.accuracy.matched), (2, 1));
+        assert_eq!((s.accuracy_final.checked, s.accuracy_final.matched), (1, 1));
+        assert_eq!(s.categories["geo"].accuracy, Some(0.5));
+        assert_eq!(s.seats["a"].matched, 1);
+        assert_eq!(s.seats["b"].matched, 2);
+        assert_eq!(s.passed, 1);
+        assert_eq!(s.total_tokens, 36);
+        assert!(!s.cost_complete);
+        assert!(s.meets(0.5) && !s.meets(0.51));
+        // No checked item: no accuracy, and the gate fails.
+        assert!(!Summary::new().meets(0.0));
+    }
+}
