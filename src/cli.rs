@@ -62,6 +62,11 @@ pub enum Command {
     /// no new call (exit 2 naming the call otherwise). Exit codes as for `ask`.
     #[command(after_help = REPLAY_NOTE)]
     Replay(ReplayArgs),
+    /// Run every item of a JSON-lines file through the panel, as `ask` would, and summarize
+    /// accuracy, FINAL rate, tokens and cost (README, "Batch evaluation").
+    Eval(EvalArgs),
+    /// Merge the --out files of `eval` runs (shards, resumed runs) into one summary.
+    EvalSummary(EvalSummaryArgs),
     /// Print a shell completion script: bash, zsh, fish, powershell or elvish
     /// (e.g. `llm-consensus completions bash > ~/.local/share/bash-completion/completions/llm-consensus`).
     Completions {
@@ -158,6 +163,84 @@ pub struct ProvidersArgs {
 
     #[command(flatten)]
     pub calls: CallArgs,
+}
+
+/// `eval`: the panel and decision flags of `ask`, and the batch's own.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The items: one JSON object per line, `{"id", "prompt", "expect"?, "expect_number"?,
+    /// "expect_choice"?, "expect_regex"?, "system"?, "category"?}`; `-` reads standard input.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// A seat: PROVIDER:MODEL, optionally @N (repeatable), as for `ask`.
+    #[arg(short = 'm', long = "model", value_name = "PROVIDER:MODEL[@N]")]
+    pub models: Vec<String>,
+
+    /// Panel and defaults file (TOML), found as for `ask`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// A system prompt for every item that sets no `system` of its own. Key `system`.
+    #[arg(long, value_name = "TEXT")]
+    pub system: Option<String>,
+
+    /// Items run at the same time, 1–1024; every call still obeys each
+    /// provider's `max_concurrency`, counted over all items.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub jobs: u32,
+
+    /// Write one JSON line per item as it finishes: `{"id", "category"?, "check"?,
+    /// "fields"?, "report"}`, the report being the `ask --json` object.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Run only the items whose id is not already in --out, and append to it.
+    #[arg(long, requires = "out")]
+    pub resume: bool,
+
+    /// Run only the K-th of N disjoint slices of the items (by a stable hash of `id`),
+    /// K from 1 to N.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+
+    /// Exit 4 when the accuracy over the items with an expected answer is below this
+    /// share, 0–1.
+    #[arg(long, value_name = "0..1")]
+    pub min_accuracy: Option<f64>,
+
+    /// Which outcomes pass an item's check: final, majority or any [default: final].
+    #[arg(long, value_name = "OUTCOME", value_enum)]
+    pub require: Option<crate::expect::Require>,
+
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub consensus: ConsensusArgs,
+
+    #[command(flatten)]
+    pub calls: CallArgs,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// `eval-summary`: the summary of one or more --out files.
+#[derive(Debug, Args)]
+pub struct EvalSummaryArgs {
+    /// Result files written by `eval --out`.
+    #[arg(value_name = "OUT", required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Exit 4 when the accuracy is below this share, 0–1.
+    #[arg(long, value_name = "0..1")]
+    pub min_accuracy: Option<f64>,
+
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Default, Args)]

@@ -20,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod consensus;
 pub mod error;
+pub mod eval;
 pub mod events;
 pub mod expect;
 pub mod inspect;

@@ -24,6 +24,8 @@ fn main() -> ExitCode {
         Command::Ask(args) => ask(args),
         Command::Providers(args) => providers(args),
         Command::Replay(args) => replay(args),
+        Command::Eval(args) => llm_consensus::eval::main(args),
+        Command::EvalSummary(args) => llm_consensus::eval::summarize(args),
         Command::Completions { shell } => completions(shell),
         Command::Man { command } => man(command.as_deref()),
         Command::Logs(args) => logs(args),

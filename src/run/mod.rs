@@ -13,14 +13,18 @@ pub mod scrub;
 mod synthesis;
 pub mod transcript;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
+
+use tokio::sync::Semaphore;
 
 use crate::config::Settings;
 use crate::consensus::{self, Decision};
 use crate::events::Events;
 use crate::progress::Progress;
 use crate::provider::Transport;
+use crate::provider::retry::Clock;
 use crate::report::{Report, Status};
 
 use budget::Budget;
@@ -46,6 +50,9 @@ struct Run<'a> {
     prompt: &'a str,
     options: RunOptions,
     transport: Arc<Transport>,
+    /// Each provider's `max_concurrency`, shared by all of its seats (and, in an eval, by
+    /// every run).
+    limits: Limits,
     /// Every provider result passes it before it is shown, stored or forwarded.
     scrubber: Arc<Scrubber>,
     progress: Arc<Progress>,
@@ -62,7 +69,48 @@ pub async fn execute(
     options: RunOptions,
     interrupt: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<Report> {
-    let run = Run::new(settings, prompt, options)?;
+    let shared = Shared::new(settings)?;
+    execute_shared(settings, prompt, options, interrupt, &shared).await
+}
+
+/// One semaphore per provider with `max_concurrency`.
+type Limits = Arc<HashMap<String, Arc<Semaphore>>>;
+
+/// What many runs of one panel share (`eval`): one connection pool, and each provider's
+/// `max_concurrency` counted over all of their calls together. The run deadline stays
+/// each run's own.
+#[derive(Clone)]
+pub struct Shared {
+    client: reqwest::Client,
+    limits: Limits,
+}
+
+impl Shared {
+    pub fn new(settings: &Settings) -> anyhow::Result<Shared> {
+        let mut limits = HashMap::new();
+        for seat in &settings.seats {
+            if let Some(n) = seat.max_concurrency {
+                limits
+                    .entry(seat.provider_name.clone())
+                    .or_insert_with(|| Arc::new(Semaphore::new(n)));
+            }
+        }
+        Ok(Shared {
+            client: Transport::new(settings.policy.clone())?.client,
+            limits: Arc::new(limits),
+        })
+    }
+}
+
+/// [`execute`], with the connections and concurrency limits of `shared`.
+pub async fn execute_shared(
+    settings: &Settings,
+    prompt: &str,
+    options: RunOptions,
+    interrupt: impl std::future::Future<Output = ()>,
+    shared: &Shared,
+) -> anyhow::Result<Report> {
+    let run = Run::new(settings, prompt, options, shared);
     run.events.run_started(settings);
     run.events.to_log(|log| {
         log.run_started(settings, prompt, &|t| run.scrubber.scrub(t).into_owned());
@@ -89,19 +137,23 @@ pub async fn execute(
 }
 
 impl<'a> Run<'a> {
-    fn new(settings: &'a Settings, prompt: &'a str, options: RunOptions) -> anyhow::Result<Self> {
+    fn new(settings: &'a Settings, prompt: &'a str, options: RunOptions, shared: &Shared) -> Self {
         let started = Instant::now();
         let names: Vec<String> = settings.seats.iter().map(|s| s.name.clone()).collect();
-        Ok(Run {
+        Run {
             settings,
             prompt,
-            transport: Arc::new(Transport::new(settings.policy.clone())?),
+            transport: Arc::new(Transport {
+                client: shared.client.clone(),
+                clock: Clock::start(settings.policy.clone()),
+            }),
+            limits: Arc::clone(&shared.limits),
             scrubber: Arc::new(Scrubber::new(scrub::secrets(settings))),
             progress: Arc::new(Progress::new(&names, options.progress)),
             events: Arc::clone(&options.events),
             options,
             started,
-        })
+        }
     }
 
     /// A warning on stderr: a `warning` event with `--events`, else a `warning:` line.

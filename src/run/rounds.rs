@@ -2,7 +2,6 @@
 //! or is cut by Ctrl-C, the round timeout (once the quorum has answered) or the run
 //! deadline. No round starts after the deadline, after Ctrl-C, or past `--max-cost`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,7 +11,6 @@ use tokio::task::JoinSet;
 use super::budget::{self, Budget};
 use super::interrupt::Interrupt;
 use super::{Run, emit, log, scrub};
-use crate::config::Settings;
 use crate::consensus::{CallResult, CallSpec, Strategy};
 use crate::provider::http::{Retry, human_duration};
 use crate::provider::{ChatRequest, Outcome, provider_seed};
@@ -36,7 +34,7 @@ pub(super) async fn run(
     stop: &mut Interrupt<'_>,
 ) -> Rounds {
     let seats = run.settings.seats.len();
-    let limits = limits(run.settings);
+    let limits = &run.limits;
     let mut calls_made = vec![0usize; seats];
     let mut rounds = Rounds {
         retries: vec![0; seats],
@@ -104,19 +102,6 @@ pub(super) async fn run(
         }
     }
     rounds
-}
-
-/// One limit per provider with `max_concurrency`, shared by all of its seats.
-fn limits(settings: &Settings) -> HashMap<&str, Arc<Semaphore>> {
-    let mut limits = HashMap::new();
-    for seat in &settings.seats {
-        if let Some(n) = seat.max_concurrency {
-            limits
-                .entry(seat.provider_name.as_str())
-                .or_insert_with(|| Arc::new(Semaphore::new(n)));
-        }
-    }
-    limits
 }
 
 /// One call, as a task of its round: the provider's result, scrubbed, as the engine's

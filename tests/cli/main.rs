@@ -8,6 +8,7 @@ mod ask;
 mod cli_strategies;
 mod config_edges;
 mod costs;
+mod eval;
 mod events;
 mod expect;
 mod faults;

@@ -1,0 +1,256 @@
+//! The summary of an eval, counted from its result lines (the lines of `--out`), so that
+//! `eval` and `eval-summary` count alike.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// Items with an expected answer, and how many matched it.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Tally {
+    pub checked: u64,
+    pub matched: u64,
+    /// matched / checked; null when nothing was checked.
+    pub accuracy: Option<f64>,
+}
+
+impl Tally {
+    fn add(&mut self, matched: bool) {
+        self.checked += 1;
+        self.matched += u64::from(matched);
+        self.accuracy = Some(self.matched as f64 / self.checked as f64);
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    /// Items counted: those with a result, and those that did not finish.
+    pub items: u64,
+    /// Items with a result (in --out).
+    pub finished: u64,
+    /// Lines that are not items (reported on stderr with their line number).
+    pub malformed: u64,
+    /// Items that did not finish (interrupted, or an error before any decision).
+    pub unfinished: u64,
+    /// Items already in --out with --resume (counted from there).
+    pub resumed: u64,
+    /// Finished items whose decision is FINAL.
+    #[serde(rename = "final")]
+    pub final_: u64,
+    /// final / finished; null when nothing finished.
+    pub final_rate: Option<f64>,
+    /// Finished items whose check passed (`--require`).
+    pub passed: u64,
+    /// Over every finished item with an expected answer: the winner's answer matched.
+    pub accuracy: Tally,
+    /// The same over the FINAL items alone.
+    pub accuracy_final: Tally,
+    pub categories: BTreeMap<String, Tally>,
+    /// Per seat: its own final answer matched the item's expectation.
+    pub seats: BTreeMap<String, Tally>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub total_tokens: u64,
+    /// USD over the finished items; `cost_complete` is false when some were unpriced.
+    pub cost_usd: f64,
+    pub cost_complete: bool,
+    /// The items' own run times, added up.
+    pub item_ms: f64,
+    /// The eval's wall time (null in `eval-summary`).
+    pub wall_ms: Option<f64>,
+}
+
+impl Summary {
+    pub fn new() -> Summary {
+        Summary {
+            cost_complete: true,
+            ..Summary::default()
+        }
+    }
+
+    /// Counts one result line (`{"id", "category"?, "check"?, "report"}`).
+    pub fn add(&mut self, line: &Value) {
+        let report = &line["report"];
+        self.items += 1;
+        self.finished += 1;
+        let is_final = report["status"] == "final";
+        self.final_ += u64::from(is_final);
+        self.final_rate = Some(self.final_ as f64 / self.finished as f64);
+        let check = &line["check"];
+        if let Some(matched) = check["matched"].as_bool() {
+            self.accuracy.add(matched);
+            if is_final {
+                self.accuracy_final.add(matched);
+            }
+            if let Some(category) = line["category"].as_str() {
+                self.categories
+                    .entry(category.to_string())
+                    .or_default()
+                    .add(matched);
+            }
+            for seat in check["seats"].as_array().into_iter().flatten() {
+                if let (Some(name), Some(m)) = (seat["name"].as_str(), seat["matched"].as_bool()) {
+                    self.seats.entry(name.to_string()).or_default().add(m);
+                }
+            }
+            self.passed += u64::from(check["passed"].as_bool() == Some(true));
+        }
+        let usage = &report["usage"];
+        let count = |name: &str| usage[name].as_u64().unwrap_or(0);
+        self.input_tokens += count("input_tokens");
+        self.output_tokens += count("output_tokens");
+        self.total_tokens += count("total_tokens");
+        match usage["cost_usd"].as_f64() {
+            Some(c) => self.cost_usd += c,
+            None => self.cost_complete = false,
+        }
+        self.item_ms += report["elapsed_ms"].as_f64().unwrap_or(0.0);
+    }
+
+    /// An item that did not finish (it has no result line).
+    pub fn add_unfinished(&mut self) {
+        self.items += 1;
+        self.unfinished += 1;
+    }
+
+    /// `--min-accuracy`: whether the accuracy reaches `min`. Without any checked item
+    /// there is no accuracy, and the gate fails.
+    pub fn meets(&self, min: f64) -> bool {
+        self.accuracy.accuracy.is_some_and(|a| a >= min)
+    }
+
+    pub fn render_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("a summary always serializes");
+        s.push('\n');
+        s
+    }
+
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "items: {}, finished {}, unfinished {}, malformed lines {}{}",
+            self.items,
+            self.finished,
+            self.unfinished,
+            self.malformed,
+            if self.resumed > 0 {
+                format!(" ({} from the earlier --out)", self.resumed)
+            } else {
+                String::new()
+            }
+        );
+        let _ = writeln!(out, "FINAL: {}", share(self.final_, self.finished));
+        if self.accuracy.checked == 0 {
+            let _ = writeln!(out, "accuracy: no item with an expected answer");
+        } else {
+            let _ = writeln!(out, "accuracy: {}", tally(&self.accuracy));
+            let _ = writeln!(
+                out,
+                "accuracy of FINAL items: {}",
+                tally(&self.accuracy_final)
+            );
+            let _ = writeln!(
+                out,
+                "passed (--require): {} of {}",
+                self.passed, self.accuracy.checked
+            );
+            for (name, t) in &self.categories {
+                let _ = writeln!(out, "  category {}: {}", visible(name), tally(t));
+            }
+            for (name, t) in &self.seats {
+                let _ = writeln!(out, "  seat {}: {}", visible(name), tally(t));
+            }
+        }
+        let _ = writeln!(
+            out,
+            "tokens: {} (input {}, output {})",
+            self.total_tokens, self.input_tokens, self.output_tokens
+        );
+        let _ = if self.cost_complete {
+            writeln!(out, "cost: ${:.6}", self.cost_usd)
+        } else {
+            writeln!(
+                out,
+                "cost: at least ${:.6} (some items unpriced)",
+                self.cost_usd
+            )
+        };
+        match self.wall_ms {
+            Some(wall) => {
+                let _ = writeln!(
+                    out,
+                    "time: {:.1} s wall, {:.1} s of item runs",
+                    wall / 1000.0,
+                    self.item_ms / 1000.0
+                );
+            }
+            None => {
+                let _ = writeln!(out, "time: {:.1} s of item runs", self.item_ms / 1000.0);
+            }
+        }
+        out
+    }
+}
+
+fn visible(text: &str) -> std::borrow::Cow<'_, str> {
+    crate::report::text::visible(text)
+}
+
+fn share(n: u64, of: u64) -> String {
+    if of == 0 {
+        format!("{n} of {of}")
+    } else {
+        format!("{n} of {of} ({:.1}%)", 100.0 * n as f64 / of as f64)
+    }
+}
+
+fn tally(t: &Tally) -> String {
+    share(t.matched, t.checked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn line(status: &str, matched: Option<bool>, category: Option<&str>) -> Value {
+        let mut l = json!({
+            "id": "x",
+            "report": {"status": status, "usage": {"input_tokens": 10, "output_tokens": 2,
+                "total_tokens": 12, "cost_usd": null}, "elapsed_ms": 5.0},
+        });
+        if let Some(m) = matched {
+            l["check"] = json!({"matched": m, "passed": m && status == "final",
+                "seats": [{"name": "a", "matched": m}, {"name": "b", "matched": true}]});
+        }
+        if let Some(c) = category {
+            l["category"] = json!(c);
+        }
+        l
+    }
+
+    #[test]
+    fn results_are_tallied_overall_for_final_items_per_category_and_per_seat() {
+        let mut s = Summary::new();
+        s.add(&line("final", Some(true), Some("geo")));
+        s.add(&line("no_consensus", Some(false), Some("geo")));
+        s.add(&line("final", None, None));
+        s.add_unfinished();
+        assert_eq!((s.items, s.finished, s.unfinished, s.final_), (4, 3, 1, 2));
+        assert_eq!(s.final_rate, Some(2.0 / 3.0));
+        assert_eq!((s.accuracy.checked, s.accuracy.matched), (2, 1));
+        assert_eq!((s.accuracy_final.checked, s.accuracy_final.matched), (1, 1));
+        assert_eq!(s.categories["geo"].accuracy, Some(0.5));
+        assert_eq!(s.seats["a"].matched, 1);
+        assert_eq!(s.seats["b"].matched, 2);
+        assert_eq!(s.passed, 1);
+        assert_eq!(s.total_tokens, 36);
+        assert!(!s.cost_complete);
+        assert!(s.meets(0.5) && !s.meets(0.51));
+        // No checked item: no accuracy, and the gate fails.
+        assert!(!Summary::new().meets(0.0));
+    }
+}
