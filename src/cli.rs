@@ -31,12 +31,14 @@ error, 3 too few answers (failed or degraded), 4 the answer did not match --expe
 
 const REPLAY_NOTE: &str = "\
 Unset flags keep the recorded run's values (the defaults and config keys named above are
-`ask`'s; no config file is read). A run in the run log will be replayed by its ID.
+`ask`'s; no config file is read). A run in the run log is replayed by its ID, from the log
+that `logs path` names.
 
 Examples:
   llm-consensus ask --config panel.toml --transcript run.json \"Is 1009 prime?\"
   llm-consensus replay run.json --beta2 1.0
-  llm-consensus replay run.json --strategy vote --json | jq .status";
+  llm-consensus replay run.json --strategy vote --json | jq .status
+  llm-consensus replay 42 --beta2 0.9";
 
 /// Ask several language models the same question, let them refine against each other,
 /// and report whether they agree.
@@ -86,8 +88,9 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
-    /// The recorded run: a file written by `ask --transcript FILE` (or saved `ask --json`).
-    #[arg(value_name = "TRANSCRIPT")]
+    /// The recorded run: a file written by `ask --transcript FILE` (or saved `ask --json`),
+    /// or the ID of a finished run in the run log (`logs list`).
+    #[arg(value_name = "TRANSCRIPT|ID")]
     pub source: PathBuf,
 
     /// Re-decide with these instead of the recorded run's (--synthesize, and anything that

@@ -125,7 +125,7 @@ fn providers(args: ProvidersArgs) -> anyhow::Result<u8> {
 /// `replay TRANSCRIPT`: the recorded run re-decided, printed as `ask` prints a run.
 fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
     use llm_consensus::replay::transcript;
-    let recorded = transcript::read(&args.source)?;
+    let (recorded, from) = recorded_run(&args.source)?;
     let e = &args.expect;
     let expectation = Expectation::from_flags(
         e.expect.as_deref(),
@@ -135,7 +135,6 @@ fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
         e.require.unwrap_or_default(),
     )?;
     let report = transcript::checked(&recorded, &args.consensus, expectation.as_ref())?;
-    let from = args.source.display().to_string();
     let text = if args.json {
         let mut s = serde_json::to_string_pretty(&transcript::mark(&report, &from))?;
         s.push('\n');
@@ -154,6 +153,29 @@ fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
     };
     print_stdout(text.as_bytes())?;
     Ok(report.exit_code() as u8)
+}
+
+/// `replay`'s argument: a transcript file, or the ID of a finished run in the run log.
+fn recorded_run(source: &std::path::Path) -> anyhow::Result<(serde_json::Value, String)> {
+    use llm_consensus::replay::transcript;
+    let id = source.to_str().and_then(|s| s.parse::<i64>().ok());
+    if let (Some(id), false) = (id, source.exists()) {
+        let env = Env::from_process();
+        let path = config::log_path_for_logs(None, &env)?.ok_or_else(|| {
+            ConfigError::new("no run log: set LLM_CONSENSUS_LOG_DB, XDG_DATA_HOME or HOME")
+        })?;
+        let db = llm_consensus::log::open_existing(&path).map_err(|e| {
+            ConfigError::new(format!("cannot read the run log {}: {e}", path.display()))
+        })?;
+        let report = llm_consensus::log::load_report(&db, id).ok_or_else(|| {
+            ConfigError::new(format!(
+                "run {id} is not a finished run of the run log {} (see `llm-consensus logs list`)",
+                path.display()
+            ))
+        })?;
+        return Ok((report, format!("run {id} of the run log")));
+    }
+    Ok((transcript::read(source)?, source.display().to_string()))
 }
 
 /// The question: the argument, or standard input when it is `-` or absent and piped.

@@ -615,3 +615,59 @@ fn a_log_that_stops_taking_writes_is_one_warning_and_the_run_goes_on() {
     assert_eq!(report["status"], "final");
     holder.execute_batch("ROLLBACK").unwrap();
 }
+
+#[test]
+fn a_logged_run_replays_by_its_id_to_the_same_decision() {
+    let a = TestServer::always(openai_ok("Final answer: Paris", 10, 3));
+    let b = TestServer::always(openai_ok("It is Paris.\nFinal answer: Paris", 12, 4));
+    let sb = Sandbox::new();
+    let cfg = panel(&sb, &[&a, &b]);
+    let out = ask(&sb, &cfg, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = logs(&sb, &["list", "--json"])[0]["id"].to_string();
+    let calls = (a.count(), b.count());
+
+    let replay = |id: &str, extra: &[&str]| {
+        sb.cmd()
+            .env("LLM_CONSENSUS_LOG_DB", db(&sb))
+            .args(["replay", id, "--json"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = replay(&id, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for field in [
+        "status",
+        "winner",
+        "answer",
+        "finalized",
+        "participants",
+        "rounds",
+    ] {
+        assert_eq!(replayed[field], report[field], "{field}");
+    }
+    assert_eq!(
+        replayed["replayed_from"],
+        format!("run {id} of the run log")
+    );
+    assert_eq!((a.count(), b.count()), calls, "a replay makes no call");
+
+    // A stricter threshold re-decides offline; an unknown id is a one-line usage error.
+    let out = replay(&id, &["--quorum-share", "unanimous"]);
+    assert!(out.status.code().is_some_and(|c| c == 0 || c == 1));
+    let out = replay("999", &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("run 999 is not a finished run of the run log"),
+        "{stderr}"
+    );
+}
