@@ -155,6 +155,21 @@ fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
     Ok(report.exit_code() as u8)
 }
 
+/// The `--transcript` file: the JSON result, plus the run's full record (every request
+/// sent and every response, from the run log) under `record` when the run is logged.
+fn transcript(report: &Report, events: &Events) -> String {
+    let Some(record) = events.log().and_then(|log| log.record()) else {
+        return report::json::render(report);
+    };
+    let mut value = serde_json::to_value(report).unwrap_or_default();
+    if let Some(fields) = value.as_object_mut() {
+        fields.insert("record".into(), record);
+    }
+    let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
 /// `replay`'s argument: a transcript file, or the ID of a finished run in the run log.
 fn recorded_run(source: &std::path::Path) -> anyhow::Result<(serde_json::Value, String)> {
     use llm_consensus::replay::transcript;
@@ -276,7 +291,7 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
     runtime.spawn(quit_on_ctrl_c());
 
     if let Some(path) = &output.transcript
-        && let Err(e) = run::write_transcript(path, &report::json::render(&report))
+        && let Err(e) = run::write_transcript(path, &transcript(&report, &events))
     {
         let warning = format!("cannot write the transcript to {}: {e}", path.display());
         if events.enabled() {

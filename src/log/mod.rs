@@ -143,6 +143,15 @@ impl RunLog {
         }
     }
 
+    /// This run's record as logged so far: every call (the request sent and what came
+    /// back) and every round's decision, as `logs show ID --json` has them. None when the
+    /// run is not logged.
+    pub fn record(&self) -> Option<Value> {
+        let id = self.run_id()?;
+        let mut run = self.write(|c| read::show(c, id))??;
+        Some(json!({ "calls": run["calls"].take(), "rounds": run["rounds"].take() }))
+    }
+
     /// The run's row, before any call.
     pub fn run_started(
         &self,

@@ -671,3 +671,47 @@ fn a_logged_run_replays_by_its_id_to_the_same_decision() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_transcript_carries_the_full_record_of_a_logged_run() {
+    let a = TestServer::always(openai_ok("Final answer: Paris", 10, 3));
+    let b = TestServer::always(openai_ok("It is Paris.\nFinal answer: Paris", 12, 4));
+    let sb = Sandbox::new();
+    let cfg = panel(&sb, &[&a, &b]);
+    let path = sb.path().join("t.json");
+    let read = |extra: &[&str]| {
+        let out = ask(
+            &sb,
+            &cfg,
+            &[&["--transcript", path.to_str().unwrap()], extra].concat(),
+        )
+        .output()
+        .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        let transcript: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (transcript, report)
+    };
+    let (transcript, report) = read(&[]);
+    let calls = transcript["record"]["calls"]
+        .as_array()
+        .expect("record.calls");
+    assert_eq!(calls.len(), 2, "{transcript}");
+    for call in calls {
+        assert_eq!(
+            call["request"]["user"], "What is the capital of France?",
+            "the request as sent: {call}"
+        );
+    }
+    assert!(!transcript.to_string().contains(KEY));
+    // Besides the record, the transcript is the --json result.
+    let mut without = transcript.clone();
+    without.as_object_mut().unwrap().remove("record");
+    assert_eq!(without["rounds"], report["rounds"]);
+    assert_eq!(without["status"], report["status"]);
+
+    // Without the log there is no record to add: the transcript is the result alone.
+    let (transcript, _) = read(&["--no-log"]);
+    assert!(transcript.get("record").is_none(), "{transcript}");
+}
