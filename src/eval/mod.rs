@@ -25,6 +25,7 @@ use crate::config::{self, Env, Settings};
 use crate::error::ConfigError;
 use crate::events::Events;
 use crate::expect::{self, Expectation};
+use crate::log::RunLog;
 use crate::report::{Report, Status};
 use crate::run::{self, RunOptions, Shared};
 use crate::stderr_line;
@@ -136,6 +137,7 @@ pub fn main(args: EvalArgs) -> anyhow::Result<u8> {
     };
 
     let shared = Shared::new(&settings)?;
+    let log = Events::new(false).logged(settings.log_path.as_deref(), settings.cache);
     let batch = Batch {
         settings,
         shared,
@@ -145,6 +147,7 @@ pub fn main(args: EvalArgs) -> anyhow::Result<u8> {
         out,
         bar: progress(total, terminal && !args.json),
         jobs: args.jobs as usize,
+        log,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -382,6 +385,9 @@ struct Batch {
     out: Option<File>,
     bar: Option<indicatif::ProgressBar>,
     jobs: usize,
+    /// The run log, opened once (a warning when it cannot be): each item is a run of its
+    /// own in it, written on the one connection.
+    log: Events,
 }
 
 /// A line of the input: its number and its bytes.
@@ -484,6 +490,8 @@ impl Batch {
             None => Arc::clone(&self.settings),
         };
         let shared = self.shared.clone();
+        // Each item is a run of its own in the run log (`logs list` shows one per item).
+        let events = Events::new(false).with_log(self.log.log().map(RunLog::another_run));
         let mut stopped = stopped.clone();
         running.spawn_local(async move {
             let interrupt = async move {
@@ -492,8 +500,6 @@ impl Batch {
                     std::future::pending::<()>().await;
                 }
             };
-            // Each item is a run of its own in the run log (`logs list` shows one per item).
-            let events = Events::new(false).logged(settings.log_path.as_deref(), settings.cache);
             let options = RunOptions {
                 events: Arc::new(events),
                 ..RunOptions::default()

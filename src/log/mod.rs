@@ -8,7 +8,7 @@ mod read;
 mod schema;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, params};
 use serde_json::{Value, json};
@@ -100,7 +100,8 @@ pub struct CallRecord<'a> {
 #[derive(Debug)]
 pub struct RunLog {
     path: PathBuf,
-    conn: Mutex<Option<Connection>>,
+    /// Shared by the runs of one process (`eval` logs each item on one connection).
+    conn: Arc<Mutex<Option<Connection>>>,
     run_id: Mutex<Option<i64>>,
     /// The failure that turned the log off, until the run's events report it.
     failure: Mutex<Option<String>>,
@@ -112,10 +113,21 @@ impl RunLog {
         let conn = open(path).map_err(|e| failure(path, &e))?;
         Ok(RunLog {
             path: path.to_path_buf(),
-            conn: Mutex::new(Some(conn)),
+            conn: Arc::new(Mutex::new(Some(conn))),
             run_id: Mutex::new(None),
             failure: Mutex::new(None),
         })
+    }
+
+    /// A log for another run on the same connection: `eval` opens the log once for all
+    /// its items instead of once per item.
+    pub fn another_run(&self) -> RunLog {
+        RunLog {
+            path: self.path.clone(),
+            conn: Arc::clone(&self.conn),
+            run_id: Mutex::new(None),
+            failure: Mutex::new(None),
+        }
     }
 
     /// The failure that turned the log off, once.
