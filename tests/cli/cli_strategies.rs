@@ -516,6 +516,8 @@ fn leader_over_http_commits_when_followers_accept() {
             "--answer",
             "number",
             "--json",
+            // Both followers' votes are awaited (the first accept already commits).
+            "--wait-all",
             "What is 17 * 23?",
         ],
     );

@@ -122,6 +122,8 @@ fn an_eval_file_gives_per_item_results_a_summary_and_a_gate() {
             "--out",
             out.to_str().unwrap(),
             "--json",
+            // Every seat's tally is counted: no call is cancelled as not needed.
+            "--wait-all",
         ],
     );
     assert_eq!(code, 0, "stderr: {stderr}");
@@ -300,6 +302,8 @@ fn shards_split_the_file_exactly_and_eval_summary_merges_them() {
                 &shard,
                 "--out",
                 out.to_str().unwrap(),
+                // Every call's tokens are counted: none is cancelled as not needed.
+                "--wait-all",
             ],
         );
         assert_eq!(code, 0, "{stderr}");
@@ -393,7 +397,16 @@ fn items_run_concurrently_up_to_jobs_and_within_max_concurrency() {
     let out = sandbox
         .cmd()
         .env("LOCAL_KEY", KEY)
-        .args(["eval", "--strategy", "vote", "--jobs", "4", "--config"])
+        // A cancelled call's server thread would still count as busy: wait for each.
+        .args([
+            "eval",
+            "--strategy",
+            "vote",
+            "--wait-all",
+            "--jobs",
+            "4",
+            "--config",
+        ])
         .arg(&config)
         .args(["-m", "local:m0", "-m", "local:m1", "-m", "local:m2"])
         .arg(&items)
