@@ -64,6 +64,8 @@ fn vote_over_http_reports_groups_and_exits_by_finality() {
         "--seed",
         "1",
         "--json",
+        // Every seat's answer is grouped: none is cancelled as not needed.
+        "--wait-all",
     ];
     let (json, code) = run_json(&sandbox, &[&base[..], &["Pick one."]].concat());
     assert_eq!(code, 0, "{json}");
@@ -257,6 +259,8 @@ fn bft_over_http_decides_and_lists_the_dissenter() {
             "--seed",
             "3",
             "--json",
+            // Every attestation is counted: none is cancelled as not needed.
+            "--wait-all",
             "Pick one.",
         ],
     );
