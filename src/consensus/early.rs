@@ -29,20 +29,32 @@ pub struct Pending<'a> {
     pub elapsed_ms: f64,
 }
 
-/// Whether the round may close now: the run would end after it with a FINAL decision on
-/// the same key whether the seats still out answer (like any answer seen, or with one
-/// nobody gave) or not. False for a strategy that never closes early.
-pub fn certain(strategy: &dyn Strategy, pending: &Pending<'_>) -> bool {
+/// The winning key, when the round may close now: the run would end after it with a
+/// FINAL decision on that key whether the seats still out answer (like any answer seen,
+/// or with one nobody gave) or not. None for a strategy that never closes early.
+pub fn certain(strategy: &dyn Strategy, pending: &Pending<'_>) -> Option<String> {
     if pending.outstanding.is_empty() || pending.seen.len() > MAX_SCENARIOS {
-        return false;
+        return None;
     }
-    let Some(absent) = outcome(strategy, pending, None) else {
-        return false;
-    };
+    let absent = outcome(strategy, pending, None)?;
     let texts = pending.seen.iter().map(String::as_str);
     texts
         .chain([UNSEEN])
         .all(|text| outcome(strategy, pending, Some(text)).as_ref() == Some(&absent))
+        .then_some(absent)
+}
+
+/// Whether `results` (the seats missing from them absent) end the run after this round
+/// with a FINAL decision on `key`: answers that came in as the round closed may be kept
+/// when they leave the certain outcome as it was.
+pub fn keeps(strategy: &dyn Strategy, results: &[CallResult], key: &str) -> bool {
+    let pending = Pending {
+        arrived: results,
+        outstanding: &[],
+        seen: &[],
+        elapsed_ms: 0.0,
+    };
+    outcome(strategy, &pending, None).as_deref() == Some(key)
 }
 
 /// The winning key if, with the seats still out giving `late` (None: absent), the run
@@ -123,7 +135,7 @@ mod tests {
                     seen: &seen,
                     elapsed_ms: f64::from(latency[seat]),
                 };
-                if early && certain(strategy.as_ref(), &pending) {
+                if early && certain(strategy.as_ref(), &pending).is_some() {
                     if calls[0].round == 0 {
                         first_skipped = Some(outstanding.to_vec());
                     }

@@ -13,7 +13,7 @@ use super::interrupt::Interrupt;
 use super::{Run, emit, log, scrub};
 use crate::consensus::{CallResult, CallSpec, Strategy, early};
 use crate::provider::http::{Retry, human_duration};
-use crate::provider::{ChatRequest, Outcome, provider_seed};
+use crate::provider::{ChatRequest, Outcome, Provider, provider_seed};
 
 /// What the rounds counted besides the strategy's own trace.
 pub(super) struct Rounds {
@@ -245,6 +245,12 @@ async fn collect(
     let round_close = policy.round_timeout.map(|t| round_started + t);
     let mut results: Vec<CallResult> = Vec::new();
     let mut cut: Option<String> = None;
+    // The seats whose calls were cancelled, or not waited for, once the outcome was certain.
+    let mut skipped = Vec::new();
+    // The winning key once the outcome is certain, and the answers that came in as the
+    // round closed.
+    let mut settled: Option<String> = None;
+    let mut late: Vec<CallResult> = Vec::new();
     loop {
         let quorum_in = results.iter().filter(|r| r.ok).count() >= needed;
         let close = async {
@@ -263,14 +269,22 @@ async fn collect(
             next = set.join_next() => match next {
                 Some(Ok((result, attempts))) => {
                     retries[result.seat] += attempts.saturating_sub(1);
+                    if settled.is_some() {
+                        // Finished just as the round closed: kept below if it leaves the
+                        // certain outcome as it was.
+                        late.push(result);
+                        continue;
+                    }
                     if result.ok && !early.seen.contains(&result.text) {
                         early.seen.push(result.text.clone());
                     }
                     results.push(result);
                     if let Some(strategy) = early.strategy
                         && cut.is_none()
-                        && closes(strategy, &results, called, early.seen, round_started)
+                        && let Some(key) =
+                            closes(run, strategy, &results, called, early.seen, round_started)
                     {
+                        settled = Some(key);
                         // Dropping the calls closes their connections and kills command
                         // providers' process groups: nothing more is paid for.
                         cut = Some(NOT_NEEDED.to_string());
@@ -299,7 +313,24 @@ async fn collect(
         }
     }
     let waited = round_started.elapsed().as_secs_f64() * 1000.0;
-    let mut skipped = Vec::new();
+    if let (Some(key), Some(strategy)) = (&settled, early.strategy)
+        && !late.is_empty()
+    {
+        let mut with_late = results.clone();
+        with_late.extend(late.iter().cloned());
+        if early::keeps(strategy, &with_late, key) {
+            results = with_late;
+        } else {
+            // The decision was certain without them and is made without them; what they
+            // cost still counts.
+            for r in late {
+                let mut not_needed = CallResult::failed(r.seat, NOT_NEEDED, r.latency_ms);
+                not_needed.usage = r.usage;
+                skipped.push(r.seat);
+                results.push(not_needed);
+            }
+        }
+    }
     for &seat in called {
         if results.iter().any(|r| r.seat == seat) {
             continue;
@@ -328,20 +359,27 @@ async fn collect(
     (results, skipped)
 }
 
-/// Whether the round may close with `results`: the outcome is certain whatever the calls
-/// still out return.
+/// The winning key, when the round may close with `results`: the outcome is certain
+/// whatever the calls still out return.
 fn closes(
+    run: &Run<'_>,
     strategy: &dyn Strategy,
     results: &[CallResult],
     called: &[usize],
     seen: &[String],
     round_started: Instant,
-) -> bool {
+) -> Option<String> {
     let outstanding: Vec<usize> = called
         .iter()
         .copied()
         .filter(|&seat| !results.iter().any(|r| r.seat == seat))
         .collect();
+    // A scripted seat that does not really wait answers at once: waiting for it costs
+    // nothing, and a scripted run stays the same from one run to the next.
+    let instant = |seat: usize| matches!(&run.settings.seats[seat].provider, Provider::Mock(script) if !script.sleep);
+    if outstanding.iter().any(|&seat| instant(seat)) {
+        return None;
+    }
     let pending = early::Pending {
         arrived: results,
         outstanding: &outstanding,

@@ -320,6 +320,8 @@ fn synthesize_asks_a_separate_model_with_every_final_answer() {
             "--synthesize",
             "local:judge",
             "--json",
+            // The dissenting third answer is quoted: it is awaited, not cancelled.
+            "--wait-all",
             "Pick one.",
         ],
     );
@@ -453,6 +455,8 @@ fn confidence_is_reported_raw_and_recalibrated_and_refused_where_unused() {
             "choice",
             "--confidence",
             "--json",
+            // Every seat's confidence is reported: none is cancelled as not needed.
+            "--wait-all",
             "Pick one.",
         ],
     );
