@@ -208,3 +208,51 @@ fn hanzo_waits_for_every_call() {
         "{report:#}"
     );
 }
+
+#[test]
+fn a_command_seat_not_needed_has_its_process_killed() {
+    let sandbox = Sandbox::new();
+    let pidfile = sandbox.path().join("slow.pid");
+    let mut config = format!(
+        "[providers.slow]\nkind = \"command\"\ncommand = [\"sh\", \"-c\", \"echo $$ > {}; sleep 10; echo 'Final answer: 4'\"]\n\n",
+        pidfile.display()
+    );
+    for i in 0..4 {
+        config.push_str(&format!(
+            "[[participants]]\nprovider = \"mock\"\nname = \"s{i}\"\nsleep = true\n\
+             script = [ {{ output = \"Final answer: 4\", ms = 200 }} ]\n\n"
+        ));
+    }
+    config.push_str("[[participants]]\nprovider = \"slow\"\nmodel = \"m\"\nname = \"slow\"\n");
+    let path = sandbox.write("panel.toml", &config);
+    let t0 = Instant::now();
+    let out = sandbox
+        .cmd()
+        .args(["ask", "--json", "--strategy", "vote", "--config"])
+        .arg(&path)
+        .arg("What is 2+2?")
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let wall = t0.elapsed();
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["answer"], "4");
+    assert!(wall < Duration::from_secs(5), "took {wall:?}");
+    assert_eq!(entry(&report, "slow")["not_awaited"], true, "{report:#}");
+    // The command's shell started, and is gone well before its sleep would end.
+    let pid = std::fs::read_to_string(&pidfile).expect("the command started");
+    let alive = || {
+        std::process::Command::new("kill")
+            .args(["-0", pid.trim()])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let end = Instant::now() + Duration::from_secs(3);
+    while alive() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(), "the slow command still runs");
+}
