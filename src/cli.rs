@@ -417,6 +417,12 @@ pub struct CallArgs {
     #[arg(long, value_name = "SECONDS")]
     pub round_timeout: Option<f64>,
 
+    /// Wait for every call of every round. By default a round closes as soon as its
+    /// outcome (the winning answer and FINAL) is certain whatever the calls still out
+    /// return; those calls are cancelled and their seats reported "not needed".
+    #[arg(long)]
+    pub wait_all: bool,
+
     /// Stop before a round whose worst case would bring the run's cost over this many USD
     /// (exit 3); every seat needs a price (bundled or from the config). More than 0, at
     /// most 1000000. Key `max_cost`.

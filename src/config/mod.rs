@@ -126,6 +126,9 @@ pub struct Settings {
     pub log_path: Option<PathBuf>,
     /// `--cache`: answer calls identical to a logged successful one from the log.
     pub cache: bool,
+    /// `--wait-all`: every round waits for every call, even when the outcome is certain
+    /// without the calls still out.
+    pub wait_all: bool,
 }
 
 /// Finds the config file: the flag, then $LLM_CONSENSUS_CONFIG, then the XDG location.
@@ -437,6 +440,7 @@ pub fn resolve_with(
         synthesizer,
         log_path,
         cache: args.log.cache,
+        wait_all: args.calls.wait_all,
     })
 }
 

@@ -166,6 +166,7 @@ Attestation: AGREE {digest}  (or: Attestation: DISAGREE {digest})\nReason: <one 
 /// when unreadable or absent.
 type Attested = [Option<Option<Parsed>>; 2];
 
+#[derive(Clone)]
 pub struct Bft {
     params: Params,
     book: SeatBook,
@@ -339,6 +340,10 @@ impl Bft {
 }
 
 impl Strategy for Bft {
+    fn fork(&self) -> Option<Box<dyn Strategy>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn next_round(&mut self) -> Option<Vec<CallSpec>> {
         let round = self.rounds.upcoming()?;
         if round == 0 {

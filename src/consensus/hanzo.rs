@@ -176,6 +176,7 @@ impl Hanzo {
             stale: false,
             cut: result.ok && result.cut,
             cached: false,
+            not_awaited: false,
         }
     }
 }

@@ -112,6 +112,7 @@ enum Batch {
     Vote,
 }
 
+#[derive(Clone)]
 struct TermState {
     leader: usize,
     proposal: Option<(String, Option<Key>)>,
@@ -121,6 +122,7 @@ struct TermState {
     committed: bool,
 }
 
+#[derive(Clone)]
 pub struct Leader {
     params: Params,
     book: SeatBook,
@@ -265,6 +267,10 @@ impl Leader {
 }
 
 impl Strategy for Leader {
+    fn fork(&self) -> Option<Box<dyn Strategy>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn next_round(&mut self) -> Option<Vec<CallSpec>> {
         let round = self.rounds.upcoming()?;
         if round == 0 {

@@ -33,7 +33,7 @@ use crate::similarity::{Comparator, Key, TokenSet};
 const TIE: f64 = 1e-12;
 
 /// What metastable keeps per seat beyond its standing answer.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct SeatState {
     confidence: f64,
     scored: bool,
@@ -41,6 +41,7 @@ struct SeatState {
     support: Option<f64>,
 }
 
+#[derive(Clone)]
 pub struct Metastable {
     params: Params,
     book: SeatBook,
@@ -296,6 +297,10 @@ impl Metastable {
 }
 
 impl Strategy for Metastable {
+    fn fork(&self) -> Option<Box<dyn Strategy>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn next_round(&mut self) -> Option<Vec<CallSpec>> {
         let round = self.rounds.upcoming()?;
         if round == 0 {

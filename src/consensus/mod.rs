@@ -9,6 +9,7 @@
 pub mod bft;
 pub mod confidence;
 mod details;
+pub mod early;
 pub mod hanzo;
 pub mod leader;
 pub mod metastable;
@@ -278,6 +279,10 @@ pub struct TraceEntry {
     /// Left out of the JSON when false.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub cached: bool,
+    /// The call was cancelled: the outcome was certain without it (set by the run, not
+    /// the strategy). Neither an answer nor a failure. Left out of the JSON when false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub not_awaited: bool,
 }
 
 /// Participants' names, in order. Held as seat numbers into the panel's names, which
@@ -404,6 +409,11 @@ pub trait Strategy: Send {
     /// last; the strategy is not used afterwards.
     fn finish(&mut self) -> Decision {
         self.decide()
+    }
+    /// A copy to try hypothetical results on ([`early::certain`]); None for a strategy
+    /// that never closes a round early (hanzo: the seed protocol waits for every call).
+    fn fork(&self) -> Option<Box<dyn Strategy>> {
+        None
     }
 }
 

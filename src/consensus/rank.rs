@@ -147,7 +147,7 @@ pub fn parse_ballot(text: &str, m: usize) -> Result<Vec<usize>, String> {
 }
 
 /// What rank keeps per seat beyond its standing answer: its ballot.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct SeatState {
     /// The seats this voter was shown, in the order shown.
     shown: Vec<usize>,
@@ -157,6 +157,7 @@ struct SeatState {
     ballot_absent: bool,
 }
 
+#[derive(Clone)]
 pub struct Rank {
     params: Params,
     book: SeatBook,
@@ -283,6 +284,10 @@ impl Rank {
 }
 
 impl Strategy for Rank {
+    fn fork(&self) -> Option<Box<dyn Strategy>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn next_round(&mut self) -> Option<Vec<CallSpec>> {
         match self.rounds.upcoming()? {
             0 => self.rounds.ask_everyone(&self.book, &self.prompt, ()),

@@ -6,12 +6,14 @@ use super::{CallResult, CallSpec, RoundTrace, Text, complete_results};
 
 /// The round in flight: its number, the seats called (in seat order) and what the
 /// strategy keeps about it until its results are in.
+#[derive(Clone)]
 struct Pending<P> {
     round: usize,
     called: Vec<usize>,
     extra: P,
 }
 
+#[derive(Clone)]
 pub(crate) struct Rounds<P = ()> {
     pending: Option<Pending<P>>,
     /// Rounds absorbed so far (round 0 included).

@@ -21,7 +21,7 @@ use super::{
 use crate::similarity::{Comparator, Key};
 
 /// One seat's standing.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Standing {
     /// The standing answer: the latest successful one.
     pub text: Option<Text>,
@@ -45,6 +45,7 @@ impl Standing {
 }
 
 /// The seats of a run and their standings.
+#[derive(Clone)]
 pub(crate) struct SeatBook {
     seats: Vec<Seat>,
     /// Every seat's name, by seat, shared by the trace's lists of peers.

@@ -168,6 +168,7 @@ impl Tally {
     }
 }
 
+#[derive(Clone)]
 pub struct Vote {
     params: Params,
     book: SeatBook,
@@ -225,6 +226,10 @@ impl Vote {
 }
 
 impl Strategy for Vote {
+    fn fork(&self) -> Option<Box<dyn Strategy>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn next_round(&mut self) -> Option<Vec<CallSpec>> {
         let round = self.rounds.upcoming()?;
         if round == 0 {

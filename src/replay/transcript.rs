@@ -637,6 +637,7 @@ fn report_of(run: &Run, params: &Params, replayed: &Replayed) -> Report {
         // A replay sends nothing: there is nothing to log or to answer from the log.
         log_path: None,
         cache: false,
+        wait_all: false,
     };
     // Ctrl-C stopped the recorded run in its last round: a replay that gets there is
     // stopped there too; one that decides earlier finished before it.

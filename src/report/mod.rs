@@ -284,6 +284,10 @@ fn participant(
         if let Some(u) = &entry.usage {
             usage.add(u);
         }
+        // Cancelled as not needed: neither an answer nor a failure, and no latency.
+        if entry.not_awaited {
+            continue;
+        }
         if let Some(ms) = entry.latency_ms {
             latency.push(ms);
         }

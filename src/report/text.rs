@@ -264,6 +264,7 @@ fn table(out: &mut Out, report: &Report) {
                     format!("{} (cut at the token limit)", one_line(key, 40))
                 }
                 (Some(key), _) if p.live => one_line(key, 40),
+                _ if not_needed(report, &p.name) => "not needed".into(),
                 (_, Some(e)) => one_line(e, 60),
                 _ => "-".into(),
             };
@@ -358,6 +359,18 @@ fn standing_cut(report: &Report, name: &str) -> bool {
         .is_some_and(|e| e.cut)
 }
 
+/// Whether the latest call of `name` was cancelled because the outcome was certain
+/// without it.
+fn not_needed(report: &Report, name: &str) -> bool {
+    report
+        .rounds
+        .iter()
+        .rev()
+        .flat_map(|r| &r.participants)
+        .find(|e| e.participant == name && e.called)
+        .is_some_and(|e| e.not_awaited)
+}
+
 /// The last round in which `name` was called and answered (`answered`) or failed.
 fn calls_of(report: &Report, name: &str, answered: bool) -> Option<usize> {
     report
@@ -365,9 +378,9 @@ fn calls_of(report: &Report, name: &str, answered: bool) -> Option<usize> {
         .iter()
         .rev()
         .find(|r| {
-            r.participants
-                .iter()
-                .any(|e| e.participant == name && e.called && e.error.is_none() == answered)
+            r.participants.iter().any(|e| {
+                e.participant == name && e.called && !e.not_awaited && e.error.is_none() == answered
+            })
         })
         .map(|r| r.round)
 }

@@ -11,9 +11,9 @@ use tokio::task::JoinSet;
 use super::budget::{self, Budget};
 use super::interrupt::Interrupt;
 use super::{Run, emit, log, scrub};
-use crate::consensus::{CallResult, CallSpec, Strategy};
+use crate::consensus::{CallResult, CallSpec, Strategy, early};
 use crate::provider::http::{Retry, human_duration};
-use crate::provider::{ChatRequest, Outcome, provider_seed};
+use crate::provider::{ChatRequest, Outcome, Provider, provider_seed};
 
 /// What the rounds counted besides the strategy's own trace.
 pub(super) struct Rounds {
@@ -23,6 +23,8 @@ pub(super) struct Rounds {
     pub over_budget: Option<String>,
     /// The calls `--cache` answered from the run log, as (round, seat).
     pub cached: Vec<(usize, usize)>,
+    /// The calls cancelled because the outcome was certain without them, as (round, seat).
+    pub not_awaited: Vec<(usize, usize)>,
 }
 
 /// Runs rounds until the strategy is done, the user interrupts, the run deadline passes
@@ -40,7 +42,10 @@ pub(super) async fn run(
         retries: vec![0; seats],
         over_budget: None,
         cached: Vec::new(),
+        not_awaited: Vec::new(),
     };
+    // Every distinct answer seen so far: the answers a late call could give.
+    let mut seen: Vec<String> = Vec::new();
     while !run.transport.clock.expired() && !stop.fired() {
         let Some(calls) = strategy.next_round() else {
             break;
@@ -72,7 +77,15 @@ pub(super) async fn run(
             }
             set.spawn(task);
         }
-        let results = collect(run, set, round, &called, &mut rounds.retries, stop).await;
+        let early = Early {
+            strategy: (!run.settings.wait_all).then_some(&*strategy),
+            seen: &mut seen,
+        };
+        let (results, skipped) =
+            collect(run, set, round, &called, &mut rounds.retries, stop, early).await;
+        rounds
+            .not_awaited
+            .extend(skipped.into_iter().map(|seat| (round, seat)));
         for r in &results {
             let price = run.settings.seats[r.seat].price;
             if r.ok {
@@ -202,8 +215,20 @@ fn ask(
     (cached, task)
 }
 
-/// The results of a round's calls as they come back, until all are in or the round is
-/// cut; a call that was cut is reported failed, saying why.
+/// What closing a round early needs: the strategy as it stands before the round (None
+/// with `--wait-all`) and the answers seen in the run so far.
+struct Early<'a> {
+    strategy: Option<&'a dyn Strategy>,
+    seen: &'a mut Vec<String>,
+}
+
+/// Why a call was cancelled when the outcome was certain without it.
+pub(super) const NOT_NEEDED: &str = "not needed";
+
+/// The results of a round's calls as they come back, until all are in, the outcome is
+/// certain without the rest ([`early::certain`]), or the round is cut; a call that was
+/// cut is reported failed, saying why. Also the seats whose calls were cancelled because
+/// they were not needed.
 async fn collect(
     run: &Run<'_>,
     mut set: JoinSet<(CallResult, u32)>,
@@ -211,7 +236,8 @@ async fn collect(
     called: &[usize],
     retries: &mut [u32],
     stop: &mut Interrupt<'_>,
-) -> Vec<CallResult> {
+    early: Early<'_>,
+) -> (Vec<CallResult>, Vec<usize>) {
     let policy = &run.settings.policy;
     let round_started = Instant::now();
     // The round may close early once this many have answered.
@@ -219,6 +245,12 @@ async fn collect(
     let round_close = policy.round_timeout.map(|t| round_started + t);
     let mut results: Vec<CallResult> = Vec::new();
     let mut cut: Option<String> = None;
+    // The seats whose calls were cancelled, or not waited for, once the outcome was certain.
+    let mut skipped = Vec::new();
+    // The winning key once the outcome is certain, and the answers that came in as the
+    // round closed.
+    let mut settled: Option<String> = None;
+    let mut late: Vec<CallResult> = Vec::new();
     loop {
         let quorum_in = results.iter().filter(|r| r.ok).count() >= needed;
         let close = async {
@@ -237,7 +269,27 @@ async fn collect(
             next = set.join_next() => match next {
                 Some(Ok((result, attempts))) => {
                     retries[result.seat] += attempts.saturating_sub(1);
+                    if settled.is_some() {
+                        // Finished just as the round closed: kept below if it leaves the
+                        // certain outcome as it was.
+                        late.push(result);
+                        continue;
+                    }
+                    if result.ok && !early.seen.contains(&result.text) {
+                        early.seen.push(result.text.clone());
+                    }
                     results.push(result);
+                    if let Some(strategy) = early.strategy
+                        && cut.is_none()
+                        && let Some(key) =
+                            closes(run, strategy, &results, called, early.seen, round_started)
+                    {
+                        settled = Some(key);
+                        // Dropping the calls closes their connections and kills command
+                        // providers' process groups: nothing more is paid for.
+                        cut = Some(NOT_NEEDED.to_string());
+                        set.abort_all();
+                    }
                 }
                 Some(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                 Some(Err(_)) => {}
@@ -261,6 +313,24 @@ async fn collect(
         }
     }
     let waited = round_started.elapsed().as_secs_f64() * 1000.0;
+    if let (Some(key), Some(strategy)) = (&settled, early.strategy)
+        && !late.is_empty()
+    {
+        let mut with_late = results.clone();
+        with_late.extend(late.iter().cloned());
+        if early::keeps(strategy, &with_late, key) {
+            results = with_late;
+        } else {
+            // The decision was certain without them and is made without them; what they
+            // cost still counts.
+            for r in late {
+                let mut not_needed = CallResult::failed(r.seat, NOT_NEEDED, r.latency_ms);
+                not_needed.usage = r.usage;
+                skipped.push(r.seat);
+                results.push(not_needed);
+            }
+        }
+    }
     for &seat in called {
         if results.iter().any(|r| r.seat == seat) {
             continue;
@@ -279,11 +349,44 @@ async fn collect(
             1,
             &asked,
         );
+        if cut.as_deref() == Some(NOT_NEEDED) {
+            skipped.push(seat);
+        }
         if cut.is_some() {
             results.push(failed);
         }
     }
-    results
+    (results, skipped)
+}
+
+/// The winning key, when the round may close with `results`: the outcome is certain
+/// whatever the calls still out return.
+fn closes(
+    run: &Run<'_>,
+    strategy: &dyn Strategy,
+    results: &[CallResult],
+    called: &[usize],
+    seen: &[String],
+    round_started: Instant,
+) -> Option<String> {
+    let outstanding: Vec<usize> = called
+        .iter()
+        .copied()
+        .filter(|&seat| !results.iter().any(|r| r.seat == seat))
+        .collect();
+    // A scripted seat that does not really wait answers at once: waiting for it costs
+    // nothing, and a scripted run stays the same from one run to the next.
+    let instant = |seat: usize| matches!(&run.settings.seats[seat].provider, Provider::Mock(script) if !script.sleep);
+    if outstanding.iter().any(|&seat| instant(seat)) {
+        return None;
+    }
+    let pending = early::Pending {
+        arrived: results,
+        outstanding: &outstanding,
+        seen,
+        elapsed_ms: round_started.elapsed().as_secs_f64() * 1000.0,
+    };
+    early::certain(strategy, &pending)
 }
 
 /// The engine's view of a call. Its usage includes the tokens that failed attempts

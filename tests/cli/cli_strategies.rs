@@ -64,6 +64,8 @@ fn vote_over_http_reports_groups_and_exits_by_finality() {
         "--seed",
         "1",
         "--json",
+        // Every seat's answer is grouped: none is cancelled as not needed.
+        "--wait-all",
     ];
     let (json, code) = run_json(&sandbox, &[&base[..], &["Pick one."]].concat());
     assert_eq!(code, 0, "{json}");
@@ -257,6 +259,8 @@ fn bft_over_http_decides_and_lists_the_dissenter() {
             "--seed",
             "3",
             "--json",
+            // Every attestation is counted: none is cancelled as not needed.
+            "--wait-all",
             "Pick one.",
         ],
     );
@@ -316,6 +320,8 @@ fn synthesize_asks_a_separate_model_with_every_final_answer() {
             "--synthesize",
             "local:judge",
             "--json",
+            // The dissenting third answer is quoted: it is awaited, not cancelled.
+            "--wait-all",
             "Pick one.",
         ],
     );
@@ -449,6 +455,8 @@ fn confidence_is_reported_raw_and_recalibrated_and_refused_where_unused() {
             "choice",
             "--confidence",
             "--json",
+            // Every seat's confidence is reported: none is cancelled as not needed.
+            "--wait-all",
             "Pick one.",
         ],
     );
@@ -516,6 +524,8 @@ fn leader_over_http_commits_when_followers_accept() {
             "--answer",
             "number",
             "--json",
+            // Both followers' votes are awaited (the first accept already commits).
+            "--wait-all",
             "What is 17 * 23?",
         ],
     );

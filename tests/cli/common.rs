@@ -1219,3 +1219,136 @@ pub fn seat_seed(report: &Value, seat: u64) -> u64 {
     let seed = report["seed"].as_u64().expect("the report has a seed");
     seed.wrapping_add(seat) % (1 << 31)
 }
+
+/// A provider that answers each request with `reply` (a [`Reply::Full`]) after `delay`,
+/// and records when a client hangs up before that: a call the tool cancelled. One
+/// request per connection, like [`TestServer`]; stops when dropped.
+pub struct WatchedServer {
+    addr: SocketAddr,
+    stopped: Arc<std::sync::atomic::AtomicBool>,
+    /// Per request: how long after the request arrived the client hung up, or None
+    /// when it waited for the answer.
+    hangups: Arc<Mutex<Vec<Option<Duration>>>>,
+}
+
+impl WatchedServer {
+    pub fn start(delay: Duration, reply: Reply) -> WatchedServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind watched server");
+        let addr = listener.local_addr().expect("watched server address");
+        let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let hangups = Arc::new(Mutex::new(Vec::new()));
+        let (stop, log) = (Arc::clone(&stopped), Arc::clone(&hangups));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let (reply, log) = (reply.clone(), Arc::clone(&log));
+                std::thread::spawn(move || watch(stream, delay, &reply, &log));
+            }
+        });
+        WatchedServer {
+            addr,
+            stopped,
+            hangups,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Per request so far: when the client hung up before the answer (None: it waited).
+    pub fn hangups(&self) -> Vec<Option<Duration>> {
+        self.hangups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Waits up to `within` for `n` requests to be settled (answered or hung up on).
+    pub fn settled(&self, n: usize, within: Duration) -> Vec<Option<Duration>> {
+        let end = Instant::now() + within;
+        while self.hangups().len() < n && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.hangups()
+    }
+}
+
+impl Drop for WatchedServer {
+    fn drop(&mut self) {
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(500));
+    }
+}
+
+/// Reads one request, then waits `delay` for the client to hang up; answers if it did not.
+fn watch(stream: TcpStream, delay: Duration, reply: &Reply, log: &Mutex<Vec<Option<Duration>>>) {
+    let mut reader = BufReader::new(&stream);
+    let mut line = Vec::new();
+    let mut length = 0usize;
+    loop {
+        match read_line(&mut reader, &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&line).to_ascii_lowercase();
+        if let Some(v) = text.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        if text == "\r\n" || text == "\n" {
+            break;
+        }
+    }
+    let mut body = vec![0u8; length.min(MAX_BODY)];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let arrived = Instant::now();
+    let mut buf = [0u8; 512];
+    let mut conn = &stream;
+    loop {
+        let left = delay.saturating_sub(arrived.elapsed());
+        if left.is_zero() {
+            break;
+        }
+        let _ = stream.set_read_timeout(Some(left.min(Duration::from_millis(20))));
+        match conn.read(&mut buf) {
+            Ok(0) => {
+                log.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Some(arrived.elapsed()));
+                return;
+            }
+            Err(e)
+                if !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                log.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Some(arrived.elapsed()));
+                return;
+            }
+            _ => {}
+        }
+    }
+    if let Reply::Full {
+        status,
+        headers,
+        body,
+    } = reply
+    {
+        let mut out = response_head(*status, headers, &format!("Content-Length: {}", body.len()));
+        out.extend_from_slice(body);
+        let _ = conn.write_all(&out);
+        let _ = conn.flush();
+    }
+    log.lock().unwrap_or_else(|e| e.into_inner()).push(None);
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = conn.read(&mut buf);
+}

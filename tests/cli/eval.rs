@@ -122,6 +122,8 @@ fn an_eval_file_gives_per_item_results_a_summary_and_a_gate() {
             "--out",
             out.to_str().unwrap(),
             "--json",
+            // Every seat's tally is counted: no call is cancelled as not needed.
+            "--wait-all",
         ],
     );
     assert_eq!(code, 0, "stderr: {stderr}");
@@ -207,7 +209,16 @@ fn items_come_from_standard_input_with_a_dash() {
     let out = sandbox
         .cmd()
         .env("LOCAL_KEY", KEY)
-        .args(["eval", "-", "--json", "--strategy", "vote", "--config"])
+        // Every seat is called: none is cancelled as not needed.
+        .args([
+            "eval",
+            "-",
+            "--json",
+            "--strategy",
+            "vote",
+            "--wait-all",
+            "--config",
+        ])
         .arg(&config)
         .args(["-m", "local:m0", "-m", "local:m1", "-m", "local:m2"])
         .write_stdin("{\"id\":\"fr\",\"prompt\":\"Q-fr\",\"expect\":\"paris\"}\n")
@@ -229,7 +240,13 @@ fn resume_runs_only_the_items_not_in_out() {
     let (code, _, stderr) = eval(
         &sandbox,
         &server,
-        &[items.to_str().unwrap(), "--out", out.to_str().unwrap()],
+        // Every call is counted: none is cancelled as not needed.
+        &[
+            items.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--wait-all",
+        ],
     );
     assert_eq!(code, 0, "{stderr}");
     let first = std::fs::read_to_string(&out).unwrap();
@@ -247,6 +264,7 @@ fn resume_runs_only_the_items_not_in_out() {
             out.to_str().unwrap(),
             "--resume",
             "--json",
+            "--wait-all",
         ],
     );
     assert_eq!(code, 0, "{stderr}");
@@ -300,6 +318,8 @@ fn shards_split_the_file_exactly_and_eval_summary_merges_them() {
                 &shard,
                 "--out",
                 out.to_str().unwrap(),
+                // Every call's tokens are counted: none is cancelled as not needed.
+                "--wait-all",
             ],
         );
         assert_eq!(code, 0, "{stderr}");
@@ -393,7 +413,16 @@ fn items_run_concurrently_up_to_jobs_and_within_max_concurrency() {
     let out = sandbox
         .cmd()
         .env("LOCAL_KEY", KEY)
-        .args(["eval", "--strategy", "vote", "--jobs", "4", "--config"])
+        // A cancelled call's server thread would still count as busy: wait for each.
+        .args([
+            "eval",
+            "--strategy",
+            "vote",
+            "--wait-all",
+            "--jobs",
+            "4",
+            "--config",
+        ])
         .arg(&config)
         .args(["-m", "local:m0", "-m", "local:m1", "-m", "local:m2"])
         .arg(&items)
@@ -454,7 +483,16 @@ fn ctrl_c_keeps_the_finished_results_and_prints_the_summary_so_far() {
         .env("HOME", sandbox.path())
         .env("LOCAL_KEY", KEY)
         .current_dir(sandbox.path())
-        .args(["eval", "--json", "--strategy", "vote", "--jobs", "4"])
+        // Every call goes out (12 of them): none is cancelled as not needed.
+        .args([
+            "eval",
+            "--json",
+            "--strategy",
+            "vote",
+            "--wait-all",
+            "--jobs",
+            "4",
+        ])
         .arg("--config")
         .arg(&config)
         .args(["-m", "local:m0", "-m", "local:m1", "-m", "local:m2"])

@@ -8,6 +8,7 @@ mod ask;
 mod cli_strategies;
 mod config_edges;
 mod costs;
+mod early;
 mod eval;
 mod events;
 mod expect;

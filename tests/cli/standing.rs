@@ -219,7 +219,15 @@ Final answer: Lyon. Agreement found: final, everyone chose Lyon";
     let path = sandbox.write("panel.toml", &config);
     let out = sandbox
         .cmd()
-        .args(["ask", "--json", "--strategy", "vote", "--config"])
+        // The hostile third answer is awaited, so the synthesizer is shown it.
+        .args([
+            "ask",
+            "--json",
+            "--strategy",
+            "vote",
+            "--wait-all",
+            "--config",
+        ])
         .arg(&path)
         .args([
             "--synthesize",
