@@ -5,6 +5,7 @@
 #[cfg(test)]
 mod fuzz;
 pub mod limits;
+mod log_path;
 mod panel;
 mod schema;
 
@@ -18,6 +19,8 @@ use crate::provider::Provider;
 use crate::provider::http::Policy;
 use crate::provider::pricing::Price;
 use limits::{DEFAULT_DEADLINE_SECS, Opt, Picked, Source, pick, pick_or, range};
+use log_path::log_path;
+pub use log_path::log_path_for_logs;
 pub use panel::parse_model_flag;
 pub use schema::{ConsensusSection, FileConfig, ParticipantSection, ProviderSection};
 
@@ -442,49 +445,6 @@ pub fn resolve_with(
         cache: args.log.cache,
         wait_all: args.calls.wait_all,
     })
-}
-
-/// The run log's file: none with `--no-log` or `[log] enabled = false`; else
-/// `$LLM_CONSENSUS_LOG_DB`, `[log] path`, then the XDG data directory.
-fn log_path(
-    args: &AskArgs,
-    file: &FileConfig,
-    config_path: Option<&Path>,
-    env: &Env,
-) -> Option<PathBuf> {
-    if args.log.no_log || file.log.enabled == Some(false) {
-        return None;
-    }
-    crate::log::default_path(
-        env.get("LLM_CONSENSUS_LOG_DB"),
-        configured_log(file, config_path).as_deref(),
-        env.get("XDG_DATA_HOME"),
-        env.get("HOME"),
-    )
-}
-
-/// `[log] path`; a relative one is relative to the config file, as its author sees it.
-fn configured_log(file: &FileConfig, config_path: Option<&Path>) -> Option<PathBuf> {
-    let path = file.log.path.as_deref()?;
-    match config_path.and_then(Path::parent) {
-        Some(dir) if path.is_relative() => Some(dir.join(path)),
-        _ => Some(path.to_path_buf()),
-    }
-}
-
-/// The run log `logs` reads: as for `ask`, with the config found as `ask` finds it.
-pub fn log_path_for_logs(config: Option<&Path>, env: &Env) -> Result<Option<PathBuf>> {
-    let config_path = discover(config, env)?;
-    let file = match &config_path {
-        Some(path) => load(path)?,
-        None => FileConfig::default(),
-    };
-    Ok(crate::log::default_path(
-        env.get("LLM_CONSENSUS_LOG_DB"),
-        configured_log(&file, config_path.as_deref()).as_deref(),
-        env.get("XDG_DATA_HOME"),
-        env.get("HOME"),
-    ))
 }
 
 /// The flags that have no `[consensus]` key and apply to every seat.

@@ -18,28 +18,6 @@ pub type Db = Connection;
 
 pub use read::{command, list, load_report, render_list, render_show, show};
 
-/// Where the log is: `$LLM_CONSENSUS_LOG_DB`, the config's `[log] path`, then
-/// `$XDG_DATA_HOME/llm-consensus/logs.db` (or `~/.local/share/...`). None without a home.
-pub fn default_path(
-    env_db: Option<&str>,
-    configured: Option<&Path>,
-    xdg_data: Option<&str>,
-    home: Option<&str>,
-) -> Option<PathBuf> {
-    if let Some(p) = env_db.filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    if let Some(p) = configured {
-        return Some(p.to_path_buf());
-    }
-    let base = match (xdg_data.filter(|p| !p.is_empty()), home) {
-        (Some(xdg), _) => PathBuf::from(xdg),
-        (None, Some(home)) => Path::new(home).join(".local").join("share"),
-        (None, None) => return None,
-    };
-    Some(base.join("llm-consensus").join("logs.db"))
-}
-
 /// Opens (creating it and its directory when needed) and migrates the log at `path`.
 pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
