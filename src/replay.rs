@@ -158,6 +158,7 @@ pub fn run(params: &Params, q: &Question, models: &[&str]) -> Picked {
     Picked { letters, calls }
 }
 
+mod recorded;
 pub mod transcript;
 
 pub use transcript::from_report;
