@@ -121,21 +121,7 @@ impl Events {
         if !self.on {
             return;
         }
-        let seats: Vec<Value> = settings
-            .seats
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                json!({
-                    "seat": i,
-                    "name": s.name,
-                    "provider": s.provider_name,
-                    "model": s.model,
-                    "kind": s.provider.kind().to_string(),
-                    "weight": s.weight,
-                })
-            })
-            .collect();
+        let seats = crate::report::seats(settings);
         self.emit(
             "run_started",
             json!({

@@ -156,21 +156,7 @@ impl RunLog {
         prompt: &str,
         scrub: &dyn Fn(&str) -> String,
     ) {
-        let seats: Vec<Value> = settings
-            .seats
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                json!({
-                    "seat": i,
-                    "name": s.name,
-                    "provider": s.provider_name,
-                    "model": s.model,
-                    "kind": s.provider.kind().to_string(),
-                    "weight": s.weight,
-                })
-            })
-            .collect();
+        let seats = crate::report::seats(settings);
         let params = crate::report::params(settings);
         let id = self.write(|c| {
             c.execute(
@@ -181,7 +167,7 @@ impl RunLog {
                     settings.params.seed as i64,
                     scrub(prompt),
                     serde_json::to_string(&params).unwrap_or_default(),
-                    Value::Array(seats).to_string(),
+                    seats.to_string(),
                 ],
             )?;
             Ok(c.last_insert_rowid())

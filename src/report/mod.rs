@@ -380,6 +380,26 @@ fn status(
     }
 }
 
+/// The seats as `--events`' `run_started` and the run log list them: index, name,
+/// provider, model, kind and weight.
+pub fn seats(settings: &Settings) -> serde_json::Value {
+    settings
+        .seats
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            serde_json::json!({
+                "seat": i,
+                "name": s.name,
+                "provider": s.provider_name,
+                "model": s.model,
+                "kind": s.provider.kind().to_string(),
+                "weight": s.weight,
+            })
+        })
+        .collect()
+}
+
 /// The parameters as reported (also in `--events`' `run_started`).
 pub fn params(settings: &Settings) -> ParamsReport {
     let p = &settings.params;
