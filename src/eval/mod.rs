@@ -394,7 +394,7 @@ struct Batch {
 type Line = (usize, std::io::Result<Vec<u8>>);
 
 /// An item's run, back.
-type Finished = (Item, Arc<Settings>, anyhow::Result<Report>);
+type Finished = (Item, Arc<Settings>, anyhow::Result<Report>, Arc<Events>);
 
 impl Batch {
     /// Runs every item; returns whether the user interrupted.
@@ -491,7 +491,7 @@ impl Batch {
         };
         let shared = self.shared.clone();
         // Each item is a run of its own in the run log (`logs list` shows one per item).
-        let events = Events::new(false).with_log(self.log.log().map(RunLog::another_run));
+        let events = Arc::new(Events::new(false).with_log(self.log.log().map(RunLog::another_run)));
         let mut stopped = stopped.clone();
         running.spawn_local(async move {
             let interrupt = async move {
@@ -501,12 +501,12 @@ impl Batch {
                 }
             };
             let options = RunOptions {
-                events: Arc::new(events),
+                events: Arc::clone(&events),
                 ..RunOptions::default()
             };
             let result =
                 run::execute_shared(&settings, &item.prompt, options, interrupt, &shared).await;
-            (item, settings, result)
+            (item, settings, result, events)
         });
     }
 
@@ -514,7 +514,7 @@ impl Batch {
     /// neither (--resume runs it again).
     fn finish(
         &mut self,
-        (item, settings, result): Finished,
+        (item, settings, result, events): Finished,
         summary: &mut Summary,
     ) -> anyhow::Result<()> {
         if let Some(bar) = &self.bar {
@@ -536,6 +536,8 @@ impl Batch {
             report.check(e, &settings.params);
             item_check(&report, e, &settings)
         });
+        // The item's run in the run log gets its report and outcome, as an `ask` does.
+        events.run_finished(&report, report.exit_code() as u8);
         let mut line = serde_json::to_string(&ResultLine {
             id: &item.id,
             category: item.category.as_deref(),

@@ -619,9 +619,13 @@ fn every_item_is_a_run_in_the_run_log_unless_no_log() {
             .output()
             .unwrap();
         let runs: Value = serde_json::from_slice(&list.stdout).unwrap();
-        runs.as_array().map_or(0, Vec::len)
+        runs.as_array().cloned().unwrap_or_default()
     };
-    // Four well-formed items with a prompt: four runs, each with its prompt.
-    assert_eq!(logged(&["--no-log"]), 0);
-    assert_eq!(logged(&[]), 4);
+    // Four well-formed items with a prompt: four runs, each finished with its outcome.
+    assert!(logged(&["--no-log"]).is_empty());
+    let runs = logged(&[]);
+    assert_eq!(runs.len(), 4, "{runs:?}");
+    for run in &runs {
+        assert_eq!(run["status"], "final", "{run}");
+    }
 }
