@@ -159,17 +159,17 @@ impl RunLog {
         let seats = crate::report::seats(settings);
         let params = crate::report::params(settings);
         let id = self.write(|c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO runs (started_at, strategy, seed, prompt, params, seats)
                  VALUES (strftime('%Y-%m-%dT%H:%M:%fZ','now'), ?1, ?2, ?3, ?4, ?5)",
-                params![
-                    settings.params.strategy.name(),
-                    settings.params.seed as i64,
-                    scrub(prompt),
-                    serde_json::to_string(&params).unwrap_or_default(),
-                    seats.to_string(),
-                ],
-            )?;
+            )?
+            .execute(params![
+                settings.params.strategy.name(),
+                settings.params.seed as i64,
+                scrub(prompt),
+                serde_json::to_string(&params).unwrap_or_default(),
+                seats.to_string(),
+            ])?;
             Ok(c.last_insert_rowid())
         });
         *self.run_id.lock().unwrap_or_else(|e| e.into_inner()) = id;
@@ -179,37 +179,37 @@ impl RunLog {
     pub fn call(&self, call: &CallRecord<'_>) {
         let Some(run) = self.run_id() else { return };
         self.write(|c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO calls (run_id, finished_at, stage, round, seat, name, provider,
                     model, request, request_hash, ok, response, error, input_tokens,
                     output_tokens, usage, latency_ms, cost_usd, cached)
                  VALUES (?1, strftime('%Y-%m-%dT%H:%M:%fZ','now'), ?18, ?2, ?3, ?4, ?5, ?6,
                     ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-                params![
-                    run,
-                    call.round as i64,
-                    call.seat.map(|s| s as i64),
-                    call.name,
-                    call.provider,
-                    call.model,
-                    call.request.as_ref().map(|r| r.to_string()),
-                    call.request_hash,
-                    call.ok,
-                    call.response,
-                    call.error,
-                    call.usage
-                        .input_tokens
-                        .map(|n| n.min(i64::MAX as u64) as i64),
-                    call.usage
-                        .output_tokens
-                        .map(|n| n.min(i64::MAX as u64) as i64),
-                    serde_json::to_string(call.usage).unwrap_or_default(),
-                    call.latency_ms,
-                    call.cost_usd,
-                    call.cached,
-                    call.stage,
-                ],
-            )
+            )?
+            .execute(params![
+                run,
+                call.round as i64,
+                call.seat.map(|s| s as i64),
+                call.name,
+                call.provider,
+                call.model,
+                call.request.as_ref().map(|r| r.to_string()),
+                call.request_hash,
+                call.ok,
+                call.response,
+                call.error,
+                call.usage
+                    .input_tokens
+                    .map(|n| n.min(i64::MAX as u64) as i64),
+                call.usage
+                    .output_tokens
+                    .map(|n| n.min(i64::MAX as u64) as i64),
+                serde_json::to_string(call.usage).unwrap_or_default(),
+                call.latency_ms,
+                call.cost_usd,
+                call.cached,
+                call.stage,
+            ])
         });
     }
 
@@ -217,11 +217,11 @@ impl RunLog {
     pub fn round_decided(&self, round: usize, decision: &Value) {
         let Some(run) = self.run_id() else { return };
         self.write(|c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO rounds (run_id, round, decided_at, decision)
                  VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ','now'), ?3)",
-                params![run, round as i64, decision.to_string()],
-            )
+            )?
+            .execute(params![run, round as i64, decision.to_string()])
         });
     }
 
@@ -229,11 +229,11 @@ impl RunLog {
     pub fn run_finished(&self, report_json: &str, status: &str, exit_code: u8) {
         let Some(run) = self.run_id() else { return };
         self.write(|c| {
-            c.execute(
+            c.prepare_cached(
                 "UPDATE runs SET finished_at = strftime('%Y-%m-%dT%H:%M:%fZ','now'),
                     status = ?2, exit_code = ?3, report = ?4 WHERE id = ?1",
-                params![run, status, exit_code as i64, report_json],
-            )
+            )?
+            .execute(params![run, status, exit_code as i64, report_json])
         });
     }
 
