@@ -35,3 +35,4 @@ pub mod similarity;
 pub mod stderr;
 pub mod text;
 pub mod usage;
+pub mod weights;
