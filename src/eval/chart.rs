@@ -63,12 +63,7 @@ pub fn render(out: &mut String, table: &RiskCoverage, style: Style) {
         w = if style.bars { BAR + 9 } else { 8 }
     );
     for row in &table.rows {
-        let line = row_text(row, style);
-        if style.color && row.run {
-            let _ = writeln!(out, "\x1b[1m{line}\x1b[0m");
-        } else {
-            let _ = writeln!(out, "{line}");
-        }
+        let _ = writeln!(out, "{}", row_text(row, style));
     }
 }
 
@@ -95,7 +90,7 @@ fn row_text(row: &Row, style: Style) -> String {
         )
     };
     if row.run {
-        line.push_str("  <- this run");
+        line.push_str(&paint(style.color, "1", "  <- this run"));
     }
     line
 }
@@ -104,10 +99,19 @@ fn row_text(row: &Row, style: Style) -> String {
 fn bar(share: f64, color: bool, code: &str) -> String {
     let filled = ((share.clamp(0.0, 1.0) * BAR as f64).round() as usize).min(BAR);
     let (full, empty) = ("#".repeat(filled), ".".repeat(BAR - filled));
-    if color {
-        format!("[\x1b[{code}m{full}\x1b[0m\x1b[2m{empty}\x1b[0m]")
+    format!(
+        "[{}{}]",
+        paint(color, code, &full),
+        paint(color, "2", &empty)
+    )
+}
+
+/// `text` in the SGR `code` when colour is on (and there is text).
+fn paint(color: bool, code: &str, text: &str) -> String {
+    if color && !text.is_empty() {
+        format!("\x1b[{code}m{text}\x1b[0m")
     } else {
-        format!("[{full}{empty}]")
+        text.to_string()
     }
 }
 

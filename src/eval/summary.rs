@@ -388,4 +388,51 @@ mod tests {
         // No checked item: no accuracy, and the gate fails.
         assert!(!Summary::new().meets(0.0));
     }
+
+    #[test]
+    fn a_seat_is_counted_over_the_items_it_answered_next_to_its_estimate() {
+        let mut s = Summary::new();
+        let mut answered = line("final", Some(true), None);
+        answered["report"]["participants"] =
+            json!([{"name": "a", "key": "x"}, {"name": "b", "key": "x"}]);
+        let mut silent = line("final", Some(false), None);
+        silent["report"]["participants"] =
+            json!([{"name": "a", "key": null}, {"name": "b", "key": "y"}]);
+        s.add(&answered);
+        s.add(&silent);
+        let a = s.seats["a"];
+        assert_eq!(
+            (a.overall.checked, a.overall.matched, a.answered),
+            (2, 1, 1)
+        );
+        assert_eq!(
+            (a.overall.accuracy, a.accuracy_answered),
+            (Some(0.5), Some(1.0))
+        );
+        let weights: WeightsFile = serde_json::from_value(json!({
+            "version": 1, "method": "test", "items": 2,
+            "seats": {"a": {"accuracy": 0.9, "weight": 2.0, "items": 2},
+                      "b": {"accuracy": 0.25, "weight": 0.1, "items": 2}},
+        }))
+        .unwrap();
+        s.conclude(Some(&weights), None);
+        assert_eq!(s.seats["a"].estimated, Some(0.9));
+        let text = s.render_text(Style::default());
+        assert!(
+            text.contains("  seat a: right on 1 of 2 (50.0%) labeled items, on 1 of 1 (100.0%) it answered, estimated 90.0%\n"),
+            "{text}"
+        );
+        assert!(text.contains("seat b: right on 2 of 2 (100.0%) labeled items, on 2 of 2 (100.0%) it answered, estimated 25.0%\n"), "{text}");
+        let json: Value = serde_json::from_str(&s.render_json()).unwrap();
+        assert_eq!(json["seats"]["a"]["estimated"], 0.9);
+        assert_eq!(json["seats"]["a"]["accuracy_answered"], 1.0);
+        // These lines state no verdict rule: no table, and the reason.
+        assert_eq!(json["risk_coverage"], Value::Null);
+        assert!(
+            text.contains(
+                "risk-coverage of FINAL: none (the results do not state their verdict rule)"
+            ),
+            "{text}"
+        );
+    }
 }
