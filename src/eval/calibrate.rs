@@ -70,6 +70,8 @@ pub struct Points {
     /// The runs' own threshold and strictness, when every line had the same.
     own: Option<(f64, bool)>,
     own_differs: bool,
+    /// Items whose run cancelled calls as not needed (early closing).
+    closed_early: u64,
 }
 
 impl Points {
@@ -100,6 +102,13 @@ impl Points {
             value: value(report, measure),
             right,
         });
+        let not_awaited = |round: &Value| {
+            round["participants"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p["not_awaited"] == true))
+        };
+        let rounds = report["rounds"].as_array();
+        self.closed_early += u64::from(rounds.is_some_and(|rs| rs.iter().any(not_awaited)));
     }
 
     /// The table, or why there is none (one line).
@@ -143,6 +152,7 @@ impl Points {
             measure: measure.clone(),
             parameter,
             labeled: self.points.len() as u64,
+            closed_early: self.closed_early,
             rows,
         })
     }
@@ -231,6 +241,9 @@ pub struct RiskCoverage {
     pub parameter: &'static str,
     /// Items with an expected answer: the whole coverage is measured against.
     pub labeled: u64,
+    /// Labeled items whose run closed a round early: their measure counts only the seats
+    /// that answered, so rows above the runs' own threshold may count them FINAL wrongly.
+    pub closed_early: u64,
     pub rows: Vec<Row>,
 }
 

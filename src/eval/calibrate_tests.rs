@@ -274,3 +274,27 @@ fn the_table_is_plain_on_a_pipe_with_bars_on_a_terminal_and_colour_when_allowed(
     );
     assert!(color.contains("\x1b[32m##########\x1b[0m"), "{color}");
 }
+
+#[test]
+fn runs_that_closed_early_are_counted_and_noted_under_the_table() {
+    let mut early = line("final", Some(1.0), true);
+    early["report"]["rounds"] = json!([{"participants": [
+        {"participant": "w", "called": true},
+        {"participant": "l", "called": true, "not_awaited": true},
+    ]}]);
+    let mut waited = line("final", Some(1.0), true);
+    waited["report"]["rounds"] = json!([{"participants": [{"participant": "w"}]}]);
+    let table = points(&[early, waited]).table().unwrap();
+    assert_eq!(table.closed_early, 1);
+    let mut text = String::new();
+    super::super::chart::render(&mut text, &table, Default::default());
+    assert!(
+        text.contains("  note: 1 of these runs closed early"),
+        "{text}"
+    );
+    let table = points(&panel()).table().unwrap();
+    assert_eq!(table.closed_early, 0);
+    let mut text = String::new();
+    super::super::chart::render(&mut text, &table, Default::default());
+    assert!(!text.contains("note"), "{text}");
+}

@@ -65,6 +65,14 @@ pub fn render(out: &mut String, table: &RiskCoverage, style: Style) {
     for row in &table.rows {
         let _ = writeln!(out, "{}", row_text(row, style));
     }
+    if table.closed_early > 0 {
+        let _ = writeln!(
+            out,
+            "  note: {} of these runs closed early (calls not awaited): their {} counts only the seats that answered, so rows above this run's threshold may count them FINAL wrongly; --wait-all (implied by eval --calibrate) makes every row exact",
+            table.closed_early,
+            table.measure.replace('_', " ")
+        );
+    }
 }
 
 fn row_text(row: &Row, style: Style) -> String {

@@ -112,7 +112,7 @@ pub fn main(args: EvalArgs) -> anyhow::Result<u8> {
         .map(Shard::parse)
         .transpose()
         .map_err(ConfigError::new)?;
-    let ask = AskArgs {
+    let mut ask = AskArgs {
         models: args.models,
         config: args.config,
         system: args.system,
@@ -121,6 +121,8 @@ pub fn main(args: EvalArgs) -> anyhow::Result<u8> {
         log: args.log,
         ..AskArgs::default()
     };
+    // Calibrating needs every seat's answer on record: no round closes early.
+    ask.calls.wait_all |= args.calibrate.is_some();
     let settings = Arc::new(config::resolve(&ask, &env)?);
     calibrate::check_flag(args.calibrate, Some(settings.params.strategy.name()))?;
     let require = args.require.unwrap_or_default();

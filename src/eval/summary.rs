@@ -207,7 +207,19 @@ impl Summary {
             return min_accuracy;
         };
         match (&self.calibration, &self.risk_coverage_note) {
-            (Some(Some(_)), _) => min_accuracy,
+            (Some(Some(c)), _) => {
+                // Above the runs' own threshold, a run closed early may look FINAL wrongly.
+                if let Some(t) = &self.risk_coverage
+                    && t.closed_early > 0
+                    && !t.rows.iter().any(|r| r.run && r.threshold >= c.beta2)
+                {
+                    stderr_line!(
+                        "warning: --calibrate {p}: {} of the runs closed early (calls not awaited), so this threshold, above theirs, may be too low; run eval with --calibrate (or --wait-all) for an exact one",
+                        t.closed_early
+                    );
+                }
+                min_accuracy
+            }
             (_, Some(why)) => {
                 stderr_line!("--calibrate {p}: nothing to calibrate: {why}");
                 2

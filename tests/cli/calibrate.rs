@@ -55,7 +55,12 @@ const ITEMS: &str = r#"{"id":"paris","prompt":"Q-1","expect":"Paris"}
 "#;
 
 fn panel() -> TestServer {
-    TestServer::start(|req, _| {
+    panel_with_slow_m2(Duration::ZERO)
+}
+
+/// The panel, with seat m2 answering after `delay`.
+fn panel_with_slow_m2(delay: Duration) -> TestServer {
+    TestServer::start(move |req, _| {
         let body = req.json();
         let model = body["model"].as_str().unwrap_or_default().to_string();
         let seat: usize = model.trim_start_matches('m').parse().unwrap_or(0);
@@ -64,6 +69,9 @@ fn panel() -> TestServer {
             .map(|i| format!("Q-{i}"))
             .find(|t| text.contains(t.as_str()))
             .unwrap_or_default();
+        if seat == 2 {
+            std::thread::sleep(delay);
+        }
         match answers(&tag)[seat] {
             Some(answer) => openai_ok(answer, 5, 3),
             None => openai_error(500, "overloaded", "server_error", None),
@@ -94,6 +102,11 @@ fn finish(out: std::process::Output) -> Run {
 /// `llm-consensus eval ITEMS ARGS` over the panel (metastable unless ARGS say otherwise;
 /// every call awaited, so each seat's answer is in its report).
 fn eval(sandbox: &Sandbox, server: &TestServer, args: &[&str]) -> Run {
+    eval_closing(sandbox, server, &[&["--wait-all"], args].concat())
+}
+
+/// The same, with rounds closing early unless ARGS say otherwise.
+fn eval_closing(sandbox: &Sandbox, server: &TestServer, args: &[&str]) -> Run {
     let config = sandbox.write(
         "providers.toml",
         &format!(
@@ -107,7 +120,7 @@ fn eval(sandbox: &Sandbox, server: &TestServer, args: &[&str]) -> Run {
         .env("LOCAL_KEY", KEY)
         .arg("eval")
         .arg(&items)
-        .args(["--seed", "1", "--retries", "0", "--wait-all"])
+        .args(["--seed", "1", "--retries", "0"])
         .arg("--config")
         .arg(&config)
         .args(["-m", "local:m0", "-m", "local:m1", "-m", "local:m2"])
@@ -397,4 +410,53 @@ fn calibrate_errors_exit_2_before_any_call() {
         "{}",
         again.stderr
     );
+}
+
+#[test]
+fn runs_that_closed_early_are_flagged_and_calibrate_waits_for_every_seat() {
+    let sandbox = Sandbox::new();
+    // At beta_2 0.6, m0 and m1 agreeing make an item FINAL whatever m2 says: its slow
+    // call is cancelled, and the support counts two seats only (2/2, not 2/3).
+    let server = panel_with_slow_m2(Duration::from_millis(1500));
+    let run = eval_closing(&sandbox, &server, &["--beta2", "0.6"]);
+    assert_eq!(run.code, 0, "stderr: {}", run.stderr);
+    assert!(
+        run.stdout.contains(
+            "  note: 7 of these runs closed early (calls not awaited): their support counts only the seats that answered"
+        ),
+        "{}",
+        run.stdout
+    );
+    let out = out_path(&sandbox);
+    let run = eval_closing(
+        &sandbox,
+        &server,
+        &["--beta2", "0.6", "--json", "--out", out.to_str().unwrap()],
+    );
+    let s = run.json();
+    assert_eq!(s["risk_coverage"]["closed_early"], 7);
+    assert_eq!(row(&s, 1.0), (7, 4, 1.0, Some(4.0 / 7.0), false));
+    // Calibrating from those results above their threshold warns that it may be low.
+    let again = eval_summary(&sandbox, &[&out], &["--calibrate", "0.5"]);
+    assert_eq!(again.code, 0, "stderr: {}", again.stderr);
+    assert!(
+        again.stderr.contains(
+            "warning: --calibrate 0.5: 7 of the runs closed early (calls not awaited), so this threshold, above theirs, may be too low"
+        ),
+        "{}",
+        again.stderr
+    );
+
+    // --calibrate awaits every call: nothing closes early, and nothing to warn about.
+    let run = eval_closing(
+        &sandbox,
+        &server,
+        &["--beta2", "0.6", "--json", "--calibrate", "0.7"],
+    );
+    assert_eq!(run.code, 0, "stderr: {}", run.stderr);
+    let s = run.json();
+    assert_eq!(s["risk_coverage"]["closed_early"], 0);
+    assert_eq!(s["seats"]["local:m2"]["answered"], 6);
+    assert_eq!(row(&s, 0.7), (4, 3, 4.0 / 7.0, Some(0.75), false));
+    assert!(!run.stderr.contains("warning"), "{}", run.stderr);
 }
