@@ -218,7 +218,7 @@ pub struct EvalArgs {
 
     /// Print the smallest beta_2 (vote: quorum share) whose FINAL precision on the
     /// items with an expected answer is at least P, with its coverage; exit 4 when none
-    /// reaches P. P in (0, 1].
+    /// reaches P. P in (0, 1]. Implies --wait-all.
     #[arg(long, value_name = "P")]
     pub calibrate: Option<f64>,
 
