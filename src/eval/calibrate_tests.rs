@@ -298,3 +298,51 @@ fn runs_that_closed_early_are_counted_and_noted_under_the_table() {
     super::super::chart::render(&mut text, &table, Default::default());
     assert!(!text.contains("note"), "{text}");
 }
+
+#[test]
+fn a_calibration_goes_to_a_weights_file_only_when_it_is_a_beta_2() {
+    use super::super::summary::Summary;
+    let summary = |lines: &[Value], p: Option<f64>| {
+        let mut s = Summary::new();
+        for l in lines {
+            s.add(l);
+        }
+        s.conclude(None, p);
+        s
+    };
+    let found = summary(&panel(), Some(0.6))
+        .calibration_for_weights()
+        .unwrap();
+    assert_eq!((found.beta2, found.target), (1.0, 0.6));
+    assert_eq!(summary(&panel(), Some(0.9)).calibration_for_weights(), None);
+    assert_eq!(summary(&panel(), None).calibration_for_weights(), None);
+    let vote = [rule_line("share", 0.5, true, "final", Some(1.0), true)];
+    let s = summary(&vote, Some(0.9));
+    assert_eq!(s.calibration.clone().flatten().unwrap().beta2, 1.0);
+    assert_eq!(s.calibration_for_weights(), None);
+}
+
+#[test]
+fn calibrate_exit_codes_keep_min_accuracy_and_say_what_failed() {
+    use super::super::summary::Summary;
+    let gate = |lines: &[Value], p: Option<f64>, min_accuracy: u8| {
+        let mut s = Summary::new();
+        for l in lines {
+            s.add(l);
+        }
+        s.conclude(None, p);
+        s.calibrate_gate(min_accuracy)
+    };
+    // Reached: --min-accuracy's code stands.
+    assert_eq!(gate(&panel(), Some(0.6), 0), 0);
+    assert_eq!(gate(&panel(), Some(0.6), 4), 4);
+    assert_eq!(gate(&panel(), None, 4), 4);
+    // Not reached, or nothing labeled: 4.
+    assert_eq!(gate(&panel(), Some(0.9), 0), 4);
+    let mut unlabeled = line("final", Some(1.0), true);
+    unlabeled["check"] = Value::Null;
+    assert_eq!(gate(&[unlabeled], Some(0.5), 0), 4);
+    // Nothing to calibrate: 2, whatever else.
+    let bft = rule_line("attestations", 0.75, false, "final", Some(1.0), true);
+    assert_eq!(gate(&[bft], Some(0.5), 4), 2);
+}

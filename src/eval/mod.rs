@@ -164,7 +164,8 @@ pub fn main(args: EvalArgs) -> anyhow::Result<u8> {
     // From here on a Ctrl-C ends the process at once.
     runtime.spawn(quit_on_ctrl_c());
     summary.wall_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
-    // The weights file in use (`--weights`, `--learn-weights`) gives each seat's estimate.
+    // The weights file in use (`--weights`, `--learn-weights`) gives each seat's estimate;
+    // `summary.calibration_for_weights()` is the calibration `--learn-weights` writes.
     summary.conclude(None, args.calibrate);
     print_summary(&summary, args.json)?;
     runtime.shutdown_background();

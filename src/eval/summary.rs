@@ -239,6 +239,14 @@ impl Summary {
         }
     }
 
+    /// What `--calibrate` puts into the weights file `--learn-weights` writes (its
+    /// `calibration`, used as `beta_2`): the threshold found, when it is a `beta_2` (a
+    /// vote's quorum share is not). It holds for the seat weights these runs used.
+    pub fn calibration_for_weights(&self) -> Option<Calibration> {
+        let found = self.calibration.clone().flatten()?;
+        (self.calibrated_parameter() == "beta_2").then_some(found)
+    }
+
     /// The setting a calibrated threshold is for (`beta_2`, `quorum_share`).
     pub fn calibrated_parameter(&self) -> &'static str {
         self.risk_coverage
