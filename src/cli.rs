@@ -216,6 +216,12 @@ pub struct EvalArgs {
     #[arg(long, value_name = "OUTCOME", value_enum)]
     pub require: Option<crate::expect::Require>,
 
+    /// Print the smallest beta_2 (vote: quorum share) whose FINAL precision on the
+    /// items with an expected answer is at least P, with its coverage; exit 4 when none
+    /// reaches P. P in (0, 1]. Implies --wait-all.
+    #[arg(long, value_name = "P")]
+    pub calibrate: Option<f64>,
+
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -240,6 +246,11 @@ pub struct EvalSummaryArgs {
     /// Exit 4 when the accuracy is below this share, 0–1.
     #[arg(long, value_name = "0..1")]
     pub min_accuracy: Option<f64>,
+
+    /// As for `eval`: the smallest beta_2 whose FINAL precision reaches P, from the
+    /// recorded results.
+    #[arg(long, value_name = "P")]
+    pub calibrate: Option<f64>,
 
     /// Print the summary as one JSON object.
     #[arg(long)]

@@ -5,6 +5,8 @@
 //! The runs share one connection pool and each provider's `max_concurrency`
 //! ([`run::Shared`]), so the limits hold over the whole batch.
 
+pub mod calibrate;
+mod chart;
 pub mod items;
 pub mod summary;
 
@@ -110,7 +112,7 @@ pub fn main(args: EvalArgs) -> anyhow::Result<u8> {
         .map(Shard::parse)
         .transpose()
         .map_err(ConfigError::new)?;
-    let ask = AskArgs {
+    let mut ask = AskArgs {
         models: args.models,
         config: args.config,
         system: args.system,
@@ -119,7 +121,10 @@ pub fn main(args: EvalArgs) -> anyhow::Result<u8> {
         log: args.log,
         ..AskArgs::default()
     };
+    // Calibrating needs every seat's answer on record: no round closes early.
+    ask.calls.wait_all |= args.calibrate.is_some();
     let settings = Arc::new(config::resolve(&ask, &env)?);
+    calibrate::check_flag(args.calibrate, Some(settings.params.strategy.name()))?;
     let require = args.require.unwrap_or_default();
     let mut summary = Summary::new();
 
@@ -159,17 +164,21 @@ pub fn main(args: EvalArgs) -> anyhow::Result<u8> {
     // From here on a Ctrl-C ends the process at once.
     runtime.spawn(quit_on_ctrl_c());
     summary.wall_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+    // The weights file in use (`--weights`, `--learn-weights`) gives each seat's estimate;
+    // `summary.calibration_for_weights()` is the calibration `--learn-weights` writes.
+    summary.conclude(None, args.calibrate);
     print_summary(&summary, args.json)?;
     runtime.shutdown_background();
     if interrupted {
         return Ok(130);
     }
-    Ok(gate(&summary, args.min_accuracy))
+    Ok(summary.calibrate_gate(gate(&summary, args.min_accuracy)))
 }
 
 /// `eval-summary`: the summary of result files; returns the exit code.
 pub fn summarize(args: EvalSummaryArgs) -> anyhow::Result<u8> {
     check_flags(args.min_accuracy)?;
+    calibrate::check_flag(args.calibrate, None)?;
     let mut summary = Summary::new();
     // Ids counted once: the same file given twice, or an item in two files, counts once.
     let mut seen = HashSet::new();
@@ -186,8 +195,9 @@ pub fn summarize(args: EvalSummaryArgs) -> anyhow::Result<u8> {
             }
         })?;
     }
+    summary.conclude(None, args.calibrate);
     print_summary(&summary, args.json)?;
-    Ok(gate(&summary, args.min_accuracy))
+    Ok(summary.calibrate_gate(gate(&summary, args.min_accuracy)))
 }
 
 /// `--min-accuracy`: 4 below it (or with no checked item), else 0.
@@ -211,7 +221,7 @@ fn print_summary(summary: &Summary, json: bool) -> anyhow::Result<()> {
     let text = if json {
         summary.render_json()
     } else {
-        summary.render_text()
+        summary.render_text(chart::Style::stdout())
     };
     let mut stdout = std::io::stdout().lock();
     match stdout

@@ -7,6 +7,11 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::calibrate::{Points, RiskCoverage};
+use super::chart::{self, Style};
+use crate::stderr_line;
+use crate::weights::{Calibration, WeightsFile};
+
 /// Items with an expected answer, and how many matched it.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct Tally {
@@ -21,6 +26,31 @@ impl Tally {
         self.checked += 1;
         self.matched += u64::from(matched);
         self.accuracy = Some(self.matched as f64 / self.checked as f64);
+    }
+}
+
+/// A seat's own answers against the expectations: over every labeled item (an item it did
+/// not answer counts as wrong) and over the items it answered.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct SeatTally {
+    /// `checked` (labeled items), `matched`, `accuracy` (matched / checked).
+    #[serde(flatten)]
+    pub overall: Tally,
+    /// Labeled items it answered with a readable key.
+    pub answered: u64,
+    /// matched / answered; null when it answered none.
+    pub accuracy_answered: Option<f64>,
+    /// Its accuracy as the weights file in use estimates it (without labels).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated: Option<f64>,
+}
+
+impl SeatTally {
+    fn add(&mut self, matched: bool, answered: bool) {
+        self.overall.add(matched);
+        self.answered += u64::from(answered);
+        self.accuracy_answered =
+            (self.answered > 0).then(|| self.overall.matched as f64 / self.answered as f64);
     }
 }
 
@@ -49,7 +79,7 @@ pub struct Summary {
     pub accuracy_final: Tally,
     pub categories: BTreeMap<String, Tally>,
     /// Per seat: its own final answer matched the item's expectation.
-    pub seats: BTreeMap<String, Tally>,
+    pub seats: BTreeMap<String, SeatTally>,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub total_tokens: u64,
@@ -60,6 +90,20 @@ pub struct Summary {
     pub item_ms: f64,
     /// The eval's wall time (null in `eval-summary`).
     pub wall_ms: Option<f64>,
+    /// FINAL re-thresholded over the labeled items ([`Summary::conclude`]); null without
+    /// labeled items or when the verdict has no threshold to re-apply.
+    pub risk_coverage: Option<RiskCoverage>,
+    /// Why there is no table, when there are labeled items.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risk_coverage_note: Option<String>,
+    /// `--calibrate P`: the threshold found, null when none reaches P; absent unless asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Option<Calibration>>,
+    #[serde(skip)]
+    points: Points,
+    /// The P of `--calibrate P`.
+    #[serde(skip)]
+    calibrate: Option<f64>,
 }
 
 impl Summary {
@@ -92,10 +136,20 @@ impl Summary {
             }
             for seat in check["seats"].as_array().into_iter().flatten() {
                 if let (Some(name), Some(m)) = (seat["name"].as_str(), seat["matched"].as_bool()) {
-                    self.seats.entry(name.to_string()).or_default().add(m);
+                    // A seat answered when its standing answer has a key.
+                    let answered = report["participants"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|p| p["name"] == name && p["key"].is_string());
+                    self.seats
+                        .entry(name.to_string())
+                        .or_default()
+                        .add(m, answered);
                 }
             }
             self.passed += u64::from(check["passed"].as_bool() == Some(true));
+            self.points.add(line);
         }
         let usage = &report["usage"];
         let count = |name: &str| usage[name].as_u64().unwrap_or(0);
@@ -121,13 +175,92 @@ impl Summary {
         self.accuracy.accuracy.is_some_and(|a| a >= min)
     }
 
+    /// After the last line: the risk–coverage table, each seat's estimated accuracy from
+    /// `weights` (the file `--weights` or `--learn-weights` uses), and with `calibrate`
+    /// the smallest threshold whose FINAL precision reaches it.
+    pub fn conclude(&mut self, weights: Option<&WeightsFile>, calibrate: Option<f64>) {
+        if let Some(w) = weights {
+            for (name, seat) in &mut self.seats {
+                seat.estimated = w.seats.get(name).map(|s| s.accuracy);
+            }
+        }
+        match self.points.table() {
+            Ok(table) => self.risk_coverage = Some(table),
+            Err(why) if self.accuracy.checked > 0 => self.risk_coverage_note = Some(why),
+            Err(_) => {}
+        }
+        self.calibrate = calibrate;
+        if let Some(p) = calibrate {
+            self.calibration = Some(
+                self.risk_coverage
+                    .as_ref()
+                    .and_then(|_| self.points.calibrate(p)),
+            );
+        }
+    }
+
+    /// The exit code with `--calibrate P`, from `min_accuracy`'s (0 or 4): 2 when the
+    /// results' verdict has no threshold to calibrate, 4 when no threshold reaches P (or
+    /// no item has an expected answer); the message goes to stderr.
+    pub fn calibrate_gate(&self, min_accuracy: u8) -> u8 {
+        let Some(p) = self.calibrate else {
+            return min_accuracy;
+        };
+        match (&self.calibration, &self.risk_coverage_note) {
+            (Some(Some(c)), _) => {
+                // Above the runs' own threshold, a run closed early may look FINAL wrongly.
+                if let Some(t) = &self.risk_coverage
+                    && t.closed_early > 0
+                    && !t.rows.iter().any(|r| r.run && r.threshold >= c.beta2)
+                {
+                    stderr_line!(
+                        "warning: --calibrate {p}: {} of the runs closed early (calls not awaited), so this threshold, above theirs, may be too low; run eval with --calibrate (or --wait-all) for an exact one",
+                        t.closed_early
+                    );
+                }
+                min_accuracy
+            }
+            (_, Some(why)) => {
+                stderr_line!("--calibrate {p}: nothing to calibrate: {why}");
+                2
+            }
+            _ if self.accuracy.checked == 0 => {
+                stderr_line!("--calibrate {p}: no item with an expected answer");
+                4
+            }
+            _ => {
+                stderr_line!(
+                    "--calibrate {p}: no {} gives FINAL precision {p} on the {} labeled items",
+                    self.calibrated_parameter(),
+                    self.accuracy.checked
+                );
+                4
+            }
+        }
+    }
+
+    /// What `--calibrate` puts into the weights file `--learn-weights` writes (its
+    /// `calibration`, used as `beta_2`): the threshold found, when it is a `beta_2` (a
+    /// vote's quorum share is not). It holds for the seat weights these runs used.
+    pub fn calibration_for_weights(&self) -> Option<Calibration> {
+        let found = self.calibration.clone().flatten()?;
+        (self.calibrated_parameter() == "beta_2").then_some(found)
+    }
+
+    /// The setting a calibrated threshold is for (`beta_2`, `quorum_share`).
+    pub fn calibrated_parameter(&self) -> &'static str {
+        self.risk_coverage
+            .as_ref()
+            .map_or("beta_2", |t| t.parameter)
+    }
+
     pub fn render_json(&self) -> String {
         let mut s = serde_json::to_string_pretty(self).expect("a summary always serializes");
         s.push('\n');
         s
     }
 
-    pub fn render_text(&self) -> String {
+    pub fn render_text(&self, style: Style) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -161,7 +294,29 @@ impl Summary {
                 let _ = writeln!(out, "  category {}: {}", visible(name), tally(t));
             }
             for (name, t) in &self.seats {
-                let _ = writeln!(out, "  seat {}: {}", visible(name), tally(t));
+                let _ = writeln!(
+                    out,
+                    "  seat {}: right on {} labeled items, on {} it answered{}",
+                    visible(name),
+                    tally(&t.overall),
+                    share(t.overall.matched, t.answered),
+                    t.estimated
+                        .map_or(String::new(), |e| format!(", estimated {:.1}%", 100.0 * e))
+                );
+            }
+            match (&self.risk_coverage, &self.risk_coverage_note) {
+                (Some(table), _) => chart::render(&mut out, table, style),
+                (None, Some(why)) => {
+                    let _ = writeln!(out, "risk-coverage of FINAL: none ({why})");
+                }
+                (None, None) => {}
+            }
+            if let (Some(found), Some(p)) = (&self.calibration, self.calibrate) {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    chart::calibration(self.calibrated_parameter(), p, found.as_ref())
+                );
             }
         }
         let _ = writeln!(
@@ -244,13 +399,60 @@ mod tests {
         assert_eq!((s.accuracy.checked, s.accuracy.matched), (2, 1));
         assert_eq!((s.accuracy_final.checked, s.accuracy_final.matched), (1, 1));
         assert_eq!(s.categories["geo"].accuracy, Some(0.5));
-        assert_eq!(s.seats["a"].matched, 1);
-        assert_eq!(s.seats["b"].matched, 2);
+        assert_eq!(s.seats["a"].overall.matched, 1);
+        assert_eq!(s.seats["b"].overall.matched, 2);
         assert_eq!(s.passed, 1);
         assert_eq!(s.total_tokens, 36);
         assert!(!s.cost_complete);
         assert!(s.meets(0.5) && !s.meets(0.51));
         // No checked item: no accuracy, and the gate fails.
         assert!(!Summary::new().meets(0.0));
+    }
+
+    #[test]
+    fn a_seat_is_counted_over_the_items_it_answered_next_to_its_estimate() {
+        let mut s = Summary::new();
+        let mut answered = line("final", Some(true), None);
+        answered["report"]["participants"] =
+            json!([{"name": "a", "key": "x"}, {"name": "b", "key": "x"}]);
+        let mut silent = line("final", Some(false), None);
+        silent["report"]["participants"] =
+            json!([{"name": "a", "key": null}, {"name": "b", "key": "y"}]);
+        s.add(&answered);
+        s.add(&silent);
+        let a = s.seats["a"];
+        assert_eq!(
+            (a.overall.checked, a.overall.matched, a.answered),
+            (2, 1, 1)
+        );
+        assert_eq!(
+            (a.overall.accuracy, a.accuracy_answered),
+            (Some(0.5), Some(1.0))
+        );
+        let weights: WeightsFile = serde_json::from_value(json!({
+            "version": 1, "method": "test", "items": 2,
+            "seats": {"a": {"accuracy": 0.9, "weight": 2.0, "items": 2},
+                      "b": {"accuracy": 0.25, "weight": 0.1, "items": 2}},
+        }))
+        .unwrap();
+        s.conclude(Some(&weights), None);
+        assert_eq!(s.seats["a"].estimated, Some(0.9));
+        let text = s.render_text(Style::default());
+        assert!(
+            text.contains("  seat a: right on 1 of 2 (50.0%) labeled items, on 1 of 1 (100.0%) it answered, estimated 90.0%\n"),
+            "{text}"
+        );
+        assert!(text.contains("seat b: right on 2 of 2 (100.0%) labeled items, on 2 of 2 (100.0%) it answered, estimated 25.0%\n"), "{text}");
+        let json: Value = serde_json::from_str(&s.render_json()).unwrap();
+        assert_eq!(json["seats"]["a"]["estimated"], 0.9);
+        assert_eq!(json["seats"]["a"]["accuracy_answered"], 1.0);
+        // These lines state no verdict rule: no table, and the reason.
+        assert_eq!(json["risk_coverage"], Value::Null);
+        assert!(
+            text.contains(
+                "risk-coverage of FINAL: none (the results do not state their verdict rule)"
+            ),
+            "{text}"
+        );
     }
 }

@@ -5,6 +5,7 @@
 mod common;
 
 mod ask;
+mod calibrate;
 mod cli_strategies;
 mod config_edges;
 mod costs;
