@@ -1,0 +1,518 @@
+//! An MCP server's tool as a provider (`kind = "mcp"`): an agent takes a seat. The server
+//! is a local program speaking MCP on its standard input and output, or a Streamable HTTP
+//! endpoint; the prompt goes in one argument of the tool, and the tool's text is the answer.
+//!
+//! Each seat keeps one session for the whole run, opened at its first call: refinement
+//! rounds are further calls of the same tool in the same session. Calls are not retried
+//! (an agent does its own retrying), except that a session that broke between two calls
+//! is opened again once. A server that is a program runs in its own process group, which
+//! is killed when the session ends: at the end of the run, or at a second Ctrl-C.
+//!
+//! MCP reports no tokens: the usage of an answer is unknown, not zero.
+
+use std::fmt;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
+};
+use rmcp::service::{RoleClient, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{ServiceError, ServiceExt};
+use serde_json::{Map, Value};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+use super::body::check_answer_size;
+use super::command::group;
+use super::http::human_duration;
+use super::{ChatRequest, Completion, Finish, Outcome, Secret, Transport, Usage};
+use crate::error::{ErrorKind, ProviderError};
+
+/// Where the server is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Server {
+    /// A program and its arguments, started for the session.
+    Command(Vec<String>),
+    /// A Streamable HTTP endpoint.
+    Url(String),
+}
+
+/// One seat's tool: the server, the tool and how the prompt is passed, and the seat's
+/// session. Clones share the session (a run clones the provider for every call); a new
+/// seat gets its own with [`Tool::for_seat`].
+#[derive(Clone, Debug)]
+pub struct Tool {
+    /// The provider's name, which starts every error.
+    pub name: String,
+    pub server: Server,
+    pub tool: String,
+    /// The argument that receives the prompt.
+    pub prompt_argument: String,
+    /// The argument that receives the system prompt; without it, the system prompt goes
+    /// before the prompt, as it does on a command's standard input.
+    pub system_argument: Option<String>,
+    /// Arguments sent with every call, as configured.
+    pub arguments: Map<String, Value>,
+    /// Headers sent to a server at a URL.
+    pub headers: Vec<(String, String)>,
+    /// Sent as `Authorization: Bearer` to a server at a URL.
+    pub key: Option<Secret>,
+    session: Arc<Slot>,
+}
+
+/// The session of one seat, once opened.
+#[derive(Default)]
+struct Slot(Mutex<Option<Session>>);
+
+impl fmt::Debug for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Slot")
+    }
+}
+
+struct Session {
+    client: RunningService<RoleClient, ClientConfig>,
+    /// The server's process, when it is a program.
+    process: Option<Process>,
+}
+
+/// A server started as a program. The group guard comes first, so that it is dropped
+/// first: the whole group is killed, then the child is reaped.
+struct Process {
+    _group: group::Guard,
+    child: tokio::process::Child,
+    program: String,
+    /// The last line the server wrote to standard error, for the message of a failure.
+    last_line: Arc<StdMutex<String>>,
+    stderr: JoinHandle<()>,
+}
+
+/// How a call failed: the session broke (it may be opened again), or the call did.
+enum Failure {
+    Broken(String),
+    Call(ProviderError),
+}
+
+impl Tool {
+    pub fn new(name: String, server: Server, tool: String) -> Tool {
+        Tool {
+            name,
+            server,
+            tool,
+            prompt_argument: "prompt".to_string(),
+            system_argument: None,
+            arguments: Map::new(),
+            headers: Vec::new(),
+            key: None,
+            session: Arc::default(),
+        }
+    }
+
+    /// The same tool with a session of its own, for another seat.
+    pub fn for_seat(&self) -> Tool {
+        Tool {
+            session: Arc::default(),
+            ..self.clone()
+        }
+    }
+
+    /// The URL called, for a server at a URL.
+    pub fn url(&self) -> Option<&str> {
+        match &self.server {
+            Server::Url(url) => Some(url),
+            Server::Command(_) => None,
+        }
+    }
+
+    /// The tool's arguments for one call: the configured ones, the prompt, and the system
+    /// prompt (in its own argument, or before the prompt).
+    pub fn arguments(&self, request: &ChatRequest) -> Map<String, Value> {
+        let mut arguments = self.arguments.clone();
+        let prompt = match (&request.system, &self.system_argument) {
+            (Some(system), Some(argument)) => {
+                arguments.insert(argument.clone(), Value::String(system.to_string()));
+                request.user.to_string()
+            }
+            (Some(system), None) => format!("{system}\n\n{}", request.user),
+            (None, _) => request.user.to_string(),
+        };
+        arguments.insert(self.prompt_argument.clone(), Value::String(prompt));
+        arguments
+    }
+
+    /// One call, bounded by the call timeout and the run deadline (opening the session
+    /// included).
+    pub async fn complete(&self, transport: &Transport, request: &ChatRequest) -> Outcome {
+        let budget = transport.clock.attempt_budget();
+        let mut attempts = 1;
+        let result = if budget.is_zero() {
+            Err(ProviderError::new(
+                ErrorKind::Timeout,
+                "the run deadline passed before the tool was called",
+            ))
+        } else {
+            let call = self.call(transport, request, &mut attempts);
+            match tokio::time::timeout(budget, call).await {
+                Ok(result) => result,
+                Err(_) => Err(ProviderError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "the tool `{}` gave no answer within {}",
+                        self.tool,
+                        human_duration(budget)
+                    ),
+                )),
+            }
+        };
+        Outcome {
+            result: result.map_err(|mut e| {
+                e.message = format!("{}: {}", self.name, e.message);
+                e
+            }),
+            attempts,
+            reported_ms: None,
+            failed_usage: Usage::default(),
+        }
+    }
+
+    async fn call(
+        &self,
+        transport: &Transport,
+        request: &ChatRequest,
+        attempts: &mut u32,
+    ) -> Result<Completion, ProviderError> {
+        let arguments = self.arguments(request);
+        // Held for the call: a seat makes one call at a time, and a session is opened once.
+        let mut slot = self.session.0.lock().await;
+        loop {
+            let fresh = slot.is_none();
+            let session = match &mut *slot {
+                Some(session) => session,
+                None => slot.insert(self.open(transport).await?),
+            };
+            let params =
+                CallToolRequestParams::new(self.tool.clone()).with_arguments(arguments.clone());
+            let failure = match session.client.call_tool(params).await {
+                Ok(result) => return self.answer(result),
+                Err(e) => self.failure(e),
+            };
+            match failure {
+                Failure::Call(e) => return Err(e),
+                Failure::Broken(why) => {
+                    let why = match slot.take() {
+                        Some(session) => session.broken(&why).await,
+                        None => why,
+                    };
+                    // A session that broke at its first call would break again.
+                    if fresh || *attempts > 1 {
+                        return Err(ProviderError::new(ErrorKind::Network, why));
+                    }
+                    *attempts += 1;
+                }
+            }
+        }
+    }
+
+    /// Starts or reaches the server, completes the handshake, and checks that the tool
+    /// is there.
+    async fn open(&self, transport: &Transport) -> Result<Session, ProviderError> {
+        let info = ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("llm-consensus", env!("CARGO_PKG_VERSION")),
+        );
+        let session = match &self.server {
+            Server::Command(argv) => {
+                let mut process = Process::start(argv)?;
+                let (Some(stdout), Some(stdin)) =
+                    (process.child.stdout.take(), process.child.stdin.take())
+                else {
+                    return Err(ProviderError::new(
+                        ErrorKind::Program,
+                        format!("`{}` started without its pipes", process.program),
+                    ));
+                };
+                match info.serve((stdout, stdin)).await {
+                    Ok(client) => Session {
+                        client,
+                        process: Some(process),
+                    },
+                    Err(e) => {
+                        let why = process.ended(&format!("no MCP handshake ({e})")).await;
+                        return Err(ProviderError::new(ErrorKind::Program, why));
+                    }
+                }
+            }
+            Server::Url(url) => {
+                let client = info
+                    .serve(self.http_transport(url, transport)?)
+                    .await
+                    .map_err(|e| {
+                        ProviderError::new(
+                            ErrorKind::Network,
+                            format!("no MCP session with {url}: {e}"),
+                        )
+                    })?;
+                Session {
+                    client,
+                    process: None,
+                }
+            }
+        };
+        let tools = match session.client.peer().list_all_tools().await {
+            Ok(tools) => tools,
+            Err(e) => {
+                let why = match self.failure(e) {
+                    Failure::Broken(why) => session.broken(&why).await,
+                    Failure::Call(e) => format!("cannot list its tools: {}", e.message),
+                };
+                return Err(ProviderError::new(ErrorKind::Rejected, why));
+            }
+        };
+        if !tools.iter().any(|t| t.name == self.tool) {
+            let mut names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+            names.sort_unstable();
+            let offered = if names.is_empty() {
+                "it offers none".to_string()
+            } else {
+                format!("it offers {}", names.join(", "))
+            };
+            return Err(ProviderError::new(
+                ErrorKind::Rejected,
+                format!(
+                    "the server has no tool `{}` ({offered}): set tool = \"NAME\"",
+                    self.tool
+                ),
+            ));
+        }
+        Ok(session)
+    }
+
+    fn http_transport(
+        &self,
+        url: &str,
+        transport: &Transport,
+    ) -> Result<StreamableHttpClientTransport<reqwest::Client>, ProviderError> {
+        let mut config = StreamableHttpClientTransportConfig::with_uri(url);
+        config.auth_header = self.key.as_ref().map(|k| k.expose().to_string());
+        for (name, value) in &self.headers {
+            let bad = |what: &str| {
+                ProviderError::new(ErrorKind::Rejected, format!("header `{name}`: {what}"))
+            };
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| bad("not a valid header name"))?;
+            let value = reqwest::header::HeaderValue::from_str(value)
+                .map_err(|_| bad("not a valid header value"))?;
+            config.custom_headers.insert(name, value);
+        }
+        // The run's client: its connect and idle timeouts, no redirects, our TLS.
+        Ok(StreamableHttpClientTransport::with_client(
+            transport.client.clone(),
+            config,
+        ))
+    }
+
+    /// The seat's answer: the tool's text, or its error.
+    fn answer(&self, result: CallToolResult) -> Result<Completion, ProviderError> {
+        let mut text = result
+            .content
+            .iter()
+            .filter_map(|c| c.as_text().map(|t| t.text.as_str()))
+            .collect::<Vec<_>>()
+            .join("\n");
+        if text.trim().is_empty()
+            && let Some(structured) = &result.structured_content
+            && !structured.is_null()
+        {
+            text = structured.to_string();
+        }
+        let text = text.trim_end().to_string();
+        if result.is_error == Some(true) {
+            let message = first_line(&text).unwrap_or_else(|| "no message".to_string());
+            return Err(ProviderError::new(
+                ErrorKind::Program,
+                format!("the tool `{}` returned an error: {message}", self.tool),
+            ));
+        }
+        if text.trim().is_empty() {
+            return Err(ProviderError::new(
+                ErrorKind::Malformed,
+                format!("the tool `{}` returned no text", self.tool),
+            ));
+        }
+        check_answer_size(&text)?;
+        Ok(Completion {
+            text,
+            finish: Some(Finish::Stop),
+            usage: Usage::default(),
+        })
+    }
+
+    fn failure(&self, error: ServiceError) -> Failure {
+        let call = |kind, message: String| Failure::Call(ProviderError::new(kind, message));
+        match error {
+            ServiceError::TransportClosed => Failure::Broken("the session closed".to_string()),
+            ServiceError::TransportSend(e) => Failure::Broken(format!("the session broke: {e}")),
+            ServiceError::McpError(e) => call(
+                ErrorKind::Rejected,
+                format!(
+                    "the server refused the call of `{}`: {} (error {})",
+                    self.tool, e.message, e.code.0
+                ),
+            ),
+            ServiceError::Timeout { timeout } => call(
+                ErrorKind::Timeout,
+                format!("no answer within {}", human_duration(timeout)),
+            ),
+            ServiceError::Cancelled { reason } => call(
+                ErrorKind::Cancelled,
+                format!(
+                    "the call was cancelled{}",
+                    reason.map(|r| format!(": {r}")).unwrap_or_default()
+                ),
+            ),
+            other => call(
+                ErrorKind::Malformed,
+                format!("unexpected reply to the call of `{}`: {other}", self.tool),
+            ),
+        }
+    }
+}
+
+impl Session {
+    /// Why the session broke, with how the server's program ended when it did.
+    async fn broken(self, why: &str) -> String {
+        let Session { client, process } = self;
+        drop(client);
+        match process {
+            Some(process) => process.ended(why).await,
+            None => why.to_string(),
+        }
+    }
+}
+
+impl Process {
+    fn start(argv: &[String]) -> Result<Process, ProviderError> {
+        let Some((program, rest)) = argv.split_first() else {
+            return Err(ProviderError::new(
+                ErrorKind::Rejected,
+                "the command is empty: set command = [\"program\", \"arg\", ...]",
+            ));
+        };
+        let mut command = tokio::process::Command::new(program);
+        command
+            .args(rest)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        // Its own group, so that the whole group can be killed (and a terminal's Ctrl-C
+        // reaches only us: we decide when the server stops).
+        #[cfg(unix)]
+        command.process_group(0);
+        let mut child = command.spawn().map_err(|e| {
+            ProviderError::new(
+                ErrorKind::Rejected,
+                format!("cannot start the MCP server `{program}`: {e}"),
+            )
+        })?;
+        let group = group::Guard::new(child.id());
+        let last_line = Arc::new(StdMutex::new(String::new()));
+        let stderr = tokio::spawn(keep_last_line(child.stderr.take(), Arc::clone(&last_line)));
+        Ok(Process {
+            _group: group,
+            child,
+            program: program.clone(),
+            last_line,
+            stderr,
+        })
+    }
+
+    /// `why`, with the program's exit status and last line of standard error when it has
+    /// ended (it is given a moment to).
+    async fn ended(mut self, why: &str) -> String {
+        let moment = Duration::from_millis(500);
+        let status = tokio::time::timeout(moment, self.child.wait()).await;
+        let _ = tokio::time::timeout(moment, &mut self.stderr).await;
+        let last = self
+            .last_line
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let program = &self.program;
+        let how = match status {
+            Ok(Ok(status)) => match status.code() {
+                Some(code) => format!("`{program}` exited (exit status {code})"),
+                None => format!("`{program}` was killed by a signal"),
+            },
+            _ => return format!("`{program}`: {why}"),
+        };
+        if last.is_empty() {
+            format!("{how}: {why}")
+        } else {
+            format!("{how}: {last}")
+        }
+    }
+}
+
+/// Reads the server's standard error to its end, keeping its last non-empty line (the
+/// server's own messages are not ours to print).
+async fn keep_last_line(pipe: Option<impl AsyncRead + Unpin>, last: Arc<StdMutex<String>>) {
+    let Some(pipe) = pipe else { return };
+    let mut lines = BufReader::new(pipe).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(line) = first_line(&line) {
+            *last.lock().unwrap_or_else(|e| e.into_inner()) = line;
+        }
+    }
+}
+
+/// The first non-empty line of `text`, trimmed and cut at 300 characters.
+fn first_line(text: &str) -> Option<String> {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(|l| l.chars().take(300).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(system: Option<&str>) -> ChatRequest {
+        ChatRequest {
+            model: "agent".into(),
+            system: system.map(Into::into),
+            user: "2+2?".into(),
+            temperature: None,
+            max_tokens: None,
+            seed: None,
+        }
+    }
+
+    #[test]
+    fn the_prompt_goes_in_its_argument_after_the_system_prompt_unless_that_has_one() {
+        let mut tool = Tool::new("agent".into(), Server::Url("http://x".into()), "ask".into());
+        tool.prompt_argument = "question".into();
+        tool.arguments.insert("depth".into(), Value::from(2));
+        let args = tool.arguments(&request(Some("Be terse.")));
+        assert_eq!(args["question"], "Be terse.\n\n2+2?");
+        assert_eq!(args["depth"], 2);
+        tool.system_argument = Some("instructions".into());
+        let args = tool.arguments(&request(Some("Be terse.")));
+        assert_eq!(args["question"], "2+2?");
+        assert_eq!(args["instructions"], "Be terse.");
+        assert_eq!(tool.arguments(&request(None))["question"], "2+2?");
+    }
+
+    #[test]
+    fn clones_share_a_session_and_each_seat_has_its_own() {
+        let tool = Tool::new("agent".into(), Server::Url("http://x".into()), "ask".into());
+        assert!(Arc::ptr_eq(&tool.session, &tool.clone().session));
+        assert!(!Arc::ptr_eq(&tool.session, &tool.for_seat().session));
+    }
+}
