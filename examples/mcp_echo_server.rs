@@ -10,10 +10,12 @@
 //!
 //! Tools: `ask` answers its `prompt` argument with the `--answer` text (by default, the
 //! prompt's last line); `fail` always reports an error. Flags: `--answer TEXT`, `--log FILE`
-//! (one line per handshake and per call, with the arguments), `--hang` (`ask` never answers).
+//! (one line per handshake and per call, with the arguments), `--hang` (`ask` never answers),
+//! `--exit-on-call N` (the process exits, unanswering, at its Nth call: a server that dies).
 
 use std::io::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, InitializeRequestParams,
@@ -29,6 +31,8 @@ struct Echo {
     answer: Option<String>,
     log: Option<String>,
     hang: bool,
+    exit_on_call: Option<usize>,
+    calls: Arc<AtomicUsize>,
 }
 
 impl Echo {
@@ -87,6 +91,10 @@ impl ServerHandler for Echo {
     ) -> Result<CallToolResponse, ErrorData> {
         let arguments = serde_json::Value::Object(request.arguments.clone().unwrap_or_default());
         self.log(&format!("call {} {arguments}", request.name));
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.exit_on_call == Some(n) {
+            std::process::exit(1);
+        }
         match request.name.as_ref() {
             "ask" => {
                 if self.hang {
@@ -120,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
             "--answer" => echo.answer = args.next(),
             "--log" => echo.log = args.next(),
             "--hang" => echo.hang = true,
+            "--exit-on-call" => echo.exit_on_call = args.next().and_then(|n| n.parse().ok()),
             other => anyhow::bail!("unknown argument {other}"),
         }
     }

@@ -18,9 +18,11 @@ use std::time::Duration;
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
 };
-use rmcp::service::{RoleClient, RunningService};
+use rmcp::service::{ClientInitializeError, RoleClient, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClientTransportConfig, StreamableHttpError,
+};
 use rmcp::{ServiceError, ServiceExt};
 use serde_json::{Map, Value};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -242,7 +244,8 @@ impl Tool {
                         process: Some(process),
                     },
                     Err(e) => {
-                        let why = process.ended(&format!("no MCP handshake ({e})")).await;
+                        let why = format!("no MCP handshake ({})", handshake_error(&e));
+                        let why = process.ended(&why).await;
                         return Err(ProviderError::new(ErrorKind::Program, why));
                     }
                 }
@@ -254,7 +257,7 @@ impl Tool {
                     .map_err(|e| {
                         ProviderError::new(
                             ErrorKind::Network,
-                            format!("no MCP session with {url}: {e}"),
+                            format!("no MCP session with {url}: {}", handshake_error(&e)),
                         )
                     })?;
                 Session {
@@ -356,7 +359,9 @@ impl Tool {
         let call = |kind, message: String| Failure::Call(ProviderError::new(kind, message));
         match error {
             ServiceError::TransportClosed => Failure::Broken("the session closed".to_string()),
-            ServiceError::TransportSend(e) => Failure::Broken(format!("the session broke: {e}")),
+            ServiceError::TransportSend(e) => {
+                Failure::Broken(format!("the session broke: {}", causes(&*e.error)))
+            }
             ServiceError::McpError(e) => call(
                 ErrorKind::Rejected,
                 format!(
@@ -469,6 +474,34 @@ async fn keep_last_line(pipe: Option<impl AsyncRead + Unpin>, last: Arc<StdMutex
             *last.lock().unwrap_or_else(|e| e.into_inner()) = line;
         }
     }
+}
+
+/// Why a handshake failed: for a transport error, what the transport says (not its type).
+fn handshake_error(error: &ClientInitializeError) -> String {
+    match error {
+        ClientInitializeError::TransportError { error, .. } => causes(&*error.error),
+        other => other.to_string(),
+    }
+}
+
+/// An error and its causes on one line, each cause once (many errors quote their source).
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    // The HTTP client's error is not given as a source: its causes say what went wrong.
+    if let Some(StreamableHttpError::Client(e)) =
+        error.downcast_ref::<StreamableHttpError<reqwest::Error>>()
+    {
+        return causes(e);
+    }
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line = format!("{line}: {text}");
+        }
+        source = cause.source();
+    }
+    line
 }
 
 /// The first non-empty line of `text`, trimmed and cut at 300 characters.

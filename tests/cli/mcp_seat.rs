@@ -462,6 +462,52 @@ fn a_command_server_answers_and_its_process_group_is_gone_after_the_run() {
     );
 }
 
+/// A command server that dies between two calls is started again, once: the call is
+/// made in a new session. One that dies again fails the call, quoting how it ended.
+#[test]
+fn a_command_server_that_dies_is_started_again_once() {
+    let sb = Sandbox::new();
+    let panel = |flags: &str| {
+        let text = format!(
+            "[providers.echo]\nkind = \"mcp\"\ncommand = [\"{}\", \"--answer\", \"Final answer: 4\", \"--log\", \"calls.txt\", {flags}]\ntool = \"ask\"\n\n\
+[[participants]]\nprovider = \"echo\"\nname = \"echo\"\n",
+            echo_server()
+        );
+        sb.write("panel.toml", &text).to_string_lossy().into_owned()
+    };
+    let cfg = panel("\"--exit-on-call\", \"2\"");
+    let run = ask(&sb, &cfg, &["--strategy", "hanzo", "--rounds", "3"]);
+    assert_ne!(run.code, 3, "{}\n{}", run.stderr, run.report);
+    let echo = participant(&run.report, "echo");
+    assert_eq!(
+        echo["answers"],
+        json!(["Final answer: 4", "Final answer: 4"])
+    );
+    assert_eq!(echo["errors"], json!([]), "no round lost its answer");
+    assert_eq!(echo["calls"], 2);
+    assert_eq!(
+        echo["retries"], 1,
+        "the call in the new session is a second attempt"
+    );
+    let log = std::fs::read_to_string(sb.path().join("calls.txt")).unwrap();
+    let kinds: Vec<&str> = log.lines().map(|l| &l[..l.len().min(8)]).collect();
+    assert_eq!(
+        kinds,
+        ["initiali", "call ask", "call ask", "initiali", "call ask"],
+        "{log}"
+    );
+
+    // Dies at every session's first call: the first call fails, never started twice.
+    std::fs::remove_file(sb.path().join("calls.txt")).unwrap();
+    let cfg = panel("\"--exit-on-call\", \"1\"");
+    let run = ask(&sb, &cfg, &[]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let errors = errors(&run.report, "echo");
+    assert!(errors.contains("exited (exit status 1)"), "{errors}");
+    let log = std::fs::read_to_string(sb.path().join("calls.txt")).unwrap();
+    assert_eq!(log.matches("initialize").count(), 1, "{log}");
+}
+
 /// Ctrl-C while a command server works on a call: the run stops, and the server and its
 /// group go with it.
 #[test]
