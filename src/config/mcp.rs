@@ -2,10 +2,31 @@
 
 use serde_json::{Map, Value};
 
-use super::{Env, ProviderSection, Result};
+use super::{Env, ProviderSection, Result, SeatSpec, Settings};
 use crate::error::ConfigError;
 use crate::provider::mcp::{Server, Tool};
 use crate::provider::{Provider, Secret};
+
+impl Settings {
+    /// The same settings with a new session for every MCP seat, for another run (each
+    /// item of an `eval`: an agent's session may remember the item before); None when no
+    /// seat keeps a session.
+    pub fn with_new_sessions(&self) -> Option<Settings> {
+        let keeps_one = |s: &SeatSpec| matches!(s.provider, Provider::Mcp(_));
+        if !self.seats.iter().chain(&self.synthesizer).any(keeps_one) {
+            return None;
+        }
+        let mut settings = self.clone();
+        for seat in settings
+            .seats
+            .iter_mut()
+            .chain(settings.synthesizer.as_mut())
+        {
+            seat.provider = seat.provider.for_seat();
+        }
+        Some(settings)
+    }
+}
 
 /// The keys only an MCP provider takes.
 const MCP_KEYS: [&str; 5] = [

@@ -686,3 +686,45 @@ fn mcp_config_mistakes_name_the_key() {
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
     }
 }
+
+/// Each item of an `eval` is a run of its own: an MCP seat opens a new session for it,
+/// so that an agent's memory of one item cannot reach the next.
+#[test]
+fn each_eval_item_gets_a_session_of_its_own() {
+    let server = McpServer::start("Final answer: 4");
+    let sb = Sandbox::new();
+    let cfg = http_panel(
+        &sb,
+        &server,
+        "consult",
+        "\n[[participants]]\nprovider = \"agent\"\nname = \"agent\"\n",
+    );
+    let items = sb.write(
+        "items.jsonl",
+        "{\"id\": \"a\", \"prompt\": \"2+2?\", \"expect_number\": \"4\"}\n{\"id\": \"b\", \"prompt\": \"3+1?\", \"expect_number\": \"4\"}\n",
+    );
+    let out = sb
+        .cmd()
+        .args([
+            "eval",
+            "--strategy",
+            "vote",
+            "--jobs",
+            "1",
+            "--config",
+            &cfg,
+        ])
+        .arg(&items)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let prompts: Vec<String> = server
+        .calls()
+        .iter()
+        .map(|(_, a)| a["prompt"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(prompts.len(), 2, "{prompts:?}");
+    assert!(prompts[0].contains("2+2?") && prompts[1].contains("3+1?"));
+    assert_eq!(server.initialized(), 2, "one session per item");
+}
