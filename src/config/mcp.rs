@@ -29,12 +29,13 @@ impl Settings {
 }
 
 /// The keys only an MCP provider takes.
-const MCP_KEYS: [&str; 5] = [
+const MCP_KEYS: [&str; 6] = [
     "url",
     "tool",
     "prompt_argument",
     "system_argument",
     "arguments",
+    "result_pointer",
 ];
 
 /// The MCP-only keys set in a table of another kind: an error, so that a typo in
@@ -46,6 +47,7 @@ pub(super) fn reject_mcp_keys(name: &str, kind: &str, section: &ProviderSection)
         section.prompt_argument.is_some(),
         section.system_argument.is_some(),
         section.arguments.is_some(),
+        section.result_pointer.is_some(),
     ];
     match MCP_KEYS.iter().zip(set).find(|(_, set)| *set) {
         Some((key, _)) => Err(ConfigError::new(format!(
@@ -163,6 +165,13 @@ pub(super) fn resolve(
             )));
         }
     }
+    if let Some(pointer) = &section.result_pointer
+        && !pointer.starts_with('/')
+    {
+        return Err(error(format!(
+            "result_pointer `{pointer}` is not a JSON pointer: start it with / (\"/synthesis\" is the field synthesis)"
+        )));
+    }
     let key_env = section.api_key_env.clone();
     let key = key_env
         .as_deref()
@@ -185,6 +194,7 @@ pub(super) fn resolve(
     provider.arguments = arguments;
     provider.headers = section.headers.clone().into_iter().collect();
     provider.key = key;
+    provider.result_pointer = section.result_pointer.clone();
     Ok((
         Provider::Mcp(provider),
         model.unwrap_or(tool),

@@ -95,6 +95,8 @@ pub struct ProviderSection {
     pub system_argument: Option<String>,
     /// kind = "mcp": arguments sent with every call.
     pub arguments: Option<toml::Table>,
+    /// kind = "mcp": where the answer is in a JSON result (a JSON pointer, `/synthesis`).
+    pub result_pointer: Option<String>,
     /// USD per million tokens, for every seat of this provider.
     pub price: Option<Price>,
 }

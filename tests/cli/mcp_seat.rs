@@ -33,7 +33,8 @@ struct Seen {
 }
 
 /// The agent behind the test server. Tools: `consult` answers `answer`, `fail` reports
-/// an error, `slow` answers after 30 s, `whoami` answers with the Authorization header.
+/// an error, `slow` answers after 30 s, `whoami` answers with the Authorization header,
+/// `report` answers with a JSON result (structured, and as text) as `consensus_ask` does.
 #[derive(Clone)]
 struct Agent {
     answer: String,
@@ -70,7 +71,9 @@ impl ServerHandler for Agent {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         Ok(ListToolsResult::with_all_items(
-            ["consult", "fail", "slow", "whoami"].map(tool).to_vec(),
+            ["consult", "fail", "slow", "whoami", "report"]
+                .map(tool)
+                .to_vec(),
         ))
     }
 
@@ -104,6 +107,12 @@ impl ServerHandler for Agent {
                 text(self.answer.clone())
             }
             "whoami" => text(format!("I was sent {authorization}\nFinal answer: 4")),
+            "report" => Ok(CallToolResult::structured(json!({
+                "status": "final",
+                "answer": "4",
+                "synthesis": self.answer,
+            }))
+            .into()),
             other => Err(ErrorData::invalid_params(format!("no tool {other}"), None)),
         }
     }
@@ -349,12 +358,42 @@ fn a_missing_tool_is_a_clear_error_and_is_not_called() {
     let errors = errors(&run.report, "agent");
     assert!(
         errors.contains(
-            "agent: the server has no tool `ask_me` (it offers consult, fail, slow, whoami): set tool = \\\"NAME\\\""
+            "agent: the server has no tool `ask_me` (it offers consult, fail, report, slow, whoami): set tool = \\\"NAME\\\""
         ),
         "{errors}"
     );
     assert!(server.calls().is_empty());
     assert_eq!(server.initialized(), 1, "asked once, not every round");
+}
+
+/// With `result_pointer`, the answer is that field of the tool's JSON result (another
+/// panel's `synthesis`, say); a result without it is a failed call saying so.
+#[test]
+fn result_pointer_takes_the_answer_from_a_json_result() {
+    let server = McpServer::start("It is four.\nFinal answer: 4");
+    let sb = Sandbox::new();
+    let text = format!(
+        "[providers.panel]\nkind = \"mcp\"\nurl = \"{url}\"\ntool = \"report\"\nresult_pointer = \"/synthesis\"\n\n\
+[providers.odd]\nkind = \"mcp\"\nurl = \"{url}\"\ntool = \"report\"\nresult_pointer = \"/verdict/text\"\n\n\
+[[participants]]\nprovider = \"panel\"\nname = \"panel\"\ncount = 2\n\n\
+[[participants]]\nprovider = \"odd\"\nname = \"odd\"\n",
+        url = server.url
+    );
+    let cfg = sb.write("panel.toml", &text).to_string_lossy().into_owned();
+    let run = ask(&sb, &cfg, &[]);
+    assert_eq!(run.report["answer"], "4", "{}", run.report);
+    assert_eq!(
+        participant(&run.report, "panel")["answers"],
+        json!(["It is four.\nFinal answer: 4"])
+    );
+    let errors = participant(&run.report, "odd")["errors"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        errors,
+        "round 0: odd: the result of `report` has nothing at /verdict/text (result_pointer = \"/verdict/text\")"
+    );
 }
 
 /// A tool that does not answer within the call timeout fails its seat, saying so.
@@ -661,6 +700,14 @@ fn mcp_config_mistakes_name_the_key() {
         (
             "kind = \"mcp\"\ncommand = [\"srv\"]\ntool = \"ask\"\napi_key_env = \"T\"",
             "[providers.agent] api_key_env applies to a server at a url",
+        ),
+        (
+            "kind = \"mcp\"\ncommand = [\"srv\"]\ntool = \"ask\"\nresult_pointer = \"synthesis\"",
+            "[providers.agent] result_pointer `synthesis` is not a JSON pointer: start it with /",
+        ),
+        (
+            "kind = \"mcp\"\ncommand = [\"srv\"]\ntool = \"ask\"\nresult_pointer = \"synthesis\"",
+            "[providers.agent] result_pointer `synthesis` is not a JSON pointer: start it with /",
         ),
         (
             "kind = \"openai\"\nbase_url = \"http://127.0.0.1:9\"\ntool = \"ask\"",

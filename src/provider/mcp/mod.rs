@@ -10,30 +10,25 @@
 //!
 //! MCP reports no tokens: the usage of an answer is unknown, not zero.
 
-use std::fmt;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex as StdMutex};
-use std::time::Duration;
+mod process;
+mod reply;
 
-use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
-};
-use rmcp::service::{ClientInitializeError, RoleClient, RunningService};
+use std::fmt;
+use std::sync::Arc;
+
+use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
+use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::{
-    StreamableHttpClientTransportConfig, StreamableHttpError,
-};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{ServiceError, ServiceExt};
 use serde_json::{Map, Value};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
 
-use super::body::check_answer_size;
-use super::command::group;
 use super::http::human_duration;
-use super::{ChatRequest, Completion, Finish, Outcome, Secret, Transport, Usage};
+use super::{ChatRequest, Completion, Outcome, Secret, Transport, Usage};
 use crate::error::{ErrorKind, ProviderError};
+use process::Process;
+use reply::{causes, handshake_error};
 
 /// Where the server is.
 #[derive(Clone, Debug, PartialEq)]
@@ -64,6 +59,8 @@ pub struct Tool {
     pub headers: Vec<(String, String)>,
     /// Sent as `Authorization: Bearer` to a server at a URL.
     pub key: Option<Secret>,
+    /// Where the answer is in a JSON result (a JSON pointer), when it is not the text.
+    pub result_pointer: Option<String>,
     session: Arc<Slot>,
 }
 
@@ -83,17 +80,6 @@ struct Session {
     process: Option<Process>,
 }
 
-/// A server started as a program. The group guard comes first, so that it is dropped
-/// first: the whole group is killed, then the child is reaped.
-struct Process {
-    _group: group::Guard,
-    child: tokio::process::Child,
-    program: String,
-    /// The last line the server wrote to standard error, for the message of a failure.
-    last_line: Arc<StdMutex<String>>,
-    stderr: JoinHandle<()>,
-}
-
 /// How a call failed: the session broke (it may be opened again), or the call did.
 enum Failure {
     Broken(String),
@@ -111,6 +97,7 @@ impl Tool {
             arguments: Map::new(),
             headers: Vec::new(),
             key: None,
+            result_pointer: None,
             session: Arc::default(),
         }
     }
@@ -200,7 +187,9 @@ impl Tool {
             let params =
                 CallToolRequestParams::new(self.tool.clone()).with_arguments(arguments.clone());
             let failure = match session.client.call_tool(params).await {
-                Ok(result) => return self.answer(result),
+                Ok(result) => {
+                    return reply::answer(&self.tool, self.result_pointer.as_deref(), result);
+                }
                 Err(e) => self.failure(e),
             };
             match failure {
@@ -319,42 +308,6 @@ impl Tool {
         ))
     }
 
-    /// The seat's answer: the tool's text, or its error.
-    fn answer(&self, result: CallToolResult) -> Result<Completion, ProviderError> {
-        let mut text = result
-            .content
-            .iter()
-            .filter_map(|c| c.as_text().map(|t| t.text.as_str()))
-            .collect::<Vec<_>>()
-            .join("\n");
-        if text.trim().is_empty()
-            && let Some(structured) = &result.structured_content
-            && !structured.is_null()
-        {
-            text = structured.to_string();
-        }
-        let text = text.trim_end().to_string();
-        if result.is_error == Some(true) {
-            let message = first_line(&text).unwrap_or_else(|| "no message".to_string());
-            return Err(ProviderError::new(
-                ErrorKind::Program,
-                format!("the tool `{}` returned an error: {message}", self.tool),
-            ));
-        }
-        if text.trim().is_empty() {
-            return Err(ProviderError::new(
-                ErrorKind::Malformed,
-                format!("the tool `{}` returned no text", self.tool),
-            ));
-        }
-        check_answer_size(&text)?;
-        Ok(Completion {
-            text,
-            finish: Some(Finish::Stop),
-            usage: Usage::default(),
-        })
-    }
-
     fn failure(&self, error: ServiceError) -> Failure {
         let call = |kind, message: String| Failure::Call(ProviderError::new(kind, message));
         match error {
@@ -398,118 +351,6 @@ impl Session {
             None => why.to_string(),
         }
     }
-}
-
-impl Process {
-    fn start(argv: &[String]) -> Result<Process, ProviderError> {
-        let Some((program, rest)) = argv.split_first() else {
-            return Err(ProviderError::new(
-                ErrorKind::Rejected,
-                "the command is empty: set command = [\"program\", \"arg\", ...]",
-            ));
-        };
-        let mut command = tokio::process::Command::new(program);
-        command
-            .args(rest)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        // Its own group, so that the whole group can be killed (and a terminal's Ctrl-C
-        // reaches only us: we decide when the server stops).
-        #[cfg(unix)]
-        command.process_group(0);
-        let mut child = command.spawn().map_err(|e| {
-            ProviderError::new(
-                ErrorKind::Rejected,
-                format!("cannot start the MCP server `{program}`: {e}"),
-            )
-        })?;
-        let group = group::Guard::new(child.id());
-        let last_line = Arc::new(StdMutex::new(String::new()));
-        let stderr = tokio::spawn(keep_last_line(child.stderr.take(), Arc::clone(&last_line)));
-        Ok(Process {
-            _group: group,
-            child,
-            program: program.clone(),
-            last_line,
-            stderr,
-        })
-    }
-
-    /// `why`, with the program's exit status and last line of standard error when it has
-    /// ended (it is given a moment to).
-    async fn ended(mut self, why: &str) -> String {
-        let moment = Duration::from_millis(500);
-        let status = tokio::time::timeout(moment, self.child.wait()).await;
-        let _ = tokio::time::timeout(moment, &mut self.stderr).await;
-        let last = self
-            .last_line
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let program = &self.program;
-        let how = match status {
-            Ok(Ok(status)) => match status.code() {
-                Some(code) => format!("`{program}` exited (exit status {code})"),
-                None => format!("`{program}` was killed by a signal"),
-            },
-            _ => return format!("`{program}`: {why}"),
-        };
-        if last.is_empty() {
-            format!("{how}: {why}")
-        } else {
-            format!("{how}: {last}")
-        }
-    }
-}
-
-/// Reads the server's standard error to its end, keeping its last non-empty line (the
-/// server's own messages are not ours to print).
-async fn keep_last_line(pipe: Option<impl AsyncRead + Unpin>, last: Arc<StdMutex<String>>) {
-    let Some(pipe) = pipe else { return };
-    let mut lines = BufReader::new(pipe).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        if let Some(line) = first_line(&line) {
-            *last.lock().unwrap_or_else(|e| e.into_inner()) = line;
-        }
-    }
-}
-
-/// Why a handshake failed: for a transport error, what the transport says (not its type).
-fn handshake_error(error: &ClientInitializeError) -> String {
-    match error {
-        ClientInitializeError::TransportError { error, .. } => causes(&*error.error),
-        other => other.to_string(),
-    }
-}
-
-/// An error and its causes on one line, each cause once (many errors quote their source).
-fn causes(error: &(dyn std::error::Error + 'static)) -> String {
-    // The HTTP client's error is not given as a source: its causes say what went wrong.
-    if let Some(StreamableHttpError::Client(e)) =
-        error.downcast_ref::<StreamableHttpError<reqwest::Error>>()
-    {
-        return causes(e);
-    }
-    let mut line = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !line.contains(&text) {
-            line = format!("{line}: {text}");
-        }
-        source = cause.source();
-    }
-    line
-}
-
-/// The first non-empty line of `text`, trimmed and cut at 300 characters.
-fn first_line(text: &str) -> Option<String> {
-    text.lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .map(|l| l.chars().take(300).collect())
 }
 
 #[cfg(test)]
