@@ -19,7 +19,7 @@ use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
-use crate::common::Sandbox;
+use crate::common::{Sandbox, TestServer, json as json_reply, with_header};
 
 const QUESTION: &str = "What is 2 + 2?";
 
@@ -439,6 +439,42 @@ fn a_url_servers_token_is_sent_and_scrubbed_from_answers() {
     let report = run.report.to_string();
     assert!(!report.contains("tok-5ecret"), "{report}");
     assert!(report.contains("I was sent Bearer <redacted>"), "{report}");
+}
+
+/// A server at a URL that asks for authorization (401) is a failed call that says so and
+/// names what to set; the seat is not asked again.
+#[test]
+fn a_url_server_that_asks_for_authorization_says_what_to_set() {
+    let server = TestServer::always(with_header(
+        json_reply(401, &json!({"error": "unauthorized"})),
+        "WWW-Authenticate",
+        "Bearer realm=\"agents\"",
+    ));
+    let sb = Sandbox::new();
+    for (extra, hint) in [
+        ("", "(no token was sent: set api_key_env)"),
+        (
+            "api_key_env = \"AGENT_TOKEN\"\n",
+            "(the token was refused) (check the key in AGENT_TOKEN)",
+        ),
+    ] {
+        let text = format!(
+            "[providers.agent]\nkind = \"mcp\"\nurl = \"{}/mcp\"\ntool = \"ask\"\n{extra}\n\
+[[participants]]\nprovider = \"agent\"\nname = \"agent\"\n",
+            server.url()
+        );
+        let cfg = sb.write("panel.toml", &text).to_string_lossy().into_owned();
+        let run = ask(&sb, &cfg, &["--strategy", "leader", "--rounds", "3"]);
+        assert_eq!(run.code, 3, "{}", run.stderr);
+        let agent = participant(&run.report, "agent");
+        let errors = agent["errors"].as_array().unwrap();
+        assert_eq!(errors.len(), 1, "asked once: {errors:?}");
+        let expected = format!(
+            "round 0: agent: {}/mcp asks for authorization {hint}",
+            server.url()
+        );
+        assert_eq!(errors[0], expected.as_str());
+    }
 }
 
 /// A server that cannot be started fails its seat with a clear message, and the run

@@ -6,7 +6,8 @@
 //! rounds are further calls of the same tool in the same session. Calls are not retried
 //! (an agent does its own retrying), except that a session that broke between two calls
 //! is opened again once. A server that is a program runs in its own process group, which
-//! is killed when the session ends: at the end of the run, or at a second Ctrl-C.
+//! is killed when the session ends: at the end of the run (a first Ctrl-C ends it), or at
+//! once at a second Ctrl-C.
 //!
 //! MCP reports no tokens: the usage of an answer is unknown, not zero.
 
@@ -244,6 +245,16 @@ impl Tool {
                     .serve(self.http_transport(url, transport)?)
                     .await
                     .map_err(|e| {
+                        if e.is_authorization_required() || e.auth_challenge().is_some() {
+                            let hint = match &self.key {
+                                Some(_) => "the token was refused",
+                                None => "no token was sent: set api_key_env",
+                            };
+                            return ProviderError::new(
+                                ErrorKind::Auth,
+                                format!("{url} asks for authorization ({hint})"),
+                            );
+                        }
                         ProviderError::new(
                             ErrorKind::Network,
                             format!("no MCP session with {url}: {}", handshake_error(&e)),
@@ -258,11 +269,17 @@ impl Tool {
         let tools = match session.client.peer().list_all_tools().await {
             Ok(tools) => tools,
             Err(e) => {
-                let why = match self.failure(e) {
-                    Failure::Broken(why) => session.broken(&why).await,
-                    Failure::Call(e) => format!("cannot list its tools: {}", e.message),
-                };
-                return Err(ProviderError::new(ErrorKind::Rejected, why));
+                // A server that died is like one that failed the handshake; one that
+                // cannot list tools cannot be asked either.
+                return Err(match self.failure(e) {
+                    Failure::Broken(why) => {
+                        ProviderError::new(ErrorKind::Program, session.broken(&why).await)
+                    }
+                    Failure::Call(e) => ProviderError::new(
+                        ErrorKind::Rejected,
+                        format!("cannot list the server's tools: {}", e.message),
+                    ),
+                });
             }
         };
         if !tools.iter().any(|t| t.name == self.tool) {
