@@ -44,7 +44,8 @@ pub enum ErrorKind {
     Refused,
     /// The call was abandoned because the run is stopping.
     Cancelled,
-    /// A local program (the command provider) exited with a failure status.
+    /// A local program (the command provider) exited with a failure status, or an MCP
+    /// tool reported an error.
     Program,
 }
 

@@ -6,6 +6,7 @@
 mod fuzz;
 pub mod limits;
 mod log_path;
+mod mcp;
 mod panel;
 mod schema;
 

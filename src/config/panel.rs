@@ -220,7 +220,8 @@ set an API key variable such as OPENAI_API_KEY or GROQ_API_KEY, or write a confi
                 name,
                 provider_name: req.provider.clone(),
                 model: model.clone(),
-                provider: provider.clone(),
+                // One session per seat for MCP seats.
+                provider: provider.for_seat(),
                 temperature,
                 max_tokens: req.max_tokens.or(args.calls.max_tokens),
                 weight: req.weight,
@@ -306,8 +307,7 @@ fn known_names(file: &FileConfig) -> String {
     names.join(", ")
 }
 
-const KINDS: &str =
-    "\"openai\", \"azure\", \"anthropic\", \"gemini\", \"ollama\", \"command\" or \"mock\"";
+const KINDS: &str = "\"openai\", \"azure\", \"anthropic\", \"gemini\", \"ollama\", \"command\", \"mcp\" or \"mock\"";
 
 /// A seat's provider, model, key variable, and why it cannot be called (a missing key).
 type Resolved = (Provider, String, Option<String>, Option<String>);
@@ -351,6 +351,9 @@ fn resolve_provider(
         }
         if let Some(price) = section.price {
             check_price(&key("price"), price)?;
+        }
+        if kind != "mcp" {
+            super::mcp::reject_mcp_keys(&req.provider, &kind, section)?;
         }
     }
     match kind.as_str() {
@@ -404,6 +407,7 @@ fn resolve_provider(
                 None,
             ))
         }
+        "mcp" => super::mcp::resolve(&req.provider, req.model.clone(), &req.origin, section, env),
         "openai" | "azure" | "anthropic" | "gemini" | "ollama" => {
             resolve_http(req, args, section, vendor, &kind, env)
         }

@@ -82,7 +82,21 @@ pub struct ProviderSection {
     /// Calls to this provider in flight at once, across all of its seats.
     pub max_concurrency: Option<usize>,
     /// kind = "command": the program and its arguments (`{prompt}`, `{system}`, `{model}`).
+    /// kind = "mcp": the MCP server to start, speaking on standard input and output.
     pub command: Option<Vec<String>>,
+    /// kind = "mcp": the Streamable HTTP endpoint of the MCP server.
+    pub url: Option<String>,
+    /// kind = "mcp": the tool that answers.
+    pub tool: Option<String>,
+    /// kind = "mcp": the tool's argument that receives the prompt (default `prompt`).
+    pub prompt_argument: Option<String>,
+    /// kind = "mcp": the tool's argument that receives the system prompt (by default it
+    /// goes before the prompt).
+    pub system_argument: Option<String>,
+    /// kind = "mcp": arguments sent with every call.
+    pub arguments: Option<toml::Table>,
+    /// kind = "mcp": where the answer is in a JSON result (a JSON pointer, `/synthesis`).
+    pub result_pointer: Option<String>,
     /// USD per million tokens, for every seat of this provider.
     pub price: Option<Price>,
 }

@@ -491,13 +491,17 @@ impl Batch {
     }
 
     fn spawn(&self, running: &mut JoinSet<Finished>, item: Item, stopped: &watch::Receiver<bool>) {
-        let settings = match &item.system {
-            Some(system) => {
-                let mut s = (*self.settings).clone();
-                s.params.system = Some(system.clone());
+        // Each item is a run: MCP seats open sessions of their own.
+        let fresh = self.settings.with_new_sessions();
+        let settings = match (&item.system, fresh) {
+            (None, None) => Arc::clone(&self.settings),
+            (system, fresh) => {
+                let mut s = fresh.unwrap_or_else(|| (*self.settings).clone());
+                if let Some(system) = system {
+                    s.params.system = Some(system.clone());
+                }
                 Arc::new(s)
             }
-            None => Arc::clone(&self.settings),
         };
         let shared = self.shared.clone();
         // Each item is a run of its own in the run log (`logs list` shows one per item).

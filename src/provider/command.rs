@@ -236,9 +236,9 @@ impl Program {
     }
 }
 
-/// The process groups of the programs running now, so that each can be killed with all
-/// its descendants.
-mod group {
+/// The process groups of the programs running now (commands and MCP servers), so that
+/// each can be killed with all its descendants.
+pub(super) mod group {
     use std::sync::Mutex;
 
     /// Groups alive now, for [`stop_all`].
@@ -289,8 +289,8 @@ mod group {
     fn kill(_pid: u32) {}
 }
 
-/// Kills the process groups of all command providers still running. Call it before an
-/// exit that skips destructors (`std::process::exit` on a second Ctrl-C).
+/// Kills the process groups of all command providers and MCP servers still running. Call
+/// it before an exit that skips destructors (`std::process::exit` on a second Ctrl-C).
 pub fn stop_all() {
     group::stop_all();
 }

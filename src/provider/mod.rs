@@ -10,6 +10,7 @@ pub mod endpoint;
 pub mod framing;
 pub mod gemini;
 pub mod http;
+pub mod mcp;
 pub mod mock;
 pub mod ollama;
 pub mod openai;
@@ -197,6 +198,8 @@ pub enum Provider {
     /// OpenAI (and compatibles, and Azure), Anthropic, Gemini or Ollama.
     Http(Endpoint),
     Command(command::Program),
+    /// A tool of an MCP server (`kind = "mcp"`).
+    Mcp(mcp::Tool),
     Mock(mock::Script),
 }
 
@@ -205,7 +208,17 @@ impl Provider {
         match self {
             Provider::Http(e) => e.kind(),
             Provider::Command(_) => "command",
+            Provider::Mcp(_) => "mcp",
             Provider::Mock(_) => "mock",
+        }
+    }
+
+    /// The provider for another seat: the same, except that an MCP seat gets a session
+    /// of its own.
+    pub fn for_seat(&self) -> Provider {
+        match self {
+            Provider::Mcp(tool) => Provider::Mcp(tool.for_seat()),
+            other => other.clone(),
         }
     }
 
@@ -213,6 +226,7 @@ impl Provider {
     pub fn base_url(&self) -> Option<&str> {
         match self {
             Provider::Http(e) => Some(&e.base_url),
+            Provider::Mcp(tool) => tool.url(),
             Provider::Command(_) | Provider::Mock(_) => None,
         }
     }
@@ -232,6 +246,7 @@ impl Provider {
                 self.retried(&e.name, transport, attempt, on_retry).await
             }
             Provider::Command(program) => program.complete(transport, request).await,
+            Provider::Mcp(tool) => tool.complete(transport, request).await,
             Provider::Mock(script) => script.complete(transport, call_index).await,
         }
     }
@@ -278,6 +293,7 @@ impl Provider {
     pub fn key(&self) -> Option<&Secret> {
         match self {
             Provider::Http(e) => e.key.as_ref(),
+            Provider::Mcp(tool) => tool.key.as_ref(),
             Provider::Command(_) | Provider::Mock(_) => None,
         }
     }

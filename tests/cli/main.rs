@@ -16,6 +16,7 @@ mod expect;
 mod faults;
 mod hanzo_binary;
 mod inspect_edges;
+mod mcp_seat;
 mod metastable;
 mod plan;
 mod promises;
