@@ -98,6 +98,10 @@ pub struct ReplayArgs {
     #[command(flatten)]
     pub consensus: ConsensusArgs,
 
+    /// With --weights: the weights the file learned for this item category.
+    #[arg(long, value_name = "NAME", requires = "weights")]
+    pub category: Option<String>,
+
     /// Print one JSON object, as `ask --json`, with `replayed_from`.
     #[arg(long, conflicts_with = "quiet")]
     pub json: bool,
@@ -220,6 +224,12 @@ pub struct EvalArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// After the batch, learn each seat's weight from the seats' answers (no expected
+    /// answer needed) and write them to FILE for --weights; with --resume the items already
+    /// in --out count too.
+    #[arg(long, value_name = "FILE")]
+    pub learn_weights: Option<PathBuf>,
+
     #[command(flatten)]
     pub consensus: ConsensusArgs,
 
@@ -244,6 +254,11 @@ pub struct EvalSummaryArgs {
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
+
+    /// Learn the seats' weights from the files' results (e.g. the shards of one eval) and
+    /// write them to FILE, as `eval --learn-weights` does.
+    #[arg(long, value_name = "FILE")]
+    pub learn_weights: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Args)]
@@ -265,6 +280,11 @@ pub struct AskArgs {
     /// Key `system`.
     #[arg(long, value_name = "TEXT")]
     pub system: Option<String>,
+
+    /// With --weights: use the weights the file learned for this item category instead of
+    /// its overall ones.
+    #[arg(long, value_name = "NAME")]
+    pub category: Option<String>,
 
     /// Print the call plan (seats, rounds, worst-case calls, tokens and cost) and exit 0
     /// without sending anything; with --json as one JSON object. Configuration errors
@@ -388,6 +408,13 @@ pub struct ConsensusArgs {
     /// (over words), jaro-winkler or exact [default: jaccard]. Key `similarity`.
     #[arg(long, value_name = "METRIC")]
     pub similarity: Option<String>,
+
+    /// Seat weights from `eval --learn-weights`: each seat's weight is its configured one
+    /// times the file's (per item category in eval), and the file's calibrated beta_2 is
+    /// used unless --beta2 is given. Every seat must be in the file (README, "Seat
+    /// weights"). Key `weights` (relative to the config file).
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
 }
 
 /// How calls are made. Each flag but --temperature, --max-tokens and --stream has a

@@ -6,6 +6,7 @@
 //! ([`run::Shared`]), so the limits hold over the whole batch.
 
 pub mod items;
+pub mod learning;
 pub mod summary;
 
 use std::collections::HashSet;
@@ -120,6 +121,8 @@ pub fn main(args: EvalArgs) -> anyhow::Result<u8> {
         ..AskArgs::default()
     };
     let settings = Arc::new(config::resolve(&ask, &env)?);
+    let resumed = args.out.as_deref().filter(|_| args.resume);
+    let learning = learning::start(args.learn_weights.as_deref(), &settings, resumed)?;
     let require = args.require.unwrap_or_default();
     let mut summary = Summary::new();
 
@@ -148,6 +151,7 @@ pub fn main(args: EvalArgs) -> anyhow::Result<u8> {
         bar: progress(total, terminal && !args.json),
         jobs: args.jobs as usize,
         log,
+        learning,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -155,12 +159,14 @@ pub fn main(args: EvalArgs) -> anyhow::Result<u8> {
     // The runs are driven on this thread (a run is not `Send`); their calls are tasks of
     // the runtime's workers.
     let local = tokio::task::LocalSet::new();
-    let interrupted = runtime.block_on(local.run_until(batch.run(input, &mut summary)))?;
+    let (interrupted, learning) =
+        runtime.block_on(local.run_until(batch.run(input, &mut summary)))?;
     // From here on a Ctrl-C ends the process at once.
     runtime.spawn(quit_on_ctrl_c());
     summary.wall_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
     print_summary(&summary, args.json)?;
     runtime.shutdown_background();
+    learning.map(learning::Collector::write).transpose()?;
     if interrupted {
         return Ok(130);
     }
@@ -173,6 +179,7 @@ pub fn summarize(args: EvalSummaryArgs) -> anyhow::Result<u8> {
     let mut summary = Summary::new();
     // Ids counted once: the same file given twice, or an item in two files, counts once.
     let mut seen = HashSet::new();
+    let mut learning = learning::for_files(args.learn_weights.as_deref())?;
     for path in &args.files {
         let file = File::open(path).map_err(|e| {
             ConfigError::new(format!(
@@ -185,8 +192,10 @@ pub fn summarize(args: EvalSummaryArgs) -> anyhow::Result<u8> {
                 summary.add(line);
             }
         })?;
+        learning::read_back(&mut learning, path)?;
     }
     print_summary(&summary, args.json)?;
+    learning.map(learning::Collector::write).transpose()?;
     Ok(gate(&summary, args.min_accuracy))
 }
 
@@ -388,6 +397,8 @@ struct Batch {
     /// The run log, opened once (a warning when it cannot be): each item is a run of its
     /// own in it, written on the one connection.
     log: Events,
+    /// `--learn-weights`: the finished items' keys.
+    learning: Option<learning::Collector>,
 }
 
 /// A line of the input: its number and its bytes.
@@ -402,7 +413,7 @@ impl Batch {
         mut self,
         input: Box<dyn Read + Send>,
         summary: &mut Summary,
-    ) -> anyhow::Result<bool> {
+    ) -> anyhow::Result<(bool, Option<learning::Collector>)> {
         // The file is read on a thread of its own (standard input blocks), a few lines
         // ahead of the runs.
         let (tx, mut lines) = mpsc::channel::<Line>(self.jobs);
@@ -448,7 +459,7 @@ impl Batch {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
-        Ok(interrupted)
+        Ok((interrupted, self.learning))
     }
 
     /// A line as an item to run, or None: blank, malformed (reported and counted), in
@@ -481,13 +492,15 @@ impl Batch {
     }
 
     fn spawn(&self, running: &mut JoinSet<Finished>, item: Item, stopped: &watch::Receiver<bool>) {
+        // The weights of the item's category, when the weights file has it.
+        let base = crate::weights::for_category(&self.settings, item.category.as_deref());
         let settings = match &item.system {
             Some(system) => {
-                let mut s = (*self.settings).clone();
+                let mut s = (*base).clone();
                 s.params.system = Some(system.clone());
                 Arc::new(s)
             }
-            None => Arc::clone(&self.settings),
+            None => base,
         };
         let shared = self.shared.clone();
         // Each item is a run of its own in the run log (`logs list` shows one per item).
@@ -545,7 +558,9 @@ impl Batch {
             fields: &item.fields,
             report: &report,
         })?;
-        summary.add(&serde_json::from_str(&line)?);
+        let value = serde_json::from_str(&line)?;
+        summary.add(&value);
+        learning::add(&mut self.learning, &value)?;
         if let Some(out) = &mut self.out {
             line.push('\n');
             // One write per line: a kill leaves at most the last line cut.

@@ -162,6 +162,10 @@ pub struct Report {
     pub elapsed_ms: f64,
     /// Why the run failed or degraded, in one line.
     pub error: Option<String>,
+    /// `--weights`: the file, and each seat's configured and learned weight; absent
+    /// without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weights: Option<crate::weights::WeightsReport>,
     /// Strategy-specific results (answer groups, ties...).
     #[serde(flatten)]
     pub details: Details,
@@ -195,7 +199,7 @@ impl Report {
             synthesis_source: "winner_verbatim",
             synthesizer: None,
             synthesis_error: None,
-            warnings: Vec::new(),
+            warnings: weightless(settings, &participants).into_iter().collect(),
             strategy: p.strategy.name(),
             seed: p.seed,
             rounds_executed: decision.rounds_executed,
@@ -208,6 +212,7 @@ impl Report {
             rounds: decision.rounds.clone(),
             elapsed_ms,
             error,
+            weights: settings.weights.as_ref().map(|w| w.report(p.beta_2)),
             details: decision.details.clone(),
         }
     }
@@ -258,6 +263,20 @@ impl Report {
             _ => self.status.exit_code(),
         }
     }
+}
+
+/// `--weights`: when every participant that answered weighs 0, no answer counted, and the
+/// run could not be final; said, since the table alone does not show why.
+fn weightless(settings: &Settings, participants: &[ParticipantReport]) -> Option<String> {
+    (settings.weights.is_some() && all_live_weigh_zero(participants)).then(|| {
+        "every participant that answered weighs 0 in the weights file: no answer counted as evidence".to_string()
+    })
+}
+
+/// Some participant answered, and every one that did weighs 0.
+pub(crate) fn all_live_weigh_zero(participants: &[ParticipantReport]) -> bool {
+    let mut live = participants.iter().filter(|p| p.live).peekable();
+    live.peek().is_some() && live.all(|p| p.weight == 0.0)
 }
 
 /// A seat's part of the report: the engine's outcome, and its calls added up from the

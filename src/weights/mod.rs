@@ -6,7 +6,11 @@
 //! the file does not name, a seat it names that is not in the panel, or a malformed file
 //! is an error, never a silent default.
 
+pub mod apply;
+pub mod file;
 pub mod learn;
+
+pub use apply::{InUse, WeightsReport, for_category};
 
 use std::collections::BTreeMap;
 

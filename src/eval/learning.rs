@@ -1,0 +1,184 @@
+//! `--learn-weights FILE`: each finished item's category and per-seat keys, kept as the
+//! results stream by (names and keys only, never the reports), then the weights learned
+//! from them without expected answers and written atomically.
+//!
+//! `eval --resume` reads the items already in `--out` back; `eval-summary OUT...
+//! --learn-weights FILE` learns from result files, so shards (or any earlier runs of the
+//! same panel) are learned from together without a new call.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::config::Settings;
+use crate::error::ConfigError;
+use crate::stderr_line;
+use crate::weights::learn::{LearnItem, learn};
+
+/// `eval --learn-weights`: a collector for the panel of `settings`, None without the
+/// flag; with `--resume`, holding the items already in `resumed` (the `--out` file).
+pub fn start(
+    out: Option<&Path>,
+    settings: &Settings,
+    resumed: Option<&Path>,
+) -> anyhow::Result<Option<Collector>> {
+    let seats = settings.seats.iter().map(|s| s.name.clone()).collect();
+    let mut collector = out.map(|out| Collector::new(out, seats)).transpose()?;
+    if let Some(path) = resumed {
+        read_back(&mut collector, path)?;
+    }
+    Ok(collector)
+}
+
+/// The items of the result file `path`, when learning.
+pub fn read_back(collector: &mut Option<Collector>, path: &Path) -> anyhow::Result<()> {
+    match collector {
+        Some(c) => c.read_back(path),
+        None => Ok(()),
+    }
+}
+
+/// A result line of this run, when learning.
+pub fn add(collector: &mut Option<Collector>, line: &Value) -> Result<(), ConfigError> {
+    match collector {
+        Some(c) => c.add(line, &|| "this run".to_string()),
+        None => Ok(()),
+    }
+}
+
+/// `eval-summary --learn-weights`: the panel is the first result's.
+pub fn for_files(out: Option<&Path>) -> Result<Option<Collector>, ConfigError> {
+    out.map(|out| Collector::new(out, Vec::new())).transpose()
+}
+
+/// The keys of the items seen so far.
+pub struct Collector {
+    out: PathBuf,
+    /// The panel's seat names, in seat order (empty until the first result names them).
+    seats: Vec<String>,
+    items: Vec<LearnItem>,
+    /// Ids counted once.
+    seen: HashSet<String>,
+}
+
+impl Collector {
+    /// A collector writing to `out` (checked now: before any call); `seats` as the panel
+    /// resolved them, or empty to take them from the first result.
+    pub fn new(out: &Path, seats: Vec<String>) -> Result<Collector, ConfigError> {
+        let shown = out.display();
+        let dir = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        if out.is_dir() {
+            return Err(ConfigError::new(format!(
+                "--learn-weights {shown} is a directory: name a file, e.g. {}",
+                out.join("weights.json").display()
+            )));
+        }
+        if !dir.is_dir() {
+            return Err(ConfigError::new(format!(
+                "--learn-weights {shown}: the directory {} does not exist",
+                dir.display()
+            )));
+        }
+        Ok(Collector {
+            out: out.to_path_buf(),
+            seats,
+            items: Vec::new(),
+            seen: HashSet::new(),
+        })
+    }
+
+    /// Takes in one result line (`{"id", "category"?, "report": {"participants"}}`); a
+    /// line of another panel is an error naming `from`.
+    pub fn add(&mut self, line: &Value, from: &dyn Fn() -> String) -> Result<(), ConfigError> {
+        let Some(id) = line["id"].as_str() else {
+            return Ok(());
+        };
+        if !self.seen.insert(id.to_string()) {
+            return Ok(());
+        }
+        let participants = line["report"]["participants"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let names: Vec<&str> = participants
+            .iter()
+            .map(|p| p["name"].as_str().unwrap_or_default())
+            .collect();
+        if self.seats.is_empty() {
+            self.seats = names.iter().map(|n| n.to_string()).collect();
+        } else if names != self.seats {
+            return Err(ConfigError::new(format!(
+                "{}: item {id} was run by another panel ({}) than {} ({}): learn weights from one panel's results",
+                from(),
+                names.join(", "),
+                if self.items.is_empty() {
+                    "this run's"
+                } else {
+                    "the items before it"
+                },
+                self.seats.join(", ")
+            )));
+        }
+        self.items.push(LearnItem {
+            category: line["category"].as_str().map(str::to_string),
+            keys: participants
+                .iter()
+                .map(|p| p["key"].as_str().map(str::to_string))
+                .collect(),
+        });
+        Ok(())
+    }
+
+    /// `--resume`: the items already in the result file `path`.
+    pub fn read_back(&mut self, path: &Path) -> anyhow::Result<()> {
+        let file = File::open(path).map_err(|e| {
+            ConfigError::new(format!(
+                "cannot read the result file {}: {e}",
+                path.display()
+            ))
+        })?;
+        let mut failed = None;
+        super::read_results(BufReader::new(file), path, |_, line| {
+            if failed.is_none()
+                && let Err(e) = self.add(line, &|| path.display().to_string())
+            {
+                failed = Some(e);
+            }
+        })?;
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Learns the weights and writes them; one line on stderr says where.
+    pub fn write(self) -> anyhow::Result<()> {
+        if self.items.is_empty() {
+            return Err(ConfigError::new(format!(
+                "--learn-weights {}: no finished item to learn from; nothing written",
+                self.out.display()
+            ))
+            .into());
+        }
+        let weights = learn(&self.seats, &self.items);
+        let mut text = serde_json::to_string_pretty(&weights)?;
+        text.push('\n');
+        crate::run::write_transcript(&self.out, &text).map_err(|e| {
+            anyhow::anyhow!("cannot write the weights to {}: {e}", self.out.display())
+        })?;
+        stderr_line!(
+            "weights of {} seat(s) learned from {} item(s) ({}) written to {}",
+            self.seats.len(),
+            self.items.len(),
+            weights.method,
+            self.out.display()
+        );
+        Ok(())
+    }
+}
