@@ -225,8 +225,8 @@ pub struct EvalArgs {
     pub json: bool,
 
     /// After the batch, learn each seat's weight from the seats' answers (no expected
-    /// answer needed) and write them to FILE for --weights; with --resume the items already
-    /// in --out count too.
+    /// answer needed) and write them to FILE for --weights, counting with --resume the
+    /// items already in --out.
     #[arg(long, value_name = "FILE")]
     pub learn_weights: Option<PathBuf>,
 
@@ -256,7 +256,7 @@ pub struct EvalSummaryArgs {
     pub json: bool,
 
     /// Learn the seats' weights from the files' results (e.g. the shards of one eval) and
-    /// write them to FILE, as `eval --learn-weights` does.
+    /// write them to FILE, as eval --learn-weights does.
     #[arg(long, value_name = "FILE")]
     pub learn_weights: Option<PathBuf>,
 }
@@ -409,10 +409,10 @@ pub struct ConsensusArgs {
     #[arg(long, value_name = "METRIC")]
     pub similarity: Option<String>,
 
-    /// Seat weights from `eval --learn-weights`: each seat's weight is its configured one
-    /// times the file's (per item category in eval), and the file's calibrated beta_2 is
-    /// used unless --beta2 is given. Every seat must be in the file (README, "Seat
-    /// weights"). Key `weights` (relative to the config file).
+    /// Seat weights learned by eval --learn-weights (README, "Seat weights"). Each seat's
+    /// weight is its configured one times the file's (in eval, the item category's), and
+    /// the file's calibrated beta_2 is used unless --beta2 is given. Every seat must be in
+    /// the file. Key `weights` (relative to the config file).
     #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
 }

@@ -160,8 +160,12 @@ pub(super) fn load(report: &serde_json::Value) -> Result<Run, ConfigError> {
     }
     let mut index = HashMap::new();
     for (seat, p) in recorded.participants.iter().enumerate() {
-        // A weights file may weigh a seat 0: its answers are no evidence.
-        range::APPLIED_WEIGHT.check(&key(&format!("weight of {}", p.name)), p.weight)?;
+        // A run with a weights file may weigh a seat 0: its answers are no evidence.
+        let limit = match recorded.weights {
+            Some(_) => range::APPLIED_WEIGHT,
+            None => range::WEIGHT,
+        };
+        limit.check(&key(&format!("weight of {}", p.name)), p.weight)?;
         if index.insert(p.name.as_str(), seat).is_some() {
             return Err(invalid(format!("participant {} is listed twice", p.name)));
         }

@@ -29,3 +29,4 @@ mod runlog;
 mod secrets;
 mod standing;
 mod strategies;
+mod weights;
