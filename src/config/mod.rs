@@ -24,6 +24,7 @@ use log_path::log_path;
 pub use log_path::log_path_for_logs;
 pub use panel::parse_model_flag;
 pub use schema::{ConsensusSection, FileConfig, ParticipantSection, ProviderSection};
+pub use weights::for_category;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 

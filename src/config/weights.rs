@@ -7,10 +7,11 @@
 //! default. Within a level, a beta_2 the user wrote beats the file's.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use super::limits::{Opt, Source, pick};
 use super::schema::ConsensusSection;
-use super::{Result, SeatSpec};
+use super::{Result, SeatSpec, Settings};
 use crate::cli::AskArgs;
 use crate::consensus::Params;
 use crate::error::ConfigError;
@@ -60,6 +61,29 @@ pub(super) fn resolve_weights(
         _ if k.is_some() => "[consensus] beta_2".to_string(),
         _ => "the default".to_string(),
     };
-    in_use.apply(seats);
+    apply(&in_use, seats);
     Ok(Some(in_use))
+}
+
+/// Sets each seat's weight to its configured weight times the file's.
+fn apply(weights: &InUse, seats: &mut [SeatSpec]) {
+    for (seat, weight) in seats.iter_mut().zip(weights.applied()) {
+        seat.weight = weight;
+    }
+}
+
+/// The settings for an eval item of `category`: its weights when the weights file has
+/// that category, else the settings as they are (the file's overall weights).
+pub fn for_category(settings: &Arc<Settings>, category: Option<&str>) -> Arc<Settings> {
+    let Some(weights) = settings
+        .weights
+        .as_ref()
+        .and_then(|w| w.for_category(category))
+    else {
+        return Arc::clone(settings);
+    };
+    let mut s = (**settings).clone();
+    apply(&weights, &mut s.seats);
+    s.weights = Some(weights);
+    Arc::new(s)
 }

@@ -493,7 +493,7 @@ impl Batch {
 
     fn spawn(&self, running: &mut JoinSet<Finished>, item: Item, stopped: &watch::Receiver<bool>) {
         // The weights of the item's category, when the weights file has it.
-        let base = crate::weights::for_category(&self.settings, item.category.as_deref());
+        let base = config::for_category(&self.settings, item.category.as_deref());
         let settings = match &item.system {
             Some(system) => {
                 let mut s = (*base).clone();

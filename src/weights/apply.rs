@@ -12,7 +12,6 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::{SeatWeight, WeightsFile};
-use crate::config::{SeatSpec, Settings};
 use crate::error::ConfigError;
 
 /// A weights file in use by a run.
@@ -21,7 +20,7 @@ pub struct InUse {
     pub path: PathBuf,
     pub file: Arc<WeightsFile>,
     /// The category whose weights are applied; None: the file's `seats`.
-    pub category: Option<String>,
+    category: Option<String>,
     /// Where `beta_2` came from, as the report says it (the file's calibration, a flag, a
     /// key or the default).
     pub beta_2_from: String,
@@ -186,13 +185,6 @@ impl InUse {
             .collect()
     }
 
-    /// Sets each seat's weight to its configured weight times its learned one.
-    pub fn apply(&self, seats: &mut [SeatSpec]) {
-        for (seat, weight) in seats.iter_mut().zip(self.applied()) {
-            seat.weight = weight;
-        }
-    }
-
     pub fn report(&self, beta_2: f64) -> WeightsReport {
         let set = self.set();
         WeightsReport {
@@ -212,23 +204,85 @@ impl InUse {
                 .collect(),
         }
     }
+
+    /// The same file with `category`'s weights, when the file has that category.
+    pub fn for_category(&self, category: Option<&str>) -> Option<InUse> {
+        let c = category.filter(|c| self.file.categories.contains_key(*c))?;
+        let mut w = self.clone();
+        w.category = Some(c.to_string());
+        Some(w)
+    }
 }
 
-/// The settings for an item of `category`: its weights when the file has that category,
-/// else the settings as they are (the file's `seats`).
-pub fn for_category(settings: &Arc<Settings>, category: Option<&str>) -> Arc<Settings> {
-    let Some(weights) = &settings.weights else {
-        return Arc::clone(settings);
-    };
-    match category {
-        Some(c) if weights.file.categories.contains_key(c) => {
-            let mut s = (**settings).clone();
-            let mut w = weights.clone();
-            w.category = Some(c.to_string());
-            w.apply(&mut s.seats);
-            s.weights = Some(w);
-            Arc::new(s)
-        }
-        _ => Arc::clone(settings),
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::weights::file::parse;
+
+    const FILE: &str = r#"{"version": 1, "method": "m", "items": 4,
+        "seats": {"a": {"accuracy": 0.9, "weight": 4, "items": 4},
+                  "b": {"accuracy": 0.6, "weight": 0, "items": 4}},
+        "categories": {"law": {"a": {"accuracy": 0.5, "weight": 0.5, "items": 2},
+                               "b": {"accuracy": 0.8, "weight": 2, "items": 2}}}}"#;
+
+    fn in_use(seats: &[(&str, f64)], category: Option<&str>) -> Result<InUse, ConfigError> {
+        let seats = seats.iter().map(|(n, w)| (n.to_string(), *w)).collect();
+        InUse::new("w.json".into(), parse(FILE).unwrap(), seats, category)
+    }
+
+    #[test]
+    fn the_applied_weight_is_configured_times_learned_per_category() {
+        let w = in_use(&[("b", 3.0), ("a", 1.0)], None).unwrap();
+        assert_eq!(w.applied(), [0.0, 4.0]);
+        let law = w.for_category(Some("law")).unwrap();
+        assert_eq!(law.applied(), [6.0, 0.5]);
+        assert_eq!(law.report(0.7).category.as_deref(), Some("law"));
+        assert!(w.for_category(Some("math")).is_none());
+        assert!(w.for_category(None).is_none());
+        let report = w.report(0.7);
+        assert_eq!(
+            report.seats[0],
+            AppliedSeat {
+                name: "b".into(),
+                configured: 3.0,
+                learned: 0.0
+            }
+        );
+        assert_eq!(
+            report.line(),
+            "weights w.json (m): b 0 (3 × 0), a 4; beta_2 0.7 from "
+        );
+    }
+
+    #[test]
+    fn seats_must_match_both_ways_and_categories_must_exist() {
+        let err = in_use(&[("a", 1.0)], None).unwrap_err().0;
+        assert_eq!(
+            err,
+            "the weights file w.json weighs seat b, who is not in the panel (its seats: a)"
+        );
+        let err = in_use(&[("a", 1.0), ("b", 1.0), ("c", 1.0)], None)
+            .unwrap_err()
+            .0;
+        assert!(
+            err.starts_with(
+                "the weights file w.json does not weigh seat c of the panel (it weighs: a, b)"
+            ),
+            "{err}"
+        );
+        let err = in_use(&[("a", 1.0), ("b", 1.0)], Some("math"))
+            .unwrap_err()
+            .0;
+        assert_eq!(
+            err,
+            "--category math: the weights file w.json has no such category (it has: law)"
+        );
+    }
+
+    #[test]
+    fn long_lists_are_cut() {
+        let names: Vec<String> = (0..10).map(|i| format!("s{i}")).collect();
+        let shown = list(names.iter().map(String::as_str));
+        assert_eq!(shown, "s0, s1, s2, s3, s4, s5, s6, s7, … (10 in all)");
     }
 }

@@ -6,8 +6,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{SeatWeight, VERSION, WeightsFile};
-use crate::config::limits::{Source, range};
+use super::{MAX_WEIGHT, SeatWeight, VERSION, WeightsFile};
 use crate::error::ConfigError;
 
 /// Reads, parses and checks the weights file at `path`.
@@ -71,17 +70,25 @@ fn check(file: &WeightsFile) -> Result<(), String> {
         }
     }
     if let Some(c) = &file.calibration {
-        for (name, value, limit) in [
-            ("beta2", c.beta2, range::SHARE),
-            ("target", c.target, range::SHARE),
-            ("precision", c.precision, range::SHARE),
-            ("coverage", c.coverage, range::SHARE),
+        for (name, value) in [
+            ("beta2", c.beta2),
+            ("target", c.target),
+            ("precision", c.precision),
+            ("coverage", c.coverage),
         ] {
-            let source = Source::Key(format!("calibration.{name}"));
-            limit.check(&source, value).map_err(|e| e.0)?;
+            within(&format!("calibration.{name}"), value, 1.0)?;
         }
     }
     Ok(())
+}
+
+/// `value` is a number from 0 to `hi` (NaN is not).
+fn within(at: &str, value: f64, hi: f64) -> Result<(), String> {
+    if (0.0..=hi).contains(&value) {
+        Ok(())
+    } else {
+        Err(format!("{at} must be between 0 and {hi}, got {value}"))
+    }
 }
 
 fn check_set(at: &str, set: &BTreeMap<String, SeatWeight>) -> Result<(), String> {
@@ -89,13 +96,8 @@ fn check_set(at: &str, set: &BTreeMap<String, SeatWeight>) -> Result<(), String>
         return Err(format!("{at} weighs no seat"));
     }
     for (name, w) in set {
-        let source = |field: &str| Source::Key(format!("{at}.{name}.{field}"));
-        range::LEARNED_WEIGHT
-            .check(&source("weight"), w.weight)
-            .map_err(|e| e.0)?;
-        range::SHARE
-            .check(&source("accuracy"), w.accuracy)
-            .map_err(|e| e.0)?;
+        within(&format!("{at}.{name}.weight"), w.weight, MAX_WEIGHT)?;
+        within(&format!("{at}.{name}.accuracy"), w.accuracy, 1.0)?;
     }
     // Checked before any call: with every weight 0 no answer would count, and no run
     // could decide anything.

@@ -10,7 +10,7 @@ pub mod apply;
 pub mod file;
 pub mod learn;
 
-pub use apply::{InUse, WeightsReport, for_category};
+pub use apply::{InUse, WeightsReport};
 
 use std::collections::BTreeMap;
 
@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 
 /// The version this build writes and reads.
 pub const VERSION: u32 = 1;
+
+/// The largest weight a file may give a seat (0 is the smallest: no evidence).
+pub const MAX_WEIGHT: f64 = 1_000_000.0;
 
 /// A weights file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
