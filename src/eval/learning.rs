@@ -62,6 +62,8 @@ pub struct Collector {
     items: Vec<LearnItem>,
     /// Ids counted once.
     seen: HashSet<String>,
+    /// The seats are those of the first result read (`eval-summary`), not a panel's.
+    from_results: bool,
 }
 
 impl Collector {
@@ -87,6 +89,7 @@ impl Collector {
         }
         Ok(Collector {
             out: out.to_path_buf(),
+            from_results: seats.is_empty(),
             seats,
             items: Vec::new(),
             seen: HashSet::new(),
@@ -99,9 +102,6 @@ impl Collector {
         let Some(id) = line["id"].as_str() else {
             return Ok(());
         };
-        if !self.seen.insert(id.to_string()) {
-            return Ok(());
-        }
         let participants = line["report"]["participants"]
             .as_array()
             .map(Vec::as_slice)
@@ -117,13 +117,16 @@ impl Collector {
                 "{}: item {id} was run by another panel ({}) than {} ({}): learn weights from one panel's results",
                 from(),
                 names.join(", "),
-                if self.items.is_empty() {
-                    "this run's"
+                if self.from_results {
+                    "the first result's"
                 } else {
-                    "the items before it"
+                    "this run's"
                 },
                 self.seats.join(", ")
             )));
+        }
+        if !self.seen.insert(id.to_string()) {
+            return Ok(());
         }
         self.items.push(LearnItem {
             category: line["category"].as_str().map(str::to_string),

@@ -164,6 +164,22 @@ fn the_text_report_and_the_plan_name_the_weights() {
     assert!(!text(&[]).contains("weights "));
     let plan = text(&["--weights", path(&file), "--dry-run"]);
     assert!(plan.contains(&line), "{plan}");
+    let verbose = sandbox
+        .cmd()
+        .args([
+            "ask",
+            "--no-log",
+            "--seed",
+            "1",
+            "-v",
+            "--config",
+            path(&config),
+        ])
+        .args(["--weights", path(&file), "Q?"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(verbose.stderr).unwrap();
+    assert!(stderr.contains(&line), "{stderr}");
 }
 
 #[test]
@@ -378,6 +394,17 @@ fn when_every_seat_that_answered_weighs_0_the_run_is_not_final_and_says_why() {
             "{strategy}"
         );
     }
+    let out = sandbox
+        .cmd()
+        .args(["ask", "--no-log", "--seed", "1", "--config", path(&config)])
+        .args(["--weights", path(&file), "Q?"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("warning: every participant that answered weighs 0"),
+        "{text}"
+    );
 }
 
 const ITEMS: &str = "\
@@ -469,6 +496,55 @@ fn eval_learning_with_resume_counts_the_items_already_done_and_eval_summary_lear
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("learned from 2 item(s)"), "{stderr}");
     assert!(merged.is_file());
+
+    // Results of another panel are not learned from together: exit 2 before any call.
+    let two = sandbox.write(
+        "two.toml",
+        &PANEL[..PANEL.rfind("[[participants]]").unwrap()],
+    );
+    let other = sandbox.path().join("other.jsonl");
+    run(
+        &sandbox,
+        &[
+            "eval",
+            path(&first),
+            "--no-log",
+            "--config",
+            path(&two),
+            "--out",
+            path(&other),
+        ],
+    );
+    let (code, _, stderr) = eval(
+        &sandbox,
+        &[
+            "--out",
+            path(&other),
+            "--resume",
+            "--learn-weights",
+            path(&learned),
+        ],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("item q1 was run by another panel (a, b) than this run's (a, b, c)"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(
+        &sandbox,
+        &[
+            "eval-summary",
+            path(&out),
+            path(&other),
+            "--learn-weights",
+            path(&merged),
+        ],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("learn weights from one panel's results"),
+        "{stderr}"
+    );
 }
 
 #[test]
