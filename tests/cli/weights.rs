@@ -542,7 +542,8 @@ fn eval_learning_with_resume_counts_the_items_already_done_and_eval_summary_lear
     );
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains("learn weights from one panel's results"),
+        stderr.contains("another panel (a, b) than the first result's (a, b, c)")
+            && stderr.contains("learn weights from one panel's results"),
         "{stderr}"
     );
 }
