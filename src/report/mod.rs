@@ -265,16 +265,38 @@ impl Report {
     }
 }
 
-/// `--weights`: when every participant that answered weighs 0, no answer counted, and the
-/// run could not be final; said, since the table alone does not show why.
+/// `--weights` with a strategy that counts one per seat, or when every participant that
+/// answered weighs 0 (no answer counted, nothing could be final): said, since the table
+/// alone does not show why.
 fn weightless(settings: &Settings, participants: &[ParticipantReport]) -> Option<String> {
-    (settings.weights.is_some() && all_live_weigh_zero(participants)).then(|| {
+    settings.weights.as_ref()?;
+    weights_warning(settings.params.strategy, participants)
+}
+
+/// The warning of a run with a weights file, if any (also shown under the text report).
+pub(crate) fn weights_warning(
+    strategy: crate::consensus::StrategyKind,
+    participants: &[ParticipantReport],
+) -> Option<String> {
+    if !weighs_seats(strategy) {
+        return Some(format!(
+            "--weights: {} counts one per seat, so the weights do not enter its decision (metastable, vote and bft use them)",
+            strategy.name()
+        ));
+    }
+    all_live_weigh_zero(participants).then(|| {
         "every participant that answered weighs 0 in the weights file: no answer counted as evidence".to_string()
     })
 }
 
+/// Whether the strategy's decision depends on seat weights (docs/strategies.md).
+fn weighs_seats(strategy: crate::consensus::StrategyKind) -> bool {
+    use crate::consensus::StrategyKind::*;
+    matches!(strategy, Metastable | Vote | Bft)
+}
+
 /// Some participant answered, and every one that did weighs 0.
-pub(crate) fn all_live_weigh_zero(participants: &[ParticipantReport]) -> bool {
+fn all_live_weigh_zero(participants: &[ParticipantReport]) -> bool {
     let mut live = participants.iter().filter(|p| p.live).peekable();
     live.peek().is_some() && live.all(|p| p.weight == 0.0)
 }

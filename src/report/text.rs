@@ -460,11 +460,12 @@ fn weights(out: &mut Out, report: &Report) {
     if let Some(w) = &report.weights {
         out.paint(Paint::Dim, &w.line());
         out.push_newline();
-        if super::all_live_weigh_zero(&report.participants) {
-            out.paint(
-                Paint::Yellow,
-                "warning: every participant that answered weighs 0: no answer counted as evidence",
-            );
+        let strategy = report.strategy.parse();
+        if let Some(warning) = strategy
+            .ok()
+            .and_then(|s| super::weights_warning(s, &report.participants))
+        {
+            out.paint(Paint::Yellow, &format!("warning: {warning}"));
             out.push_newline();
         }
     }

@@ -364,7 +364,7 @@ fn when_every_seat_that_answered_weighs_0_the_run_is_not_final_and_says_why() {
     );
     let config = sandbox.write("failing.toml", &panel);
     let file = write_json(&sandbox, "w.json", &weights(1.0, 0.0, 0.0));
-    for strategy in ["metastable", "vote", "bft", "rank", "leader"] {
+    for strategy in ["metastable", "vote", "bft"] {
         let out = sandbox
             .cmd()
             .args([
@@ -405,6 +405,28 @@ fn when_every_seat_that_answered_weighs_0_the_run_is_not_final_and_says_why() {
         text.contains("warning: every participant that answered weighs 0"),
         "{text}"
     );
+}
+
+#[test]
+fn strategies_that_count_one_per_seat_say_the_weights_do_not_enter() {
+    let sandbox = Sandbox::new();
+    let file = write_json(&sandbox, "w.json", &weights(5.0, 1.0, 0.0));
+    for strategy in ["rank", "leader", "hanzo"] {
+        let (_, report, stderr) = ask(
+            &sandbox,
+            &["--strategy", strategy, "--weights", path(&file)],
+        );
+        let wanted = format!(
+            "--weights: {strategy} counts one per seat, so the weights do not enter its decision (metastable, vote and bft use them)"
+        );
+        assert_eq!(
+            report["warnings"][0],
+            wanted.as_str(),
+            "{strategy}: {stderr}"
+        );
+    }
+    let (_, report, _) = ask(&sandbox, &["--strategy", "bft", "--weights", path(&file)]);
+    assert!(report.get("warnings").is_none(), "{report}");
 }
 
 const ITEMS: &str = "\
