@@ -138,14 +138,18 @@ impl Collector {
         Ok(())
     }
 
-    /// `--resume`: the items already in the result file `path`.
+    /// The items already in the result file `path` (none when there is no such file yet:
+    /// `--resume` creates it).
     pub fn read_back(&mut self, path: &Path) -> anyhow::Result<()> {
-        let file = File::open(path).map_err(|e| {
-            ConfigError::new(format!(
-                "cannot read the result file {}: {e}",
-                path.display()
-            ))
-        })?;
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                let shown = path.display();
+                let why = format!("cannot read the result file {shown}: {e}");
+                return Err(ConfigError::new(why).into());
+            }
+        };
         let mut failed = None;
         super::read_results(BufReader::new(file), path, |_, line| {
             if failed.is_none()

@@ -489,7 +489,21 @@ fn eval_learning_with_resume_counts_the_items_already_done_and_eval_summary_lear
         ],
     );
     assert_eq!(code, 0, "{stderr}");
+    // --resume with no result file yet starts one.
+    let fresh = sandbox.path().join("fresh.jsonl");
     let learned = sandbox.path().join("w.json");
+    let (code, _, stderr) = eval(
+        &sandbox,
+        &[
+            "--out",
+            path(&fresh),
+            "--resume",
+            "--learn-weights",
+            path(&learned),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("learned from 2 item(s)"), "{stderr}");
     let (_, _, stderr) = eval(
         &sandbox,
         &[
