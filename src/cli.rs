@@ -98,6 +98,10 @@ pub struct ReplayArgs {
     #[command(flatten)]
     pub consensus: ConsensusArgs,
 
+    /// With --weights: the weights the file learned for this item category.
+    #[arg(long, value_name = "NAME", requires = "weights")]
+    pub category: Option<String>,
+
     /// Print one JSON object, as `ask --json`, with `replayed_from`.
     #[arg(long, conflicts_with = "quiet")]
     pub json: bool,
@@ -226,6 +230,24 @@ pub struct EvalArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// After the batch, learn each seat's weight from the seats' answers (no expected
+    /// answer needed) and write them to FILE for --weights, counting with --resume the
+    /// items already in --out.
+    #[arg(long, value_name = "FILE")]
+    pub learn_weights: Option<PathBuf>,
+
+    /// What --learn-weights learns from: `answers`, the seats' answers alone (expected
+    /// answers are not read), or `labels`, each seat's accuracy on the items' expected
+    /// answers.
+    #[arg(
+        long,
+        value_name = "SOURCE",
+        value_enum,
+        default_value_t,
+        requires = "learn_weights"
+    )]
+    pub learn_from: LearnFrom,
+
     #[command(flatten)]
     pub consensus: ConsensusArgs,
 
@@ -234,6 +256,25 @@ pub struct EvalArgs {
 
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// `--learn-from`: where learned seat weights come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LearnFrom {
+    /// The seats' answers alone: no expected answer is read.
+    #[default]
+    Answers,
+    /// The items' expected answers: each seat's share of matched answers.
+    Labels,
+}
+
+impl LearnFrom {
+    pub fn source(self) -> crate::weights::learn::Source {
+        match self {
+            LearnFrom::Answers => crate::weights::learn::Source::Answers,
+            LearnFrom::Labels => crate::weights::learn::Source::Labels,
+        }
+    }
 }
 
 /// `eval-summary`: the summary of one or more --out files.
@@ -255,6 +296,21 @@ pub struct EvalSummaryArgs {
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
+
+    /// Learn the seats' weights from the files' results (e.g. the shards of one eval) and
+    /// write them to FILE, as eval --learn-weights does.
+    #[arg(long, value_name = "FILE")]
+    pub learn_weights: Option<PathBuf>,
+
+    /// What --learn-weights learns from: `answers` or `labels`, as for eval.
+    #[arg(
+        long,
+        value_name = "SOURCE",
+        value_enum,
+        default_value_t,
+        requires = "learn_weights"
+    )]
+    pub learn_from: LearnFrom,
 }
 
 #[derive(Debug, Default, Args)]
@@ -276,6 +332,11 @@ pub struct AskArgs {
     /// Key `system`.
     #[arg(long, value_name = "TEXT")]
     pub system: Option<String>,
+
+    /// With --weights: use the weights the file learned for this item category instead of
+    /// its overall ones.
+    #[arg(long, value_name = "NAME")]
+    pub category: Option<String>,
 
     /// Print the call plan (seats, rounds, worst-case calls, tokens and cost) and exit 0
     /// without sending anything; with --json as one JSON object. Configuration errors
@@ -399,6 +460,13 @@ pub struct ConsensusArgs {
     /// (over words), jaro-winkler or exact [default: jaccard]. Key `similarity`.
     #[arg(long, value_name = "METRIC")]
     pub similarity: Option<String>,
+
+    /// Seat weights learned by eval --learn-weights (README, "Seat weights"). Each seat's
+    /// weight is its configured one times the file's (in eval, the item category's), and
+    /// the file's calibrated beta_2 is used unless --beta2 is given. Every seat must be in
+    /// the file. Key `weights` (relative to the config file).
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
 }
 
 /// How calls are made. Each flag but --temperature, --max-tokens and --stream has a

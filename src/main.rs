@@ -134,7 +134,8 @@ fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
         e.expect_regex.as_deref(),
         e.require.unwrap_or_default(),
     )?;
-    let report = transcript::checked(&recorded, &args.consensus, expectation.as_ref())?;
+    let category = args.category.as_deref();
+    let report = transcript::weighted(&recorded, &args.consensus, category, expectation.as_ref())?;
     let text = if args.json {
         let mut s = serde_json::to_string_pretty(&transcript::mark(&report, &from))?;
         s.push('\n');
@@ -264,6 +265,9 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
                 .map(|p| format!(", config {}", p.display()))
                 .unwrap_or_default()
         );
+        if let Some(w) = &settings.weights {
+            stderr_line!("{}", w.report(settings.params.beta_2).line());
+        }
     }
     let runtime = runtime()?;
     let mut report = runtime.block_on(async {

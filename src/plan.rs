@@ -37,6 +37,9 @@ pub struct Plan {
     /// Each batch of calls, in order (the synthesis last).
     pub stages: Vec<Stage>,
     pub worst_case: Totals,
+    /// `--weights`: the weights applied and where beta_2 came from; absent without.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weights: Option<crate::weights::WeightsReport>,
 }
 
 /// A seat as `providers` shows it, with its share of the worst case.
@@ -168,6 +171,10 @@ pub fn plan(settings: &Settings, prompt: &str, env: &Env) -> Plan {
         synthesizer,
         stages: planned,
         worst_case: worst,
+        weights: settings
+            .weights
+            .as_ref()
+            .map(|w| w.report(settings.params.beta_2)),
     }
 }
 
@@ -476,6 +483,9 @@ pub fn render(plan: &Plan) -> String {
         plan.seed,
         plan.quorum
     );
+    if let Some(w) = &plan.weights {
+        let _ = writeln!(out, "{}\n", visible(&w.line()));
+    }
     let mut rows = vec![[
         "ROUND".to_string(),
         "CALLS".to_string(),

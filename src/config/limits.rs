@@ -205,6 +205,9 @@ pub mod range {
     pub const TEMPERATURE: Limit = Limit::between(0.0, 2.0);
     pub const MAX_TOKENS: Limit = Limit::between(1.0, 1_000_000.0);
     pub const WEIGHT: Limit = Limit::positive(1000.0, "");
+    /// A seat's weight as a run applies it: the configured one times the one of a
+    /// weights file (0 to `weights::MAX_WEIGHT`).
+    pub const APPLIED_WEIGHT: Limit = Limit::between(0.0, 1e9);
     pub const COUNT: Limit = Limit::between(1.0, 64.0);
     pub const MAX_CONCURRENCY: Limit = Limit::between(1.0, 1024.0);
     /// A mock step's latency.

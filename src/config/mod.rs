@@ -9,6 +9,7 @@ mod log_path;
 mod mcp;
 mod panel;
 mod schema;
+mod weights;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ use log_path::log_path;
 pub use log_path::log_path_for_logs;
 pub use panel::parse_model_flag;
 pub use schema::{ConsensusSection, FileConfig, ParticipantSection, ProviderSection};
+pub use weights::for_category;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -133,6 +135,8 @@ pub struct Settings {
     /// `--wait-all`: every round waits for every call, even when the outcome is certain
     /// without the calls still out.
     pub wait_all: bool,
+    /// `--weights`: the weights file applied to the seats' weights.
+    pub weights: Option<crate::weights::InUse>,
 }
 
 /// Finds the config file: the flag, then $LLM_CONSENSUS_CONFIG, then the XDG location.
@@ -258,7 +262,7 @@ pub fn resolve_with(
     let calls = &args.calls;
     // Flags first: a wrong flag is reported before anything the file says.
     check_call_flags(args)?;
-    let seats = panel::resolve_panel(args, file, config_path.as_deref(), env)?;
+    let mut seats = panel::resolve_panel(args, file, config_path.as_deref(), env)?;
     let n = seats.len();
 
     let strategy = match pick(opt("--strategy", "strategy"), a.strategy, None) {
@@ -432,6 +436,8 @@ pub fn resolve_with(
     if let Some(path) = &args.output.transcript {
         check_transcript(path)?;
     }
+    let weights =
+        weights::resolve_weights(args, c, config_path.as_deref(), &mut seats, &mut params)?;
 
     let log_path = log_path(args, file, config_path.as_deref(), env);
     Ok(Settings {
@@ -445,6 +451,7 @@ pub fn resolve_with(
         log_path,
         cache: args.log.cache,
         wait_all: args.calls.wait_all,
+        weights,
     })
 }
 

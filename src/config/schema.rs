@@ -64,6 +64,8 @@ pub struct ConsensusSection {
     pub round_timeout: Option<f64>,
     /// USD the run may cost at most (`--max-cost`).
     pub max_cost: Option<f64>,
+    /// A weights file (`--weights`); relative to the config file.
+    pub weights: Option<std::path::PathBuf>,
 }
 
 /// `[providers.NAME]`: a wire protocol, an endpoint and where its key comes from.

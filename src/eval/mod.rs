@@ -7,13 +7,14 @@
 
 pub mod calibrate;
 mod chart;
+mod files;
 pub mod items;
+pub mod learning;
 pub mod summary;
 
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, IsTerminal, Read, Seek, Write};
-use std::path::Path;
+use std::fs::File;
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -32,6 +33,7 @@ use crate::report::{Report, Status};
 use crate::run::{self, RunOptions, Shared};
 use crate::stderr_line;
 
+use files::{count_items, open_input, open_out, read_results};
 use items::{Item, Shard};
 use summary::Summary;
 
@@ -125,6 +127,9 @@ pub fn main(args: EvalArgs) -> anyhow::Result<u8> {
     ask.calls.wait_all |= args.calibrate.is_some();
     let settings = Arc::new(config::resolve(&ask, &env)?);
     calibrate::check_flag(args.calibrate, Some(settings.params.strategy.name()))?;
+    let batch_weights = settings.weights.clone();
+    let resumed = args.out.as_deref().filter(|_| args.resume);
+    let learning = learning::start(args.learn_weights.as_deref(), &settings, resumed)?;
     let require = args.require.unwrap_or_default();
     let mut summary = Summary::new();
 
@@ -153,6 +158,7 @@ pub fn main(args: EvalArgs) -> anyhow::Result<u8> {
         bar: progress(total, terminal && !args.json),
         jobs: args.jobs as usize,
         log,
+        learning,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -160,13 +166,14 @@ pub fn main(args: EvalArgs) -> anyhow::Result<u8> {
     // The runs are driven on this thread (a run is not `Send`); their calls are tasks of
     // the runtime's workers.
     let local = tokio::task::LocalSet::new();
-    let interrupted = runtime.block_on(local.run_until(batch.run(input, &mut summary)))?;
+    let (interrupted, learning) =
+        runtime.block_on(local.run_until(batch.run(input, &mut summary)))?;
     // From here on a Ctrl-C ends the process at once.
     runtime.spawn(quit_on_ctrl_c());
     summary.wall_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
-    // The weights file in use (`--weights`, `--learn-weights`) gives each seat's estimate;
-    // `summary.calibration_for_weights()` is the calibration `--learn-weights` writes.
-    summary.conclude(None, args.calibrate);
+    let in_use = batch_weights.as_ref();
+    let source = args.learn_from.source();
+    learning::conclude(&mut summary, learning, source, in_use, args.calibrate)?;
     print_summary(&summary, args.json)?;
     runtime.shutdown_background();
     if interrupted {
@@ -182,6 +189,7 @@ pub fn summarize(args: EvalSummaryArgs) -> anyhow::Result<u8> {
     let mut summary = Summary::new();
     // Ids counted once: the same file given twice, or an item in two files, counts once.
     let mut seen = HashSet::new();
+    let mut learning = learning::for_files(args.learn_weights.as_deref())?;
     for path in &args.files {
         let file = File::open(path).map_err(|e| {
             ConfigError::new(format!(
@@ -194,8 +202,10 @@ pub fn summarize(args: EvalSummaryArgs) -> anyhow::Result<u8> {
                 summary.add(line);
             }
         })?;
+        learning::read_back(&mut learning, path)?;
     }
-    summary.conclude(None, args.calibrate);
+    let source = args.learn_from.source();
+    learning::conclude(&mut summary, learning, source, None, args.calibrate)?;
     print_summary(&summary, args.json)?;
     Ok(summary.calibrate_gate(gate(&summary, args.min_accuracy)))
 }
@@ -232,125 +242,6 @@ fn print_summary(summary: &Summary, json: bool) -> anyhow::Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
     }
-}
-
-/// Reads result lines, calling `each` with the id and the line; a line that is not a
-/// result (a line cut by a kill) is skipped with a warning. Returns the byte length of
-/// the complete lines.
-fn read_results(
-    mut reader: impl BufRead,
-    path: &Path,
-    mut each: impl FnMut(&str, &Value),
-) -> anyhow::Result<u64> {
-    let mut buf = Vec::new();
-    let mut complete = 0u64;
-    let mut number = 0usize;
-    loop {
-        buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(|e| {
-            ConfigError::new(format!(
-                "cannot read the result file {}: {e}",
-                path.display()
-            ))
-        })?;
-        if n == 0 {
-            break;
-        }
-        number += 1;
-        if buf.last() != Some(&b'\n') {
-            // The last line was cut (the writer was killed): not a result.
-            break;
-        }
-        complete += n as u64;
-        let parsed: Option<Value> = serde_json::from_slice(&buf).ok();
-        match parsed.as_ref().and_then(|v| Some((v["id"].as_str()?, v))) {
-            Some((id, v)) if v["report"].is_object() => each(id, v),
-            _ if buf.iter().all(u8::is_ascii_whitespace) => {}
-            _ => stderr_line!(
-                "warning: {} line {number}: not a result line; skipped",
-                path.display()
-            ),
-        }
-    }
-    Ok(complete)
-}
-
-/// Opens `--out`: with --resume, reads the ids done there (their results count in the
-/// summary), drops a last line cut by a kill, and appends; else creates it anew.
-fn open_out(
-    path: &Path,
-    resume: bool,
-    done: &mut HashSet<String>,
-    summary: &mut Summary,
-) -> anyhow::Result<File> {
-    let cannot = |e: std::io::Error| {
-        ConfigError::new(format!(
-            "cannot write the results to {}: {e}",
-            path.display()
-        ))
-    };
-    if !resume {
-        return Ok(File::create(path).map_err(cannot)?);
-    }
-    let mut file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .open(path)
-        .map_err(cannot)?;
-    let complete = read_results(BufReader::new(&mut file), path, |id, line| {
-        if done.insert(id.to_string()) {
-            summary.add(line);
-            summary.resumed += 1;
-        }
-    })?;
-    // A cut last line would merge with the next result: it goes.
-    if file.metadata().map_err(cannot)?.len() > complete {
-        file.set_len(complete).map_err(cannot)?;
-    }
-    file.seek(std::io::SeekFrom::End(0)).map_err(cannot)?;
-    Ok(file)
-}
-
-fn open_input(path: &Path) -> Result<Box<dyn Read + Send>, ConfigError> {
-    if path.as_os_str() == "-" {
-        return Ok(Box::new(std::io::stdin()));
-    }
-    match File::open(path) {
-        Ok(f) if f.metadata().is_ok_and(|m| m.is_dir()) => Err(ConfigError::new(format!(
-            "the eval file {} is a directory",
-            path.display()
-        ))),
-        Ok(f) => Ok(Box::new(f)),
-        Err(e) => Err(ConfigError::new(format!(
-            "cannot read the eval file {}: {e}",
-            path.display()
-        ))),
-    }
-}
-
-/// The items the eval will run (for the progress bar's ETA): one pass over the file.
-fn count_items(
-    path: &Path,
-    shard: Option<Shard>,
-    done: &HashSet<String>,
-    require: expect::Require,
-) -> Option<u64> {
-    let reader = BufReader::new(File::open(path).ok()?);
-    let mut n = 0;
-    for line in reader.split(b'\n') {
-        let line = line.ok()?;
-        let Ok(text) = std::str::from_utf8(&line) else {
-            continue;
-        };
-        if let Ok(item) = items::parse(text, require)
-            && shard.is_none_or(|s| s.holds(&item.id))
-            && !done.contains(&item.id)
-        {
-            n += 1;
-        }
-    }
-    Some(n)
 }
 
 /// The progress bar on a terminal: items done of those to run, with an ETA; from
@@ -398,6 +289,8 @@ struct Batch {
     /// The run log, opened once (a warning when it cannot be): each item is a run of its
     /// own in it, written on the one connection.
     log: Events,
+    /// `--learn-weights`: the finished items' keys.
+    learning: Option<learning::Collector>,
 }
 
 /// A line of the input: its number and its bytes.
@@ -412,7 +305,7 @@ impl Batch {
         mut self,
         input: Box<dyn Read + Send>,
         summary: &mut Summary,
-    ) -> anyhow::Result<bool> {
+    ) -> anyhow::Result<(bool, Option<learning::Collector>)> {
         // The file is read on a thread of its own (standard input blocks), a few lines
         // ahead of the runs.
         let (tx, mut lines) = mpsc::channel::<Line>(self.jobs);
@@ -458,7 +351,7 @@ impl Batch {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
-        Ok(interrupted)
+        Ok((interrupted, self.learning))
     }
 
     /// A line as an item to run, or None: blank, malformed (reported and counted), in
@@ -491,12 +384,14 @@ impl Batch {
     }
 
     fn spawn(&self, running: &mut JoinSet<Finished>, item: Item, stopped: &watch::Receiver<bool>) {
-        // Each item is a run: MCP seats open sessions of their own.
-        let fresh = self.settings.with_new_sessions();
+        // The weights of the item's category, when the weights file has it; each item is
+        // a run, so MCP seats open sessions of their own.
+        let base = config::for_category(&self.settings, item.category.as_deref());
+        let fresh = base.with_new_sessions();
         let settings = match (&item.system, fresh) {
-            (None, None) => Arc::clone(&self.settings),
+            (None, None) => base,
             (system, fresh) => {
-                let mut s = fresh.unwrap_or_else(|| (*self.settings).clone());
+                let mut s = fresh.unwrap_or_else(|| (*base).clone());
                 if let Some(system) = system {
                     s.params.system = Some(system.clone());
                 }
@@ -559,7 +454,9 @@ impl Batch {
             fields: &item.fields,
             report: &report,
         })?;
-        summary.add(&serde_json::from_str(&line)?);
+        let value = serde_json::from_str(&line)?;
+        summary.add(&value);
+        learning::add(&mut self.learning, &value)?;
         if let Some(out) = &mut self.out {
             line.push('\n');
             // One write per line: a kill leaves at most the last line cut.

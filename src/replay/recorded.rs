@@ -44,6 +44,9 @@ pub(super) struct Recorded {
     pub(super) elapsed_ms: f64,
     #[serde(default)]
     pub(super) expect: Option<RecordedCheck>,
+    /// The weights file the run applied, with each seat's configured weight.
+    #[serde(default)]
+    pub(super) weights: Option<crate::weights::WeightsReport>,
 }
 
 /// The run's totals: with `--synthesize`, the synthesis call is counted in them.
@@ -157,7 +160,12 @@ pub(super) fn load(report: &serde_json::Value) -> Result<Run, ConfigError> {
     }
     let mut index = HashMap::new();
     for (seat, p) in recorded.participants.iter().enumerate() {
-        range::WEIGHT.check(&key(&format!("weight of {}", p.name)), p.weight)?;
+        // A run with a weights file may weigh a seat 0: its answers are no evidence.
+        let limit = match recorded.weights {
+            Some(_) => range::APPLIED_WEIGHT,
+            None => range::WEIGHT,
+        };
+        limit.check(&key(&format!("weight of {}", p.name)), p.weight)?;
         if index.insert(p.name.as_str(), seat).is_some() {
             return Err(invalid(format!("participant {} is listed twice", p.name)));
         }

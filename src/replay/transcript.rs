@@ -18,6 +18,7 @@ use crate::provider::Provider;
 use crate::provider::mock::Script;
 use crate::provider::retry::Policy;
 use crate::report::{Report, Status};
+use crate::weights::{InUse, file};
 
 use super::recorded::*;
 
@@ -125,8 +126,24 @@ pub fn checked(
     overrides: &ConsensusArgs,
     expectation: Option<&Expectation>,
 ) -> Result<Report, ConfigError> {
-    let run = load(report)?;
-    let names = |seat: usize| run.recorded.participants[seat].name.as_str();
+    weighted(report, overrides, None, expectation)
+}
+
+/// [`checked`], with `--weights` (and `--category`) re-weighing the recorded seats.
+pub fn weighted(
+    report: &serde_json::Value,
+    overrides: &ConsensusArgs,
+    category: Option<&str>,
+    expectation: Option<&Expectation>,
+) -> Result<Report, ConfigError> {
+    let mut run = load(report)?;
+    let seat_names: Vec<String> = run
+        .recorded
+        .participants
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    let names = |seat: usize| seat_names[seat].as_str();
 
     // The run's own parameters ask exactly the recorded calls; their prompts are the
     // recorded run's.
@@ -145,7 +162,8 @@ pub fn checked(
         )));
     }
 
-    let (params, changed) = apply(&run, overrides)?;
+    let (mut params, mut changed) = apply(&run, overrides)?;
+    let weights = reweigh(&mut run, overrides, category, &mut params, &mut changed)?;
     let replayed = if changed.is_empty() {
         own
     } else {
@@ -181,7 +199,7 @@ pub fn checked(
             ))
         })?
     };
-    let mut report = report_of(&run, &params, &replayed);
+    let mut report = report_of(&run, &params, &replayed, weights);
     let recorded = recorded_expectation(&run.recorded)?;
     if let Some(expectation) = expectation.or(recorded.as_ref()) {
         report.check(expectation, &params);
@@ -318,7 +336,7 @@ where
 /// The report of a replayed decision: the shape of `ask --json`, with the recorded
 /// participants' providers, models, prices and retries, and how the run ended when that
 /// was decided outside the engine (Ctrl-C, `--max-cost`).
-fn report_of(run: &Run, params: &Params, replayed: &Replayed) -> Report {
+fn report_of(run: &Run, params: &Params, replayed: &Replayed, weights: Option<InUse>) -> Report {
     let recorded = &run.recorded;
     let seats = recorded
         .participants
@@ -354,6 +372,7 @@ fn report_of(run: &Run, params: &Params, replayed: &Replayed) -> Report {
         log_path: None,
         cache: false,
         wait_all: false,
+        weights,
     };
     // Ctrl-C stopped the recorded run in its last round: a replay that gets there is
     // stopped there too; one that decides earlier finished before it.
@@ -367,6 +386,16 @@ fn report_of(run: &Run, params: &Params, replayed: &Replayed) -> Report {
         recorded.elapsed_ms,
         interrupted,
     );
+    // Weights the recorded run applied stand (replay keeps its seats' weights).
+    if report.weights.is_none()
+        && let Some(mut w) = recorded.weights.clone()
+    {
+        if w.beta_2 != params.beta_2 {
+            w.beta_2 = params.beta_2;
+            w.beta_2_from = "--beta2".to_string();
+        }
+        report.weights = Some(w);
+    }
     for (out, p) in report.participants.iter_mut().zip(&recorded.participants) {
         out.kind = p.kind.clone();
         out.retries = p.retries;
@@ -441,4 +470,47 @@ pub fn mark(report: &Report, from: &str) -> serde_json::Value {
         map.insert("replayed_from".to_string(), from.into());
     }
     value
+}
+
+/// `--weights FILE`: the recorded seats weighed again, each its configured weight (as the
+/// recorded run had it before any weights file) times the file's; the file's calibrated
+/// beta_2 replaces the recorded one unless `--beta2` is given.
+fn reweigh(
+    run: &mut Run,
+    o: &ConsensusArgs,
+    category: Option<&str>,
+    params: &mut Params,
+    changed: &mut Vec<String>,
+) -> Result<Option<InUse>, ConfigError> {
+    let Some(path) = &o.weights else {
+        return Ok(None);
+    };
+    let configured = run
+        .recorded
+        .participants
+        .iter()
+        .map(|p| {
+            let before = run.recorded.weights.as_ref().and_then(|w| {
+                w.seats
+                    .iter()
+                    .find(|s| s.name == p.name)
+                    .map(|s| s.configured)
+            });
+            (p.name.clone(), before.unwrap_or(p.weight))
+        })
+        .collect();
+    let mut in_use = InUse::new(path.clone(), file::load(path)?, configured, category)?;
+    in_use.beta_2_from = match &in_use.file.calibration {
+        Some(cal) if o.beta_2.is_none() => {
+            params.beta_2 = cal.beta2;
+            "the weights file's calibration".to_string()
+        }
+        _ if o.beta_2.is_some() => "--beta2".to_string(),
+        _ => "the recorded run".to_string(),
+    };
+    for (p, weight) in run.recorded.participants.iter_mut().zip(in_use.applied()) {
+        p.weight = weight;
+    }
+    changed.push(format!("--weights {}", path.display()));
+    Ok(Some(in_use))
 }

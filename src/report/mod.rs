@@ -162,6 +162,10 @@ pub struct Report {
     pub elapsed_ms: f64,
     /// Why the run failed or degraded, in one line.
     pub error: Option<String>,
+    /// `--weights`: the file, and each seat's configured and learned weight; absent
+    /// without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weights: Option<crate::weights::WeightsReport>,
     /// Strategy-specific results (answer groups, ties...).
     #[serde(flatten)]
     pub details: Details,
@@ -195,7 +199,7 @@ impl Report {
             synthesis_source: "winner_verbatim",
             synthesizer: None,
             synthesis_error: None,
-            warnings: Vec::new(),
+            warnings: weightless(settings, &participants).into_iter().collect(),
             strategy: p.strategy.name(),
             seed: p.seed,
             rounds_executed: decision.rounds_executed,
@@ -208,6 +212,7 @@ impl Report {
             rounds: decision.rounds.clone(),
             elapsed_ms,
             error,
+            weights: settings.weights.as_ref().map(|w| w.report(p.beta_2)),
             details: decision.details.clone(),
         }
     }
@@ -258,6 +263,42 @@ impl Report {
             _ => self.status.exit_code(),
         }
     }
+}
+
+/// `--weights` with a strategy that counts one per seat, or when every participant that
+/// answered weighs 0 (no answer counted, nothing could be final): said, since the table
+/// alone does not show why.
+fn weightless(settings: &Settings, participants: &[ParticipantReport]) -> Option<String> {
+    settings.weights.as_ref()?;
+    weights_warning(settings.params.strategy, participants)
+}
+
+/// The warning of a run with a weights file, if any (also shown under the text report).
+pub(crate) fn weights_warning(
+    strategy: crate::consensus::StrategyKind,
+    participants: &[ParticipantReport],
+) -> Option<String> {
+    if !weighs_seats(strategy) {
+        return Some(format!(
+            "--weights: {} counts one per seat, so the weights do not enter its decision (metastable, vote and bft use them)",
+            strategy.name()
+        ));
+    }
+    all_live_weigh_zero(participants).then(|| {
+        "every participant that answered weighs 0 in the weights file: no answer counted as evidence".to_string()
+    })
+}
+
+/// Whether the strategy's decision depends on seat weights (docs/strategies.md).
+fn weighs_seats(strategy: crate::consensus::StrategyKind) -> bool {
+    use crate::consensus::StrategyKind::*;
+    matches!(strategy, Metastable | Vote | Bft)
+}
+
+/// Some participant answered, and every one that did weighs 0.
+fn all_live_weigh_zero(participants: &[ParticipantReport]) -> bool {
+    let mut live = participants.iter().filter(|p| p.live).peekable();
+    live.peek().is_some() && live.all(|p| p.weight == 0.0)
 }
 
 /// A seat's part of the report: the engine's outcome, and its calls added up from the

@@ -64,6 +64,7 @@ pub fn render(report: &Report, style: Style) -> String {
     failures(&mut out, report);
     legend(&mut out, report);
     footer(&mut out, report);
+    weights(&mut out, report);
     out.finish()
 }
 
@@ -452,4 +453,20 @@ fn footer(out: &mut Out, report: &Report) {
         ),
     );
     out.push_newline();
+}
+
+/// `--weights`: the weights the seats were given, and where beta_2 came from.
+fn weights(out: &mut Out, report: &Report) {
+    if let Some(w) = &report.weights {
+        out.paint(Paint::Dim, &w.line());
+        out.push_newline();
+        let strategy = report.strategy.parse();
+        if let Some(warning) = strategy
+            .ok()
+            .and_then(|s| super::weights_warning(s, &report.participants))
+        {
+            out.paint(Paint::Yellow, &format!("warning: {warning}"));
+            out.push_newline();
+        }
+    }
 }

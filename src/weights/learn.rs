@@ -70,13 +70,25 @@ pub fn learn(seats: &[String], items: &[LearnItem], source: Source) -> WeightsFi
             by_category.entry(c).or_default().push(item);
         }
     }
+    // A category in which no seat's answer is evidence is left out: its items use the
+    // batch-wide weights (a file never weighs every seat 0).
     let categories = by_category
         .iter()
         .map(|(c, subset)| {
-            let e = estimate(subset, Some(&overall));
-            (c.to_string(), e.seat_weights(seats))
+            (
+                c.to_string(),
+                estimate(subset, Some(&overall)).seat_weights(seats),
+            )
         })
+        .filter(|(_, w)| w.values().any(|s| s.weight > 0.0))
         .collect();
+    let mut seat_weights = overall.seat_weights(seats);
+    let evidence = seat_weights.values().any(|s| s.weight > 0.0);
+    if !evidence {
+        for s in seat_weights.values_mut() {
+            s.weight = 1.0;
+        }
+    }
     let method = match source {
         Source::Answers => format!(
             "one-coin Dawid-Skene EM over {} distinct keys, no labels; weight ln(p/(1-p)){}",
@@ -89,6 +101,11 @@ pub fn learn(seats: &[String], items: &[LearnItem], source: Source) -> WeightsFi
         ),
         Source::Labels => "accuracy on the labeled items; weight ln(p/(1-p))".to_string(),
     };
+    let method = if evidence {
+        method
+    } else {
+        format!("{method}; no seat above chance, so equal weights")
+    };
     WeightsFile {
         version: VERSION,
         method,
@@ -96,7 +113,7 @@ pub fn learn(seats: &[String], items: &[LearnItem], source: Source) -> WeightsFi
             Source::Answers => items.len() as u64,
             Source::Labels => items.iter().filter(|i| i.matched.is_some()).count() as u64,
         },
-        seats: overall.seat_weights(seats),
+        seats: seat_weights,
         categories,
         calibration: None,
     }
@@ -379,12 +396,34 @@ mod tests {
     }
 
     #[test]
-    fn no_items_give_finite_neutral_estimates() {
+    fn no_items_give_finite_estimates_and_equal_weights() {
         let w = learn(&names(2), &[], Source::Answers);
         for s in w.seats.values() {
-            assert!(s.accuracy.is_finite() && s.weight.is_finite());
+            assert!(s.accuracy.is_finite());
+            assert_eq!(s.weight, 1.0);
         }
+        assert!(w.method.contains("equal weights"), "{}", w.method);
         assert_eq!(w.items, 0);
+    }
+
+    #[test]
+    fn a_category_where_no_seat_is_evidence_is_left_out() {
+        let mut items = panel(&[0.9, 0.8, 0.7], 500, 4);
+        // Labeled: every seat wrong on every item of "lost".
+        let mut lost = panel(&[0.9, 0.8, 0.7], 300, 5);
+        for it in &mut lost {
+            it.category = Some("lost".into());
+            it.matched = Some(vec![false; 3]);
+        }
+        for it in &mut items {
+            it.category = Some("fine".into());
+            it.matched = Some(vec![true; 3]);
+        }
+        items.extend(lost);
+        let w = learn(&names(3), &items, Source::Labels);
+        assert!(w.categories.contains_key("fine"));
+        assert!(!w.categories.contains_key("lost"), "{:?}", w.categories);
+        assert!(w.seats.values().all(|s| s.weight > 0.0));
     }
 
     #[test]

@@ -6,7 +6,11 @@
 //! the file does not name, a seat it names that is not in the panel, or a malformed file
 //! is an error, never a silent default.
 
+pub mod apply;
+pub mod file;
 pub mod learn;
+
+pub use apply::{InUse, WeightsReport};
 
 use std::collections::BTreeMap;
 
@@ -14,6 +18,9 @@ use serde::{Deserialize, Serialize};
 
 /// The version this build writes and reads.
 pub const VERSION: u32 = 1;
+
+/// The largest weight a file may give a seat (0 is the smallest: no evidence).
+pub const MAX_WEIGHT: f64 = 1_000_000.0;
 
 /// A weights file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -460,3 +460,121 @@ fn runs_that_closed_early_are_flagged_and_calibrate_waits_for_every_seat() {
     assert_eq!(row(&s, 0.7), (4, 3, 4.0 / 7.0, Some(0.75), false));
     assert!(!run.stderr.contains("warning"), "{}", run.stderr);
 }
+
+/// A weights file giving each seat of the panel weight 1.
+fn equal_weights(sandbox: &Sandbox) -> PathBuf {
+    let seat = json!({"accuracy": 0.5, "weight": 1.0, "items": 0});
+    let file = json!({"version": 1, "method": "equal", "items": 0,
+        "seats": {"local:m0": seat, "local:m1": seat, "local:m2": seat}});
+    sandbox.write("weights.json", &file.to_string())
+}
+
+#[test]
+fn learning_from_labels_differs_from_answers_and_the_summary_shows_the_estimate() {
+    let sandbox = Sandbox::new();
+    let server = panel();
+    let file = sandbox.path().join("learned.json");
+    let learned = |from: &str| {
+        let args = [
+            "--json",
+            "--learn-weights",
+            path(&file),
+            "--learn-from",
+            from,
+        ];
+        let run = eval(&sandbox, &server, &args);
+        assert_eq!(run.code, 0, "stderr: {}", run.stderr);
+        let weights: Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        (run.json(), weights)
+    };
+    // m2 dissents on the three 2/3 items: the answers alone make it the least reliable
+    // seat; the labels show it right on 4 of the 6 items it answered, m0 on 4 of 7.
+    let (summary, answers) = learned("answers");
+    let acc = |w: &Value, s: &str| w["seats"][s]["accuracy"].as_f64().unwrap();
+    assert!(
+        acc(&answers, "local:m2") < acc(&answers, "local:m0"),
+        "{answers}"
+    );
+    assert!(answers["method"].as_str().unwrap().contains("no labels"));
+    assert_eq!(
+        summary["seats"]["local:m2"]["estimated"].as_f64(),
+        Some(acc(&answers, "local:m2"))
+    );
+    let (summary, labels) = learned("labels");
+    assert_eq!(acc(&labels, "local:m0"), 0.555556); // (4 + 1) / (7 + 2)
+    assert_eq!(acc(&labels, "local:m2"), 0.625); // (4 + 1) / (6 + 2)
+    assert_eq!(
+        summary["seats"]["local:m0"]["estimated"].as_f64(),
+        Some(0.555556)
+    );
+}
+
+#[test]
+fn calibrating_with_a_weights_file_writes_beta2_into_it_and_ask_uses_it() {
+    let sandbox = Sandbox::new();
+    let server = panel();
+    let weights = equal_weights(&sandbox);
+    let run = eval(
+        &sandbox,
+        &server,
+        &["--weights", path(&weights), "--calibrate", "0.7"],
+    );
+    assert_eq!(run.code, 0, "stderr: {}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("beta_2 1 written to {}", path(&weights))),
+        "{}",
+        run.stderr
+    );
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(&weights).unwrap()).unwrap();
+    assert_eq!(file["calibration"]["beta2"], 1.0);
+    assert_eq!(file["calibration"]["target"], 0.7);
+    assert_eq!(file["seats"]["local:m0"]["weight"], 1.0);
+
+    // The next run with the file decides with that beta_2.
+    let config = sandbox.write(
+        "providers.toml",
+        &format!(
+            "[providers.local]\nkind = \"openai\"\nbase_url = \"{}/v1\"\napi_key_env = \"LOCAL_KEY\"\n",
+            server.url()
+        ),
+    );
+    let out = sandbox
+        .cmd()
+        .env("LOCAL_KEY", KEY)
+        .args([
+            "ask",
+            "--json",
+            "--config",
+            path(&config),
+            "--weights",
+            path(&weights),
+        ])
+        .args(["-m", "local:m0", "-m", "local:m1", "-m", "local:m2", "Q-4"])
+        .timeout(Duration::from_secs(30))
+        .output()
+        .unwrap();
+    let run = finish(out);
+    let report = run.json();
+    // The calibrated beta_2 replaces the default 0.8, and the report says where from.
+    assert_eq!(report["params"]["beta_2"], 1.0, "{report}");
+    assert_eq!(report["weights"]["beta_2"], 1.0);
+    assert_eq!(
+        report["weights"]["beta_2_from"],
+        "the weights file's calibration"
+    );
+}
+
+#[test]
+fn calibrating_without_a_weights_file_writes_nothing() {
+    let sandbox = Sandbox::new();
+    let server = panel();
+    let run = eval(&sandbox, &server, &["--calibrate", "0.7"]);
+    assert_eq!(run.code, 0, "stderr: {}", run.stderr);
+    assert!(!run.stderr.contains("written to"), "{}", run.stderr);
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 temporary path")
+}

@@ -380,6 +380,9 @@ fn events_arrive_as_calls_finish_not_at_the_end() {
             "--json",
             "--strategy",
             "vote",
+            // The two fast seats already decide the vote: without this the round closes
+            // as soon as they answer, and the run may end before the check below.
+            "--wait-all",
             "--config",
             cfg.to_str().unwrap(),
             "2+2?",

@@ -31,3 +31,4 @@ mod runlog;
 mod secrets;
 mod standing;
 mod strategies;
+mod weights;

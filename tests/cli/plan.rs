@@ -56,7 +56,10 @@ fn a_given_seed_reaches_openai_compatible_servers_one_per_seat() {
     let server = TestServer::always(openai_ok("Final answer: 4", 5, 2));
     let sb = Sandbox::new();
     let cfg = panel(&sb, &server.url(), OPENAI, "m", 3);
-    let (code, report, stderr) = ask(&sb, &cfg, &["--seed", "41", "--strategy", "vote"]);
+    // Every call awaited: two agreeing seats would otherwise close the round before the
+    // third call reaches the server.
+    let args = ["--seed", "41", "--strategy", "vote", "--wait-all"];
+    let (code, report, stderr) = ask(&sb, &cfg, &args);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(report["seed"], 41);
     let mut got: Vec<u64> = seeds(&server, "/seed")
@@ -593,7 +596,8 @@ fn a_bft_run_that_reaches_commit_makes_the_planned_calls() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(plan["worst_case"]["calls"], 12);
     let cfg = panel(&sb, &server.url(), OPENAI, "m", 4);
-    let mut run = vec!["--seed", "1", "--system", "Be terse."];
+    // Every call awaited, so the count is the plan's whatever the scheduling.
+    let mut run = vec!["--seed", "1", "--system", "Be terse.", "--wait-all"];
     run.extend_from_slice(&args);
     let (code, report, stderr) = ask(&sb, &cfg, &run);
     assert_eq!(code, 0, "the panel commits: {stderr} {report}");
