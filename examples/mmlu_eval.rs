@@ -5,7 +5,7 @@
 //!
 //!     cargo build --release
 //!     cargo run --release --example mmlu_eval [-- PATH] [--panels 8,5,3] [--jobs N]
-//!                                             [--dir DIR] [--bin PATH]
+//!                                             [--dir DIR] [--bin PATH] [--reference]
 //!     cargo run --release --example mmlu_eval -- PATH --serve [--dir DIR]
 //!
 //! PATH is a JSONL file of recorded questions; by default the 250-question slice in
@@ -22,6 +22,10 @@
 //! learned from the batch's own keys (no labels) and applied, on the whole set and split
 //! in halves (`--shard 1/2`, `2/2`: learned on one half, applied to the other).
 //!
+//! `--reference` adds a row that uses the labels: weights `ln(p / (1 - p))` from each
+//! seat's labeled accuracy p (0 at or below one half), what one weight per seat can do
+//! when the accuracies are known; a label-free estimator is measured against it.
+//!
 //! `--serve` only serves: it writes the items and the configs, prints the server's
 //! address and answers until it is killed, for running the binary by hand.
 
@@ -33,12 +37,13 @@ mod common;
 #[path = "../tests/cli/recorded.rs"]
 mod recorded;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::TestServer;
+use llm_consensus::weights::{SeatWeight, VERSION, WeightsFile};
 use recorded::{
     PanelScore, RECORDED_MODELS, recorded_config, recorded_items, recorded_questions,
     recorded_server, score_results,
@@ -54,6 +59,7 @@ struct Options {
     jobs: usize,
     panels: Vec<usize>,
     serve: bool,
+    reference: bool,
 }
 
 fn options() -> Result<Options, Error> {
@@ -65,6 +71,7 @@ fn options() -> Result<Options, Error> {
         jobs: 64,
         panels: vec![8, 5, 3],
         serve: false,
+        reference: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -83,6 +90,7 @@ fn options() -> Result<Options, Error> {
                     .collect::<Result<_, _>>()?;
             }
             "--serve" => o.serve = true,
+            "--reference" => o.reference = true,
             flag if flag.starts_with('-') => return Err(format!("unknown flag {flag}").into()),
             path => o.path = path.into(),
         }
@@ -335,6 +343,51 @@ fn weighted(bench: &Bench, n: usize) -> Result<(), Error> {
     Ok(())
 }
 
+/// A reference, not an estimate: weights from each seat's accuracy on the labeled items
+/// (`score`), `ln(p / (1 - p))` and 0 for a seat right at most half the time, applied
+/// with `--weights`. It uses the labels, so it shows what one weight per seat can do when
+/// the accuracies are known; a label-free estimator is measured against it.
+fn reference(bench: &Bench, n: usize, score: &PanelScore) -> Result<(), Error> {
+    if !bench.has_flag("--weights") {
+        return Ok(());
+    }
+    let seats: BTreeMap<String, SeatWeight> = score
+        .seat_accuracy()
+        .into_iter()
+        .map(|(name, p)| {
+            let weight = if p > 0.5 { (p / (1.0 - p)).ln() } else { 0.0 };
+            let items = score.items as u64;
+            (
+                name,
+                SeatWeight {
+                    accuracy: p,
+                    weight,
+                    items,
+                },
+            )
+        })
+        .collect();
+    if seats.values().all(|s| s.weight == 0.0) {
+        println!("  (reference: no seat is right more than half the time)");
+        return Ok(());
+    }
+    let file = WeightsFile {
+        version: VERSION,
+        method: "reference: log-odds of the labeled accuracy (uses labels)".into(),
+        items: score.items as u64,
+        seats,
+        categories: BTreeMap::new(),
+        calibration: None,
+    };
+    let path = bench.o.dir.join(format!("reference-{n}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(&file)?)?;
+    let path = path.to_string_lossy().into_owned();
+    let run = bench.eval(n, &format!("reference-{n}"), &["--weights", &path])?;
+    print_run("reference (labeled log-odds)", &run);
+    print_curve(&run);
+    Ok(())
+}
+
 /// Two disjoint runs of the same panel as one.
 fn merged(mut a: PanelScore, b: &PanelScore) -> PanelScore {
     if a.seats.is_empty() {
@@ -418,6 +471,9 @@ fn main() -> Result<(), Error> {
         print_run("equal weights", &run);
         print_curve(&run);
         weighted(&bench, n)?;
+        if bench.o.reference {
+            reference(&bench, n, &run.score)?;
+        }
         println!();
     }
     Ok(())
