@@ -1352,3 +1352,11 @@ fn watch(stream: TcpStream, delay: Duration, reply: &Reply, log: &Mutex<Vec<Opti
     let _ = stream.shutdown(Shutdown::Write);
     let _ = conn.read(&mut buf);
 }
+
+impl TestServer {
+    /// Empties the log of requests received; a long run (thousands of prompts) would
+    /// otherwise hold every one of them.
+    pub fn forget_requests(&self) {
+        self.shared.lock().requests.clear();
+    }
+}

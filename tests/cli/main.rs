@@ -1,8 +1,10 @@
 //! The integration tests: one binary (as ripgrep and xh do), so the suite links once.
 //! Each module covers one area; `common` holds the loopback provider server and the
-//! sandbox that runs the real `llm-consensus` binary.
+//! sandbox that runs the real `llm-consensus` binary; `recorded` serves recorded answers of
+//! real models over the OpenAI wire and scores `eval --out` files.
 
 mod common;
+mod recorded;
 
 mod ask;
 mod calibrate;
@@ -18,6 +20,7 @@ mod hanzo_binary;
 mod inspect_edges;
 mod mcp_seat;
 mod metastable;
+mod mmlu_weights;
 mod plan;
 mod promises;
 mod provider_edges;
