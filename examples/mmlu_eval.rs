@@ -232,6 +232,10 @@ fn coverage_curve(support: &[(f64, bool)]) -> Vec<(f64, f64, f64)> {
     let mut thresholds: Vec<f64> = support.iter().map(|s| s.0).collect();
     thresholds.sort_by(f64::total_cmp);
     thresholds.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
+    // Weighted supports take hundreds of values: a grid is what a reader can use.
+    if thresholds.len() > 12 {
+        thresholds = (10..=20).map(|i| f64::from(i) * 0.05).collect();
+    }
     thresholds
         .into_iter()
         .map(|t| {

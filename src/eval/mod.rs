@@ -124,7 +124,7 @@ pub fn main(args: EvalArgs) -> anyhow::Result<u8> {
         ..AskArgs::default()
     };
     // Calibrating needs every seat's answer on record: no round closes early.
-    ask.calls.wait_all |= args.calibrate.is_some();
+    ask.calls.wait_all |= args.calibrate.is_some() || args.learn_weights.is_some();
     let settings = Arc::new(config::resolve(&ask, &env)?);
     calibrate::check_flag(args.calibrate, Some(settings.params.strategy.name()))?;
     let batch_weights = settings.weights.clone();
