@@ -15,6 +15,7 @@ mod expect;
 mod faults;
 mod hanzo_binary;
 mod inspect_edges;
+mod mcp_server;
 mod metastable;
 mod plan;
 mod promises;
