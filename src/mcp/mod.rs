@@ -39,16 +39,43 @@ pub fn main(args: McpArgs) -> anyhow::Result<u8> {
             .serve(rmcp::transport::stdio())
             .await
             .context("the MCP session did not start")?;
-        service
-            .waiting()
-            .await
-            .context("the MCP session ended with an error")?;
-        anyhow::Ok(())
+        tokio::select! {
+            ended = service.waiting() => {
+                ended.context("the MCP session ended with an error")?;
+                anyhow::Ok(0)
+            }
+            () = stopped() => Ok(130),
+        }
     });
-    // Runs still going when the client left are abandoned: their command providers'
-    // process groups go with them, and a read of stdin still pending cannot be awaited.
+    // Runs still going when the client left (the SDK waits a few seconds for their
+    // answers) are abandoned: their command providers' process groups go with them, and a
+    // read of stdin still pending cannot be awaited.
     crate::provider::command::stop_all();
     runtime.shutdown_background();
-    served?;
-    Ok(0)
+    served
+}
+
+/// Resolves at Ctrl-C or SIGTERM (how clients stop a server that does not leave when its
+/// input closes): the server then ends as if the client had left.
+async fn stopped() {
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => {
+            if r.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        () = terminate => {}
+    }
 }

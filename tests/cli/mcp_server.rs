@@ -485,7 +485,10 @@ fn standard_output_carries_only_protocol_messages() {
         assert_eq!(message["jsonrpc"], "2.0", "{line}");
         messages.push(message);
         // The two calls run at once: either may end first.
-        if [2, 3].iter().all(|id| messages.iter().any(|m| m["id"] == *id)) {
+        if [2, 3]
+            .iter()
+            .all(|id| messages.iter().any(|m| m["id"] == *id))
+        {
             break;
         }
     }
