@@ -8,7 +8,7 @@ use rmcp::model::{
     CallToolResult, ContentBlock, JsonObject, ProgressNotificationParam, ProgressToken,
 };
 use rmcp::service::{Peer, RequestContext, RoleServer};
-use schemars::JsonSchema;
+use rmcp::schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -24,6 +24,7 @@ use crate::run::{self, RunOptions};
 /// config file's key, then the default, as for `ask`.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(crate = "rmcp::schemars")]
 pub struct AskParams {
     /// The question.
     pub prompt: String,
@@ -63,6 +64,7 @@ pub struct AskParams {
 /// A number, given as a JSON number or as text (`"1e3"`).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
+#[schemars(crate = "rmcp::schemars")]
 pub enum NumberOrText {
     Number(serde_json::Number),
     Text(String),

@@ -41,7 +41,7 @@ impl Server {
 
 /// The two tools, with their argument schemas and `consensus_ask`'s result schema.
 pub fn tools() -> Vec<Tool> {
-    let ask_input = object_schema(serde_json::to_value(schemars::schema_for!(ask::AskParams)));
+    let ask_input = object_schema(serde_json::to_value(rmcp::schemars::schema_for!(ask::AskParams)));
     let ask = Tool::new(
         ASK,
         "Ask the configured panel of language models a question; they answer, see each other's \
