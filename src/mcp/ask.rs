@@ -7,8 +7,8 @@ use std::sync::Arc;
 use rmcp::model::{
     CallToolResult, ContentBlock, JsonObject, ProgressNotificationParam, ProgressToken,
 };
-use rmcp::service::{Peer, RequestContext, RoleServer};
 use rmcp::schemars::JsonSchema;
+use rmcp::service::{Peer, RequestContext, RoleServer};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -177,11 +177,13 @@ pub fn error_result(e: &anyhow::Error) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(line)])
 }
 
-/// The tool call: the run's report, or the one-line error `ask` would print.
+/// The tool call: the run's report, or the one-line error `ask` would print. `notices`:
+/// whether the client hears log messages at level notice (a cancelled run's result).
 pub async fn call(
     flags: &McpArgs,
     arguments: Option<JsonObject>,
     context: RequestContext<RoleServer>,
+    notices: bool,
 ) -> CallToolResult {
     let prepared = match prepare(flags, arguments) {
         Ok(p) => p,
@@ -223,7 +225,7 @@ pub async fn call(
     }
     let json = report::json::render(&report);
     let value: Value = serde_json::from_str(&json).unwrap_or_default();
-    if context.ct.is_cancelled() {
+    if context.ct.is_cancelled() && notices {
         // The client cancelled the request: it reads no response to it (the SDK does not
         // send one), so what the run has reaches it as a log message instead.
         interrupted(&context.peer, &report, &value).await;

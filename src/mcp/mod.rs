@@ -24,11 +24,19 @@ use crate::stderr_line;
 pub fn main(args: McpArgs) -> anyhow::Result<u8> {
     // A panel that does not resolve now may be fixed before the first call (the file is
     // read at every call), or calls may name their models: a warning, not a refusal.
-    if let Err(e) = config::resolve_lenient(&ask::defaults(&args), &Env::from_process()) {
-        stderr_line!(
+    match config::resolve_lenient(&ask::defaults(&args), &Env::from_process()) {
+        Err(e) => stderr_line!(
             "warning: {}",
             crate::report::text::visible(&format!("{e:#}"))
-        );
+        ),
+        // The run log is created now: runs that start together would otherwise race to
+        // create it, and the loser would run unlogged. A log that cannot be opened is
+        // each run's warning.
+        Ok(settings) => {
+            if let Some(path) = &settings.log_path {
+                let _ = crate::log::open(path);
+            }
+        }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -3,6 +3,7 @@
 //! cancellation reaches only the run of the request it names.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
@@ -29,19 +30,25 @@ each participant's answers); consensus_providers shows the panel and which API k
 #[derive(Clone)]
 pub struct Server {
     flags: Arc<McpArgs>,
+    /// The client set a log level above `notice` (`logging/setLevel`): a cancelled run's
+    /// partial result, a notice, is not sent.
+    quiet: Arc<AtomicBool>,
 }
 
 impl Server {
     pub fn new(flags: McpArgs) -> Server {
         Server {
             flags: Arc::new(flags),
+            quiet: Arc::new(AtomicBool::new(false)),
         }
     }
 }
 
 /// The two tools, with their argument schemas and `consensus_ask`'s result schema.
 pub fn tools() -> Vec<Tool> {
-    let ask_input = object_schema(serde_json::to_value(rmcp::schemars::schema_for!(ask::AskParams)));
+    let ask_input = object_schema(serde_json::to_value(rmcp::schemars::schema_for!(
+        ask::AskParams
+    )));
     let ask = Tool::new(
         ASK,
         "Ask the configured panel of language models a question; they answer, see each other's \
@@ -104,6 +111,18 @@ impl ServerHandler for Server {
         .with_instructions(INSTRUCTIONS)
     }
 
+    #[allow(deprecated)]
+    async fn set_level(
+        &self,
+        request: rmcp::model::SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        use rmcp::model::LoggingLevel::{Debug, Info, Notice};
+        let quiet = !matches!(request.level, Debug | Info | Notice);
+        self.quiet.store(quiet, Ordering::Relaxed);
+        Ok(())
+    }
+
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
@@ -122,7 +141,10 @@ impl ServerHandler for Server {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let result = match request.name.as_ref() {
-            ASK => ask::call(&self.flags, request.arguments, context).await,
+            ASK => {
+                let notices = !self.quiet.load(Ordering::Relaxed);
+                ask::call(&self.flags, request.arguments, context, notices).await
+            }
             PROVIDERS => providers(&self.flags).await,
             other => {
                 return Err(ErrorData::invalid_params(

@@ -267,13 +267,27 @@ async fn a_cancelled_run_stops_at_once_with_its_partial_result_and_the_server_se
         .send_cancellable_request(request, PeerRequestOptions::no_options())
         .await
         .unwrap();
+    let token = handle.progress_token.clone();
+    // Another run on the same panel, bounded by a deadline, goes on while the first is
+    // cancelled: its response arrives, and nothing in it was interrupted.
+    let other = ClientRequest::CallToolRequest(CallToolRequest::new(
+        CallToolRequestParams::new("consensus_ask")
+            .with_arguments(args(json!({"prompt": "Other question?", "deadline": 3}))),
+    ));
+    let other = session
+        .client
+        .send_cancellable_request(other, PeerRequestOptions::no_options())
+        .await
+        .unwrap();
     // Cancelled once the fast seat has answered: the slow ones are 30 s away.
     loop {
         let p = tokio::time::timeout(LIMIT, session.progress.recv())
             .await
             .expect("progress in time")
             .unwrap();
-        if p.message.as_deref() == Some("round 0: fast answered: Paris") {
+        if p.progress_token == token
+            && p.message.as_deref() == Some("round 0: fast answered: Paris")
+        {
             break;
         }
     }
@@ -304,10 +318,30 @@ async fn a_cancelled_run_stops_at_once_with_its_partial_result_and_the_server_se
         log.data
     );
 
-    // One cancelled request does not end the session.
+    // One cancelled request ends neither the session nor the other run.
     let after = session.call("consensus_providers", json!({})).await;
     assert_eq!(after.is_error, Some(false), "{}", text(&after));
-    session.close().await;
+    let other = tokio::time::timeout(LIMIT, other.await_response())
+        .await
+        .unwrap()
+        .unwrap();
+    let ServerResult::CallToolResult(other) = other else {
+        panic!("not a tool result: {other:?}")
+    };
+    let other = other.structured_content.unwrap();
+    assert_eq!(other["prompt"], "Other question?");
+    assert_eq!(other["status"], "degraded", "{other:#}");
+    assert_eq!(
+        other["participants"][0]["answers"],
+        json!(["Final answer: Paris"])
+    );
+    let errors = other["participants"][1]["errors"].to_string();
+    assert!(errors.contains("run deadline"), "{other:#}");
+    assert!(
+        !other.to_string().contains("interrupted"),
+        "the other run was interrupted: {other:#}"
+    );
+    let stderr = session.close().await;
 
     // The run log has the run, interrupted, as it has an interrupted `ask`.
     let out = sandbox
@@ -316,8 +350,15 @@ async fn a_cancelled_run_stops_at_once_with_its_partial_result_and_the_server_se
         .output()
         .unwrap();
     let runs: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(runs[0]["prompt"], "Capital of France?", "{runs:#}");
-    assert_eq!(runs[0]["exit_code"], 130, "{runs:#}");
+    let cancelled = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["prompt"] == "Capital of France?")
+        .unwrap_or_else(|| panic!("the cancelled run is not in the log: {runs:#}\n{stderr}"));
+    assert_eq!(cancelled["exit_code"], 130, "{runs:#}");
+    // Both runs, which opened the new log at the same time.
+    assert_eq!(runs.as_array().unwrap().len(), 2, "{runs:#}\n{stderr}");
 }
 
 #[tokio::test]
@@ -446,6 +487,7 @@ async fn bad_arguments_are_a_tool_error_with_asks_message_and_the_server_serves_
 #[test]
 fn standard_output_carries_only_protocol_messages() {
     use std::io::{BufRead, BufReader, Write};
+
     let sandbox = Sandbox::new();
     sandbox.write("panel.toml", &format!("{AGREE}\n[log]\nenabled = false\n"));
     let mut child = sandbox
@@ -462,6 +504,9 @@ fn standard_output_carries_only_protocol_messages() {
             "protocolVersion": "2025-06-18", "capabilities": {},
             "clientInfo": {"name": "by-hand", "version": "0"}}}),
         json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        // The server declares logging: clients set its level.
+        json!({"jsonrpc": "2.0", "id": 4, "method": "logging/setLevel",
+            "params": {"level": "info"}}),
         json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
             "name": "consensus_ask", "arguments": {"prompt": "Capital of France?"},
             "_meta": {"progressToken": "p-1"}}}),
@@ -472,20 +517,29 @@ fn standard_output_carries_only_protocol_messages() {
     for line in lines {
         writeln!(stdin, "{line}").unwrap();
     }
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    // Read on a thread of its own, so that a missing answer fails the test in time.
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in stdout.lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
     let mut messages = Vec::new();
     let deadline = Instant::now() + LIMIT;
-    while Instant::now() < deadline {
-        let mut line = String::new();
-        if stdout.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|e| panic!("{e}: no more answers after {messages:#?}"));
         let message: Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("not a protocol message ({e}): {line:?}"));
         assert_eq!(message["jsonrpc"], "2.0", "{line}");
         messages.push(message);
-        // The two calls run at once: either may end first.
-        if [2, 3]
+        // The calls run at once: any may end first.
+        if [2, 3, 4]
             .iter()
             .all(|id| messages.iter().any(|m| m["id"] == *id))
         {
@@ -494,14 +548,15 @@ fn standard_output_carries_only_protocol_messages() {
     }
     drop(stdin);
     let out = child.wait_with_output().unwrap();
+    reader.join().unwrap();
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert!(rest.is_empty(), "more after the answers: {rest:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(
-        out.stdout.is_empty(),
-        "{:?}",
-        String::from_utf8_lossy(&out.stdout)
-    );
     assert_eq!(messages[0]["result"]["serverInfo"]["name"], "llm-consensus");
+    assert_eq!(messages[0]["result"]["capabilities"]["logging"], json!({}));
+    let set_level = messages.iter().find(|m| m["id"] == 4).unwrap();
+    assert_eq!(set_level["result"], json!({}), "{set_level:#}");
     let tokens: Vec<&Value> = messages
         .iter()
         .filter(|m| m["method"] == "notifications/progress")
