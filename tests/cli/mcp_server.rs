@@ -575,3 +575,52 @@ fn standard_output_carries_only_protocol_messages() {
         .count();
     assert_eq!(warned, 2, "{stderr}");
 }
+
+#[tokio::test]
+async fn the_servers_flags_are_defaults_that_a_calls_arguments_override() {
+    let sandbox = Sandbox::new();
+    // No config file: the panel is the server's -m, or the call's `models`.
+    let session = start(
+        &sandbox,
+        &[
+            "-m",
+            "mock:Final answer: Paris@3",
+            "--strategy",
+            "vote",
+            "--no-log",
+        ],
+        &[],
+    )
+    .await;
+    let result = session.call("consensus_ask", json!({"prompt": "q"})).await;
+    let report = result.structured_content.unwrap();
+    assert_eq!(report["strategy"], "vote");
+    assert_eq!(report["participants"].as_array().unwrap().len(), 3);
+    assert_eq!(report["answer"], "Paris");
+
+    let result = session
+        .call(
+            "consensus_ask",
+            json!({"prompt": "q", "strategy": "metastable", "models": ["mock:Final answer: Rome@4"]}),
+        )
+        .await;
+    let report = result.structured_content.unwrap();
+    assert_eq!(report["strategy"], "metastable");
+    assert_eq!(report["participants"].as_array().unwrap().len(), 4);
+    assert_eq!(report["answer"], "Rome");
+
+    let providers = session.call("consensus_providers", json!({})).await;
+    let seats = &providers.structured_content.unwrap()["seats"];
+    assert_eq!(seats.as_array().unwrap().len(), 3, "{seats:#}");
+    assert_eq!(seats[0]["model"], "Final answer: Paris");
+    session.close().await;
+    // --no-log: nothing was written.
+    let out = sandbox
+        .cmd()
+        .args(["logs", "list", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let runs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs, json!([]));
+}
