@@ -14,13 +14,17 @@ use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, JsonObject,
     LoggingMessageNotificationParam, ProgressNotificationParam, ServerResult,
 };
-use rmcp::service::{NotificationContext, PeerRequestOptions, RoleClient, RunningService};
+use rmcp::service::{
+    NotificationContext, PeerRequestOptions, RequestHandle, RoleClient, RunningService,
+};
 use rmcp::transport::TokioChildProcess;
 use rmcp::{ClientHandler, ServiceExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::common::*;
+
+mod raw;
 
 /// Three mock seats that agree at once.
 const AGREE: &str = "[[participants]]\nprovider = \"mock\"\nname = \"a\"\ncount = 3\nmodel = \"Final answer: Paris\"\n";
@@ -111,6 +115,17 @@ impl Session {
             .expect("the call is answered")
     }
 
+    /// Starts a `consensus_ask` call that can be cancelled (it has a progress token).
+    async fn start_ask(&self, arguments: Value) -> RequestHandle<RoleClient> {
+        let params = CallToolRequestParams::new("consensus_ask").with_arguments(args(arguments));
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        let options = PeerRequestOptions::no_options();
+        self.client
+            .send_cancellable_request(request, options)
+            .await
+            .unwrap()
+    }
+
     /// Closes standard input and returns what the server wrote on standard error.
     async fn close(self) -> String {
         let _ = self.client.cancel().await;
@@ -128,6 +143,15 @@ fn text(result: &CallToolResult) -> String {
         .filter_map(|c| c.as_text().map(|t| t.text.clone()))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The structured result a started call ends with.
+async fn structured(handle: RequestHandle<RoleClient>) -> Value {
+    let response = tokio::time::timeout(LIMIT, handle.await_response()).await;
+    match response.expect("the call returns in time").unwrap() {
+        ServerResult::CallToolResult(result) => result.structured_content.unwrap(),
+        other => panic!("not a tool result: {other:?}"),
+    }
 }
 
 fn args(value: Value) -> JsonObject {
@@ -216,24 +240,11 @@ async fn a_call_with_a_progress_token_hears_each_answer_and_each_round() {
     let sandbox = Sandbox::new();
     sandbox.write("panel.toml", SLOW.replace("30000", "50").as_str());
     let mut session = start(&sandbox, &["--config", "panel.toml"], &[]).await;
-    let request = ClientRequest::CallToolRequest(CallToolRequest::new(
-        CallToolRequestParams::new("consensus_ask")
-            .with_arguments(args(json!({"prompt": "Capital?", "rounds": 1}))),
-    ));
     let handle = session
-        .client
-        .send_cancellable_request(request, PeerRequestOptions::no_options())
-        .await
-        .unwrap();
+        .start_ask(json!({"prompt": "Capital?", "rounds": 1}))
+        .await;
     let token = handle.progress_token.clone();
-    let response = tokio::time::timeout(LIMIT, handle.await_response())
-        .await
-        .unwrap()
-        .unwrap();
-    let ServerResult::CallToolResult(result) = response else {
-        panic!("not a tool result: {response:?}")
-    };
-    assert_eq!(result.structured_content.unwrap()["status"], "final");
+    assert_eq!(structured(handle).await["status"], "final");
     let mut heard = Vec::new();
     while let Ok(p) = session.progress.try_recv() {
         assert_eq!(p.progress_token, token);
@@ -258,27 +269,15 @@ async fn a_cancelled_run_stops_at_once_with_its_partial_result_and_the_server_se
     let sandbox = Sandbox::new();
     sandbox.write("panel.toml", SLOW);
     let mut session = start(&sandbox, &["--config", "panel.toml"], &[]).await;
-    let request = ClientRequest::CallToolRequest(CallToolRequest::new(
-        CallToolRequestParams::new("consensus_ask")
-            .with_arguments(args(json!({"prompt": "Capital of France?"}))),
-    ));
     let handle = session
-        .client
-        .send_cancellable_request(request, PeerRequestOptions::no_options())
-        .await
-        .unwrap();
+        .start_ask(json!({"prompt": "Capital of France?"}))
+        .await;
     let token = handle.progress_token.clone();
     // Another run on the same panel, bounded by a deadline, goes on while the first is
     // cancelled: its response arrives, and nothing in it was interrupted.
-    let other = ClientRequest::CallToolRequest(CallToolRequest::new(
-        CallToolRequestParams::new("consensus_ask")
-            .with_arguments(args(json!({"prompt": "Other question?", "deadline": 3}))),
-    ));
     let other = session
-        .client
-        .send_cancellable_request(other, PeerRequestOptions::no_options())
-        .await
-        .unwrap();
+        .start_ask(json!({"prompt": "Other question?", "deadline": 3}))
+        .await;
     // Cancelled once the fast seat has answered: the slow ones are 30 s away.
     loop {
         let p = tokio::time::timeout(LIMIT, session.progress.recv())
@@ -321,14 +320,7 @@ async fn a_cancelled_run_stops_at_once_with_its_partial_result_and_the_server_se
     // One cancelled request ends neither the session nor the other run.
     let after = session.call("consensus_providers", json!({})).await;
     assert_eq!(after.is_error, Some(false), "{}", text(&after));
-    let other = tokio::time::timeout(LIMIT, other.await_response())
-        .await
-        .unwrap()
-        .unwrap();
-    let ServerResult::CallToolResult(other) = other else {
-        panic!("not a tool result: {other:?}")
-    };
-    let other = other.structured_content.unwrap();
+    let other = structured(other).await;
     assert_eq!(other["prompt"], "Other question?");
     assert_eq!(other["status"], "degraded", "{other:#}");
     assert_eq!(
@@ -480,100 +472,6 @@ async fn bad_arguments_are_a_tool_error_with_asks_message_and_the_server_serves_
     assert_eq!(result.structured_content.unwrap()["status"], "final");
     let stderr = session.close().await;
     assert!(!stderr.contains("panicked"), "{stderr}");
-}
-
-/// A client that is not the SDK: JSON-RPC lines written by hand. Every line on standard
-/// output is a protocol message, also while a run warns (on stderr) and reports progress.
-#[test]
-fn standard_output_carries_only_protocol_messages() {
-    use std::io::{BufRead, BufReader, Write};
-
-    let sandbox = Sandbox::new();
-    sandbox.write("panel.toml", &format!("{AGREE}\n[log]\nenabled = false\n"));
-    let mut child = sandbox
-        .process()
-        .args(["mcp", "--config", "panel.toml", "--cache"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let lines = [
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": {"name": "by-hand", "version": "0"}}}),
-        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-        // The server declares logging: clients set its level.
-        json!({"jsonrpc": "2.0", "id": 4, "method": "logging/setLevel",
-            "params": {"level": "info"}}),
-        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
-            "name": "consensus_ask", "arguments": {"prompt": "Capital of France?"},
-            "_meta": {"progressToken": "p-1"}}}),
-        // No progress token: no progress notifications.
-        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
-            "name": "consensus_ask", "arguments": {"prompt": "Capital of France?"}}}),
-    ];
-    for line in lines {
-        writeln!(stdin, "{line}").unwrap();
-    }
-    // Read on a thread of its own, so that a missing answer fails the test in time.
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in stdout.lines() {
-            if tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut messages = Vec::new();
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|e| panic!("{e}: no more answers after {messages:#?}"));
-        let message: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("not a protocol message ({e}): {line:?}"));
-        assert_eq!(message["jsonrpc"], "2.0", "{line}");
-        messages.push(message);
-        // The calls run at once: any may end first.
-        if [2, 3, 4]
-            .iter()
-            .all(|id| messages.iter().any(|m| m["id"] == *id))
-        {
-            break;
-        }
-    }
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    reader.join().unwrap();
-    let rest: Vec<String> = rx.try_iter().collect();
-    assert!(rest.is_empty(), "more after the answers: {rest:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert_eq!(messages[0]["result"]["serverInfo"]["name"], "llm-consensus");
-    assert_eq!(messages[0]["result"]["capabilities"]["logging"], json!({}));
-    let set_level = messages.iter().find(|m| m["id"] == 4).unwrap();
-    assert_eq!(set_level["result"], json!({}), "{set_level:#}");
-    let tokens: Vec<&Value> = messages
-        .iter()
-        .filter(|m| m["method"] == "notifications/progress")
-        .map(|m| &m["params"]["progressToken"])
-        .collect();
-    assert!(tokens.len() >= 3, "{messages:#?}");
-    assert!(tokens.iter().all(|t| *t == "p-1"), "{tokens:?}");
-    for id in [2, 3] {
-        let response = messages.iter().find(|m| m["id"] == id).unwrap();
-        let status = &response["result"]["structuredContent"]["status"];
-        assert_eq!(status, "final", "{response:#}");
-    }
-    // The runs' warnings went to stderr, one per call.
-    let warned = stderr
-        .matches("warning: --cache: no run log to answer from")
-        .count();
-    assert_eq!(warned, 2, "{stderr}");
 }
 
 #[tokio::test]
