@@ -391,3 +391,51 @@ fn clip(s: &str) -> String {
         None => flat,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_progress_line_is_one_short_line_whatever_the_answer() {
+        let key = format!("é{}\nend", "word ".repeat(100));
+        let fields = json!({"round": 2, "name": "gpt", "ok": true, "key": key});
+        let line = describe("call_finished", &fields).unwrap();
+        assert!(
+            line.starts_with("round 2: gpt answered: éword word"),
+            "{line}"
+        );
+        assert!(!line.contains('\n') && line.ends_with('…'), "{line}");
+        assert_eq!(line.chars().count(), "round 2: gpt answered: ".len() + 121);
+        let failed = json!({"round": 0, "name": "c", "ok": false, "error": "HTTP 503"});
+        assert_eq!(
+            describe("call_finished", &failed).unwrap(),
+            "round 0: c failed: HTTP 503"
+        );
+        assert_eq!(describe("call_started", &fields), None);
+    }
+
+    #[test]
+    fn a_calls_arguments_win_over_the_servers_flags() {
+        let mut flags = McpArgs {
+            models: vec!["openai:gpt-4o-mini".into()],
+            ..McpArgs::default()
+        };
+        flags.consensus.rounds = Some(2);
+        flags.consensus.answer = Some("number".into());
+        flags.calls.max_cost = Some(1.0);
+        let params: AskParams = serde_json::from_value(json!({
+            "prompt": "q", "rounds": 5, "strategy": "vote", "expect_number": 4
+        }))
+        .unwrap();
+        let args = ask_args(&flags, params).unwrap();
+        assert_eq!(args.models, ["openai:gpt-4o-mini"]);
+        assert_eq!(args.consensus.rounds, Some(5));
+        assert_eq!(args.consensus.answer.as_deref(), Some("number"));
+        assert_eq!(args.consensus.strategy.map(|s| s.name()), Some("vote"));
+        assert_eq!(args.calls.max_cost, Some(1.0));
+        assert_eq!(args.expect.expect_number.as_deref(), Some("4"));
+        assert_eq!(args.prompt.as_deref(), Some("q"));
+    }
+}
