@@ -102,3 +102,85 @@ fn standard_output_carries_only_protocol_messages() {
         .count();
     assert_eq!(warned, 2, "{stderr}");
 }
+
+/// SIGTERM (how clients stop a server) ends the server at once, with exit 130, and the
+/// process group of a command provider still answering goes with it.
+#[cfg(target_os = "linux")]
+#[test]
+fn sigterm_ends_the_server_and_its_command_providers() {
+    use std::io::Write;
+    use std::time::Duration;
+
+    let sandbox = Sandbox::new();
+    let pidfile = sandbox.path().join("slow.pid");
+    let config = format!(
+        "[providers.slow]\nkind = \"command\"\n\
+         command = [\"sh\", \"-c\", \"echo $$ > {}; sleep 30; echo 'Final answer: 4'\"]\n\n\
+         [[participants]]\nprovider = \"slow\"\nmodel = \"m\"\nname = \"slow\"\ncount = 2\n\n\
+         [log]\nenabled = false\n",
+        pidfile.display()
+    );
+    sandbox.write("panel.toml", &config);
+    let mut child = sandbox
+        .process()
+        .args(["mcp", "--config", "panel.toml"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for line in [
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "by-hand", "version": "0"}}}),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "consensus_ask", "arguments": {"prompt": "2+2?"}}}),
+    ] {
+        writeln!(stdin, "{line}").unwrap();
+    }
+    let end = Instant::now() + LIMIT;
+    while std::fs::read_to_string(&pidfile).map_or(true, |p| p.trim().is_empty()) {
+        assert!(Instant::now() < end, "the command never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .to_string();
+    let stopped = Instant::now();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stopped.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopped.elapsed()
+    );
+    // Killed, it may stay a zombie until init reaps it: that is not running.
+    let running = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                stat.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim().to_string())
+            })
+            .is_some_and(|rest| !rest.starts_with('Z'))
+    };
+    let end = Instant::now() + Duration::from_secs(3);
+    while running() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!running(), "the command provider still runs");
+    drop(stdin);
+}
