@@ -77,6 +77,10 @@ pub enum Command {
     },
     /// Read the run log: `logs [list] [-n N]`, `logs show ID`, `logs path`.
     Logs(LogsArgs),
+    /// Serve the panel over the Model Context Protocol on standard input and output, for
+    /// coding agents and chat clients: tools `consensus_ask` and `consensus_providers`
+    /// (docs/mcp.md). The flags are the defaults of every call; a call's arguments win.
+    Mcp(McpArgs),
     /// Print the manual page (roff): `llm-consensus man | man -l -`; `man ask` for the
     /// page of one command.
     Man {
@@ -313,7 +317,33 @@ pub struct EvalSummaryArgs {
     pub learn_from: LearnFrom,
 }
 
-#[derive(Debug, Default, Args)]
+/// `mcp`: the panel and defaults of every `consensus_ask` call, found as for `ask`.
+#[derive(Clone, Debug, Default, Args)]
+pub struct McpArgs {
+    /// A seat: PROVIDER:MODEL, optionally @N (repeatable), as for `ask`; a call's `models`
+    /// replace them.
+    #[arg(short = 'm', long = "model", value_name = "PROVIDER:MODEL[@N]")]
+    pub models: Vec<String>,
+
+    /// Panel and defaults file (TOML), found as for `ask` (read again at every call).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// A system prompt for every seat, unless a call sets `system`. Key `system`.
+    #[arg(long, value_name = "TEXT")]
+    pub system: Option<String>,
+
+    #[command(flatten)]
+    pub consensus: ConsensusArgs,
+
+    #[command(flatten)]
+    pub calls: CallArgs,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Clone, Debug, Default, Args)]
 pub struct AskArgs {
     /// The question. Read from standard input when it is `-` or absent and input is piped.
     pub prompt: Option<String>,
@@ -361,7 +391,7 @@ pub struct AskArgs {
 }
 
 /// The run log (docs/log.md): every run, call and round in an SQLite database.
-#[derive(Debug, Default, Args)]
+#[derive(Clone, Debug, Default, Args)]
 #[command(next_help_heading = "Log")]
 pub struct LogArgs {
     /// Do not write this run to the run log (config: `[log] enabled = false`).
@@ -377,7 +407,7 @@ pub struct LogArgs {
 
 /// How the panel decides. Unset flags fall back to the config's [consensus] table, whose
 /// key for each flag is named in its help ("key `beta_1`"); ranges are in the README.
-#[derive(Debug, Default, Args)]
+#[derive(Clone, Debug, Default, Args)]
 #[command(next_help_heading = "Consensus")]
 pub struct ConsensusArgs {
     /// Decision procedure (docs/strategies.md) [default: metastable]. Key `strategy`.
@@ -471,7 +501,7 @@ pub struct ConsensusArgs {
 
 /// How calls are made. Each flag but --temperature, --max-tokens and --stream has a
 /// [consensus] key of the same name with `_` for `-`.
-#[derive(Debug, Default, Args)]
+#[derive(Clone, Debug, Default, Args)]
 #[command(next_help_heading = "Calls")]
 pub struct CallArgs {
     /// Seconds one attempt of a call may take, and the longest silence while reading an
@@ -525,7 +555,7 @@ pub struct CallArgs {
 }
 
 /// What is printed.
-#[derive(Debug, Default, Args)]
+#[derive(Clone, Debug, Default, Args)]
 #[command(next_help_heading = "Output")]
 pub struct OutputArgs {
     /// Print one JSON object (schema in the README) instead of the report.
@@ -554,7 +584,7 @@ pub struct OutputArgs {
 /// Checking the answer (for CI): at most one expectation per run, compared with the
 /// winner's key. An answer that does not match exits 4; the JSON carries `expect: {kind,
 /// value, matched, require, passed}` (README, "Checking the answer").
-#[derive(Debug, Default, Args)]
+#[derive(Clone, Debug, Default, Args)]
 #[command(next_help_heading = "Checking")]
 pub struct ExpectArgs {
     /// The expected answer: matches when the winner's key, normalized as keys are

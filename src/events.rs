@@ -16,13 +16,33 @@ use crate::report::Report;
 /// Bumped whenever an event or a field changes meaning or disappears.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// Where events go: standard error when on, nowhere when off.
+/// Where events go: standard error when on, nowhere when off; and to a watcher, if any.
 #[derive(Debug)]
 pub struct Events {
     on: bool,
     started: Instant,
     /// The run log: the other sink of the run's start, calls, rounds and end.
     log: Option<crate::log::RunLog>,
+    watcher: Option<Watcher>,
+}
+
+/// Something in this process that follows the run's events (the MCP server turns them
+/// into progress notifications): called with each event's name and fields, whether or
+/// not the events are also written to stderr.
+pub struct Watcher(Box<WatchFn>);
+
+type WatchFn = dyn Fn(&str, &Value) + Send + Sync;
+
+impl Watcher {
+    pub fn new(f: impl Fn(&str, &Value) + Send + Sync + 'static) -> Watcher {
+        Watcher(Box::new(f))
+    }
+}
+
+impl std::fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Watcher")
+    }
 }
 
 impl Default for Events {
@@ -38,7 +58,14 @@ impl Events {
             on,
             started: Instant::now(),
             log: None,
+            watcher: None,
         }
+    }
+
+    /// Also hands every event to `watcher`.
+    pub fn watched(mut self, watcher: Watcher) -> Events {
+        self.watcher = Some(watcher);
+        self
     }
 
     /// Also writes the run to `log`.
@@ -64,8 +91,14 @@ impl Events {
         self
     }
 
+    /// Whether events are written to stderr.
     pub fn enabled(&self) -> bool {
         self.on
+    }
+
+    /// Whether anyone reads the events: stderr or a watcher (the run log aside).
+    pub fn listened(&self) -> bool {
+        self.on || self.watcher.is_some()
     }
 
     /// The run log, when the run is logged.
@@ -95,6 +128,9 @@ impl Events {
 
     /// Writes the event `event` with `fields` (a JSON object) as one line.
     pub fn emit(&self, event: &str, fields: Value) {
+        if let Some(Watcher(watch)) = &self.watcher {
+            watch(event, &fields);
+        }
         if !self.on {
             return;
         }
@@ -118,7 +154,7 @@ impl Events {
 
     /// `run_started`: what the run will do, before any call.
     pub fn run_started(&self, settings: &Settings) {
-        if !self.on {
+        if !self.listened() {
             return;
         }
         let seats = crate::report::seats(settings);

@@ -11,6 +11,7 @@
 //! - [`report`]: the result as data, and its text and JSON renderings;
 //! - [`run`]: the glue that drives a strategy with real provider calls;
 //! - [`inspect`]: the `providers` command (the resolved panel, and a check call per seat);
+//! - [`mcp`]: `llm-consensus mcp`, the panel as a Model Context Protocol server;
 //! - [`plan`]: `ask --dry-run`, the worst-case calls, tokens and cost of a run;
 //! - [`replay`]: measuring strategies on recorded answers of real models.
 
@@ -25,6 +26,7 @@ pub mod events;
 pub mod expect;
 pub mod inspect;
 pub mod log;
+pub mod mcp;
 pub mod plan;
 pub mod progress;
 pub mod provider;

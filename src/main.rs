@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         Command::Completions { shell } => completions(shell),
         Command::Man { command } => man(command.as_deref()),
         Command::Logs(args) => logs(args),
+        Command::Mcp(args) => llm_consensus::mcp::main(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -159,7 +159,7 @@ pub(super) fn call_finished(
             cached: asked.cached,
         });
     });
-    if !events.enabled() {
+    if !events.listened() {
         return;
     }
     let key = result.ok.then(|| key(params, &result.text)).flatten();

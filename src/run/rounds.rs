@@ -104,7 +104,7 @@ pub(super) async fn run(
         if !dropped {
             strategy.absorb(results);
         }
-        if run.events.enabled() || run.events.log().is_some() {
+        if run.events.listened() || run.events.log().is_some() {
             emit::round_decided(
                 &run.events,
                 run.settings,

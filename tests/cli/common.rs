@@ -1360,3 +1360,21 @@ impl TestServer {
         self.shared.lock().requests.clear();
     }
 }
+
+impl Sandbox {
+    /// The binary as a `std::process::Command` with the environment of [`Sandbox::cmd`]
+    /// and no timeout: for a long-lived process driven over its pipes (`mcp`).
+    pub fn process(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("llm-consensus"));
+        cmd.env_clear()
+            .env("HOME", self.path())
+            .env("XDG_CONFIG_HOME", self.config_dir())
+            .env("XDG_STATE_HOME", self.state_dir())
+            .env("NO_COLOR", "1")
+            .current_dir(self.path());
+        if let Some(path) = std::env::var_os("PATH") {
+            cmd.env("PATH", path);
+        }
+        cmd
+    }
+}

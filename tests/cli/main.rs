@@ -19,6 +19,7 @@ mod faults;
 mod hanzo_binary;
 mod inspect_edges;
 mod mcp_seat;
+mod mcp_server;
 mod metastable;
 mod mmlu_weights;
 mod plan;
