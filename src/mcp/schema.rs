@@ -229,4 +229,31 @@ script = [ { ok = false, error = \"HTTP 500\" } ]
             }
         }
     }
+
+    #[test]
+    fn a_report_with_seat_weights_fits_the_documented_schema() {
+        let plain = report(crate::consensus::StrategyKind::Metastable, |_| {});
+        let seats: serde_json::Map<String, Value> = plain["participants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let w = serde_json::json!({"accuracy": 0.7, "weight": i as f64, "items": 10});
+                (p["name"].as_str().unwrap().to_string(), w)
+            })
+            .collect();
+        let file = serde_json::json!({"version": 1, "method": "test", "items": 10, "seats": seats,
+            "calibration": {"beta2": 0.7, "target": 0.9, "precision": 0.9, "coverage": 0.5, "items": 10}});
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weights.json");
+        std::fs::write(&path, file.to_string()).unwrap();
+        let schema = schema();
+        for kind in crate::consensus::StrategyKind::ALL {
+            let value = report(kind, |a| a.consensus.weights = Some(path.clone()));
+            assert!(value.get("weights").is_some(), "{value}");
+            let problems = check(&schema, &value);
+            assert!(problems.is_empty(), "{}: {problems:#?}", kind.name());
+        }
+    }
 }
