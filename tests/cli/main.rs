@@ -18,6 +18,7 @@ mod expect;
 mod faults;
 mod hanzo_binary;
 mod inspect_edges;
+mod mcp_both;
 mod mcp_seat;
 mod mcp_server;
 mod metastable;
