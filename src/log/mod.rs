@@ -27,7 +27,7 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     // WAL: each commit is durable on its own, and readers never block the run.
-    conn.pragma_update(None, "journal_mode", "WAL")?;
+    set_wal(&conn)?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     // Closing the last connection would otherwise checkpoint the WAL into the database
     // and sync it to disk, which costs a run more wall time than all its writes; the
@@ -49,6 +49,30 @@ pub fn open_existing(path: &Path) -> rusqlite::Result<Connection> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     schema::migrate(&conn)?;
     Ok(conn)
+}
+
+/// Switches a log to WAL. Switching needs the database to itself, and SQLite does not wait
+/// for that (no busy handler): when another process is opening a new log at the same
+/// moment, try again for as long as the busy timeout, unless it already switched it.
+fn set_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && started.elapsed() < std::time::Duration::from_secs(5) =>
+            {
+                let mode: String = conn
+                    .pragma_query_value(None, "journal_mode", |r| r.get(0))
+                    .unwrap_or_default();
+                if mode.eq_ignore_ascii_case("wal") {
+                    return Ok(());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// One call as it is logged (texts already scrubbed of keys).

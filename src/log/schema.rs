@@ -59,19 +59,34 @@ pub const VERSION: i64 = MIGRATIONS.len() as i64;
 /// Brings the database up to [`VERSION`]; a newer log (from a later release) is refused
 /// rather than written in a shape it does not have.
 pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if version > VERSION {
-        return Err(rusqlite::Error::InvalidParameterName(format!(
+    let read = |c: &Connection| -> rusqlite::Result<i64> {
+        c.pragma_query_value(None, "user_version", |r| r.get(0))
+    };
+    let newer = |version: i64| {
+        rusqlite::Error::InvalidParameterName(format!(
             "the log has schema version {version}, newer than this build's {VERSION}"
-        )));
+        ))
+    };
+    let version = read(conn)?;
+    if version == VERSION {
+        return Ok(());
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let tx = conn.unchecked_transaction()?;
+    if version > VERSION {
+        return Err(newer(version));
+    }
+    // Two processes (or an MCP server's concurrent runs) may open a new log at once: the
+    // write lock is taken first and the version read again under it, so only one of them
+    // migrates and the other finds the work done.
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    let version = read(&tx)?;
+    if version > VERSION {
+        return Err(newer(version));
+    }
+    for sql in MIGRATIONS.iter().skip(version as usize) {
         tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-        tx.commit()?;
     }
-    Ok(())
+    tx.pragma_update(None, "user_version", VERSION)?;
+    tx.commit()
 }
 
 #[cfg(test)]
@@ -91,6 +106,23 @@ mod tests {
             "SELECT id, report FROM runs; SELECT cached FROM calls; SELECT decision FROM rounds;",
         )
         .unwrap();
+    }
+
+    #[test]
+    fn processes_opening_a_new_log_at_once_all_get_it_migrated() {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("log.sqlite");
+            let opened: Vec<_> = (0..8)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || super::super::open(&path).map(|_| ()))
+                })
+                .collect();
+            for t in opened {
+                t.join().unwrap().expect("every opener gets a migrated log");
+            }
+        }
     }
 
     #[test]
