@@ -5,7 +5,7 @@
 //!
 //!     cargo build --release
 //!     cargo run --release --example mmlu_eval [-- PATH] [--panels 8,5,3] [--jobs N]
-//!                                             [--dir DIR] [--bin PATH] [--reference]
+//!                                             [--dir DIR] [--bin PATH]
 //!     cargo run --release --example mmlu_eval -- PATH --serve [--dir DIR]
 //!
 //! PATH is a JSONL file of recorded questions; by default the 250-question slice in
@@ -19,12 +19,10 @@
 //! letter counts 1/k), the consensus answer's accuracy and FINAL (precision, coverage) at
 //! the default `beta_2`, plus the risk–coverage curve of the winner's support. When the
 //! binary has `--learn-weights` and `--weights` (its `eval --help` says so), weights are
-//! learned from the batch's own keys (no labels) and applied, on the whole set and split
-//! in halves (`--shard 1/2`, `2/2`: learned on one half, applied to the other).
-//!
-//! `--reference` adds a row that uses the labels: weights `ln(p / (1 - p))` from each
-//! seat's labeled accuracy p (0 at or below one half), what one weight per seat can do
-//! when the accuracies are known; a label-free estimator is measured against it.
+//! learned from the batch's own keys (`--learn-from answers`: no labels) and, for
+//! comparison, from the labels (`--learn-from labels`), then applied: on the whole set,
+//! and split in halves (`--shard 1/2`, `2/2`: learned and `--calibrate 0.9`d on one half,
+//! applied to the other with that beta_2).
 //!
 //! `--serve` only serves: it writes the items and the configs, prints the server's
 //! address and answers until it is killed, for running the binary by hand.
@@ -37,13 +35,12 @@ mod common;
 #[path = "../tests/cli/recorded.rs"]
 mod recorded;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::TestServer;
-use llm_consensus::weights::{SeatWeight, VERSION, WeightsFile};
 use recorded::{
     PanelScore, RECORDED_MODELS, recorded_config, recorded_items, recorded_questions,
     recorded_server, score_results,
@@ -59,7 +56,6 @@ struct Options {
     jobs: usize,
     panels: Vec<usize>,
     serve: bool,
-    reference: bool,
 }
 
 fn options() -> Result<Options, Error> {
@@ -71,7 +67,6 @@ fn options() -> Result<Options, Error> {
         jobs: 64,
         panels: vec![8, 5, 3],
         serve: false,
-        reference: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -90,7 +85,6 @@ fn options() -> Result<Options, Error> {
                     .collect::<Result<_, _>>()?;
             }
             "--serve" => o.serve = true,
-            "--reference" => o.reference = true,
             flag if flag.starts_with('-') => return Err(format!("unknown flag {flag}").into()),
             path => o.path = path.into(),
         }
@@ -289,50 +283,60 @@ fn print_curve(run: &Run) {
 
 /// The weighted runs of panel `n`: weights learned on the whole set (from the equal-weight
 /// run's keys) and applied to it; then learned on each half and applied to the other.
-fn weighted(bench: &Bench, n: usize) -> Result<(), Error> {
+fn weighted(bench: &Bench, n: usize, from: &str) -> Result<(), Error> {
     if !(bench.has_flag("--learn-weights") && bench.has_flag("--weights")) {
         println!("  (weighted: the binary has no --learn-weights / --weights yet)");
         return Ok(());
     }
     let dir = &bench.o.dir;
     let file = |name: &str| dir.join(name).to_string_lossy().into_owned();
-    let whole = file(&format!("weights-{n}.json"));
-    bench.eval(n, &format!("learn-{n}"), &["--learn-weights", &whole])?;
-    let run = bench.eval(n, &format!("weighted-{n}"), &["--weights", &whole])?;
-    print_run("weighted (learned on all)", &run);
+    let learn = |weights: &str, extra: &[&str], name: &str| -> Result<Run, Error> {
+        let mut args = vec!["--learn-weights", weights, "--learn-from", from];
+        args.extend_from_slice(extra);
+        bench.eval(n, name, &args)
+    };
+    let whole = file(&format!("weights-{n}-{from}.json"));
+    learn(&whole, &[], &format!("learn-{n}-{from}"))?;
+    let run = bench.eval(n, &format!("weighted-{n}-{from}"), &["--weights", &whole])?;
+    print_run(&format!("weighted ({from}, all)"), &run);
     print_curve(&run);
-    if bench.has_flag("--calibrate") {
-        let cal = bench.eval(
-            n,
-            &format!("calibrate-{n}"),
-            &["--weights", &whole, "--calibrate", "0.9"],
-        )?;
+    let calibrate = |weights: &str, extra: &[&str], name: &str| -> Result<String, Error> {
+        let mut args = vec!["--weights", weights, "--calibrate", "0.9"];
+        args.extend_from_slice(extra);
+        let cal = bench.eval(n, name, &args)?;
         // The summary's line that names the calibrated beta_2, else why there is none.
         let said = cal.stdout.lines().find(|l| l.contains("calibrated"));
-        println!(
-            "  --calibrate 0.9: {}",
-            said.unwrap_or(cal.stderr.trim()).trim()
-        );
-    }
-    // Learned on one half, applied to the other, both ways.
+        Ok(said.unwrap_or(cal.stderr.trim()).trim().to_string())
+    };
+    let said = calibrate(&whole, &[], &format!("calibrate-{n}-{from}"))?;
+    println!("  --calibrate 0.9: {said}");
+    // Learned and calibrated on one half, applied to the other (with the calibrated
+    // beta_2), both ways.
     let halves = [("1/2", "2/2"), ("2/2", "1/2")];
     let mut held_out = PanelScore::default();
     for (i, (learn_on, apply_to)) in halves.iter().enumerate() {
-        let weights = file(&format!("weights-{n}-half{}.json", i + 1));
-        bench.eval(
-            n,
-            &format!("learn-{n}-half{}", i + 1),
-            &["--shard", learn_on, "--learn-weights", &weights],
+        let weights = file(&format!("weights-{n}-{from}-half{}.json", i + 1));
+        let half = i + 1;
+        learn(
+            &weights,
+            &["--shard", learn_on],
+            &format!("learn-{n}-{from}-half{half}"),
+        )?;
+        let said = calibrate(
+            &weights,
+            &["--shard", learn_on],
+            &format!("calibrate-{n}-{from}-half{half}"),
         )?;
         let run = bench.eval(
             n,
-            &format!("applied-{n}-half{}", 2 - i),
+            &format!("applied-{n}-{from}-half{}", 2 - i),
             &["--shard", apply_to, "--weights", &weights],
         )?;
         print_run(
             &format!("learned on {learn_on}, applied to {apply_to}"),
             &run,
         );
+        println!("    (calibrated on {learn_on}: {said})");
         held_out = merged(held_out, &run.score);
     }
     println!(
@@ -344,51 +348,6 @@ fn weighted(bench: &Bench, n: usize) -> Result<(), Error> {
         held_out.final_precision(),
         held_out.final_coverage()
     );
-    Ok(())
-}
-
-/// A reference, not an estimate: weights from each seat's accuracy on the labeled items
-/// (`score`), `ln(p / (1 - p))` and 0 for a seat right at most half the time, applied
-/// with `--weights`. It uses the labels, so it shows what one weight per seat can do when
-/// the accuracies are known; a label-free estimator is measured against it.
-fn reference(bench: &Bench, n: usize, score: &PanelScore) -> Result<(), Error> {
-    if !bench.has_flag("--weights") {
-        return Ok(());
-    }
-    let seats: BTreeMap<String, SeatWeight> = score
-        .seat_accuracy()
-        .into_iter()
-        .map(|(name, p)| {
-            let weight = if p > 0.5 { (p / (1.0 - p)).ln() } else { 0.0 };
-            let items = score.items as u64;
-            (
-                name,
-                SeatWeight {
-                    accuracy: p,
-                    weight,
-                    items,
-                },
-            )
-        })
-        .collect();
-    if seats.values().all(|s| s.weight == 0.0) {
-        println!("  (reference: no seat is right more than half the time)");
-        return Ok(());
-    }
-    let file = WeightsFile {
-        version: VERSION,
-        method: "reference: log-odds of the labeled accuracy (uses labels)".into(),
-        items: score.items as u64,
-        seats,
-        categories: BTreeMap::new(),
-        calibration: None,
-    };
-    let path = bench.o.dir.join(format!("reference-{n}.json"));
-    std::fs::write(&path, serde_json::to_string_pretty(&file)?)?;
-    let path = path.to_string_lossy().into_owned();
-    let run = bench.eval(n, &format!("reference-{n}"), &["--weights", &path])?;
-    print_run("reference (labeled log-odds)", &run);
-    print_curve(&run);
     Ok(())
 }
 
@@ -474,10 +433,8 @@ fn main() -> Result<(), Error> {
         print_seats(&run);
         print_run("equal weights", &run);
         print_curve(&run);
-        weighted(&bench, n)?;
-        if bench.o.reference {
-            reference(&bench, n, &run.score)?;
-        }
+        weighted(&bench, n, "answers")?;
+        weighted(&bench, n, "labels")?;
         println!();
     }
     Ok(())
