@@ -127,14 +127,7 @@ fn providers(args: ProvidersArgs) -> anyhow::Result<u8> {
 fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
     use llm_consensus::replay::transcript;
     let (recorded, from) = recorded_run(&args.source)?;
-    let e = &args.expect;
-    let expectation = Expectation::from_flags(
-        e.expect.as_deref(),
-        e.expect_number.as_deref(),
-        e.expect_choice.as_deref(),
-        e.expect_regex.as_deref(),
-        e.require.unwrap_or_default(),
-    )?;
+    let expectation = args.expect.expectation()?;
     let category = args.category.as_deref();
     let report = transcript::weighted(&recorded, &args.consensus, category, expectation.as_ref())?;
     let text = if args.json {
@@ -328,14 +321,7 @@ fn ask(args: AskArgs) -> anyhow::Result<u8> {
 
 /// The `--expect…` flags, checked before any call (a bad value is a usage error).
 fn expectation(args: &AskArgs) -> Result<Option<Expectation>, ConfigError> {
-    let e = &args.expect;
-    Expectation::from_flags(
-        e.expect.as_deref(),
-        e.expect_number.as_deref(),
-        e.expect_choice.as_deref(),
-        e.expect_regex.as_deref(),
-        e.require.unwrap_or_default(),
-    )
+    args.expect.expectation()
 }
 
 /// `ask --dry-run`: the plan of the run, nothing sent.

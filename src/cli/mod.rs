@@ -480,6 +480,21 @@ pub struct ExpectArgs {
     pub require: Option<crate::expect::Require>,
 }
 
+impl ExpectArgs {
+    /// The expectation these flags ask for, checked (a bad value is a usage error).
+    pub fn expectation(
+        &self,
+    ) -> Result<Option<crate::expect::Expectation>, crate::error::ConfigError> {
+        crate::expect::Expectation::from_flags(
+            self.expect.as_deref(),
+            self.expect_number.as_deref(),
+            self.expect_choice.as_deref(),
+            self.expect_regex.as_deref(),
+            self.require.unwrap_or_default(),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

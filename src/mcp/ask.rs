@@ -156,14 +156,7 @@ fn prepare(flags: &McpArgs, arguments: Option<JsonObject>) -> anyhow::Result<Pre
         .map_err(|e| ConfigError::new(format!("consensus_ask: invalid arguments: {e}")))?;
     let args = ask_args(flags, params)?;
     let settings = config::resolve(&args, &Env::from_process())?;
-    let e = &args.expect;
-    let expectation = Expectation::from_flags(
-        e.expect.as_deref(),
-        e.expect_number.as_deref(),
-        e.expect_choice.as_deref(),
-        e.expect_regex.as_deref(),
-        e.require.unwrap_or_default(),
-    )?;
+    let expectation = args.expect.expectation()?;
     Ok(Prepared {
         settings,
         prompt: args.prompt.unwrap_or_default(),

@@ -187,15 +187,7 @@ script = [ { ok = false, error = \"HTTP 500\" } ]
                 never,
             ))
             .expect("the run ends");
-        let e = &args.expect;
-        let expectation = crate::expect::Expectation::from_flags(
-            e.expect.as_deref(),
-            e.expect_number.as_deref(),
-            e.expect_choice.as_deref(),
-            e.expect_regex.as_deref(),
-            e.require.unwrap_or_default(),
-        )
-        .unwrap();
+        let expectation = args.expect.expectation().unwrap();
         if let Some(expectation) = &expectation {
             report.check(expectation, &settings.params);
         }

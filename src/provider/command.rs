@@ -8,7 +8,6 @@
 //! The program runs in its own process group, and the whole group is killed when the call
 //! ends, times out or is abandoned (Ctrl-C): a wrapper's children make no calls after.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -125,27 +124,11 @@ impl Program {
         budget: Duration,
     ) -> Result<Completion, ProviderError> {
         let args = self.args(request);
-        let Some((program, rest)) = args.split_first() else {
-            return Err(ProviderError::new(
-                ErrorKind::Rejected,
-                "the command is empty: set command = [\"program\", \"arg\", ...]",
-            ));
-        };
-        let mut command = tokio::process::Command::new(program);
-        command
-            .args(rest)
-            .envs(self.env(request)?)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        // Its own group, so that the whole group can be killed (and a terminal's Ctrl-C
-        // reaches only us: we decide when the program stops).
-        #[cfg(unix)]
-        command.process_group(0);
-        let mut child = command.spawn().map_err(|e| {
-            ProviderError::new(ErrorKind::Rejected, format!("cannot run `{program}`: {e}"))
-        })?;
+        let env = self.env(request)?;
+        let (mut child, program) = group::spawn(&args, |c| {
+            c.envs(env);
+        })
+        .map_err(|e| e.with_program(|p| format!("cannot run `{p}`")))?;
         // Declared after `child`, so dropped before it: the group dies first.
         let _group = group::Guard::new(child.id());
         let input = self.stdin(request);
@@ -239,7 +222,57 @@ impl Program {
 /// The process groups of the programs running now (commands and MCP servers), so that
 /// each can be killed with all its descendants.
 pub(super) mod group {
+    use std::process::Stdio;
     use std::sync::Mutex;
+
+    use crate::error::{ErrorKind, ProviderError};
+
+    /// Why a program could not be started: its name and the error, or an empty command.
+    pub enum SpawnError {
+        Empty,
+        Failed(String, std::io::Error),
+    }
+
+    impl SpawnError {
+        /// The provider error, `what` naming the program (`cannot run `x``).
+        pub fn with_program(self, what: impl Fn(&str) -> String) -> ProviderError {
+            match self {
+                SpawnError::Empty => ProviderError::new(
+                    ErrorKind::Rejected,
+                    "the command is empty: set command = [\"program\", \"arg\", ...]",
+                ),
+                SpawnError::Failed(program, e) => {
+                    ProviderError::new(ErrorKind::Rejected, format!("{}: {e}", what(&program)))
+                }
+            }
+        }
+    }
+
+    /// Starts `argv` with piped standard streams, killed on drop, in a process group of
+    /// its own, so that the whole group can be killed (and a terminal's Ctrl-C reaches
+    /// only us: we decide when it stops). `setup` adds what the caller needs.
+    pub fn spawn(
+        argv: &[String],
+        setup: impl FnOnce(&mut tokio::process::Command),
+    ) -> Result<(tokio::process::Child, String), SpawnError> {
+        let Some((program, rest)) = argv.split_first() else {
+            return Err(SpawnError::Empty);
+        };
+        let mut command = tokio::process::Command::new(program);
+        command
+            .args(rest)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        #[cfg(unix)]
+        command.process_group(0);
+        setup(&mut command);
+        match command.spawn() {
+            Ok(child) => Ok((child, program.clone())),
+            Err(e) => Err(SpawnError::Failed(program.clone(), e)),
+        }
+    }
 
     /// Groups alive now, for [`stop_all`].
     static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());

@@ -1,7 +1,6 @@
 //! An MCP server started as a program: in its own process group, killed with the group
 //! when the session ends, its standard error kept for the message of a failure.
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
@@ -9,7 +8,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::task::JoinHandle;
 
 use super::reply::first_line;
-use crate::error::{ErrorKind, ProviderError};
+use crate::error::ProviderError;
 use crate::provider::command::group;
 
 /// A server started as a program. The group guard comes first, so that it is dropped
@@ -25,36 +24,15 @@ pub(super) struct Process {
 
 impl Process {
     pub(super) fn start(argv: &[String]) -> Result<Process, ProviderError> {
-        let Some((program, rest)) = argv.split_first() else {
-            return Err(ProviderError::new(
-                ErrorKind::Rejected,
-                "the command is empty: set command = [\"program\", \"arg\", ...]",
-            ));
-        };
-        let mut command = tokio::process::Command::new(program);
-        command
-            .args(rest)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        // Its own group, so that the whole group can be killed (and a terminal's Ctrl-C
-        // reaches only us: we decide when the server stops).
-        #[cfg(unix)]
-        command.process_group(0);
-        let mut child = command.spawn().map_err(|e| {
-            ProviderError::new(
-                ErrorKind::Rejected,
-                format!("cannot start the MCP server `{program}`: {e}"),
-            )
-        })?;
+        let (mut child, program) = group::spawn(argv, |_| {})
+            .map_err(|e| e.with_program(|p| format!("cannot start the MCP server `{p}`")))?;
         let group = group::Guard::new(child.id());
         let last_line = Arc::new(StdMutex::new(String::new()));
         let stderr = tokio::spawn(keep_last_line(child.stderr.take(), Arc::clone(&last_line)));
         Ok(Process {
             _group: group,
             child,
-            program: program.clone(),
+            program,
             last_line,
             stderr,
         })
