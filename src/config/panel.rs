@@ -556,13 +556,27 @@ fn resolve_http(
             (base_url, Protocol::OpenAi(dialect))
         }
     };
-    let provider = Provider::Http(Endpoint {
+    let endpoint = Endpoint {
         name: name.clone(),
         base_url,
         key,
         stream,
         headers,
         protocol,
-    });
-    Ok((provider, model, key_env, missing_key))
+    };
+    // The key goes in its own header: a configured header of the same name would be sent
+    // next to it, and which of the two a server reads is anyone's guess.
+    let key_header = endpoint.key_header_name();
+    if endpoint.key.is_some()
+        && let Some((h, _)) = endpoint
+            .headers
+            .iter()
+            .find(|(h, _)| h.eq_ignore_ascii_case(key_header))
+    {
+        return Err(ConfigError::new(format!(
+            "[providers.{name}] headers.{h}: the API key is sent in the {key_header} header already; \
+             remove this header, or the key (api_key_env) to send the header as written"
+        )));
+    }
+    Ok((Provider::Http(endpoint), model, key_env, missing_key))
 }

@@ -77,6 +77,20 @@ impl Endpoint {
     }
 
     /// One attempt of a call, without retries.
+    /// The header the key is sent in (`Authorization` for a bearer token).
+    pub fn key_header_name(&self) -> &'static str {
+        let header = match &self.protocol {
+            Protocol::OpenAi(dialect) => dialect.key_header(),
+            Protocol::Anthropic => anthropic::KEY_HEADER,
+            Protocol::Gemini => gemini::KEY_HEADER,
+            Protocol::Ollama => KeyHeader::Bearer,
+        };
+        match header {
+            KeyHeader::Bearer => "Authorization",
+            KeyHeader::Named(name) => name,
+        }
+    }
+
     pub async fn attempt(
         &self,
         transport: &Transport,

@@ -845,3 +845,60 @@ fn a_huge_fault_count_is_a_config_error_not_a_crash() {
         &["--faults 9223372036854775807 needs"],
     );
 }
+
+#[test]
+fn a_configured_header_that_the_key_would_also_set_is_refused_and_alone_sent_as_written() {
+    let server = TestServer::always(openai_ok("Final answer: 4", 5, 2));
+    let sb = Sandbox::new();
+    let headers = "headers = { authorization = \"Token gateway-7\" }";
+    let cfg = sb.write("p.toml", &config(&server, headers));
+    let args = [
+        "ask",
+        "--config",
+        cfg.to_str().unwrap(),
+        "-m",
+        "local:m",
+        "2+2?",
+    ];
+    // With the key set, two Authorization headers would go out: a config error.
+    let out = std_cmd(&sb)
+        .env("LOCAL_KEY", KEY)
+        .args(args)
+        .output()
+        .unwrap();
+    assert_config_error(
+        &out,
+        "header and key",
+        &[
+            "[providers.local] headers.authorization",
+            "Authorization header already",
+        ],
+    );
+    assert!(server.requests().is_empty(), "nothing is sent");
+    // Without a key, the configured header is the one Authorization header sent.
+    let no_key = config(&server, headers).replace("api_key_env = \"LOCAL_KEY\"\n", "");
+    let cfg = sb.write("p.toml", &no_key);
+    let args = [
+        "ask",
+        "--config",
+        cfg.to_str().unwrap(),
+        "-m",
+        "local:m",
+        "2+2?",
+    ];
+    let out = std_cmd(&sb).args(args).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let request = &server.requests()[0];
+    let sent: Vec<&str> = request
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(sent, ["Token gateway-7"]);
+}
