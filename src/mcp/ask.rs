@@ -59,6 +59,9 @@ pub struct AskParams {
     pub expect_regex: Option<String>,
     /// Which outcomes pass the check: final (default), majority or any.
     pub require: Option<String>,
+    /// With seat weights (the server's --weights or the `weights` key): use the weights
+    /// the file learned for this item category (README, "Seat weights").
+    pub category: Option<String>,
 }
 
 /// A number, given as a JSON number or as text (`"1e3"`).
@@ -104,6 +107,7 @@ pub fn ask_args(flags: &McpArgs, params: AskParams) -> Result<AskArgs, ConfigErr
     calls.max_cost = params.max_cost.or(calls.max_cost);
     calls.deadline = params.deadline.or(calls.deadline);
     args.system = params.system.or(args.system.take());
+    args.category = params.category;
     let given = [
         params.expect.is_some(),
         params.expect_number.is_some(),
@@ -430,5 +434,32 @@ mod tests {
         assert_eq!(args.calls.max_cost, Some(1.0));
         assert_eq!(args.expect.expect_number.as_deref(), Some("4"));
         assert_eq!(args.prompt.as_deref(), Some("q"));
+    }
+
+    #[test]
+    fn a_category_argument_picks_learned_weights_and_needs_a_weights_file() {
+        let params = |v| serde_json::from_value::<AskParams>(v).unwrap();
+        let flags = McpArgs {
+            models: vec!["mock:Final answer: 4".into()],
+            ..McpArgs::default()
+        };
+        let args = ask_args(&flags, params(json!({"prompt": "q", "category": "law"}))).unwrap();
+        assert_eq!(args.category.as_deref(), Some("law"));
+        // Without a weights file the run is refused as `ask --category` is.
+        let Err(e) = prepare(
+            &flags,
+            Some(
+                json!({"prompt": "q", "category": "law"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            ),
+        ) else {
+            panic!("a category without weights runs");
+        };
+        assert!(
+            e.to_string().contains("--category law picks weights"),
+            "{e}"
+        );
     }
 }
