@@ -393,6 +393,24 @@ pub struct Decision {
     pub details: Details,
 }
 
+impl Decision {
+    /// Marks the trace entries of `calls` (round, participant) as not awaited: the round
+    /// closed without them. The engine saw a failed call; the reader sees a call not
+    /// waited for.
+    pub fn mark_not_awaited<'a>(&mut self, calls: impl IntoIterator<Item = (usize, &'a str)>) {
+        for (round, name) in calls {
+            let entries = self.rounds.iter_mut().filter(|r| r.round == round);
+            for entry in entries.flat_map(|r| r.participants.iter_mut()) {
+                if entry.called && entry.participant.as_ref() == name {
+                    entry.not_awaited = true;
+                    entry.error = None;
+                    entry.latency_ms = None;
+                }
+            }
+        }
+    }
+}
+
 /// A consensus procedure, driven by the runner.
 pub trait Strategy: Send {
     /// The calls of the next round, or None when the run is over.

@@ -125,6 +125,9 @@ pub(super) struct RecordedEntry {
     pub(super) error: Option<String>,
     #[serde(default)]
     pub(super) cut: bool,
+    /// The round closed without this call (its outcome was already certain).
+    #[serde(default)]
+    pub(super) not_awaited: bool,
 }
 
 /// A recorded call's result, by (round, seat).
@@ -140,6 +143,8 @@ pub(super) struct Run {
     pub(super) calls: Calls,
     /// The round numbers the trace holds.
     pub(super) rounds: Vec<usize>,
+    /// The calls the round closed without (round, participant).
+    pub(super) not_awaited: Vec<(usize, String)>,
 }
 
 pub(super) fn invalid(why: impl std::fmt::Display) -> ConfigError {
@@ -173,12 +178,16 @@ pub(super) fn load(report: &serde_json::Value) -> Result<Run, ConfigError> {
     let params = recorded_params(&recorded, kind, n)?;
     let mut calls = Calls::new();
     let mut rounds = Vec::new();
+    let mut not_awaited = Vec::new();
     for round in &recorded.rounds {
         if rounds.contains(&round.round) {
             return Err(invalid(format!("round {} is listed twice", round.round)));
         }
         rounds.push(round.round);
         for entry in round.participants.iter().filter(|e| e.called) {
+            if entry.not_awaited {
+                not_awaited.push((round.round, entry.participant.clone()));
+            }
             let seat = *index.get(entry.participant.as_str()).ok_or_else(|| {
                 invalid(format!(
                     "round {} names {}, who is not a participant",
@@ -203,6 +212,7 @@ pub(super) fn load(report: &serde_json::Value) -> Result<Run, ConfigError> {
         kind,
         calls,
         rounds,
+        not_awaited,
     })
 }
 
@@ -269,6 +279,8 @@ pub(super) fn result(seat: usize, e: &RecordedEntry, kind: StrategyKind) -> Call
     };
     let text = e.answer.clone().unwrap_or_default();
     let mut r = match (&e.error, answered) {
+        // As the live run gave it to the engine: a failed call, not needed.
+        _ if e.not_awaited => CallResult::failed(seat, "not needed", latency),
         (Some(error), false) => CallResult {
             text,
             ..CallResult::failed(seat, error.as_str(), latency)

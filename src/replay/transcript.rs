@@ -379,10 +379,13 @@ fn report_of(run: &Run, params: &Params, replayed: &Replayed, weights: Option<In
     let interrupted = recorded.status == "interrupted"
         && (replayed.stopped_at.is_some()
             || replayed.last_round == run.rounds.iter().max().copied());
+    // The calls the recorded round closed without stay "not needed" in the trace.
+    let mut decision = replayed.decision.clone();
+    decision.mark_not_awaited(run.not_awaited.iter().map(|(r, n)| (*r, n.as_str())));
     let mut report = Report::build(
         &settings,
         &recorded.prompt,
-        &replayed.decision,
+        &decision,
         recorded.elapsed_ms,
         interrupted,
     );

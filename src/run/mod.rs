@@ -124,7 +124,12 @@ pub async fn execute_shared(
     let rounds = rounds::run(&run, strategy.as_mut(), &mut budget, &mut stop).await;
     run.progress.clear();
     let mut decision = strategy.finish();
-    mark_not_awaited(settings, &mut decision, &rounds.not_awaited);
+    decision.mark_not_awaited(
+        rounds
+            .not_awaited
+            .iter()
+            .map(|&(round, seat)| (round, settings.seats[seat].name.as_str())),
+    );
     let mut report = run.report(&decision, rounds, stop.fired());
 
     if let Some(synth) = &settings.synthesizer
@@ -136,23 +141,6 @@ pub async fn execute_shared(
         report.elapsed_ms = run.elapsed_ms();
     }
     Ok(report)
-}
-
-/// Marks the trace entries of the calls cancelled as not needed: the report shows them
-/// as such, not as failures.
-fn mark_not_awaited(settings: &Settings, decision: &mut Decision, calls: &[(usize, usize)]) {
-    for &(round, seat) in calls {
-        let name = settings.seats[seat].name.as_str();
-        let entries = decision.rounds.iter_mut().filter(|r| r.round == round);
-        for entry in entries.flat_map(|r| r.participants.iter_mut()) {
-            if entry.called && entry.participant.as_ref() == name {
-                entry.not_awaited = true;
-                // The engine saw a failed call; the reader sees a call not waited for.
-                entry.error = None;
-                entry.latency_ms = None;
-            }
-        }
-    }
 }
 
 impl<'a> Run<'a> {

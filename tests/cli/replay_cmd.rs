@@ -582,3 +582,52 @@ proptest! {
         let _ = llm_consensus::replay::from_report(&report, &ConsensusArgs::default());
     }
 }
+
+#[test]
+fn a_run_whose_round_closed_early_replays_to_the_same_decision_without_a_call() {
+    // Four scripted seats agree at once; the fifth is a server that would answer after
+    // 5 s: the round closes without it (FINAL at 4 of 5 whatever it says).
+    let slow = TestServer::always(Reply::Delayed(
+        std::time::Duration::from_secs(5),
+        Box::new(openai_ok("Final answer: Lyon", 5, 2)),
+    ));
+    let mut config = format!(
+        "[providers.local]\nkind = \"openai\"\nbase_url = \"{}/v1\"\napi_key_env = \"LOCAL_KEY\"\n\n",
+        slow.url()
+    );
+    for name in ["a", "b", "c", "d"] {
+        config += &format!(
+            "[[participants]]\nprovider = \"mock\"\nname = \"{name}\"\nscript = [ {{ output = \"Final answer: Paris\" }} ]\n\n"
+        );
+    }
+    config += "[[participants]]\nprovider = \"local\"\nmodel = \"m\"\nname = \"slow\"\n";
+    let sandbox = Sandbox::new();
+    let path = sandbox.write("panel.toml", &config);
+    let transcript = sandbox.path().join("run.json");
+    let started = std::time::Instant::now();
+    let out = sandbox
+        .cmd()
+        .env("LOCAL_KEY", KEY)
+        .args(["ask", "--json", "--seed", "3", "--config"])
+        .arg(&path)
+        .arg("--transcript")
+        .arg(&transcript)
+        .arg("Capital of France?")
+        .output()
+        .unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_eq!(entry(&report, 0, "slow")["not_awaited"], true, "{report}");
+    let recorded = Recorded {
+        sandbox,
+        transcript,
+        code: 0,
+        report,
+    };
+    let asked = slow.requests().len();
+    let (code, replayed) = replay_json(&recorded, &[]);
+    assert_eq!(code, recorded.code);
+    assert_eq!(decision(&replayed), decision(&recorded.report));
+    assert_eq!(slow.requests().len(), asked, "the replay made no call");
+}
