@@ -13,6 +13,8 @@
 //! - [`inspect`]: the `providers` command (the resolved panel, and a check call per seat);
 //! - [`mcp`]: `llm-consensus mcp`, the panel as a Model Context Protocol server;
 //! - [`plan`]: `ask --dry-run`, the worst-case calls, tokens and cost of a run;
+//! - [`eval`]: many items through one panel, the summary, FINAL's risk–coverage table;
+//! - [`weights`]: seat weights learned from a batch's answers, applied with `--weights`;
 //! - [`replay`]: measuring strategies on recorded answers of real models.
 
 #![forbid(unsafe_code)]
