@@ -64,9 +64,24 @@ pub struct EvalArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// After the batch, learn each seat's weight from the seats' answers (no expected
-    /// answer needed) and write them to FILE for --weights, counting with --resume the
-    /// items already in --out.
+    #[command(flatten)]
+    pub learn: LearnArgs,
+
+    #[command(flatten)]
+    pub consensus: ConsensusArgs,
+
+    #[command(flatten)]
+    pub calls: CallArgs,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// Learning seat weights from a batch's results (README, "Seat weights").
+#[derive(Debug, Args)]
+pub struct LearnArgs {
+    /// Learn each seat's weight from the results and write them to FILE for --weights
+    /// (with --resume, the items already in --out count too).
     #[arg(long, value_name = "FILE")]
     pub learn_weights: Option<PathBuf>,
 
@@ -81,15 +96,6 @@ pub struct EvalArgs {
         requires = "learn_weights"
     )]
     pub learn_from: LearnFrom,
-
-    #[command(flatten)]
-    pub consensus: ConsensusArgs,
-
-    #[command(flatten)]
-    pub calls: CallArgs,
-
-    #[command(flatten)]
-    pub log: LogArgs,
 }
 
 /// `--learn-from`: where learned seat weights come from.
@@ -131,18 +137,6 @@ pub struct EvalSummaryArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Learn the seats' weights from the files' results (e.g. the shards of one eval) and
-    /// write them to FILE, as eval --learn-weights does.
-    #[arg(long, value_name = "FILE")]
-    pub learn_weights: Option<PathBuf>,
-
-    /// What --learn-weights learns from: `answers` or `labels`, as for eval.
-    #[arg(
-        long,
-        value_name = "SOURCE",
-        value_enum,
-        default_value_t,
-        requires = "learn_weights"
-    )]
-    pub learn_from: LearnFrom,
+    #[command(flatten)]
+    pub learn: LearnArgs,
 }

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::consensus::StrategyKind;
 
 mod batch;
-pub use batch::{EvalArgs, EvalSummaryArgs, LearnFrom};
+pub use batch::{EvalArgs, EvalSummaryArgs, LearnArgs, LearnFrom};
 
 /// `--strategy`: the engine's names, each with its one-line description (listed in
 /// `--help` and completions), parsed by the engine's own `FromStr` so that the engine

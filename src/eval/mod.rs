@@ -124,12 +124,12 @@ pub fn main(args: EvalArgs) -> anyhow::Result<u8> {
         ..AskArgs::default()
     };
     // Calibrating needs every seat's answer on record: no round closes early.
-    ask.calls.wait_all |= args.calibrate.is_some() || args.learn_weights.is_some();
+    ask.calls.wait_all |= args.calibrate.is_some() || args.learn.learn_weights.is_some();
     let settings = Arc::new(config::resolve(&ask, &env)?);
     calibrate::check_flag(args.calibrate, Some(settings.params.strategy.name()))?;
     let batch_weights = settings.weights.clone();
     let resumed = args.out.as_deref().filter(|_| args.resume);
-    let learning = learning::start(args.learn_weights.as_deref(), &settings, resumed)?;
+    let learning = learning::start(args.learn.learn_weights.as_deref(), &settings, resumed)?;
     let require = args.require.unwrap_or_default();
     let mut summary = Summary::new();
 
@@ -172,7 +172,7 @@ pub fn main(args: EvalArgs) -> anyhow::Result<u8> {
     runtime.spawn(quit_on_ctrl_c());
     summary.wall_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
     let in_use = batch_weights.as_ref();
-    let source = args.learn_from.source();
+    let source = args.learn.learn_from.source();
     learning::conclude(&mut summary, learning, source, in_use, args.calibrate)?;
     print_summary(&summary, args.json)?;
     runtime.shutdown_background();
@@ -189,7 +189,7 @@ pub fn summarize(args: EvalSummaryArgs) -> anyhow::Result<u8> {
     let mut summary = Summary::new();
     // Ids counted once: the same file given twice, or an item in two files, counts once.
     let mut seen = HashSet::new();
-    let mut learning = learning::for_files(args.learn_weights.as_deref())?;
+    let mut learning = learning::for_files(args.learn.learn_weights.as_deref())?;
     for path in &args.files {
         let file = File::open(path).map_err(|e| {
             ConfigError::new(format!(
@@ -204,7 +204,7 @@ pub fn summarize(args: EvalSummaryArgs) -> anyhow::Result<u8> {
         })?;
         learning::read_back(&mut learning, path)?;
     }
-    let source = args.learn_from.source();
+    let source = args.learn.learn_from.source();
     learning::conclude(&mut summary, learning, source, None, args.calibrate)?;
     print_summary(&summary, args.json)?;
     Ok(summary.calibrate_gate(gate(&summary, args.min_accuracy)))
