@@ -63,6 +63,9 @@ pub(super) async fn run(
             break;
         }
         let called: Vec<usize> = calls.iter().map(|c| c.seat).collect();
+        // The round starts before its first call: the round timeout and the time a cut
+        // call waited count from here, never from after a call has already gone out.
+        let started = Instant::now();
         let mut set = JoinSet::new();
         for call in calls {
             let index = calls_made[call.seat];
@@ -81,8 +84,16 @@ pub(super) async fn run(
             strategy: (!run.settings.wait_all).then_some(&*strategy),
             seen: &mut seen,
         };
-        let (results, skipped) =
-            collect(run, set, round, &called, &mut rounds.retries, stop, early).await;
+        let (results, skipped) = collect(
+            run,
+            InFlight { set, started },
+            round,
+            &called,
+            &mut rounds.retries,
+            stop,
+            early,
+        )
+        .await;
         rounds
             .not_awaited
             .extend(skipped.into_iter().map(|seat| (round, seat)));
@@ -229,9 +240,15 @@ pub(super) const NOT_NEEDED: &str = "not needed";
 /// certain without the rest ([`early::certain`]), or the round is cut; a call that was
 /// cut is reported failed, saying why. Also the seats whose calls were cancelled because
 /// they were not needed.
+/// A round's calls, sent since `started`.
+struct InFlight {
+    set: JoinSet<(CallResult, u32)>,
+    started: Instant,
+}
+
 async fn collect(
     run: &Run<'_>,
-    mut set: JoinSet<(CallResult, u32)>,
+    in_flight: InFlight,
     round: usize,
     called: &[usize],
     retries: &mut [u32],
@@ -239,7 +256,10 @@ async fn collect(
     early: Early<'_>,
 ) -> (Vec<CallResult>, Vec<usize>) {
     let policy = &run.settings.policy;
-    let round_started = Instant::now();
+    let InFlight {
+        mut set,
+        started: round_started,
+    } = in_flight;
     // The round may close early once this many have answered.
     let needed = run.settings.params.quorum.min(called.len());
     let round_close = policy.round_timeout.map(|t| round_started + t);
