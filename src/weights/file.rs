@@ -87,7 +87,13 @@ fn within(at: &str, value: f64, hi: f64) -> Result<(), String> {
     if (0.0..=hi).contains(&value) {
         Ok(())
     } else {
-        Err(format!("{at} must be between 0 and {hi}, got {value}"))
+        // A huge number is shown as 1e308, not as its 309 digits.
+        let got = if value.abs() >= 1e9 {
+            format!("{value:e}")
+        } else {
+            value.to_string()
+        };
+        Err(format!("{at} must be between 0 and {hi}, got {got}"))
     }
 }
 
@@ -153,6 +159,9 @@ mod tests {
         let neg = r#""a": {"accuracy": 0.9, "weight": -1.0, "items": 3}"#;
         let err = parse(&file(neg, "")).unwrap_err();
         assert_eq!(err, "seats.a.weight must be between 0 and 1000000, got -1");
+        let huge = r#""a": {"accuracy": 0.5, "weight": 1e308, "items": 1}"#;
+        let err = parse(&file(huge, "")).unwrap_err();
+        assert!(err.ends_with("got 1e308"), "{err}");
         let acc = r#""a": {"accuracy": 1.5, "weight": 1.0, "items": 3}"#;
         let err = parse(&file(acc, "")).unwrap_err();
         assert!(
