@@ -19,7 +19,7 @@ use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
-use crate::common::{Sandbox, TestServer, json as json_reply, with_header};
+use crate::common::{Sandbox, TestServer, gone_soon, json as json_reply, with_header};
 
 const QUESTION: &str = "What is 2 + 2?";
 
@@ -641,27 +641,6 @@ fn ctrl_c_stops_a_command_servers_process_group() {
         let pid = std::fs::read_to_string(sb.path().join(file)).unwrap();
         assert!(gone_soon(&pid), "{file}: {} still runs", pid.trim());
     }
-}
-
-/// Whether a process runs (a zombie waiting for its reaper does not).
-fn running(pid: &str) -> bool {
-    match std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())) {
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
-        Err(_) => false,
-    }
-}
-
-fn gone_soon(pid: &str) -> bool {
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(5) {
-        if !running(pid) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
 
 /// `providers` lists an MCP seat with its kind, its tool as the model and its URL, and

@@ -400,28 +400,6 @@ fn command_config(sb: &Sandbox, argv: &[&str]) -> String {
     sb.write("panel.toml", &text).to_string_lossy().into_owned()
 }
 
-/// Whether a process runs (a zombie waiting for its reaper does not).
-fn running(pid: &str) -> bool {
-    match std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())) {
-        // The state follows the command name in parentheses.
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
-        Err(_) => false,
-    }
-}
-
-fn gone_soon(pid: &str) -> bool {
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(5) {
-        if !running(pid) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
 /// A wrapper that starts a child and waits: on timeout the whole group goes, not only
 /// the wrapper (a surviving child would keep making paid calls).
 #[test]
